@@ -1,0 +1,131 @@
+"""Settings from environment variables, read when resources are built, never at import.
+
+Every knob has a clear name and a default that makes `RECON_ENV=local` work on a fresh machine.
+Secrets (`STRIPE_API_KEY`, passwords inside DSNs) are held here but never printed: `__repr__`
+masks them so a stray log line or Dagster metadata entry cannot leak them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+LOCAL_STRIPE_API_KEY = "sk_test_recon_local_emulator"
+"""The key the local emulator accepts: a test-mode placeholder, not a secret."""
+
+DEFAULT_START_DATE = date(2024, 1, 1)
+STRIPE_DOCUMENTED_RATE_PER_S = 25.0
+"""Stripe's documented per-endpoint default (and the test-mode global limit)."""
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the variable, never its value."""
+
+
+def _mask(secret: str | None) -> str:
+    return "<unset>" if not secret else "<set>"
+
+
+@dataclass(frozen=True)
+class ReconSettings:
+    env: str
+    home: Path
+    stripe_api_key: str | None = field(repr=False)
+    stripe_api_base: str | None
+    stage_uri: str
+    start_date: date
+    stripe_rate_per_s: float
+    stripe_max_retries: int
+    stripe_windows_per_day: int
+    stripe_concurrency: int
+    ledger_dsn: str | None = field(repr=False)
+    duckdb_path: Path
+    restate_days: int
+    tolerance_days: int
+
+    @property
+    def is_local(self) -> bool:
+        return self.env == "local"
+
+    def __repr__(self) -> str:  # secrets masked, whatever dataclass would print
+        return (
+            f"ReconSettings(env={self.env!r}, home={str(self.home)!r}, "
+            f"stripe_api_key={_mask(self.stripe_api_key)}, "
+            f"stripe_api_base={self.stripe_api_base!r}, stage_uri={self.stage_uri!r}, "
+            f"start_date={self.start_date.isoformat()!r}, "
+            f"ledger_dsn={_mask(self.ledger_dsn)}, duckdb_path={str(self.duckdb_path)!r})"
+        )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ReconSettings:
+        """Build settings from `environ` (default `os.environ`), validating every value."""
+        e = os.environ if environ is None else environ
+        env = e.get("RECON_ENV", "local").strip().lower()
+        if env not in ("local", "prod"):
+            raise ConfigError(f"RECON_ENV must be 'local' or 'prod', got {env!r}")
+        home = Path(e.get("RECON_HOME") or Path.cwd() / ".recon").resolve()
+        api_key = e.get("STRIPE_API_KEY") or None
+        if env == "local" and api_key is None:
+            api_key = LOCAL_STRIPE_API_KEY
+        if env == "prod" and api_key is None:
+            raise ConfigError("STRIPE_API_KEY is required when RECON_ENV=prod")
+        stage_uri = e.get("RECON_STAGE_URI") or str(home / "stage")
+        if env == "prod" and not stage_uri.startswith("s3://"):
+            # Production runs go to ephemeral run workers: a local folder would vanish with them.
+            raise ConfigError("RECON_STAGE_URI must be an s3:// URI when RECON_ENV=prod")
+        try:
+            start = date.fromisoformat(e.get("RECON_START_DATE", DEFAULT_START_DATE.isoformat()))
+        except ValueError as exc:
+            raise ConfigError("RECON_START_DATE must be an ISO date (YYYY-MM-DD)") from exc
+        restate = _int(e, "RECON_RESTATE_DAYS", 3, minimum=0)
+        tolerance = _int(e, "RECON_TOLERANCE_DAYS", 3, minimum=0)
+        if restate < tolerance:
+            raise ConfigError(
+                "RECON_RESTATE_DAYS must be >= RECON_TOLERANCE_DAYS so every day is re-evaluated "
+                "until its status is final"
+            )
+        return cls(
+            env=env,
+            home=home,
+            stripe_api_key=api_key,
+            stripe_api_base=e.get("STRIPE_API_BASE") or None,
+            stage_uri=stage_uri,
+            start_date=start,
+            stripe_rate_per_s=_float(e, "RECON_STRIPE_RATE", STRIPE_DOCUMENTED_RATE_PER_S),
+            stripe_max_retries=_int(e, "RECON_STRIPE_MAX_RETRIES", 8, minimum=0),
+            stripe_windows_per_day=_int(e, "RECON_STRIPE_WINDOWS_PER_DAY", 8, minimum=1),
+            stripe_concurrency=_int(e, "RECON_STRIPE_CONCURRENCY", 4, minimum=1),
+            ledger_dsn=e.get("RECON_LEDGER_DSN") or None,
+            duckdb_path=Path(e.get("RECON_DUCKDB_PATH") or home / "warehouse.duckdb").resolve(),
+            restate_days=restate,
+            tolerance_days=tolerance,
+        )
+
+
+def _int(e: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+    raw = e.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be an integer") from exc
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}")
+    return value
+
+
+def _float(e: Mapping[str, str], name: str, default: float) -> float:
+    raw = e.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number") from exc
+    if value <= 0:
+        raise ConfigError(f"{name} must be > 0")
+    return value
