@@ -1,0 +1,181 @@
+"""Listing charges through the `stripe` SDK, with our own retries and rate limiting.
+
+Built on `stripe.StripeClient` with a pinned API version (so a Stripe-side default change cannot
+alter the objects we parse) and `base_addresses` from `STRIPE_API_BASE` (the emulator locally).
+The SDK is told to retry nothing: it never retries a plain 429 and honours no Retry-After, so
+every retry decision is made here, where the shared rate limiter and the counters live.
+`raw_request` hands back the body text, which the pull validates with pydantic straight from
+JSON: StripeObjects (about 1,000 charges/s) never get built.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import stripe
+
+from recon_assets.stripe.ratelimit import RateLimiter
+from recon_assets.timewindows import Window
+
+STRIPE_API_VERSION = "2026-10-28.endive"
+PAGE_LIMIT = 100
+
+
+class StripeFetchError(RuntimeError):
+    """The pull cannot go on: retry budget spent, or a request Stripe will never accept."""
+
+
+class StripeAuthError(StripeFetchError):
+    """The API key was refused. The message never contains the key."""
+
+
+@dataclass
+class FetchCounters:
+    requests: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    server_errors: int = 0
+    connection_errors: int = 0
+    bad_bodies: int = 0
+    bytes_received: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, **deltas: int) -> None:
+        with self._lock:
+            for k, v in deltas.items():
+                setattr(self, k, getattr(self, k) + v)
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "requests": self.requests,
+            "retries": self.retries,
+            "rate_limited_429": self.rate_limited,
+            "server_errors_5xx": self.server_errors,
+            "connection_errors": self.connection_errors,
+            "bad_bodies": self.bad_bodies,
+            "bytes_received": self.bytes_received,
+        }
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_retries: int = 8
+    base_s: float = 0.5
+    cap_s: float = 20.0
+
+    def backoff(self, attempt: int, rng: random.Random) -> float:
+        """Exponential backoff with full jitter (attempt counts from 1)."""
+        return rng.uniform(0, min(self.cap_s, self.base_s * 2 ** (attempt - 1)))
+
+
+@dataclass(frozen=True)
+class Page:
+    body: str
+    items: list[Any]
+    has_more: bool
+    last_id: str | None
+
+
+class ChargesClient:
+    """Fetches pages of `GET /v1/charges` for one created-window at a time. Thread-safe."""
+
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        api_base: str | None = None,
+        rate_limiter: RateLimiter | None = None,
+        retry: RetryPolicy | None = None,
+        timeout_s: float = 30.0,
+        seed: int | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        kwargs: dict[str, Any] = {
+            "stripe_version": STRIPE_API_VERSION,
+            "max_network_retries": 0,
+            "http_client": stripe.RequestsClient(timeout=timeout_s),
+        }
+        if api_base:
+            kwargs["base_addresses"] = {"api": api_base.rstrip("/")}
+        self._sdk = stripe.StripeClient(api_key, **kwargs)
+        self.limiter = rate_limiter or RateLimiter(25.0)
+        self.retry = retry or RetryPolicy()
+        self.counters = FetchCounters()
+        self._rng = random.Random(seed)
+        self._rng_lock = threading.Lock()
+        self._sleep = sleep
+
+    def __repr__(self) -> str:  # never show the key
+        return f"ChargesClient(rate={self.limiter.max_rate}/s, retries={self.retry.max_retries})"
+
+    def _jitter(self, attempt: int) -> float:
+        with self._rng_lock:
+            return self.retry.backoff(attempt, self._rng)
+
+    def list_page(self, window: Window, starting_after: str | None = None) -> Page:
+        """One page, newest first, of charges with `window.start <= created < window.end`."""
+        params: dict[str, Any] = {
+            "limit": PAGE_LIMIT,
+            "created": {"gte": window.start, "lt": window.end},
+        }
+        if starting_after:
+            params["starting_after"] = starting_after
+        attempt = 0
+        while True:
+            self.limiter.acquire()
+            self.counters.add(requests=1)
+            try:
+                resp = self._sdk.raw_request("get", "/v1/charges", **params)
+                data = resp.data
+                if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+                    raise stripe.APIError("response is not a list object", http_status=200)
+                items = data["data"]
+                self.counters.add(bytes_received=len(resp.body))
+                last = items[-1].get("id") if items and isinstance(items[-1], dict) else None
+                return Page(resp.body, items, bool(data.get("has_more")), last)
+            except stripe.AuthenticationError:
+                raise StripeAuthError(
+                    "Stripe refused the API key (HTTP 401): check STRIPE_API_KEY and that it is "
+                    "a restricted key with read access to charges"
+                ) from None
+            except stripe.PermissionError:
+                raise StripeAuthError(
+                    "the API key lacks permission to list charges (HTTP 403): grant it "
+                    "'Charges: read'"
+                ) from None
+            except stripe.RateLimitError:
+                self.counters.add(rate_limited=1)
+                wait = self._jitter(attempt + 1) + self.retry.base_s
+                self.limiter.on_rate_limited(wait)
+                reason = "HTTP 429 rate limited"
+            except stripe.APIConnectionError as exc:
+                self.counters.add(connection_errors=1)
+                reason = f"connection error: {type(exc).__name__}"
+                wait = self._jitter(attempt + 1)
+            except stripe.APIError as exc:
+                status = exc.http_status or 0
+                if status >= 500:
+                    self.counters.add(server_errors=1)
+                    reason = f"HTTP {status} from Stripe"
+                else:  # a 2xx whose body is not whole JSON: truncated or garbled in transit
+                    self.counters.add(bad_bodies=1)
+                    reason = "unreadable response body (truncated?)"
+                wait = self._jitter(attempt + 1)
+            except stripe.InvalidRequestError as exc:
+                raise StripeFetchError(
+                    f"Stripe rejected the request (HTTP {exc.http_status}, param "
+                    f"{exc.param!r}): {exc.user_message}"
+                ) from None
+            attempt += 1
+            if attempt > self.retry.max_retries:
+                raise StripeFetchError(
+                    f"gave up on GET /v1/charges for created in [{window.start}, {window.end}) "
+                    f"after {self.retry.max_retries} retries; last failure: {reason}"
+                )
+            self.counters.add(retries=1)
+            self._sleep(wait)

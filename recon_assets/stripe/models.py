@@ -1,0 +1,83 @@
+"""The parts of a Stripe Charge that reconciliation needs, validated straight from response bytes.
+
+Strict types: Stripe sends amounts as JSON integers, so an amount of `"12.50"` is a malformed
+record for the quarantine, not something to coerce. Unknown top-level fields are ignored by the
+model (new Stripe fields must not break a night's run) but counted as schema drift by the pull;
+`status` is a plain string for the same reason, with its known values listed here so drift in
+them is visible rather than fatal.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+KNOWN_STATUSES = frozenset({"succeeded", "pending", "failed"})
+
+# Every top-level field of Stripe's Charge object as of the pinned API version. A field outside
+# this set in a response is schema drift: recorded, not fatal.
+KNOWN_CHARGE_FIELDS = frozenset(
+    {
+        "id", "object", "amount", "amount_captured", "amount_refunded", "application",
+        "application_fee", "application_fee_amount", "balance_transaction", "billing_details",
+        "calculated_statement_descriptor", "captured", "created", "currency", "customer",
+        "description", "disputed", "failure_balance_transaction", "failure_code",
+        "failure_message", "fraud_details", "invoice", "level3", "livemode", "metadata",
+        "on_behalf_of", "outcome", "paid", "payment_intent", "payment_method",
+        "payment_method_details", "presentment_details", "radar_options", "receipt_email",
+        "receipt_number", "receipt_url", "refunded", "refunds", "review", "shipping", "source",
+        "source_transfer", "statement_descriptor", "statement_descriptor_suffix", "status",
+        "transfer", "transfer_data", "transfer_group",
+    }
+)  # fmt: skip
+
+
+class Outcome(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+    type: str | None = None
+
+
+class Charge(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    id: str = Field(min_length=3)
+    created: int
+    livemode: bool | None = None
+    status: str
+    paid: bool | None = None
+    captured: bool
+    refunded: bool | None = None
+    disputed: bool | None = None
+    currency: str = Field(min_length=3, max_length=3)
+    amount: int
+    amount_captured: int
+    amount_refunded: int | None = None
+    balance_transaction: str | None = None
+    customer: str | None = None
+    payment_intent: str | None = None
+    failure_code: str | None = None
+    failure_message: str | None = None
+    outcome: Outcome | None = None
+    description: str | None = None
+    metadata: dict[str, str] | None = None
+
+
+class ChargePage(BaseModel):
+    """One `GET /v1/charges` page; validating it whole is the fast path for clean pages."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    object: Literal["list"]
+    data: list[Charge]
+    has_more: bool
+
+
+class RawPage(BaseModel):
+    """The envelope alone: used when a page has bad records, to validate them one by one."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    object: Literal["list"]
+    data: list[object]
+    has_more: bool

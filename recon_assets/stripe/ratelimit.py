@@ -1,0 +1,73 @@
+"""One token bucket shared by every worker thread of a pull, aware of 429s.
+
+Stripe limits requests per account, not per connection, so parallel sub-windows must share a
+single budget. On a 429 the whole pull backs off (every worker waits out a shared cool-down) and
+the rate halves; it then climbs back additively towards the configured ceiling. That keeps a
+storm of 429s from turning into a storm of retries.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+
+class RateLimiter:
+    def __init__(
+        self,
+        rate_per_s: float,
+        burst: float | None = None,
+        *,
+        min_rate_per_s: float = 1.0,
+        recovery_per_s: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if rate_per_s <= 0:
+            raise ValueError("rate_per_s must be > 0")
+        self.max_rate = rate_per_s
+        self.rate = rate_per_s
+        self.min_rate = min(min_rate_per_s, rate_per_s)
+        self.burst = burst if burst is not None else max(1.0, rate_per_s)
+        self.recovery_per_s = recovery_per_s if recovery_per_s is not None else rate_per_s / 10
+        self._tokens = self.burst
+        self._clock, self._sleep = clock, sleep
+        self._last = clock()
+        self._cooldown_until = 0.0
+        self._lock = threading.Lock()
+        self.waited_s = 0.0
+        self.throttled = 0
+
+    def _refill(self, now: float) -> None:
+        elapsed = now - self._last
+        self._last = now
+        if elapsed > 0:
+            self.rate = min(self.max_rate, self.rate + self.recovery_per_s * elapsed)
+            self._tokens = min(self.burst, self._tokens + elapsed * self.rate)
+
+    def acquire(self) -> None:
+        """Block until one request may be sent."""
+        while True:
+            with self._lock:
+                now = self._clock()
+                self._refill(now)
+                if now < self._cooldown_until:
+                    wait = self._cooldown_until - now
+                elif self._tokens >= 1:
+                    self._tokens -= 1
+                    return
+                else:
+                    wait = (1 - self._tokens) / self.rate
+                self.waited_s += wait
+            self._sleep(wait)
+
+    def on_rate_limited(self, cooldown_s: float) -> None:
+        """A 429 arrived: slow everyone down, not just the worker that saw it."""
+        with self._lock:
+            now = self._clock()
+            self._refill(now)
+            self.throttled += 1
+            self.rate = max(self.min_rate, self.rate / 2)
+            self._tokens = min(self._tokens, 0.0)
+            self._cooldown_until = max(self._cooldown_until, now + cooldown_s)
