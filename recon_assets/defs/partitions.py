@@ -1,0 +1,16 @@
+"""The one partitioning of the project: US-Eastern business days."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import dagster as dg
+
+from recon_assets.timewindows import BUSINESS_TZ
+
+
+def daily_partitions(start_date: date) -> dg.DailyPartitionsDefinition:
+    """Day D = [D 00:00 ET, D+1 00:00 ET); the last partition is the last complete ET day."""
+    return dg.DailyPartitionsDefinition(
+        start_date=start_date.isoformat(), timezone=BUSINESS_TZ.key, end_offset=0
+    )
