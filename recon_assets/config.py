@@ -45,6 +45,8 @@ class ReconSettings:
     duckdb_path: Path
     restate_days: int
     tolerance_days: int
+    emulator_seed: int = 42
+    emulator_charges_per_day: int = 2000
 
     @property
     def is_local(self) -> bool:
@@ -80,6 +82,8 @@ class ReconSettings:
             start = date.fromisoformat(e.get("RECON_START_DATE", DEFAULT_START_DATE.isoformat()))
         except ValueError as exc:
             raise ConfigError("RECON_START_DATE must be an ISO date (YYYY-MM-DD)") from exc
+        # Locally the emulator accepts any rate; Stripe's documented limit is the prod default.
+        default_rate = 200.0 if env == "local" else STRIPE_DOCUMENTED_RATE_PER_S
         restate = _int(e, "RECON_RESTATE_DAYS", 3, minimum=0)
         tolerance = _int(e, "RECON_TOLERANCE_DAYS", 3, minimum=0)
         if restate < tolerance:
@@ -94,7 +98,7 @@ class ReconSettings:
             stripe_api_base=e.get("STRIPE_API_BASE") or None,
             stage_uri=stage_uri,
             start_date=start,
-            stripe_rate_per_s=_float(e, "RECON_STRIPE_RATE", STRIPE_DOCUMENTED_RATE_PER_S),
+            stripe_rate_per_s=_float(e, "RECON_STRIPE_RATE", default_rate),
             stripe_max_retries=_int(e, "RECON_STRIPE_MAX_RETRIES", 8, minimum=0),
             stripe_windows_per_day=_int(e, "RECON_STRIPE_WINDOWS_PER_DAY", 8, minimum=1),
             stripe_concurrency=_int(e, "RECON_STRIPE_CONCURRENCY", 4, minimum=1),
@@ -102,6 +106,8 @@ class ReconSettings:
             duckdb_path=Path(e.get("RECON_DUCKDB_PATH") or home / "warehouse.duckdb").resolve(),
             restate_days=restate,
             tolerance_days=tolerance,
+            emulator_seed=_int(e, "RECON_EMULATOR_SEED", 42, minimum=0),
+            emulator_charges_per_day=_int(e, "RECON_EMULATOR_CHARGES_PER_DAY", 2000, minimum=0),
         )
 
 

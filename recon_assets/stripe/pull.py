@@ -20,7 +20,7 @@ import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -123,6 +123,17 @@ class _Stop(Exception):
     pass
 
 
+def iter_window(client: ChargesClient, window: Window) -> Iterator[Page]:
+    """Every page of one created-window, newest first, following `starting_after` cursors."""
+    cursor: str | None = None
+    while True:
+        page = client.list_page(window, cursor)
+        yield page
+        if not page.has_more or page.last_id is None:
+            return
+        cursor = page.last_id
+
+
 def pull_charges(
     client: ChargesClient,
     store: StageStore,
@@ -158,15 +169,8 @@ def pull_charges(
 
     def fetch_window(day: date, window: Window) -> None:
         try:
-            cursor: str | None = None
-            while True:
-                if stop.is_set():
-                    return
-                page = client.list_page(window, cursor)
-                put(("page", (day, window), (page, clock())))
-                if not page.has_more or page.last_id is None:
-                    break
-                cursor = page.last_id
+            for page in iter_window(client, window):
+                put(("page", (day, window), (page, clock())))  # raises _Stop once stopped
             put(("done", day, None))
         except _Stop:
             return

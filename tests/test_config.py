@@ -1,0 +1,70 @@
+"""Settings from environment variables: defaults, validation, and secrets kept out of repr."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from recon_assets.config import LOCAL_STRIPE_API_KEY, ConfigError, ReconSettings
+
+
+def test_local_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    s = ReconSettings.from_env({})
+    assert s.env == "local" and s.is_local
+    assert s.home == tmp_path / ".recon"
+    assert s.stage_uri == str(tmp_path / ".recon" / "stage")
+    assert s.duckdb_path == tmp_path / ".recon" / "warehouse.duckdb"
+    assert s.start_date == date(2024, 1, 1)
+    assert s.stripe_api_key == LOCAL_STRIPE_API_KEY
+    assert s.stripe_api_base is None  # local: the resource starts the emulator
+
+
+def test_explicit_api_base_wins_in_every_mode() -> None:
+    for env in ("local", "prod"):
+        s = ReconSettings.from_env(
+            {
+                "RECON_ENV": env,
+                "STRIPE_API_KEY": "rk_live_x",
+                "STRIPE_API_BASE": "http://127.0.0.1:9",
+                "RECON_STAGE_URI": "s3://b/p",
+            }
+        )
+        assert s.stripe_api_base == "http://127.0.0.1:9"
+
+
+def test_prod_requires_key_and_s3_stage() -> None:
+    with pytest.raises(ConfigError, match="STRIPE_API_KEY"):
+        ReconSettings.from_env({"RECON_ENV": "prod", "RECON_STAGE_URI": "s3://b/p"})
+    with pytest.raises(ConfigError, match="RECON_STAGE_URI"):
+        ReconSettings.from_env({"RECON_ENV": "prod", "STRIPE_API_KEY": "rk_live_x"})
+
+
+@pytest.mark.parametrize(
+    ("env", "match"),
+    [
+        ({"RECON_ENV": "staging"}, "RECON_ENV"),
+        ({"RECON_START_DATE": "01/02/2024"}, "RECON_START_DATE"),
+        ({"RECON_STRIPE_RATE": "-1"}, "RECON_STRIPE_RATE"),
+        ({"RECON_RESTATE_DAYS": "2", "RECON_TOLERANCE_DAYS": "3"}, "RESTATE"),
+    ],
+)
+def test_bad_values_name_the_variable(env: dict[str, str], match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        ReconSettings.from_env(env)
+
+
+def test_secrets_never_in_repr() -> None:
+    s = ReconSettings.from_env(
+        {
+            "RECON_ENV": "prod",
+            "STRIPE_API_KEY": "rk_live_SECRET123",
+            "RECON_STAGE_URI": "s3://b/p",
+            "RECON_LEDGER_DSN": "postgresql://u:hunter2@db/ledger",
+        }
+    )
+    text = repr(s) + str(s)
+    assert "SECRET123" not in text and "hunter2" not in text
+    assert "stripe_api_key=<set>" in text
