@@ -1,0 +1,230 @@
+"""The local warehouse loader: staged Parquet into a DuckDB file, one transaction per range.
+
+DuckDB reads the manifest-named files itself (`read_parquet([...])`), so a load is one
+`INSERT ... BY NAME SELECT` at DuckDB's native Parquet speed, never rows through Python. An
+`s3://` stage cannot be read by DuckDB here (httpfs cannot be installed), so its files are
+streamed through the stage store into a temporary folder first.
+
+The DuckDB file allows one writer process at a time and dbt opens the same file right after the
+load, so every load opens its own short-lived connection and closes it before returning.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from recon_assets.stage.manifest import DayManifest
+from recon_assets.stage.store import LocalStageStore, S3StageStore, StageStore, parse_s3_uri
+from recon_assets.warehouse.loader import (
+    LOADED_AT,
+    NO_HOOKS,
+    PARTITION_COLUMN,
+    RAW_SCHEMA,
+    CountMismatchError,
+    LoadError,
+    LoadHooks,
+    LoadPlan,
+    LoadResult,
+    LoadStep,
+    build_result,
+    plan_load,
+)
+
+
+def duckdb_type(t: pa.DataType) -> str:
+    """The DuckDB column type for a staged Arrow type (the schemas use only these)."""
+    if pa.types.is_int64(t):
+        return "BIGINT"
+    if pa.types.is_int32(t):
+        return "INTEGER"
+    if pa.types.is_boolean(t):
+        return "BOOLEAN"
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return "VARCHAR"
+    if pa.types.is_date32(t):
+        return "DATE"
+    if pa.types.is_float64(t):
+        return "DOUBLE"
+    if pa.types.is_timestamp(t):
+        # An instant stays an instant: UTC-adjusted Parquet timestamps load into TIMESTAMPTZ
+        # with no session-time-zone conversion on the way in.
+        return "TIMESTAMPTZ" if t.tz is not None else "TIMESTAMP"
+    raise TypeError(f"no DuckDB mapping for Arrow type {t}")
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def create_table_sql(table: str, schema: pa.Schema) -> str:
+    """`CREATE TABLE IF NOT EXISTS` from the Arrow schema, plus `_loaded_at`."""
+    cols = [
+        f"{_q(f.name)} {duckdb_type(f.type)}{'' if f.nullable else ' NOT NULL'}" for f in schema
+    ]
+    cols.append(f"{_q(LOADED_AT)} TIMESTAMPTZ NOT NULL")
+    return f"CREATE TABLE IF NOT EXISTS {table} (\n  " + ",\n  ".join(cols) + "\n)"
+
+
+class DuckDBLoader:
+    """Loads manifest-named staged files into `raw.<dataset>` of a DuckDB file.
+
+    `db_path` is `<RECON_HOME>/warehouse.duckdb` unless RECON_DUCKDB_PATH overrides it; the
+    caller resolves it (see `ReconSettings.duckdb_path`). `hooks` is the test seam for failing a
+    load at its most delicate points. `lock_timeout_s` bounds how long a load waits for another
+    process (dbt, a second run) to release the file.
+    """
+
+    def __init__(
+        self,
+        db_path: str | Path,
+        *,
+        hooks: LoadHooks = NO_HOOKS,
+        lock_timeout_s: float = 30.0,
+        clock: Callable[[], datetime] | None = None,
+        download_dir: str | Path | None = None,
+    ) -> None:
+        self.db_path = Path(db_path)
+        self.hooks = hooks
+        self.lock_timeout_s = lock_timeout_s
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self.download_dir = download_dir
+
+    # -- public ---------------------------------------------------------------------------
+    def load(self, store: StageStore, dataset: str, days: Sequence[date]) -> LoadResult:
+        """Replace the rows of `days` (contiguous) in `raw.<dataset>` with their staged files.
+
+        Raises `MissingManifestError` before touching the warehouse when a day was not staged,
+        and `CountMismatchError` (after rolling back) when the table would not hold exactly the
+        staged rows per day.
+        """
+        plan = plan_load(store, dataset, days)
+        table = f"{RAW_SCHEMA}.{plan.dataset}"
+        with self._local_files(store, plan.manifests) as paths, self._connect() as con:
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA}")
+            con.execute(create_table_sql(table, plan.schema))
+            self._check_columns(con, plan)
+            return self._replace_range(con, plan, table, paths)
+
+    def rows_by_day(self, dataset: str, first: date, end_exclusive: date) -> dict[date, int]:
+        """Rows per `_partition_date` in `[first, end_exclusive)`, for checks and tests."""
+        with self._connect(read_only=True) as con:
+            return _count_by_day(con, f"{RAW_SCHEMA}.{dataset}", first, end_exclusive)
+
+    # -- internals ------------------------------------------------------------------------
+    def _replace_range(
+        self, con: duckdb.DuckDBPyConnection, plan: LoadPlan, table: str, paths: list[str]
+    ) -> LoadResult:
+        step = LoadStep(plan.dataset, table, plan.first, plan.end_exclusive, plan.manifests)
+        loaded_at = self._clock()
+        con.begin()
+        try:
+            con.execute(
+                f"DELETE FROM {table} WHERE {PARTITION_COLUMN} >= ? AND {PARTITION_COLUMN} < ?",
+                [plan.first, plan.end_exclusive],
+            )
+            if self.hooks.after_delete:
+                self.hooks.after_delete(step)
+            row = con.execute(
+                f"INSERT INTO {table} BY NAME "
+                f"SELECT *, ?::TIMESTAMPTZ AS {LOADED_AT} FROM read_parquet(?)",
+                [loaded_at, paths],
+            ).fetchone()
+            inserted = int(row[0]) if row else 0
+            counts = _count_by_day(con, table, plan.first, plan.end_exclusive)
+            result = build_result(plan, table, counts, inserted, loaded_at)
+            if not result.ok:
+                raise CountMismatchError(result)
+            if self.hooks.before_commit:
+                self.hooks.before_commit(step)
+            con.commit()
+        except BaseException:
+            con.rollback()
+            raise
+        return result
+
+    def _check_columns(self, con: duckdb.DuckDBPyConnection, plan: LoadPlan) -> None:
+        """An existing table must have exactly the staged columns; drift needs a migration."""
+        rows = con.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+            [RAW_SCHEMA, plan.dataset],
+        ).fetchall()
+        have = [r[0] for r in rows]
+        want = [*plan.schema.names, LOADED_AT]
+        if have != want:
+            raise LoadError(
+                f"{RAW_SCHEMA}.{plan.dataset} has columns {have}, the staged schema needs {want}; "
+                "migrate the table before loading"
+            )
+
+    @contextlib.contextmanager
+    def _connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A short-lived connection, waiting (bounded) while another process holds the file."""
+        if not read_only:
+            self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + self.lock_timeout_s
+        delay = 0.05
+        while True:
+            try:
+                con = duckdb.connect(str(self.db_path), read_only=read_only)
+                break
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower() or time.monotonic() >= deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    @contextlib.contextmanager
+    def _local_files(
+        self, store: StageStore, manifests: Sequence[DayManifest]
+    ) -> Iterator[list[str]]:
+        """Local paths of the manifest-named files: in place locally, downloaded from S3."""
+        if isinstance(store, LocalStageStore):
+            paths = [str(store.path(m.key)) for m in manifests]
+            for m, p in zip(manifests, paths, strict=True):
+                if not Path(p).is_file():
+                    raise LoadError(
+                        f"manifest of {m.dataset} on {m.day.isoformat()} names {m.key}, "
+                        "which is not on the stage"
+                    )
+            yield paths
+            return
+        with tempfile.TemporaryDirectory(prefix="recon-load-", dir=self.download_dir) as tmp:
+            paths = []
+            for i, m in enumerate(manifests):
+                target = Path(tmp) / f"{i:04d}.parquet"
+                _download(store, m.key, target)
+                paths.append(str(target))
+            yield paths
+
+
+def _download(store: StageStore, key: str, target: Path) -> None:
+    """Stream one staged file to disk (S3 in chunks; other stores through `read_bytes`)."""
+    if isinstance(store, S3StageStore):
+        bucket, full_key = parse_s3_uri(store.uri(key))
+        store.client.download_file(bucket, full_key, str(target))
+    else:
+        target.write_bytes(store.read_bytes(key))
+
+
+def _count_by_day(
+    con: duckdb.DuckDBPyConnection, table: str, first: date, end_exclusive: date
+) -> dict[date, int]:
+    rows = con.execute(
+        f"SELECT {PARTITION_COLUMN}, count(*) FROM {table} "
+        f"WHERE {PARTITION_COLUMN} >= ? AND {PARTITION_COLUMN} < ? GROUP BY 1",
+        [first, end_exclusive],
+    ).fetchall()
+    return {r[0]: int(r[1]) for r in rows}

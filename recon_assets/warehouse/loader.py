@@ -1,0 +1,271 @@
+"""What every warehouse loader shares: the datasets it may load, the per-day manifests it loads
+from, the result it returns and the errors it raises.
+
+A load replaces a contiguous range of US-Eastern days in `raw.<dataset>` in one transaction. The
+caller (a Dagster asset) compares staged and loaded rows per day in an ERROR-severity asset check,
+so the result carries both, per day, and nothing else that could leak a secret: dataset, days,
+counts, run ids and stage keys only. The loaders themselves refuse to commit when the counts
+differ, so the check is a second line of defence, not the only one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any, Protocol
+
+import pyarrow as pa
+
+from recon_assets.stage.manifest import DayManifest, read_manifest
+from recon_assets.stage.schemas import LEDGER_ENTRIES_SCHEMA, STRIPE_CHARGES_SCHEMA
+from recon_assets.stage.store import StageStore
+
+DATASETS: Mapping[str, pa.Schema] = {
+    "stripe_charges": STRIPE_CHARGES_SCHEMA,
+    "ledger_entries": LEDGER_ENTRIES_SCHEMA,
+}
+"""The datasets a loader accepts, by name. The name is also the raw table's name, so it is
+validated against this mapping before it is ever put into SQL."""
+
+RAW_SCHEMA = "raw"
+LOADED_AT = "_loaded_at"
+PARTITION_COLUMN = "_partition_date"
+
+
+class LoadError(RuntimeError):
+    """A load did not commit; the warehouse still holds the previous rows of the range."""
+
+
+class MissingManifestError(LoadError):
+    """A day of the range has no manifest: the upstream pull did not stage it.
+
+    Skipping it would delete the day's rows and load nothing, so the whole load fails instead.
+    """
+
+    def __init__(self, dataset: str, days: Sequence[date]) -> None:
+        self.dataset = dataset
+        self.days = tuple(days)
+        listed = ", ".join(d.isoformat() for d in self.days)
+        super().__init__(
+            f"no staged manifest for {dataset} on {listed}: the upstream pull did not stage "
+            f"{'this day' if len(self.days) == 1 else 'these days'}; nothing was loaded"
+        )
+
+
+class CountMismatchError(LoadError):
+    """Rows counted in the table inside the transaction differ from the manifests' rows.
+
+    Raised before COMMIT, so the mismatching rows never become visible.
+    """
+
+    def __init__(self, result: LoadResult) -> None:
+        self.result = result
+        bad = ", ".join(
+            f"{d.day.isoformat()} staged={d.staged_rows} loaded={d.loaded_rows}"
+            for d in result.mismatched_days
+        )
+        extra = (
+            ""
+            if result.inserted_rows == result.staged_total
+            else f"; inserted {result.inserted_rows} rows for {result.staged_total} staged"
+        )
+        super().__init__(
+            f"refusing to commit the load of {result.dataset}: staged != loaded ({bad or 'per day ok'}{extra}); "
+            "the previous rows are kept"
+        )
+
+
+@dataclass(frozen=True)
+class DayLoad:
+    """One day of a load: the manifest's file and both counts the asset check compares."""
+
+    day: date
+    staged_rows: int
+    loaded_rows: int
+    run_id: str
+    key: str
+
+    @property
+    def ok(self) -> bool:
+        return self.staged_rows == self.loaded_rows
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """The outcome of one committed (or refused) load of a day range of one dataset."""
+
+    dataset: str
+    table: str
+    first: date
+    end_exclusive: date
+    days: tuple[DayLoad, ...]
+    inserted_rows: int
+    loaded_at: datetime
+
+    @property
+    def staged_by_day(self) -> dict[date, int]:
+        return {d.day: d.staged_rows for d in self.days}
+
+    @property
+    def loaded_by_day(self) -> dict[date, int]:
+        return {d.day: d.loaded_rows for d in self.days}
+
+    @property
+    def staged_total(self) -> int:
+        return sum(d.staged_rows for d in self.days)
+
+    @property
+    def loaded_total(self) -> int:
+        return sum(d.loaded_rows for d in self.days)
+
+    @property
+    def mismatched_days(self) -> tuple[DayLoad, ...]:
+        return tuple(d for d in self.days if not d.ok)
+
+    @property
+    def ok(self) -> bool:
+        """Every day loaded what its manifest staged, and nothing landed outside the range."""
+        return not self.mismatched_days and self.inserted_rows == self.staged_total
+
+    def to_metadata(self) -> dict[str, Any]:
+        """Plain JSON-able values for Dagster metadata; no connection details by construction."""
+        return {
+            "dataset": self.dataset,
+            "table": self.table,
+            "first_day": self.first.isoformat(),
+            "end_exclusive": self.end_exclusive.isoformat(),
+            "rows_staged": self.staged_total,
+            "rows_loaded": self.loaded_total,
+            "rows_staged_by_day": {d.day.isoformat(): d.staged_rows for d in self.days},
+            "rows_loaded_by_day": {d.day.isoformat(): d.loaded_rows for d in self.days},
+            "run_ids_by_day": {d.day.isoformat(): d.run_id for d in self.days},
+            "loaded_at": self.loaded_at.isoformat(),
+        }
+
+
+@dataclass(frozen=True)
+class LoadStep:
+    """Where a load is, handed to the test hooks: the range and its manifests."""
+
+    dataset: str
+    table: str
+    first: date
+    end_exclusive: date
+    manifests: tuple[DayManifest, ...]
+
+
+@dataclass(frozen=True)
+class LoadHooks:
+    """Callbacks at the points of a load where a crash matters most.
+
+    They exist so tests can fail a load between its DELETE and its insert, or after the insert
+    and before COMMIT, through the loader's own API rather than by patching its internals. A hook
+    that raises aborts the load like any other failure (rollback, previous rows kept).
+    """
+
+    after_delete: Callable[[LoadStep], None] | None = None
+    before_commit: Callable[[LoadStep], None] | None = None
+
+
+NO_HOOKS = LoadHooks()
+
+
+class WarehouseLoader(Protocol):
+    """The interface the Dagster asset calls; DuckDB locally, Snowflake in production."""
+
+    def load(self, store: StageStore, dataset: str, days: Sequence[date]) -> LoadResult: ...
+
+
+@dataclass(frozen=True)
+class LoadPlan:
+    """A validated range and the manifest of every day of it, read before touching the warehouse."""
+
+    dataset: str
+    schema: pa.Schema
+    first: date
+    end_exclusive: date
+    manifests: tuple[DayManifest, ...] = field(default_factory=tuple)
+
+    @property
+    def days(self) -> list[date]:
+        return [m.day for m in self.manifests]
+
+
+def dataset_schema(dataset: str) -> pa.Schema:
+    try:
+        return DATASETS[dataset]
+    except KeyError:
+        raise ValueError(
+            f"unknown dataset {dataset!r}; expected one of {sorted(DATASETS)}"
+        ) from None
+
+
+def day_range(days: Iterable[date]) -> tuple[date, date]:
+    """`(first, end_exclusive)` of a non-empty, contiguous set of days, in any order.
+
+    A gap would make the half-open DELETE remove days that are not reloaded, so it is refused.
+    """
+    ordered = sorted(days)
+    if not ordered:
+        raise ValueError("a load needs at least one day")
+    if len(set(ordered)) != len(ordered):
+        raise ValueError("duplicate days in the load range")
+    first, last = ordered[0], ordered[-1]
+    if (last - first).days + 1 != len(ordered):
+        raise ValueError(
+            f"days {first.isoformat()}..{last.isoformat()} are not contiguous; load each "
+            "contiguous range separately"
+        )
+    return first, last + timedelta(days=1)
+
+
+def plan_load(store: StageStore, dataset: str, days: Iterable[date]) -> LoadPlan:
+    """Read every day's manifest; fail naming all days that have none, before any SQL runs."""
+    schema = dataset_schema(dataset)
+    first, end = day_range(days)
+    manifests: list[DayManifest] = []
+    missing: list[date] = []
+    d = first
+    while d < end:
+        m = read_manifest(store, dataset, d)
+        if m is None:
+            missing.append(d)
+        else:
+            if m.dataset != dataset or m.day != d:
+                raise LoadError(
+                    f"manifest for {dataset} on {d.isoformat()} names {m.dataset} on "
+                    f"{m.day.isoformat()}; refusing to load it"
+                )
+            manifests.append(m)
+        d += timedelta(days=1)
+    if missing:
+        raise MissingManifestError(dataset, missing)
+    return LoadPlan(dataset, schema, first, end, tuple(manifests))
+
+
+def build_result(
+    plan: LoadPlan,
+    table: str,
+    loaded_counts: Mapping[date, int],
+    inserted_rows: int,
+    loaded_at: datetime,
+) -> LoadResult:
+    return LoadResult(
+        dataset=plan.dataset,
+        table=table,
+        first=plan.first,
+        end_exclusive=plan.end_exclusive,
+        days=tuple(
+            DayLoad(
+                day=m.day,
+                staged_rows=m.rows,
+                loaded_rows=int(loaded_counts.get(m.day, 0)),
+                run_id=m.run_id,
+                key=m.key,
+            )
+            for m in plan.manifests
+        ),
+        inserted_rows=inserted_rows,
+        loaded_at=loaded_at,
+    )

@@ -1,0 +1,235 @@
+"""Fixtures and helpers for the warehouse loader tests: staged days, a moto S3 server and a
+fakesnow server with the test-only S3 bridge.
+
+Wire into `tests/conftest.py` with `pytest_plugins = ["tests.warehouse_fixtures"]` (or run
+`pytest -p tests.warehouse_fixtures`). Nothing here starts at import: the servers start on first
+use, once per session, and every test gets its own bucket and Snowflake database so tests never
+see each other's rows.
+
+HAZARD: fakesnow answers an unhandled statement with HTTP 500 and the connector retries. The
+connection kwargs below cap the retry budget (`network_timeout`) and every test using them must
+also carry `@pytest.mark.timeout(...)`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from recon_assets.stage.manifest import DayManifest, manifest_key, write_manifest
+from recon_assets.stage.store import StageStore
+from recon_assets.stage.writer import PartitionedParquetWriter
+from recon_assets.timewindows import day_start_utc
+from recon_assets.warehouse.loader import dataset_schema
+
+# -- staged data ----------------------------------------------------------------------------
+
+SYNCED_AT = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
+
+
+def make_row(dataset: str, day: date, i: int, salt: str) -> dict[str, Any]:
+    """A valid row of `dataset` on `day`; `salt` makes a re-staged version's rows differ."""
+    created = day_start_utc(day) + timedelta(minutes=7 * i + 1)
+    if dataset == "stripe_charges":
+        return {
+            "id": f"ch_{salt}_{day:%Y%m%d}_{i}",
+            "created": created,
+            "livemode": False,
+            "status": ("succeeded", "pending", "failed")[i % 3],
+            "paid": i % 3 == 0,
+            "captured": i % 2 == 0,
+            "refunded": False,
+            "disputed": None,
+            "currency": ("usd", "jpy", "eur")[i % 3],
+            "amount": 100 * (i + 1) + len(salt),
+            "amount_captured": 100 * (i + 1) if i % 2 == 0 else None,
+            "amount_refunded": 0,
+            "balance_transaction": None,
+            "customer": f"cus_{i}",
+            "payment_intent": None,
+            "failure_code": None,
+            "failure_message": 'it\'s "quoted", ünïcode' if i % 5 == 4 else None,
+            "outcome_type": "authorized",
+            "description": None,
+            "metadata": json.dumps({"order": i}),
+        }
+    if dataset == "ledger_entries":
+        return {
+            "id": int(f"{day:%Y%m%d}") * 10_000 + i,
+            "entry_type": "charge",
+            "external_ref": f"ch_{salt}_{day:%Y%m%d}_{i}",
+            "account": "revenue",
+            "amount_minor": 100 * (i + 1) + len(salt),
+            "currency": ("USD", "JPY", "EUR")[i % 3],
+            "posted_at": created + timedelta(hours=2),
+            "created_at": created,
+            "updated_at": created,
+        }
+    raise ValueError(dataset)
+
+
+def stage_days(
+    store: StageStore,
+    dataset: str,
+    rows_by_day: Mapping[date, int],
+    run_id: str,
+    salt: str = "a",
+) -> dict[date, DayManifest]:
+    """Stage each day (0 rows allowed) with the real writer and publish its manifest."""
+    writer = PartitionedParquetWriter(
+        store, dataset, dataset_schema(dataset), run_id, row_group_rows=500
+    )
+    try:
+        for day, n in sorted(rows_by_day.items()):
+            writer.begin_day(day)
+            for i in range(n):
+                writer.append_row(day, make_row(dataset, day, i, salt), SYNCED_AT)
+        staged = writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+    return {
+        s.day: write_manifest(store, s, run_id, quarantined=0, written_at=SYNCED_AT.isoformat())
+        for s in staged
+    }
+
+
+def rewrite_manifest(store: StageStore, manifest: DayManifest, **changes: Any) -> DayManifest:
+    """Publish a manifest that disagrees with its file (a wrong count, another key)."""
+    fields = {**manifest.__dict__, **changes}
+    m = DayManifest(**fields)
+    with store.open_atomic(manifest_key(m.dataset, m.day)) as fh:
+        fh.write(m.to_json().encode())
+    return m
+
+
+def days_from(first: date, n: int) -> list[date]:
+    return [first + timedelta(days=i) for i in range(n)]
+
+
+# -- moto S3 --------------------------------------------------------------------------------
+
+AWS_TEST_CREDENTIALS = {
+    "aws_access_key_id": "testing",
+    "aws_secret_access_key": "testing",
+    "region_name": "us-east-1",
+}
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """One moto S3 server per session on a free port; its endpoint URL."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+def boto3_s3_client(endpoint: str) -> Any:
+    import boto3
+
+    return boto3.client("s3", endpoint_url=endpoint, **AWS_TEST_CREDENTIALS)
+
+
+@pytest.fixture
+def s3_client(moto_endpoint: str) -> Any:
+    return boto3_s3_client(moto_endpoint)
+
+
+@pytest.fixture
+def s3_bucket(s3_client: Any) -> str:
+    """A fresh bucket per test, so staged keys never collide across tests."""
+    name = f"recon-test-{uuid.uuid4().hex[:12]}"
+    s3_client.create_bucket(Bucket=name)
+    return name
+
+
+# -- fakesnow -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def fakesnow_server(moto_endpoint: str) -> Iterator[dict[str, Any]]:
+    """A fakesnow server (uvicorn thread) whose DuckDB reads `s3://` from moto.
+
+    Started here rather than with `fakesnow.server()`: importing the module `fakesnow.server`
+    shadows that function, and binding our own socket gives a race-free free port. Yields the
+    connector kwargs (host/port/protocol http) shared by every test.
+    """
+    import uvicorn
+
+    from tests.s3_bridge import BotoS3FileSystem
+
+    fs_server = importlib.import_module("fakesnow.server")
+    fs_server.shared_fs.duck_conn.register_filesystem(
+        BotoS3FileSystem(boto3_s3_client(moto_endpoint))
+    )
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(fs_server.app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="fakesnow", daemon=True
+    )
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("fakesnow server did not start")
+        time.sleep(0.05)
+    try:
+        yield {
+            "user": "fake",
+            "password": "snow",
+            "account": "fakesnow",
+            "host": "127.0.0.1",
+            "port": port,
+            "protocol": "http",
+            "session_parameters": {"CLIENT_OUT_OF_BAND_TELEMETRY_ENABLED": False},
+            # Caps the connector's retries of fakesnow's HTTP 500s (see module docstring).
+            "network_timeout": 15,
+            "login_timeout": 15,
+        }
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+@pytest.fixture
+def snowflake_database() -> str:
+    """A database name of this test's own (fakesnow shares one DuckDB across sessions)."""
+    return f"RECON_TEST_{uuid.uuid4().hex[:10].upper()}"
+
+
+@pytest.fixture
+def snowflake_connect(
+    fakesnow_server: dict[str, Any], snowflake_database: str
+) -> Callable[[], contextlib.AbstractContextManager[Any]]:
+    """A connection factory like `SnowflakeResource.get_connection`: a fresh, closed-after use."""
+    import snowflake.connector
+
+    @contextlib.contextmanager
+    def connect() -> Iterator[Any]:
+        conn = snowflake.connector.connect(**fakesnow_server, database=snowflake_database)
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    return connect
