@@ -1,0 +1,68 @@
+{#-
+  The incremental window of the marts, from `--vars` (recon_assets.warehouse.dbt_vars):
+  `min_reporting_date` (inclusive) and `max_reporting_date_exclusive`, US-Eastern dates.
+  Half-open on purpose: a range is `>= min and < max`, never `between`.
+  Without both vars there is no window and a build covers every day.
+-#}
+{% macro reporting_window() -%}
+    {%- set lo = var('min_reporting_date', none) -%}
+    {%- set hi = var('max_reporting_date_exclusive', none) -%}
+    {%- if lo is none and hi is none -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- if lo is none or hi is none -%}
+        {{ exceptions.raise_compiler_error("vars min_reporting_date and max_reporting_date_exclusive go together; got only one") }}
+    {%- endif -%}
+    {%- set date_re = '^[0-9]{4}-[0-9]{2}-[0-9]{2}$' -%}
+    {%- if not modules.re.match(date_re, lo | string) or not modules.re.match(date_re, hi | string) -%}
+        {{ exceptions.raise_compiler_error("reporting window vars must be ISO dates (YYYY-MM-DD), got " ~ lo ~ " and " ~ hi) }}
+    {%- endif -%}
+    {%- if (hi | string) <= (lo | string) -%}
+        {{ exceptions.raise_compiler_error("max_reporting_date_exclusive (" ~ hi ~ ") must be after min_reporting_date (" ~ lo ~ ")") }}
+    {%- endif -%}
+    {{ return({'min': lo | string, 'max_exclusive': hi | string}) }}
+{%- endmacro %}
+
+
+{# `where` clause limiting an incremental run to the window; empty on full builds. #}
+{% macro reporting_window_filter(column='reporting_date') -%}
+    {%- set w = recon.reporting_window() -%}
+    {%- if w is not none and is_incremental() -%}
+        where {{ column }} >= cast('{{ w.min }}' as date)
+          and {{ column }} < cast('{{ w.max_exclusive }}' as date)
+    {%- endif -%}
+{%- endmacro %}
+
+
+{#
+  Pre-hook of the marts: on an incremental run, clear the whole window first. delete+insert on
+  `reporting_date` alone only replaces days that still have rows, so a day whose last row went
+  away (an orphan ledger entry whose charge arrived later) would keep a stale row. On DuckDB the
+  hook runs in the model's transaction, so readers never see the window empty.
+#}
+{% macro clear_reporting_window() -%}
+    {%- set w = recon.reporting_window() -%}
+    {%- if w is not none and is_incremental() -%}
+        delete from {{ this }}
+        where reporting_date >= cast('{{ w.min }}' as date)
+          and reporting_date < cast('{{ w.max_exclusive }}' as date)
+    {%- else -%}
+        select 1 as recon_no_window_to_clear
+    {%- endif -%}
+{%- endmacro %}
+
+
+{# T, the tolerance in days, validated as a non-negative integer. #}
+{% macro tolerance_days() -%}
+    {%- set raw = var('tolerance_days', 3) -%}
+    {%- if not modules.re.match('^[0-9]+$', raw | string) -%}
+        {{ exceptions.raise_compiler_error("var tolerance_days must be a non-negative integer, got " ~ raw) }}
+    {%- endif -%}
+    {{ return(raw | int) }}
+{%- endmacro %}
+
+
+{# Break statuses: everything except matched, not_booked and pending_*. #}
+{% macro is_break(status_column) -%}
+    ({{ status_column }} not in ('matched', 'not_booked', 'pending_in_stripe', 'pending_in_ledger'))
+{%- endmacro %}

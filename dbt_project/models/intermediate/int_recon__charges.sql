@@ -1,0 +1,87 @@
+{#-
+  Each Stripe charge with its ledger side and its recon_status: the rules table of DESIGN.md,
+  first rule that applies. Stripe statuses other than pending and succeeded (failed, or an unknown
+  one after schema drift) count as "not succeeded", so every charge gets exactly one status.
+  T is 24-hour days (macros/time.sql, add_days).
+-#}
+with charges as (
+
+    select * from {{ ref('stg_stripe__charges') }}
+
+),
+
+ledger as (
+
+    select * from {{ ref('int_ledger__entries_by_charge') }}
+
+),
+
+as_of as (
+
+    select * from {{ ref('int_recon__as_of') }}
+
+),
+
+joined as (
+
+    select
+        c.charge_id,
+        c.created_at,
+        c.created_date_et,
+        c.status,
+        c.captured,
+        c.currency,
+        c.amount_captured,
+        c.synced_at,
+        {{ recon.add_days('c.created_at', 'a.tolerance_days') }} as booking_deadline,
+        a.as_of,
+        a.tolerance_days,
+        coalesce(l.ledger_entry_count, 0) as ledger_entry_count,
+        l.ledger_entry_ids,
+        l.ledger_amount,
+        l.ledger_currency,
+        l.ledger_currency_max,
+        l.last_posted_at
+    from charges as c
+    cross join as_of as a
+    left join ledger as l
+        on l.charge_id = c.charge_id
+
+)
+
+select
+    created_date_et as reporting_date,
+    charge_id,
+    ledger_entry_ids,
+    case
+        when status = 'pending'
+            then 'pending_in_stripe'
+        when not (status = 'succeeded' and coalesce(captured, false))
+            then case when ledger_entry_count = 0 then 'not_booked' else 'unexpected_ledger_entry' end
+        when ledger_entry_count = 0
+            then case
+                when as_of is null or booking_deadline > as_of then 'pending_in_ledger'
+                else 'missing_in_ledger'
+            end
+        when ledger_entry_count > 1
+            then 'duplicate_in_ledger'
+        when ledger_currency <> currency
+            then 'currency_mismatch'
+        when ledger_amount is distinct from amount_captured
+            then 'amount_mismatch'
+        when last_posted_at > booking_deadline
+            then 'late_posting'
+        else 'matched'
+    end as recon_status,
+    currency,
+    amount_captured as stripe_amount,
+    ledger_amount,
+    synced_at as charge_synced_at,
+    created_at as charge_created_at,
+    status as stripe_status,
+    captured as stripe_captured,
+    ledger_entry_count,
+    last_posted_at as ledger_posted_at,
+    booking_deadline,
+    as_of as recon_as_of
+from joined
