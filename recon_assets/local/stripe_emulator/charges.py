@@ -1,0 +1,547 @@
+"""Charge objects: every field of Stripe's current Charge, rendered straight to JSON text.
+
+The server's hot path is "text of charge at position g", so a charge is rendered from one `%`
+template whose variable parts come from a 64-byte BLAKE2b digest of (seed, day, index) and from
+fragments pre-rendered once per generator (customers, cards, outcomes). No dict is built and
+nothing is `json.dumps`ed per charge: that is what keeps the emulator far ahead of any client.
+`ChargeGenerator.iter_charges` and `get` parse that same text, so the Python view can never drift
+from what the server sends.
+
+What a charge looks like depends on `now`: pending charges resolve, refunds and disputes land,
+each at a seeded delay of 1..72 hours after `created`; everything else is fixed at creation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+
+from recon_assets.local.stripe_emulator.config import EmulatorConfig
+from recon_assets.local.stripe_emulator.ids import (
+    ALNUM_TABLE,
+    ALPHABET,
+    CHARGE_PREFIX,
+    day_prefix,
+    split_charge_id,
+)
+from recon_assets.local.stripe_emulator.timeline import Timeline
+
+HOUR = 3600
+_DELAY_SPAN = 71 * HOUR + 1
+"""Late changes land 1 h + (0..71 h) after `created`: within the pipeline's 3-day re-statement."""
+
+# Shares out of 65536 (16 bits of the digest), cumulative.
+_P_PENDING_FOREVER = 655  # 1 %: bank debits that never settle
+_P_PENDING_RESOLVES = 2621  # 3 %: settle 1..72 h later, 85 % succeeded, 15 % failed
+_P_FAILED = 6554  # 6 %
+_P_UNCAPTURED = 7864  # 2 %: authorizations never captured
+_P_PARTIAL = 9175  # 2 %: captured for less than authorized
+_P_REFUND = 3277  # 5 % of captured charges get a refund (half full, half partial)
+_P_DISPUTE = 524  # 0.8 % of captured charges get disputed
+_P_PRESENTMENT = 8  # of 256: ~3 % of USD charges were presented in another currency
+
+CURRENCY_WEIGHTS = {"usd": 70, "eur": 10, "gbp": 7, "cad": 6, "jpy": 4, "krw": 3}
+ZERO_DECIMAL = frozenset({"jpy", "krw"})
+_PRESENTMENT_FX = (("eur", 0.92), ("gbp", 0.79), ("cad", 1.36), ("jpy", 151.0))
+_CHANNELS = ("web", "ios", "android", "pos")
+_P2 = [a + b for a in ALPHABET for b in ALPHABET]
+"""Two base-62 digits per entry: the index part of an id in two lookups instead of a loop."""
+
+CHARGE_TEMPLATE = (
+    '{"id":"ch_%s","object":"charge","amount":%d,"amount_captured":%d,"amount_refunded":%d,'
+    '"application":null,"application_fee":null,"application_fee_amount":null,'
+    '"balance_transaction":%s,"billing_details":%s,'
+    '"calculated_statement_descriptor":"RECON DEMO","captured":%s,"created":%d,"currency":"%s",'
+    '"customer":"%s","description":%s,"disputed":%s,"failure_balance_transaction":null,'
+    '"failure_code":%s,"failure_message":%s,"fraud_details":{},"livemode":false,'
+    '"metadata":{"order_id":"ord_%s","channel":"%s"},"on_behalf_of":null,"outcome":%s,'
+    '"paid":%s,"payment_intent":"pi_%s","payment_method":"%s","payment_method_details":{"card":'
+    '{"amount_authorized":%d,"authorization_code":%s,%s"network_transaction_id":"%s",'
+    '"overcapture":{"maximum_amount_capturable":%d,"status":"unavailable"},%s},"type":"card"},'
+    '%s"radar_options":{},"receipt_email":%s,"receipt_number":null,'
+    '"receipt_url":"https://pay.stripe.com/receipts/payment/CAcaFwoVYWNjdF8xUmVjb24%s",'
+    '"refunded":%s,"review":null,"shipping":%s,"source_transfer":null,'
+    '"statement_descriptor":null,"statement_descriptor_suffix":null,"status":"%s",'
+    '"transfer_data":null,"transfer_group":null}'
+)
+
+_OUTCOME_OK = (
+    '{"advice_code":null,"network_advice_code":null,"network_decline_code":null,'
+    '"network_status":"approved_by_network","reason":null,"risk_level":"%s","risk_score":%d,'
+    '"seller_message":"Payment complete.","type":"authorized"}'
+)
+_OUTCOME_DECLINED = (
+    '{"advice_code":"%s","network_advice_code":null,"network_decline_code":"%s",'
+    '"network_status":"declined_by_network","reason":"%s","risk_level":"normal","risk_score":%d,'
+    '"seller_message":"%s","type":"issuer_declined"}'
+)
+_OUTCOME_BLOCKED = (
+    '{"advice_code":"do_not_try_again","network_advice_code":null,"network_decline_code":null,'
+    '"network_status":"not_sent_to_network","reason":"highest_risk_level","risk_level":"highest",'
+    '"risk_score":%d,"seller_message":"Stripe blocked this payment as too risky.",'
+    '"type":"blocked"}'
+)
+# (failure_code, failure_message, advice_code, network decline code, reason, seller message)
+_DECLINES = (
+    ("card_declined", "Your card was declined.", "try_again_later", "05", "generic_decline",
+     "The bank did not return any further details with this decline."),
+    ("card_declined", "Your card has insufficient funds.", "try_again_later", "51",
+     "insufficient_funds", "The bank returned the decline code `insufficient_funds`."),
+    ("expired_card", "Your card has expired.", "do_not_try_again", "54", "expired_card",
+     "The bank returned the decline code `expired_card`."),
+    ("incorrect_cvc", "Your card's security code is incorrect.", "confirm_card_data", "N7",
+     "incorrect_cvc", "The bank returned the decline code `incorrect_cvc`."),
+    ("card_declined", "Your card was declined.", "do_not_try_again", "05", "do_not_honor",
+     "The bank returned the decline code `do_not_honor`."),
+    ("processing_error", "An error occurred while processing your card. Try again in a little bit.",
+     "try_again_later", "96", "processing_error",
+     "The bank returned the decline code `processing_error`."),
+    ("card_declined", "Your card was declined.", "try_again_later", "05", "generic_decline",
+     "The bank did not return any further details with this decline."),
+)  # fmt: skip
+
+_FIRST = [
+    "James",
+    "Mary",
+    "Robert",
+    "Patricia",
+    "John",
+    "Jennifer",
+    "Michael",
+    "Linda",
+    "David",
+    "Elizabeth",
+    "William",
+    "Barbara",
+    "Richard",
+    "Susan",
+    "Joseph",
+    "Jessica",
+    "Thomas",
+    "Sarah",
+    "Charles",
+    "Karen",
+    "Daniel",
+    "Nancy",
+    "Matthew",
+    "Lisa",
+    "Anthony",
+    "Betty",
+    "Mark",
+    "Sandra",
+    "Zoë",
+    "José",
+    "Søren",
+    "Chloé",
+    "Łukasz",
+    "Renée",
+]
+_LAST = [
+    "Smith",
+    "Johnson",
+    "Williams",
+    "Brown",
+    "Jones",
+    "Garcia",
+    "Miller",
+    "Davis",
+    "Rodriguez",
+    "Martinez",
+    "Hernandez",
+    "Lopez",
+    "Gonzalez",
+    "Wilson",
+    "Anderson",
+    "Thomas",
+    "Taylor",
+    "Moore",
+    "Jackson",
+    "Martin",
+    "Lee",
+    "Perez",
+    "Thompson",
+    "White",
+    "Harris",
+    "Sanchez",
+    "Clark",
+    "O'Brien",
+    "Nuñez",
+    "Müller",
+]
+# currency -> (country, [(city, state, postal code)])
+_PLACES: dict[str, list[tuple[str, str | None, str, str]]] = {
+    "usd": [("US", "NY", "New York", "10001"), ("US", "CA", "San Francisco", "94103"),
+            ("US", "TX", "Austin", "73301"), ("US", "IL", "Chicago", "60601"),
+            ("US", "WA", "Seattle", "98101"), ("US", "FL", "Miami", "33101")],
+    "eur": [("DE", None, "Berlin", "10115"), ("FR", None, "Paris", "75001"),
+            ("NL", None, "Amsterdam", "1011"), ("ES", None, "Madrid", "28001"),
+            ("IT", None, "Milano", "20121"), ("IE", "D", "Dublin", "D02")],
+    "gbp": [("GB", None, "London", "SW1A 1AA"), ("GB", None, "Manchester", "M1 1AE")],
+    "cad": [("CA", "ON", "Toronto", "M5H 2N2"), ("CA", "QC", "Montréal", "H2Y 1C6"),
+            ("CA", "BC", "Vancouver", "V6B 1A1")],
+    "jpy": [("JP", "Tokyo", "Chiyoda-ku", "100-0001"), ("JP", "Osaka", "Kita-ku", "530-0001")],
+    "krw": [("KR", "Seoul", "Gangnam-gu", "06000"), ("KR", "Busan", "Haeundae-gu", "48000")],
+}  # fmt: skip
+_BRANDS = (("visa", 55), ("mastercard", 30), ("amex", 10), ("discover", 5))
+CUSTOMERS_PER_CURRENCY = 256
+
+
+@dataclass(frozen=True)
+class _Customer:
+    """Pre-rendered JSON fragments of one customer and their saved card."""
+
+    customer: str
+    payment_method: str
+    billing_details: str
+    receipt_email: str
+    shipping: str
+    card_head: str
+    card_tail: str
+
+
+def _j(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _rand_alnum(rng: random.Random, n: int) -> str:
+    return "".join(rng.choice(ALPHABET) for _ in range(n))
+
+
+def _build_customers(seed: int, currency: str) -> list[_Customer]:
+    rng = random.Random(f"customers:{seed}:{currency}")
+    out = []
+    for _ in range(CUSTOMERS_PER_CURRENCY):
+        first, last = rng.choice(_FIRST), rng.choice(_LAST)
+        country, state, city, postal = rng.choice(_PLACES[currency])
+        email = f"{first}.{last}{rng.randint(1, 999)}@example.com".lower().replace("'", "")
+        address = {
+            "city": city,
+            "country": country,
+            "line1": f"{rng.randint(1, 9999)} {rng.choice(_LAST)} Street",
+            "line2": rng.choice([None, None, None, f"Apt {rng.randint(1, 99)}"]),
+            "postal_code": postal,
+            "state": state,
+        }
+        billing = {
+            "address": address,
+            "email": email,
+            "name": f"{first} {last}",
+            "phone": rng.choice([None, f"+1555{rng.randint(1000000, 9999999)}"]),
+            "tax_id": None,
+        }
+        shipping = {
+            "address": address,
+            "carrier": rng.choice([None, "UPS", "USPS", "DHL"]),
+            "name": f"{first} {last}",
+            "phone": None,
+            "tracking_number": None,
+        }
+        brand = rng.choices([b for b, _ in _BRANDS], [w for _, w in _BRANDS])[0]
+        if currency == "jpy" and rng.random() < 0.4:
+            brand = "jcb"
+        addr_check = rng.choice(["pass", "pass", "pass", "unavailable", "unchecked", None])
+        wallet_kind = rng.choices([None, "apple_pay", "google_pay"], [80, 12, 8])[0]
+        wallet = (
+            None
+            if wallet_kind is None
+            else {
+                wallet_kind: {"type": wallet_kind} if wallet_kind == "apple_pay" else {},
+                "dynamic_last4": f"{rng.randint(0, 9999):04d}",
+                "type": wallet_kind,
+            }
+        )
+        card_head = (
+            _j(
+                {
+                    "brand": brand,
+                    "checks": {
+                        "address_line1_check": addr_check,
+                        "address_postal_code_check": addr_check,
+                        "cvc_check": rng.choice(["pass", "pass", "pass", "pass", "unchecked"]),
+                    },
+                    "country": country,
+                    "exp_month": rng.randint(1, 12),
+                    "exp_year": rng.randint(2025, 2032),
+                    "extended_authorization": {"status": "disabled"},
+                    "fingerprint": _rand_alnum(rng, 16),
+                    "funding": rng.choices(["credit", "debit", "prepaid"], [60, 35, 5])[0],
+                    "incremental_authorization": {"status": "unavailable"},
+                    "installments": None,
+                    "last4": f"{rng.randint(0, 9999):04d}",
+                    "mandate": None,
+                    "multicapture": {"status": "unavailable"},
+                    "network": brand,
+                    "network_token": {"used": False},
+                }
+            )[1:-1]
+            + ","
+        )
+        card_tail = _j(
+            {"regulated_status": rng.choice(["unregulated", "regulated"]),
+             "three_d_secure": None, "wallet": wallet}
+        )[1:-1]  # fmt: skip
+        out.append(
+            _Customer(
+                customer="cus_" + _rand_alnum(rng, 14),
+                payment_method="pm_1" + _rand_alnum(rng, 23),
+                billing_details=_j(billing),
+                receipt_email=_j(email if rng.random() < 0.7 else None),
+                shipping=_j(shipping),
+                card_head=card_head,
+                card_tail=card_tail,
+            )
+        )
+    return out
+
+
+def _amount_table(seed: int, currency: str) -> list[int]:
+    """4096 realistic amounts in minor units (whole units for zero-decimal currencies)."""
+    rng = random.Random(f"amounts:{seed}:{currency}")
+    out = []
+    for _ in range(4096):
+        if currency == "jpy":
+            a = int(min(max(rng.lognormvariate(math.log(4500), 1.0), 500), 200_000)) // 10 * 10
+        elif currency == "krw":
+            a = int(min(max(rng.lognormvariate(math.log(45000), 1.0), 5000), 2_000_000))
+            a = a // 100 * 100
+        else:
+            a = int(min(max(rng.lognormvariate(math.log(3500), 1.1), 50), 500_000))
+            if rng.random() < 0.5:
+                a = max(99, a // 100 * 100 + 99)  # $19.99-style prices
+        out.append(a)
+    return out
+
+
+class ChargeGenerator:
+    """The emulated account's charges: deterministic from the config, generated on demand.
+
+    Positions are ranks in the total order (created, id), ascending; see `timeline`. Only charges
+    with `created <= now` exist.
+    """
+
+    def __init__(self, cfg: EmulatorConfig) -> None:
+        self.cfg = cfg
+        self.timeline = Timeline(cfg.seed, cfg.charges_per_day, cfg.start_date, cfg.end_date)
+        seed = cfg.seed
+        cur_rng = random.Random(f"currency-table:{seed}")
+        names = list(CURRENCY_WEIGHTS)
+        self._currency_of = cur_rng.choices(names, list(CURRENCY_WEIGHTS.values()), k=1024)
+        self._customers = {c: _build_customers(seed, c) for c in names}
+        self._amounts = {c: _amount_table(seed, c) for c in names}
+        # Stripe's levels: normal below 65, elevated 65..74; "highest" (75+) is blocked by default.
+        self._outcome_ok = [
+            _OUTCOME_OK % ("normal" if s < 65 else "elevated", s) for s in range(75)
+        ]
+        self._hashers: list[hashlib._Hash | None] = [None] * len(self.timeline.days)
+        self._prefixes = [day_prefix(d) for d in self.timeline.days]
+
+    # -- clock and visibility ---------------------------------------------------------------
+
+    def now(self) -> int:
+        return self.cfg.now if self.cfg.now is not None else int(time.time())
+
+    def visible_end(self, now: int) -> int:
+        """One past the last position that exists at `now`."""
+        return self.timeline.lower(now + 1)
+
+    def bounds(self, gte: int | None, lt: int | None, now: int) -> tuple[int, int]:
+        """Positions [lo, hi) of existing charges with gte <= created < lt (None: unbounded)."""
+        tl = self.timeline
+        lo = 0 if gte is None else tl.lower(gte)
+        hi = self.visible_end(now)
+        if lt is not None:
+            hi = min(hi, tl.lower(lt))
+        return lo, max(lo, hi)
+
+    # -- ids --------------------------------------------------------------------------------
+
+    def _digest(self, k: int, i: int) -> bytes:
+        h = self._hashers[k]
+        if h is None:
+            h = hashlib.blake2b(digest_size=64, person=b"recon-charge")
+            h.update(f"{self.cfg.seed}:{self.timeline.days[k].toordinal()}:".encode())
+            self._hashers[k] = h
+        h = h.copy()
+        h.update(i.to_bytes(4, "little"))
+        return h.digest()
+
+    def charge_id(self, g: int) -> str:
+        k, i = self.timeline.locate(g)
+        dig = self._digest(k, i)
+        return (
+            CHARGE_PREFIX
+            + self._prefixes[k]
+            + _P2[i // 3844]
+            + _P2[i % 3844]
+            + dig[:16].translate(ALNUM_TABLE).decode()
+        )
+
+    def position_of(self, charge_id: str, now: int | None = None) -> int | None:
+        """The position an id stands for, or None if no such charge exists (at `now`)."""
+        parts = split_charge_id(charge_id)
+        if parts is None:
+            return None
+        day, i, check = parts
+        k = self.timeline.day_index(day)
+        if k is None or i >= self.timeline.counts[k]:
+            return None
+        if self._digest(k, i)[:16].translate(ALNUM_TABLE).decode() != check:
+            return None
+        g = self.timeline.position(k, i)
+        if g >= self.visible_end(self.now() if now is None else now):
+            return None
+        return g
+
+    @staticmethod
+    def decode_id(charge_id: str) -> tuple[date, int] | None:
+        """(day, index inside the day) an id encodes, without checking that it exists."""
+        parts = split_charge_id(charge_id)
+        return None if parts is None else (parts[0], parts[1])
+
+    # -- rendering --------------------------------------------------------------------------
+
+    def render_span(self, g0: int, g1: int, now: int) -> list[str]:
+        """JSON texts of positions [g0, g1), ascending."""
+        out: list[str] = []
+        tl = self.timeline
+        g = g0
+        while g < g1:
+            k, i = tl.locate(g)
+            n = min(tl.counts[k] - i, g1 - g)
+            ts = tl.timestamps(k)
+            render = self._render
+            out.extend(render(k, j, ts[j], now) for j in range(i, i + n))
+            g += n
+        return out
+
+    def _render(self, k: int, i: int, created: int, now: int) -> str:
+        dig = self._digest(k, i)
+        body = (
+            self._prefixes[k]
+            + _P2[i // 3844]
+            + _P2[i % 3844]
+            + dig[:16].translate(ALNUM_TABLE).decode()
+        )
+        tails = dig[16:32].translate(ALNUM_TABLE).decode()
+        h = int.from_bytes(dig[32:], "little")
+        currency = self._currency_of[(h >> 16) & 0x3FF]
+        cust = self._customers[currency][(h >> 26) & 0xFF]
+        amount = self._amounts[currency][(h >> 34) & 0xFFF]
+        scen = h & 0xFFFF
+        age = now - created
+
+        status = "succeeded"
+        captured = True
+        amount_captured = amount
+        failure = None
+        if scen < _P_PENDING_RESOLVES:
+            status = "pending"
+            if scen >= _P_PENDING_FOREVER and age >= HOUR + ((h >> 46) & 0x3FFFF) % _DELAY_SPAN:
+                status = "succeeded" if ((h >> 64) & 0xFF) < 218 else "failed"
+        elif scen < _P_FAILED:
+            status = "failed"
+        elif scen < _P_UNCAPTURED:
+            captured = False
+            amount_captured = 0
+        elif scen < _P_PARTIAL:
+            pct = 50 + ((h >> 72) & 0x3F) % 46
+            amount_captured = max(1, amount * pct // 100)
+
+        amount_refunded = 0
+        disputed = False
+        risk = ((h >> 80) & 0x7F) % 100
+        if status == "failed":
+            captured = False
+            amount_captured = 0
+            variant = ((h >> 88) & 0x7) % 8
+            if variant == 7:
+                failure = ("card_declined", "Your card was declined.")
+                outcome = _OUTCOME_BLOCKED % (75 + risk % 25)
+            else:
+                code, msg, advice, ndc, reason, seller = _DECLINES[variant]
+                failure = (code, msg)
+                outcome = _OUTCOME_DECLINED % (advice, ndc, reason, risk % 65, seller)
+        else:
+            outcome = self._outcome_ok[risk % 75]
+            if status == "succeeded" and captured:
+                if ((h >> 96) & 0xFFFF) < _P_REFUND and age >= HOUR + (
+                    (h >> 112) & 0x3FFFF
+                ) % _DELAY_SPAN:
+                    if (h >> 130) & 1:
+                        amount_refunded = amount_captured
+                    else:
+                        amount_refunded = max(1, amount_captured * (10 + (h >> 131) % 80) // 100)
+                if ((h >> 138) & 0xFFFF) < _P_DISPUTE and age >= HOUR + (
+                    (h >> 154) & 0x3FFFF
+                ) % _DELAY_SPAN:
+                    disputed = True
+
+        presentment = ""
+        if currency == "usd" and ((h >> 172) & 0xFF) < _P_PRESENTMENT:
+            pcur, fx = _PRESENTMENT_FX[(h >> 180) & 3]
+            presentment = (
+                f'"presentment_details":{{"presentment_amount":{int(amount * fx)},'
+                f'"presentment_currency":"{pcur}"}},'
+            )
+        return CHARGE_TEMPLATE % (
+            body,
+            amount,
+            amount_captured,
+            amount_refunded,
+            "null" if failure else f'"txn_{body[:16]}{tails[:8]}"',
+            cust.billing_details,
+            "true" if captured else "false",
+            created,
+            currency,
+            cust.customer,
+            "null" if (h >> 182) & 3 == 0 else f'"Order {body[10:18]}"',
+            "true" if disputed else "false",
+            f'"{failure[0]}"' if failure else "null",
+            f'"{failure[1]}"' if failure else "null",
+            body[12:24],
+            _CHANNELS[(h >> 184) & 3],
+            outcome,
+            "true" if status == "succeeded" else "false",
+            body[:16] + tails[8:16],
+            cust.payment_method,
+            amount,
+            "null" if failure else f'"{(h >> 186) % 1000000:06d}"',
+            cust.card_head,
+            f"{(h >> 206) % 10**15:015d}",
+            amount,
+            cust.card_tail,
+            presentment,
+            cust.receipt_email,
+            body + tails[:12],
+            "true" if amount_refunded and amount_refunded == amount_captured else "false",
+            cust.shipping if (h >> 250) & 3 == 0 else "null",
+            status,
+        )
+
+    # -- the Python view ----------------------------------------------------------------------
+
+    def iter_charges(self, gte: int, lt: int, now: int | None = None) -> Iterator[dict]:
+        """Charges with gte <= created < lt, oldest first, as the server would serve them
+        (before fault injection)."""
+        now = self.now() if now is None else now
+        lo, hi = self.bounds(gte, lt, now)
+        step = 1000
+        for g in range(lo, hi, step):
+            for text in self.render_span(g, min(g + step, hi), now):
+                yield json.loads(text)
+
+    def count(self, gte: int, lt: int, now: int | None = None) -> int:
+        """How many charges have gte <= created < lt: two binary searches, nothing rendered."""
+        lo, hi = self.bounds(gte, lt, self.now() if now is None else now)
+        return hi - lo
+
+    def get(self, charge_id: str, now: int | None = None) -> dict | None:
+        now = self.now() if now is None else now
+        g = self.position_of(charge_id, now)
+        return None if g is None else json.loads(self.render_span(g, g + 1, now)[0])

@@ -1,0 +1,519 @@
+"""The HTTP face of the emulator: Stripe's `/v1/charges` list and retrieve, its errors, its faults.
+
+stdlib `ThreadingHTTPServer` with HTTP/1.1 keep-alive. Each response is assembled as one byte
+string and written with one `send`, so there is no Nagle/delayed-ACK stall between headers and
+body. Bodies are joined from the pre-rendered charge texts of `ChargeGenerator`; the handler does
+no JSON encoding on the success path.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import json
+import socket
+import struct
+import threading
+import time
+from email.utils import formatdate
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from recon_assets.local.stripe_emulator.charges import ChargeGenerator
+from recon_assets.local.stripe_emulator.config import EmulatorConfig
+from recon_assets.local.stripe_emulator.faults import (
+    Counters,
+    EmulatorStats,
+    FaultPlan,
+    RequestFault,
+    TokenBucket,
+    malform,
+    malformed_kind,
+)
+
+DEFAULT_API_VERSION = "2026-10-28.endive"
+"""What the emulator claims to speak when a client sends no Stripe-Version (stripe 16.1's pin)."""
+LIST_URL = "/v1/charges"
+_LIST_PARAMS = frozenset(
+    {"limit", "starting_after", "ending_before", "created"}
+    | {f"created[{op}]" for op in ("gt", "gte", "lt", "lte")}
+)
+
+
+class ApiError(Exception):
+    """An error response in Stripe's shape."""
+
+    def __init__(
+        self,
+        status: int,
+        type_: str,
+        message: str,
+        code: str | None = None,
+        param: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body: dict[str, object] = {"type": type_, "message": message}
+        if code:
+            self.body["code"] = code
+            self.body["doc_url"] = f"https://stripe.com/docs/error-codes/{code.replace('_', '-')}"
+        if param:
+            self.body["param"] = param
+
+    def payload(self) -> bytes:
+        return json.dumps({"error": self.body}, indent=2).encode()
+
+
+def mask_key(key: str) -> str:
+    """Stripe's way of naming a wrong key without leaking it: `sk_test_****abcd`."""
+    prefix = ""
+    for p in ("sk_test_", "sk_live_", "rk_test_", "rk_live_", "pk_test_", "pk_live_"):
+        if key.startswith(p):
+            prefix = p
+            break
+    rest = key[len(prefix) :]
+    shown = rest[-4:] if len(rest) >= 12 else ""
+    return prefix + "*" * (len(rest) - len(shown)) + shown
+
+
+def _int_param(name: str, raw: str) -> int:
+    try:
+        if not raw.lstrip("-").isdigit():
+            raise ValueError
+        return int(raw)
+    except ValueError:
+        raise ApiError(
+            400, "invalid_request_error", f"Invalid integer: {raw}", param=name
+        ) from None
+
+
+class _App:
+    """Request handling, independent of the socket plumbing."""
+
+    def __init__(self, cfg: EmulatorConfig) -> None:
+        self.cfg = cfg
+        self.gen = ChargeGenerator(cfg)
+        self.plan = FaultPlan(cfg.seed, cfg.faults)
+        self.counters = Counters()
+        f = cfg.faults
+        self.bucket = (
+            TokenBucket(f.rate_limit_per_s, f.rate_limit_burst or max(1.0, f.rate_limit_per_s))
+            if f.rate_limit_per_s
+            else None
+        )
+        self._key = cfg.api_key.encode()
+
+    # -- entry point ----------------------------------------------------------------------------
+
+    def handle(self, h: _Handler) -> None:
+        seq = self.counters.next_seq()
+        faults = self.cfg.faults
+        if faults.latency_ms:
+            time.sleep(faults.latency_ms / 1000)
+        plan = self.plan.decide(seq)
+        if plan.action == "scheduled":
+            self.counters.add(scheduled_failures=1)
+            self._send_error(h, plan, self._fault_error(plan.status))
+            return
+        if self.bucket is not None and not self.bucket.take():
+            self._send_error(h, plan, self._fault_error(429))
+            return
+        if plan.action == "reset":
+            self.counters.add(resets=1)
+            self._reset(h)
+            return
+        if plan.action == "error_5xx":
+            self._send_error(h, plan, self._fault_error(plan.status))
+            return
+        try:
+            body, n_charges, n_malformed = self._route(h)
+        except ApiError as err:
+            self._send_error(h, plan, err)
+            return
+        if plan.truncate:
+            self.counters.add(truncations=1)
+            self._send_truncated(h, plan, body)
+            return
+        self._send(h, plan, 200, body)
+        self.counters.add(responses_200=1, charges_served=n_charges, malformed_served=n_malformed)
+
+    # -- routing --------------------------------------------------------------------------------
+
+    def _route(self, h: _Handler) -> tuple[bytes, int, int]:
+        self._authenticate(h.headers.get("Authorization"))
+        url = urlsplit(h.path)
+        path = url.path.rstrip("/") if url.path != "/" else url.path
+        if h.command == "GET" and path == LIST_URL:
+            return self._list(url.query)
+        if h.command == "GET" and path.startswith(LIST_URL + "/") and path.count("/") == 3:
+            return self._retrieve(unquote(path[len(LIST_URL) + 1 :]), url.query)
+        raise ApiError(
+            404,
+            "invalid_request_error",
+            f"Unrecognized request URL ({h.command}: {url.path}). Please see https://stripe.com/docs "
+            "or we can help at https://support.stripe.com/.",
+        )
+
+    def _authenticate(self, header: str | None) -> None:
+        if not header:
+            raise ApiError(
+                401,
+                "invalid_request_error",
+                "You did not provide an API key. You need to provide your API key in the "
+                "Authorization header, using Bearer auth (e.g. 'Authorization: Bearer "
+                "YOUR_SECRET_KEY'). See https://stripe.com/docs/api#authentication for details, "
+                "or we can help at https://support.stripe.com/.",
+            )
+        scheme, _, value = header.strip().partition(" ")
+        value = value.strip()
+        key = ""
+        if scheme.lower() == "bearer":
+            key = value
+        elif scheme.lower() == "basic":
+            try:
+                key = base64.b64decode(value, validate=True).decode().partition(":")[0]
+            except (ValueError, UnicodeDecodeError):
+                key = ""
+        if not hmac.compare_digest(key.encode(), self._key):
+            shown = mask_key(key) if key else "(empty)"
+            raise ApiError(
+                401,
+                "invalid_request_error",
+                f"Invalid API Key provided: {shown}",
+                code="api_key_invalid" if key else None,
+            )
+
+    def _list(self, query: str) -> tuple[bytes, int, int]:
+        params = dict(parse_qsl(query, keep_blank_values=True))
+        for name in params:
+            if name not in _LIST_PARAMS:
+                raise ApiError(
+                    400, "invalid_request_error", f"Received unknown parameter: {name}", param=name
+                )
+        limit = 10
+        if "limit" in params:
+            limit = _int_param("limit", params["limit"])
+            if limit < 1:
+                raise ApiError(
+                    400,
+                    "invalid_request_error",
+                    "This value must be greater than or equal to 1.",
+                    param="limit",
+                )
+            if limit > 100:
+                raise ApiError(
+                    400,
+                    "invalid_request_error",
+                    "This value must be less than or equal to 100.",
+                    param="limit",
+                )
+        gte: int | None = None
+        lt: int | None = None
+
+        def lower(v: int) -> None:
+            nonlocal gte
+            gte = v if gte is None else max(gte, v)
+
+        def upper(v: int) -> None:
+            nonlocal lt
+            lt = v if lt is None else min(lt, v)
+
+        for name, raw in params.items():
+            if name.startswith("created"):
+                v = _int_param(name, raw)
+                if name == "created":
+                    lower(v)
+                    upper(v + 1)
+                elif name == "created[gt]":
+                    lower(v + 1)
+                elif name == "created[gte]":
+                    lower(v)
+                elif name == "created[lt]":
+                    upper(v)
+                else:
+                    upper(v + 1)
+        after, before = params.get("starting_after"), params.get("ending_before")
+        if after is not None and before is not None:
+            raise ApiError(
+                400,
+                "invalid_request_error",
+                "You may only specify one of these parameters: ending_before, starting_after.",
+                param="ending_before",
+            )
+        gen = self.gen
+        now = gen.now()
+        lo, hi = gen.bounds(gte, lt, now)
+        if before is not None:
+            p = self._cursor("ending_before", before, now)
+            begin = max(lo, p + 1)
+            end = max(begin, min(hi, begin + limit))
+            has_more = end < hi
+        else:
+            top = hi if after is None else min(hi, self._cursor("starting_after", after, now))
+            end = max(top, lo)
+            begin = max(lo, end - limit)
+            has_more = begin > lo
+        texts = gen.render_span(begin, end, now)
+        texts.reverse()
+        n_malformed = self._malform(texts)
+        body = (
+            '{"object":"list","data":['
+            + ",".join(texts)
+            + '],"has_more":'
+            + ("true" if has_more else "false")
+            + ',"url":"/v1/charges"}'
+        ).encode()
+        return body, len(texts), n_malformed
+
+    def _cursor(self, param: str, charge_id: str, now: int) -> int:
+        g = self.gen.position_of(charge_id, now)
+        if g is None:
+            raise ApiError(
+                400,
+                "invalid_request_error",
+                f"No such charge: '{charge_id}'",
+                code="resource_missing",
+                param=param,
+            )
+        return g
+
+    def _retrieve(self, charge_id: str, query: str) -> tuple[bytes, int, int]:
+        for name, _ in parse_qsl(query, keep_blank_values=True):
+            raise ApiError(
+                400, "invalid_request_error", f"Received unknown parameter: {name}", param=name
+            )
+        now = self.gen.now()
+        g = self.gen.position_of(charge_id, now)
+        if g is None:
+            raise ApiError(
+                404,
+                "invalid_request_error",
+                f"No such charge: '{charge_id}'",
+                code="resource_missing",
+                param="id",
+            )
+        texts = self.gen.render_span(g, g + 1, now)
+        n_malformed = self._malform(texts)
+        return texts[0].encode(), 1, n_malformed
+
+    def _malform(self, texts: list[str]) -> int:
+        faults = self.cfg.faults
+        if faults.malformed_rate <= 0:
+            return 0
+        n = 0
+        seed = self.cfg.seed
+        for j, text in enumerate(texts):
+            kind = malformed_kind(seed, faults, text[7:34])  # '{"id":"' + ch_ + 24 characters
+            if kind is not None:
+                texts[j] = malform(text, kind)
+                n += 1
+        return n
+
+    # -- responses --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _fault_error(status: int) -> ApiError:
+        if status == 429:
+            return ApiError(
+                429,
+                "rate_limit_error",
+                "Request rate limit exceeded. Learn more about rate limits here "
+                "https://stripe.com/docs/rate-limits.",
+                code="rate_limit",
+            )
+        return ApiError(
+            status,
+            "api_error",
+            "An unknown error occurred while processing your request. Please try again.",
+        )
+
+    def _send_error(self, h: _Handler, plan: RequestFault, err: ApiError) -> None:
+        status = err.status
+        if status == 429:
+            self.counters.add(rate_limited=1)
+        elif status >= 500:
+            self.counters.add(errors_5xx=1)
+        elif status == 401:
+            self.counters.add(unauthorized=1)
+        elif status == 404:
+            self.counters.add(not_found=1)
+        else:
+            self.counters.add(bad_requests=1)
+        extra = 'WWW-Authenticate: Basic realm="Stripe"\r\n' if status == 401 else ""
+        self._send(h, plan, status, err.payload(), extra=extra)
+
+    def _head(self, h: _Handler, plan: RequestFault, status: int, length: int, extra: str) -> bytes:
+        version = h.headers.get("Stripe-Version") or DEFAULT_API_VERSION
+        return (
+            f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
+            "Server: nginx\r\n"
+            f"Date: {formatdate(usegmt=True)}\r\n"
+            "Content-Type: application/json\r\n"
+            f"Content-Length: {length}\r\n"
+            f"Connection: {'close' if h.close_connection else 'keep-alive'}\r\n"
+            "Access-Control-Allow-Credentials: true\r\n"
+            "Cache-Control: no-cache, no-store\r\n"
+            f"Request-Id: {plan.request_id}\r\n"
+            f"Stripe-Version: {version}\r\n"
+            f"{extra}\r\n"
+        ).encode("latin-1")
+
+    def _send(
+        self, h: _Handler, plan: RequestFault, status: int, body: bytes, extra: str = ""
+    ) -> None:
+        h.wfile.write(self._head(h, plan, status, len(body), extra) + body)
+
+    def _send_truncated(self, h: _Handler, plan: RequestFault, body: bytes) -> None:
+        cut = body[: max(1, int(len(body) * plan.cut_fraction))]
+        h.close_connection = True
+        announced = len(body) if plan.truncate_abort else len(cut)
+        h.wfile.write(self._head(h, plan, 200, announced, "") + cut)
+
+    @staticmethod
+    def _reset(h: _Handler) -> None:
+        """Close with RST and no response: what a dropped connection looks like to a client."""
+        h.close_connection = True
+        try:
+            h.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            h.connection.close()
+        except OSError:
+            pass
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    timeout = 120  # idle keep-alive connections give their thread back eventually
+    server: _Server
+
+    def do_GET(self) -> None:
+        self.server.app.handle(self)
+
+    def do_POST(self) -> None:
+        self._drain()
+        self.server.app.handle(self)
+
+    do_DELETE = do_POST
+
+    def _drain(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet: a benchmark's access log would cost more than the benchmark."""
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], app: _App) -> None:
+        self.app = app
+        super().__init__(address, _Handler)
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client that hangs up mid-response is normal here (and faults cause it on purpose)."""
+
+
+class StripeEmulator:
+    """A local Stripe for the demo, tests and benchmarks: `with StripeEmulator(cfg) as emu: ...`."""
+
+    def __init__(
+        self, cfg: EmulatorConfig | None = None, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
+        self.cfg = cfg or EmulatorConfig()
+        self.host = host
+        self._requested_port = port
+        self._app: _App | None = None
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def app(self) -> _App:
+        if self._app is None:
+            self._app = _App(self.cfg)
+        return self._app
+
+    @property
+    def generator(self) -> ChargeGenerator:
+        """The charges behind the server (same config, same content)."""
+        return self.app.gen
+
+    @property
+    def fault_plan(self) -> FaultPlan:
+        return self.app.plan
+
+    def start(self) -> StripeEmulator:
+        if self._thread is not None:
+            return self
+        self.bind()
+        assert self._server is not None
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name=f"stripe-emulator:{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._server = None
+        self._thread = None
+
+    def bind(self) -> StripeEmulator:
+        """Open the listening socket without serving yet (so `base_url` is known)."""
+        if self._server is None:
+            self._server = _Server((self.host, self._requested_port), self.app)
+        return self
+
+    def serve_forever(self) -> None:
+        """Serve on the calling thread (the CLI) until interrupted."""
+        self.bind()
+        assert self._server is not None
+        try:
+            self._server.serve_forever(poll_interval=0.2)
+        finally:
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> StripeEmulator:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("the emulator is not running")
+        return self._server.server_address[1]
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def stats(self) -> EmulatorStats:
+        return self.app.counters.snapshot()
+
+    def reset_stats(self) -> None:
+        """Zero the counters and restart request numbering, so the fault schedule starts over."""
+        self.app.counters.reset()
+
+    def malformed_kind(self, charge_id: str) -> str | None:
+        return malformed_kind(self.cfg.seed, self.cfg.faults, charge_id)
