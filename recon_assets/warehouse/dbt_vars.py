@@ -1,0 +1,68 @@
+"""The `--vars` of a dbt build for a partition time window: the one place where a Dagster window
+becomes the dbt models' incremental window.
+
+Pure and Dagster-free so it is unit-testable on its own (DST days included). The window is
+half-open everywhere: `min_reporting_date` is included, `max_reporting_date_exclusive` is not,
+and the UTC instants are `[window_start_utc, window_end_utc)`. The models compare
+`reporting_date >= min and reporting_date < max_exclusive`, never `between`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from recon_assets.timewindows import day_start_utc, days_of_range
+
+DbtVars = dict[str, str | int]
+
+
+def _require_aware(name: str, value: datetime) -> None:
+    # A naive datetime would be read in the machine's local zone: a silent off-by-hours window.
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name} must be timezone-aware, got naive {value.isoformat()}")
+
+
+def _utc_iso(value: datetime) -> str:
+    """ISO-8601 in UTC with an explicit `+00:00`, which the dbt macros require."""
+    return value.astimezone(UTC).isoformat()
+
+
+def build_dbt_vars(
+    window_start: datetime,
+    window_end: datetime,
+    tolerance_days: int,
+    *,
+    as_of: datetime | None = None,
+) -> DbtVars:
+    """The dbt vars for the US-Eastern days of `[window_start, window_end)`.
+
+    Both ends must be aware datetimes at US-Eastern midnights (a Dagster daily partition time
+    window, single day or range) and the window must hold at least one day; anything else raises
+    `ValueError`, because a misaligned window would silently re-state part of a day.
+
+    Returns JSON-serialisable values: `window_start_utc`/`window_end_utc` (ISO, `+00:00`),
+    `min_reporting_date` (inclusive) and `max_reporting_date_exclusive` (ISO dates, ET),
+    `tolerance_days`, and `as_of` (ISO UTC) only when given, so that by default the models take
+    "as of" from the ledger data itself.
+    """
+    _require_aware("window_start", window_start)
+    _require_aware("window_end", window_end)
+    if isinstance(tolerance_days, bool) or not isinstance(tolerance_days, int):
+        raise ValueError(f"tolerance_days must be an int, got {tolerance_days!r}")
+    if tolerance_days < 0:
+        raise ValueError(f"tolerance_days must be >= 0, got {tolerance_days}")
+    days = days_of_range(window_start, window_end)  # raises when not on ET midnights
+    if not days:
+        raise ValueError(f"empty window [{window_start.isoformat()}, {window_end.isoformat()})")
+    end_exclusive = days[-1] + timedelta(days=1)
+    out: DbtVars = {
+        "window_start_utc": _utc_iso(day_start_utc(days[0])),
+        "window_end_utc": _utc_iso(day_start_utc(end_exclusive)),
+        "min_reporting_date": days[0].isoformat(),
+        "max_reporting_date_exclusive": end_exclusive.isoformat(),
+        "tolerance_days": tolerance_days,
+    }
+    if as_of is not None:
+        _require_aware("as_of", as_of)
+        out["as_of"] = _utc_iso(as_of)
+    return out

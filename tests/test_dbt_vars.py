@@ -1,0 +1,155 @@
+"""`build_dbt_vars`: the Dagster window -> dbt vars conversion, DST days included.
+
+Expectations are written out per case (known UTC offsets of New York) or derived from zoneinfo
+local midnights, never from the function under test.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from recon_assets.warehouse.dbt_vars import build_dbt_vars
+
+NY = ZoneInfo("America/New_York")
+
+
+def et_midnight(d: date) -> datetime:
+    return datetime(d.year, d.month, d.day, tzinfo=NY)
+
+
+def test_single_ordinary_day() -> None:
+    v = build_dbt_vars(et_midnight(date(2024, 1, 15)), et_midnight(date(2024, 1, 16)), 3)
+    assert v == {
+        "window_start_utc": "2024-01-15T05:00:00+00:00",
+        "window_end_utc": "2024-01-16T05:00:00+00:00",
+        "min_reporting_date": "2024-01-15",
+        "max_reporting_date_exclusive": "2024-01-16",
+        "tolerance_days": 3,
+    }
+    json.dumps(v)  # what the Dagster asset passes to --vars
+
+
+@pytest.mark.parametrize(
+    ("day", "start_utc", "end_utc", "hours"),
+    [
+        # spring forward: 23 hours, EST start, EDT end
+        (date(2024, 3, 10), "2024-03-10T05:00:00+00:00", "2024-03-11T04:00:00+00:00", 23),
+        # fall back: 25 hours, EDT start, EST end
+        (date(2024, 11, 3), "2024-11-03T04:00:00+00:00", "2024-11-04T05:00:00+00:00", 25),
+        (date(2025, 3, 9), "2025-03-09T05:00:00+00:00", "2025-03-10T04:00:00+00:00", 23),
+        (date(2025, 11, 2), "2025-11-02T04:00:00+00:00", "2025-11-03T05:00:00+00:00", 25),
+    ],
+)
+def test_dst_days(day: date, start_utc: str, end_utc: str, hours: int) -> None:
+    v = build_dbt_vars(et_midnight(day), et_midnight(day + timedelta(1)), 3)
+    assert v["window_start_utc"] == start_utc
+    assert v["window_end_utc"] == end_utc
+    assert v["min_reporting_date"] == day.isoformat()
+    assert v["max_reporting_date_exclusive"] == (day + timedelta(1)).isoformat()
+    span = datetime.fromisoformat(end_utc) - datetime.fromisoformat(start_utc)
+    assert span == timedelta(hours=hours)
+
+
+def test_range_over_dst_and_any_aware_zone() -> None:
+    # The same window expressed in UTC instead of ET is the same window.
+    start = et_midnight(date(2024, 3, 9)).astimezone(UTC)
+    end = et_midnight(date(2024, 3, 12)).astimezone(UTC)
+    v = build_dbt_vars(start, end, 5)
+    assert v["min_reporting_date"] == "2024-03-09"
+    assert v["max_reporting_date_exclusive"] == "2024-03-12"
+    assert v["window_start_utc"] == "2024-03-09T05:00:00+00:00"
+    assert v["window_end_utc"] == "2024-03-12T04:00:00+00:00"
+    assert v["tolerance_days"] == 5
+
+
+def test_as_of_is_passed_in_utc_only_when_given() -> None:
+    start, end = et_midnight(date(2024, 5, 1)), et_midnight(date(2024, 5, 2))
+    assert "as_of" not in build_dbt_vars(start, end, 3)
+    v = build_dbt_vars(start, end, 3, as_of=et_midnight(date(2024, 5, 4)))
+    assert v["as_of"] == "2024-05-04T04:00:00+00:00"
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        # naive datetimes
+        (datetime(2024, 1, 15), datetime(2024, 1, 16)),
+        (et_midnight(date(2024, 1, 15)), datetime(2024, 1, 16)),
+        # not on ET midnights (UTC midnights; an hour off; a "start + 24h" on a DST day)
+        (datetime(2024, 1, 15, tzinfo=UTC), datetime(2024, 1, 16, tzinfo=UTC)),
+        (et_midnight(date(2024, 1, 15)) + timedelta(hours=1), et_midnight(date(2024, 1, 16))),
+        (
+            et_midnight(date(2024, 3, 10)),
+            et_midnight(date(2024, 3, 10)).astimezone(UTC) + timedelta(hours=24),
+        ),
+        # empty and reversed windows
+        (et_midnight(date(2024, 1, 15)), et_midnight(date(2024, 1, 15))),
+        (et_midnight(date(2024, 1, 16)), et_midnight(date(2024, 1, 15))),
+    ],
+)
+def test_rejects_bad_windows(start: datetime, end: datetime) -> None:
+    with pytest.raises(ValueError):
+        build_dbt_vars(start, end, 3)
+
+
+@pytest.mark.parametrize("tolerance", [-1, True, 2.5, "3"])
+def test_rejects_bad_tolerance(tolerance: object) -> None:
+    with pytest.raises(ValueError):
+        build_dbt_vars(et_midnight(date(2024, 1, 15)), et_midnight(date(2024, 1, 16)), tolerance)  # type: ignore[arg-type]
+
+
+def test_rejects_naive_as_of() -> None:
+    with pytest.raises(ValueError):
+        build_dbt_vars(
+            et_midnight(date(2024, 1, 15)),
+            et_midnight(date(2024, 1, 16)),
+            3,
+            as_of=datetime(2024, 1, 20),
+        )
+
+
+@given(
+    first=st.dates(min_value=date(2000, 1, 1), max_value=date(2060, 12, 31)),
+    n_days=st.integers(min_value=1, max_value=60),
+    tolerance=st.integers(min_value=0, max_value=30),
+)
+def test_any_range_is_half_open_and_exact(first: date, n_days: int, tolerance: int) -> None:
+    end_day = first + timedelta(days=n_days)
+    v = build_dbt_vars(et_midnight(first), et_midnight(end_day), tolerance)
+    assert v["min_reporting_date"] == first.isoformat()
+    assert v["max_reporting_date_exclusive"] == end_day.isoformat()
+    start_utc = datetime.fromisoformat(str(v["window_start_utc"]))
+    end_utc = datetime.fromisoformat(str(v["window_end_utc"]))
+    assert start_utc.utcoffset() == timedelta(0) and end_utc.utcoffset() == timedelta(0)
+    # the UTC ends are exactly the ET midnights, whatever DST did in between
+    assert start_utc == et_midnight(first)
+    assert end_utc == et_midnight(end_day)
+    assert start_utc.astimezone(NY).time() == end_utc.astimezone(NY).time() == datetime.min.time()
+    # the window's length is the sum of its days' lengths (23, 24 or 25 hours each)
+    # (aware datetimes sharing a tzinfo subtract as wall clocks in Python: compare in UTC)
+    hours = sum(
+        (
+            et_midnight(first + timedelta(i + 1)).astimezone(UTC)
+            - et_midnight(first + timedelta(i)).astimezone(UTC)
+        ).total_seconds()
+        / 3600
+        for i in range(n_days)
+    )
+    assert (end_utc - start_utc).total_seconds() / 3600 == hours
+    assert v["tolerance_days"] == tolerance
+
+
+@given(
+    day=st.dates(min_value=date(2000, 1, 1), max_value=date(2060, 12, 31)),
+    minutes=st.integers(min_value=1, max_value=24 * 60 - 1),
+)
+def test_any_unaligned_start_is_rejected(day: date, minutes: int) -> None:
+    start = et_midnight(day).astimezone(UTC) + timedelta(minutes=minutes)
+    with pytest.raises(ValueError):
+        build_dbt_vars(start, et_midnight(day + timedelta(2)), 3)
