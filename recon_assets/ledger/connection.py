@@ -1,0 +1,85 @@
+"""Connecting to the ledger without ever leaking its password.
+
+psycopg's own errors are precise but they may echo parts of the connection string (a malformed
+DSN is quoted back verbatim), and a traceback or a Dagster failure event is stored and shown to
+people who must not see the ledger password. Every connect therefore goes through `connect`, which
+turns psycopg's connection errors into `LedgerConnectionError` with the password removed.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import psycopg
+from psycopg import conninfo
+
+DEFAULT_CONNECT_TIMEOUT_S = 10
+"""A wrong host must fail in seconds, not after the OS's TCP timeout (minutes)."""
+
+_URL_PASSWORD = re.compile(
+    r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?P<at>@)", re.I
+)
+_KW_PASSWORD = re.compile(r"(?P<head>\bpassword\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'|\S+)", re.I)
+_QUERY_PASSWORD = re.compile(r"(?P<head>[?&]password=)(?P<pw>[^&\s]*)", re.I)
+REDACTED = "********"
+
+
+class LedgerConnectionError(RuntimeError):
+    """The ledger database could not be reached or refused us; the message never holds a password."""
+
+
+def _passwords_in(dsn: str) -> list[str]:
+    try:
+        pw = conninfo.conninfo_to_dict(dsn).get("password")
+    except Exception:  # a malformed DSN: fall back to the patterns below
+        return []
+    return [str(pw)] if pw else []
+
+
+def redact(text: str, dsn: str | None = None) -> str:
+    """Remove passwords from `text` (a DSN, or a message that may quote one).
+
+    Pattern-based removal covers URL (`user:pw@`), keyword (`password=...`) and query-string forms;
+    when `dsn` is given, its parsed password is also removed wherever it appears verbatim.
+    """
+    out = _URL_PASSWORD.sub(lambda m: f"{m['head']}{REDACTED}{m['at']}", text)
+    out = _KW_PASSWORD.sub(lambda m: f"{m['head']}{REDACTED}", out)
+    out = _QUERY_PASSWORD.sub(lambda m: f"{m['head']}{REDACTED}", out)
+    for pw in _passwords_in(dsn) if dsn else []:
+        if len(pw) >= 1:
+            out = out.replace(pw, REDACTED)
+    return out
+
+
+def describe_dsn(dsn: str) -> str:
+    """`user@host:port/dbname` for messages and logs: enough to find the server, no secret."""
+    try:
+        d = conninfo.conninfo_to_dict(dsn)
+    except Exception:
+        return "<unparseable DSN>"
+    host = d.get("host") or d.get("hostaddr") or "<default host>"
+    return f"{d.get('user') or '<default user>'}@{host}:{d.get('port') or 5432}/{d.get('dbname') or '<default db>'}"
+
+
+def connect(dsn: str, *, autocommit: bool = False, **kwargs: Any) -> psycopg.Connection:
+    """Open a psycopg connection to the ledger, or raise `LedgerConnectionError` (redacted).
+
+    A connect timeout is set unless the DSN or the caller chose one.
+    """
+    if "connect_timeout" not in kwargs:
+        try:
+            has_timeout = "connect_timeout" in conninfo.conninfo_to_dict(dsn)
+        except psycopg.ProgrammingError:
+            has_timeout = False
+        if not has_timeout:
+            kwargs["connect_timeout"] = DEFAULT_CONNECT_TIMEOUT_S
+    try:
+        return psycopg.connect(dsn, autocommit=autocommit, **kwargs)
+    except (psycopg.OperationalError, psycopg.ProgrammingError) as exc:
+        # `from None`: the original exception's text is what we are redacting; chaining it would
+        # print it again in every traceback.
+        raise LedgerConnectionError(
+            f"cannot connect to the ledger database {describe_dsn(dsn)}: "
+            f"{redact(str(exc).strip(), dsn)}"
+        ) from None
