@@ -1,0 +1,787 @@
+"""The dbt project end to end on DuckDB: every row of the reconciliation rules table, its edges,
+and the incremental window.
+
+Synthetic raw tables are built with the exact staged schemas (plus `_loaded_at`) in a temporary
+DuckDB file; each case states its charge, its ledger entries and the row it must produce, written
+out by hand (never derived from the SQL). dbt runs as the real CLI in a subprocess with a session
+time zone that is neither UTC nor US-Eastern, so a bare `::timestamptz` or session-dependent day
+arithmetic would show. dbt start-up dominates: assertions are batched into few invocations.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import duckdb
+import pyarrow as pa
+import pytest
+
+from recon_assets.stage.schemas import LEDGER_ENTRIES_SCHEMA, STRIPE_CHARGES_SCHEMA
+
+PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"
+DBT = Path(sys.executable).with_name("dbt")
+NY = ZoneInfo("America/New_York")
+
+# The latest ledger day loaded is 2024-03-12 (ET), so "as of" is 2024-03-13 00:00 EDT.
+AS_OF = datetime(2024, 3, 13, 4, 0, tzinfo=UTC)
+SYNCED = datetime(2024, 3, 12, 10, 0, tzinfo=UTC)
+RESYNCED = datetime(2024, 3, 13, 10, 0, tzinfo=UTC)
+
+FCT_COLUMNS = [
+    "reporting_date",
+    "charge_id",
+    "ledger_entry_ids",
+    "recon_status",
+    "currency",
+    "stripe_amount",
+    "ledger_amount",
+    "amount_diff",
+    "charge_synced_at",
+]
+RPT_COLUMNS = [
+    "reporting_date",
+    "currency",
+    "recon_status",
+    "item_count",
+    "stripe_amount",
+    "ledger_amount",
+    "is_break",
+]
+NOT_BREAKS = {"matched", "not_booked", "pending_in_stripe", "pending_in_ledger"}
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+def et_day(t: datetime) -> date:
+    """The `_partition_date` the extract would give (input data, not an expectation)."""
+    return t.astimezone(NY).date()
+
+
+def charge(
+    cid: str,
+    created: datetime,
+    *,
+    status: str = "succeeded",
+    captured: bool = True,
+    currency: str = "usd",
+    amount: int = 1000,
+    amount_captured: int | None = None,
+    synced: datetime = SYNCED,
+    refunded: bool = False,
+) -> dict[str, Any]:
+    if amount_captured is None:
+        amount_captured = amount if captured else 0
+    return {
+        "id": cid,
+        "created": created,
+        "livemode": False,
+        "status": status,
+        "paid": status == "succeeded",
+        "captured": captured,
+        "refunded": refunded,
+        "disputed": False,
+        "currency": currency,
+        "amount": amount,
+        "amount_captured": amount_captured,
+        "amount_refunded": amount if refunded else 0,
+        "balance_transaction": f"txn_{cid}",
+        "customer": "cus_1",
+        "payment_intent": f"pi_{cid}",
+        "failure_code": "card_declined" if status == "failed" else None,
+        "failure_message": None,
+        "outcome_type": "authorized",
+        "description": None,
+        "metadata": json.dumps({"order": cid}),
+        "_partition_date": et_day(created),
+        "_synced_at": synced,
+        "_run_id": "run_test",
+    }
+
+
+def entry(
+    eid: int,
+    ref: str | None,
+    posted: datetime,
+    amount: int = 1000,
+    currency: str = "USD",
+    entry_type: str = "charge",
+) -> dict[str, Any]:
+    return {
+        "id": eid,
+        "entry_type": entry_type,
+        "external_ref": ref,
+        "account": "stripe_clearing",
+        "amount_minor": amount,
+        "currency": currency,
+        "posted_at": posted,
+        "created_at": posted,
+        "updated_at": posted,
+        "_partition_date": et_day(posted),
+        "_synced_at": SYNCED,
+        "_run_id": "run_test",
+    }
+
+
+@dataclass(frozen=True)
+class Expect:
+    """The fct row a case must produce (the nine contract columns)."""
+
+    reporting_date: date
+    charge_id: str | None
+    status: str
+    currency: str
+    stripe_amount: int | None
+    ledger_amount: int | None
+    ledger_entry_ids: str | None
+    synced: datetime | None = SYNCED
+
+    def row(self) -> tuple[Any, ...]:
+        diff = (self.ledger_amount or 0) - (self.stripe_amount or 0)
+        return (
+            self.reporting_date,
+            self.charge_id,
+            self.ledger_entry_ids,
+            self.status,
+            self.currency,
+            self.stripe_amount,
+            self.ledger_amount,
+            diff,
+            self.synced,
+        )
+
+
+@dataclass
+class Case:
+    name: str
+    charges: list[dict[str, Any]]
+    entries: list[dict[str, Any]]
+    expect: list[Expect] = field(default_factory=list)
+
+
+def ok(eid: int, cid: str, created: datetime, amount: int = 1000, currency: str = "USD") -> dict:
+    """A ledger entry that books the charge an hour after it was created."""
+    return entry(eid, cid, created + timedelta(hours=1), amount, currency)
+
+
+def cases() -> list[Case]:
+    d = date
+    c = []
+    # -- status pending: whatever the ledger says
+    t = utc(2024, 3, 11, 15)
+    c.append(
+        Case(
+            "pending",
+            [charge("ch_pending", t, status="pending", captured=False)],
+            [ok(1, "ch_pending", t)],
+            [Expect(d(2024, 3, 11), "ch_pending", "pending_in_stripe", "USD", 0, 1000, "1")],
+        )
+    )
+    # -- failed / not captured, no entry: correct
+    t = utc(2024, 3, 8, 14)
+    c.append(
+        Case(
+            "failed, none",
+            [charge("ch_failed", t, status="failed", captured=False)],
+            [],
+            [Expect(d(2024, 3, 8), "ch_failed", "not_booked", "USD", 0, None, None)],
+        )
+    )
+    c.append(
+        Case(
+            "uncaptured, none",
+            [charge("ch_uncaptured", t, captured=False)],
+            [],
+            [Expect(d(2024, 3, 8), "ch_uncaptured", "not_booked", "USD", 0, None, None)],
+        )
+    )
+    # -- failed / not captured with entries
+    c.append(
+        Case(
+            "failed, booked",
+            [charge("ch_failed_booked", t, status="failed", captured=False)],
+            [ok(2, "ch_failed_booked", t)],
+            [
+                Expect(
+                    d(2024, 3, 8),
+                    "ch_failed_booked",
+                    "unexpected_ledger_entry",
+                    "USD",
+                    0,
+                    1000,
+                    "2",
+                )
+            ],
+        )
+    )
+    c.append(
+        Case(
+            "uncaptured, booked twice",
+            [charge("ch_uncaptured_booked", t, captured=False)],
+            [ok(3, "ch_uncaptured_booked", t), ok(4, "ch_uncaptured_booked", t)],
+            [
+                Expect(
+                    d(2024, 3, 8),
+                    "ch_uncaptured_booked",
+                    "unexpected_ledger_entry",
+                    "USD",
+                    0,
+                    2000,
+                    "3,4",
+                )
+            ],
+        )
+    )
+    # -- schema drift: an unknown status is "not succeeded", even if captured
+    c.append(
+        Case(
+            "unknown status, none",
+            [charge("ch_review", t, status="requires_review", captured=True, amount_captured=0)],
+            [],
+            [Expect(d(2024, 3, 8), "ch_review", "not_booked", "USD", 0, None, None)],
+        )
+    )
+    c.append(
+        Case(
+            "unknown status, booked",
+            [charge("ch_review_booked", t, status="requires_review", amount_captured=0)],
+            [ok(5, "ch_review_booked", t)],
+            [
+                Expect(
+                    d(2024, 3, 8),
+                    "ch_review_booked",
+                    "unexpected_ledger_entry",
+                    "USD",
+                    0,
+                    1000,
+                    "5",
+                )
+            ],
+        )
+    )
+    # -- succeeded, no entry: pending or missing by created + T (72 h) against as-of
+    c.append(
+        Case(
+            "recent, none",
+            [charge("ch_pending_ledger", utc(2024, 3, 11, 12))],
+            [],
+            [
+                Expect(
+                    d(2024, 3, 11),
+                    "ch_pending_ledger",
+                    "pending_in_ledger",
+                    "USD",
+                    1000,
+                    None,
+                    None,
+                )
+            ],
+        )
+    )
+    c.append(
+        Case(
+            "created + T exactly at as-of: no longer pending",
+            [charge("ch_deadline_at_as_of", AS_OF - timedelta(hours=72))],  # 23:00 EST Mar 9
+            [],
+            [
+                Expect(
+                    d(2024, 3, 9),
+                    "ch_deadline_at_as_of",
+                    "missing_in_ledger",
+                    "USD",
+                    1000,
+                    None,
+                    None,
+                )
+            ],
+        )
+    )
+    c.append(
+        Case(
+            "created + T one second after as-of",
+            [charge("ch_deadline_after", AS_OF - timedelta(hours=72) + timedelta(seconds=1))],
+            [],
+            [
+                Expect(
+                    d(2024, 3, 9), "ch_deadline_after", "pending_in_ledger", "USD", 1000, None, None
+                )
+            ],
+        )
+    )
+    t = utc(2024, 3, 5, 12)
+    c.append(
+        Case(
+            "old, none (a fee entry does not count)",
+            [charge("ch_missing", t)],
+            [entry(6, "ch_missing", t + timedelta(hours=2), 30, entry_type="fee")],
+            [Expect(d(2024, 3, 5), "ch_missing", "missing_in_ledger", "USD", 1000, None, None)],
+        )
+    )
+    # -- more than one entry; ids ascending as integers (9 before 10)
+    c.append(
+        Case(
+            "duplicate",
+            [charge("ch_dup", t)],
+            [ok(10, "ch_dup", t), ok(9, "ch_dup", t)],
+            [Expect(d(2024, 3, 5), "ch_dup", "duplicate_in_ledger", "USD", 1000, 2000, "9,10")],
+        )
+    )
+    # -- one entry, other currency (compared upper-case)
+    c.append(
+        Case(
+            "currency mismatch",
+            [charge("ch_currency", t, currency="usd")],
+            [ok(11, "ch_currency", t, currency="EUR")],
+            [Expect(d(2024, 3, 5), "ch_currency", "currency_mismatch", "USD", 1000, 1000, "11")],
+        )
+    )
+    c.append(
+        Case(
+            "lower-case stripe currency equals upper-case ledger currency",
+            [charge("ch_eur", t, currency="eur", amount=2500)],
+            [ok(12, "ch_eur", t, 2500, "EUR")],
+            [Expect(d(2024, 3, 5), "ch_eur", "matched", "EUR", 2500, 2500, "12")],
+        )
+    )
+    # -- one entry, amount != amount_captured
+    c.append(
+        Case(
+            "amount mismatch",
+            [charge("ch_amount", t)],
+            [ok(13, "ch_amount", t, 999)],
+            [Expect(d(2024, 3, 5), "ch_amount", "amount_mismatch", "USD", 1000, 999, "13")],
+        )
+    )
+    c.append(
+        Case(
+            "partial capture booked at the captured amount",
+            [charge("ch_partial", t, amount=1000, amount_captured=600)],
+            [ok(14, "ch_partial", t, 600)],
+            [Expect(d(2024, 3, 5), "ch_partial", "matched", "USD", 600, 600, "14")],
+        )
+    )
+    # -- zero-decimal currency: minor units are yen, never divided by 100
+    c.append(
+        Case(
+            "JPY matched",
+            [charge("ch_jpy", t, currency="jpy", amount=1500)],
+            [ok(15, "ch_jpy", t, 1500, "JPY")],
+            [Expect(d(2024, 3, 5), "ch_jpy", "matched", "JPY", 1500, 1500, "15")],
+        )
+    )
+    c.append(
+        Case(
+            "JPY booked x100",
+            [charge("ch_jpy_x100", t, currency="jpy", amount=1500)],
+            [ok(16, "ch_jpy_x100", t, 150000, "JPY")],
+            [Expect(d(2024, 3, 5), "ch_jpy_x100", "amount_mismatch", "JPY", 1500, 150000, "16")],
+        )
+    )
+    # -- one entry, posted after created + T; exactly at created + T is in time
+    c.append(
+        Case(
+            "late posting",
+            [charge("ch_late", t)],
+            [entry(17, "ch_late", t + timedelta(hours=72, seconds=1))],
+            [Expect(d(2024, 3, 5), "ch_late", "late_posting", "USD", 1000, 1000, "17")],
+        )
+    )
+    c.append(
+        Case(
+            "posted exactly at created + T",
+            [charge("ch_on_time", t)],
+            [entry(18, "ch_on_time", t + timedelta(hours=72))],
+            [Expect(d(2024, 3, 5), "ch_on_time", "matched", "USD", 1000, 1000, "18")],
+        )
+    )
+    c.append(
+        Case(
+            "refunded later, still matched (refunds are not charge entries)",
+            [charge("ch_refunded", t, refunded=True)],
+            [
+                ok(19, "ch_refunded", t),
+                entry(20, "ch_refunded", t + timedelta(days=1), -1000, entry_type="refund"),
+            ],
+            [Expect(d(2024, 3, 5), "ch_refunded", "matched", "USD", 1000, 1000, "19")],
+        )
+    )
+    # -- reporting dates around the DST changes (spring 2024-03-10, fall 2023-11-05)
+    for i, (cid, created, day) in enumerate(
+        [
+            ("ch_spring_a", utc(2024, 3, 10, 4, 59, 59), d(2024, 3, 9)),  # 23:59:59 EST
+            ("ch_spring_b", utc(2024, 3, 10, 5, 0, 0), d(2024, 3, 10)),  # 00:00 EST
+            ("ch_spring_c", utc(2024, 3, 11, 3, 59, 59), d(2024, 3, 10)),  # 23:59:59 EDT
+            ("ch_spring_d", utc(2024, 3, 11, 4, 0, 0), d(2024, 3, 11)),  # 00:00 EDT
+            ("ch_fall_a", utc(2023, 11, 5, 3, 59, 59), d(2023, 11, 4)),  # 23:59:59 EDT
+            ("ch_fall_b", utc(2023, 11, 5, 4, 0, 0), d(2023, 11, 5)),  # 00:00 EDT
+            ("ch_fall_c", utc(2023, 11, 6, 4, 59, 59), d(2023, 11, 5)),  # 23:59:59 EST
+            ("ch_fall_d", utc(2023, 11, 6, 5, 0, 0), d(2023, 11, 6)),  # 00:00 EST
+        ]
+    ):
+        eid = 100 + i
+        c.append(
+            Case(
+                f"DST {cid}",
+                [charge(cid, created)],
+                [ok(eid, cid, created)],
+                [Expect(day, cid, "matched", "USD", 1000, 1000, str(eid))],
+            )
+        )
+    # -- two synced versions of one charge: the latest wins and is named
+    t = utc(2024, 3, 9, 16)
+    c.append(
+        Case(
+            "re-synced charge",
+            [
+                charge("ch_versions", t, status="pending", captured=False),
+                charge("ch_versions", t, synced=SYNCED + timedelta(hours=1)),
+            ],
+            [ok(21, "ch_versions", t)],
+            [
+                Expect(
+                    d(2024, 3, 9),
+                    "ch_versions",
+                    "matched",
+                    "USD",
+                    1000,
+                    1000,
+                    "21",
+                    SYNCED + timedelta(hours=1),
+                )
+            ],
+        )
+    )
+    # -- orphan ledger charge entries: missing_in_stripe on the ET day of posting
+    c.append(
+        Case(
+            "orphan",
+            [],
+            [entry(500, "ch_ghost", utc(2024, 3, 11, 3, 30), 700, "GBP")],  # 23:30 EDT Mar 10
+            [
+                Expect(
+                    d(2024, 3, 10), "ch_ghost", "missing_in_stripe", "GBP", None, 700, "500", None
+                )
+            ],
+        )
+    )
+    c.append(
+        Case(
+            "orphan without a reference (the only item of 2024-03-12)",
+            [],
+            [entry(501, None, utc(2024, 3, 12, 15), 300)],
+            [Expect(d(2024, 3, 12), None, "missing_in_stripe", "USD", None, 300, "501", None)],
+        )
+    )
+    c.append(
+        Case(
+            "a non-charge entry without a charge is not an orphan",
+            [],
+            [entry(502, "ch_nowhere", utc(2024, 3, 8, 12), 5, entry_type="adjustment")],
+            [],
+        )
+    )
+    return c
+
+
+# --------------------------------------------------------------------------------------------
+# warehouse and dbt helpers
+
+
+def arrow_table(schema: pa.Schema, rows: Sequence[dict[str, Any]]) -> pa.Table:
+    return pa.table({f.name: [r[f.name] for r in rows] for f in schema}, schema=schema)
+
+
+def write_raw(db: Path, charges: Sequence[dict], entries: Sequence[dict]) -> None:
+    """What the loader leaves behind: raw.* = staged columns + `_loaded_at`, TIMESTAMPTZ."""
+    loaded_at = datetime.now(UTC)
+    con = duckdb.connect(str(db))
+    try:
+        con.execute("create schema if not exists raw")
+        for name, schema, rows in [
+            ("stripe_charges", STRIPE_CHARGES_SCHEMA, charges),
+            ("ledger_entries", LEDGER_ENTRIES_SCHEMA, entries),
+        ]:
+            tbl = arrow_table(schema, rows)  # noqa: F841  (read by DuckDB's replacement scan)
+            con.execute(
+                f"create or replace table raw.{name} as select *, ?::timestamptz as _loaded_at from tbl",
+                [loaded_at],
+            )
+    finally:
+        con.close()
+
+
+def dbt(db: Path, work: Path, *args: str, session_tz: str = "Asia/Kolkata") -> str:
+    """Run the dbt CLI on the temp warehouse; artifacts and logs stay in `work`."""
+    env = {
+        **os.environ,
+        "RECON_DUCKDB_PATH": str(db),
+        "TZ": session_tz,  # DuckDB's session TimeZone follows it
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+    }
+    cmd = [
+        str(DBT),
+        *args,
+        "--target-path",
+        str(work / "target"),
+        "--log-path",
+        str(work / "logs"),
+    ]
+    proc = subprocess.run(
+        cmd, cwd=PROJECT_DIR, env=env, capture_output=True, text=True, timeout=240, check=False
+    )
+    assert proc.returncode == 0, (
+        f"dbt {' '.join(args)} failed:\n{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}"
+    )
+    return proc.stdout
+
+
+def window_vars(first: date, end_exclusive: date) -> str:
+    return json.dumps(
+        {
+            "min_reporting_date": first.isoformat(),
+            "max_reporting_date_exclusive": end_exclusive.isoformat(),
+        }
+    )
+
+
+@dataclass(frozen=True)
+class Marts:
+    fct_columns: list[str]
+    rpt_columns: list[str]
+    fct: list[tuple]  # contract columns, sorted
+    fct_full: list[tuple]  # every column, sorted by recon_key
+    rpt: list[tuple]  # sorted
+    fct_types: dict[str, str]
+
+    def fct_on(self, day: date) -> list[tuple]:
+        return [r for r in self.fct if r[0] == day]
+
+    def fct_off(self, day: date) -> list[tuple]:
+        return [r for r in self.fct_full if r[0] != day]
+
+    def rpt_off(self, *days: date) -> list[tuple]:
+        return [r for r in self.rpt if r[0] not in days]
+
+
+def read_marts(db: Path) -> Marts:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        con.execute("set TimeZone = 'UTC'")
+        fct_rel = con.table("marts.fct_charge_reconciliation")
+        rpt_rel = con.table("marts.rpt_daily_reconciliation")
+        cols = ", ".join(FCT_COLUMNS)
+        fct = con.sql(f"select {cols} from marts.fct_charge_reconciliation").fetchall()
+        full = con.sql(
+            "select * from marts.fct_charge_reconciliation order by recon_key"
+        ).fetchall()
+        rpt = con.sql(
+            f"select {', '.join(RPT_COLUMNS)} from marts.rpt_daily_reconciliation"
+        ).fetchall()
+        types = dict(zip(fct_rel.columns, [str(t) for t in fct_rel.types], strict=True))
+        return Marts(
+            list(fct_rel.columns),
+            list(rpt_rel.columns),
+            sorted(fct, key=_key),
+            full,
+            sorted(rpt, key=_key),
+            types,
+        )
+    finally:
+        con.close()
+
+
+def _key(row: tuple) -> tuple:
+    return tuple((v is None, str(v)) for v in row)
+
+
+def expected_fct(cs: Sequence[Case]) -> list[tuple]:
+    return sorted((e.row() for case in cs for e in case.expect), key=_key)
+
+
+def expected_rpt(fct_rows: Sequence[tuple]) -> list[tuple]:
+    """The report as ops should see it: a plain Python group-by over the expected fct rows."""
+    groups: dict[tuple, list[int]] = defaultdict(lambda: [0, 0, 0])
+    for reporting_date, _cid, _ids, status, currency, stripe, ledger, _diff, _synced in fct_rows:
+        g = groups[(reporting_date, currency, status)]
+        g[0] += 1
+        g[1] += stripe or 0
+        g[2] += ledger or 0
+    return sorted(
+        (
+            (d, cur, st, n, s, ledger, st not in NOT_BREAKS)
+            for (d, cur, st), (n, s, ledger) in groups.items()
+        ),
+        key=_key,
+    )
+
+
+def flatten(cs: Sequence[Case]) -> tuple[list[dict], list[dict]]:
+    return [ch for c in cs for ch in c.charges], [e for c in cs for e in c.entries]
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    yield tmp_path_factory.mktemp("dbt_models")
+
+
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(300)
+def test_every_rule_then_incremental_windows(work: Path) -> None:
+    """Full build: every status and edge. Then re-state single days and a range: only the window
+    changes, a day that lost all its items is emptied, and a re-run changes nothing."""
+    db = work / "warehouse.duckdb"
+    cs = cases()
+    statuses = {e.status for c in cs for e in c.expect}
+    assert statuses == {
+        "pending_in_stripe",
+        "not_booked",
+        "unexpected_ledger_entry",
+        "pending_in_ledger",
+        "missing_in_ledger",
+        "duplicate_in_ledger",
+        "currency_mismatch",
+        "amount_mismatch",
+        "late_posting",
+        "matched",
+        "missing_in_stripe",
+    }
+    write_raw(db, *flatten(cs))
+
+    # -- run A: full build (models + every dbt test)
+    dbt(db, work, "build", "--target", "local")
+    a = read_marts(db)
+    assert a.fct_columns[: len(FCT_COLUMNS)] == FCT_COLUMNS
+    assert a.rpt_columns == RPT_COLUMNS
+    for col in ("stripe_amount", "ledger_amount", "amount_diff"):
+        assert a.fct_types[col] == "BIGINT", col  # integers in minor units, never decimals
+    assert a.fct_types["reporting_date"] == "DATE"
+    assert a.fct == expected_fct(cs)
+    assert a.rpt == expected_rpt(expected_fct(cs))
+
+    # -- new raw data: the ledger books two Mar 11 charges' worth of change, Stripe re-pulls
+    # Mar 11 (ch_pending succeeded), a late entry arrives for the Mar 5 charge ch_missing, and
+    # the only Mar 12 item (orphan 501) turns out to be an adjustment.
+    d11, d12, d13 = date(2024, 3, 11), date(2024, 3, 12), date(2024, 3, 13)
+    charges, entries = flatten(cs)
+    charges = [
+        charge("ch_pending", ch["created"], synced=RESYNCED) if ch["id"] == "ch_pending" else ch
+        for ch in charges
+    ]
+    entries = [{**e, "entry_type": "adjustment"} if e["id"] == 501 else e for e in entries] + [
+        entry(600, "ch_pending_ledger", utc(2024, 3, 11, 20)),
+        entry(601, "ch_missing", utc(2024, 3, 12, 14)),
+    ]
+    write_raw(db, charges, entries)
+    new_d11 = sorted(
+        [
+            Expect(d11, "ch_pending", "matched", "USD", 1000, 1000, "1", RESYNCED).row(),
+            Expect(d11, "ch_pending_ledger", "matched", "USD", 1000, 1000, "600").row(),
+            Expect(d11, "ch_spring_d", "matched", "USD", 1000, 1000, "103").row(),
+        ],
+        key=_key,
+    )
+    assert sorted(a.fct_on(d11), key=_key) != new_d11
+
+    # -- run B: just Mar 11
+    dbt(
+        db,
+        work,
+        "build",
+        "--target",
+        "local",
+        "--vars",
+        window_vars(d11, d12),
+        session_tz="America/Los_Angeles",
+    )
+    b = read_marts(db)
+    assert b.fct_on(d11) == new_d11
+    assert b.fct_off(d11) == a.fct_off(d11)  # Mar 5 keeps missing_in_ledger: not in the window
+    assert b.rpt_off(d11) == a.rpt_off(d11)
+    assert [r for r in b.rpt if r[0] == d11] == [(d11, "USD", "matched", 3, 3000, 3000, False)]
+
+    # -- run C: just Mar 12, whose only item went away: the day is emptied in both marts
+    assert a.fct_on(d12) and any(r[0] == d12 for r in a.rpt)
+    dbt(db, work, "build", "--target", "local", "--vars", window_vars(d12, d13))
+    c = read_marts(db)
+    assert c.fct_on(d12) == []
+    assert [r for r in c.rpt if r[0] == d12] == []
+    assert c.fct_off(d12) == b.fct_off(d12)
+    assert c.rpt_off(d12) == b.rpt_off(d12)
+
+    # -- run D: the range Mar 11..12 again on unchanged raw data: nothing changes
+    dbt(db, work, "build", "--target", "local", "--vars", window_vars(d11, d13), session_tz="UTC")
+    d = read_marts(db)
+    assert d.fct_full == c.fct_full
+    assert d.rpt == c.rpt
+
+    # -- run E: no vars on the existing tables: every day is recomputed (Mar 5 sees the entry)
+    dbt(db, work, "run", "--target", "local", "--select", "marts")
+    e = read_marts(db)
+    ch_missing = [r for r in e.fct if r[1] == "ch_missing"]
+    assert ch_missing == [
+        Expect(date(2024, 3, 5), "ch_missing", "late_posting", "USD", 1000, 1000, "601").row()
+    ]
+
+
+@pytest.mark.timeout(300)
+def test_parse_prod_target_without_a_connection(tmp_path: Path) -> None:
+    """`dbt parse --target prod` needs only the env vars the profile reads, no Snowflake."""
+    env = {
+        **os.environ,
+        "SNOWFLAKE_ACCOUNT": "dummy-account",
+        "SNOWFLAKE_USER": "dummy",
+        "SNOWFLAKE_PASSWORD": "dummy",
+        "SNOWFLAKE_ROLE": "dummy",
+        "SNOWFLAKE_WAREHOUSE": "dummy",
+        "SNOWFLAKE_DATABASE": "dummy",
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+    }
+    proc = subprocess.run(
+        [
+            str(DBT),
+            "parse",
+            "--target",
+            "prod",
+            "--target-path",
+            str(tmp_path / "t"),
+            "--log-path",
+            str(tmp_path / "l"),
+        ],
+        cwd=PROJECT_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    manifest = json.loads((tmp_path / "t" / "manifest.json").read_text())
+    sources = {v["name"]: v for v in manifest["sources"].values()}
+    assert sources["stripe_charges"]["meta"]["dagster"]["asset_key"] == ["raw", "stripe_charges"]
+    assert sources["ledger_entries"]["meta"]["dagster"]["asset_key"] == ["raw", "ledger_entries"]
+    marts = {
+        n["name"]: n["config"]
+        for n in manifest["nodes"].values()
+        if n["resource_type"] == "model"
+        and n["name"] in ("fct_charge_reconciliation", "rpt_daily_reconciliation")
+    }
+    assert len(marts) == 2
+    for cfg in marts.values():
+        assert cfg["materialized"] == "incremental"
+        assert cfg["incremental_strategy"] == "delete+insert"
+        assert cfg["unique_key"] == "reporting_date"
+        assert cfg["schema"] == "marts"
+        assert cfg["tmp_relation_type"] == "transient"
