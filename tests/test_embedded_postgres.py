@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 from recon_assets.config import ConfigError, ReconSettings
 from recon_assets.local import postgres as pgmod
 from recon_assets.local.postgres import EmbeddedPostgres, EmbeddedPostgresError, ledger_dsn
+from tests.ledger_fixtures import traversable_tmpdir
 
 pytest_plugins = ["tests.ledger_fixtures"]
 
@@ -50,12 +52,11 @@ def test_an_explicit_dsn_wins_in_every_mode(tmp_path: Path) -> None:
 
 
 def test_lifecycle_port_retry_and_context_manager(
-    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A fresh cluster: the first port is stolen before Postgres binds it, start retries;
     `with` stops what it started; a restart keeps the data."""
-    base = Path(os.environ.get("TMPDIR", "/tmp")) / f"recon-pg-life-{os.getpid()}"
-    base.mkdir(mode=0o755)
+    base = traversable_tmpdir("recon-pg-life-")
     squatter = socket.socket()
     squatter.bind(("127.0.0.1", 0))
     squatter.listen()
@@ -80,8 +81,6 @@ def test_lifecycle_port_retry_and_context_manager(
     finally:
         squatter.close()
         pg.stop()
-        import shutil
-
         shutil.rmtree(base, ignore_errors=True)
 
 

@@ -1,0 +1,655 @@
+"""Seed the local ledger from the Stripe emulator's charges, with known breaks and their ground truth.
+
+Why: the reconciliation is only testable if we know, for every charge, which `recon_status` it
+must get. The seeder writes the entries a correct bookkeeping system would write for the
+emulator's charges, injects each kind of break at a configured rate, and records the expected
+status of every charge and orphan entry (DESIGN.md's rules table, first rule that applies) in
+`seed.recon_ground_truth`, next to the ledger, and returns it.
+
+The model, stated once:
+
+- Charges come from a `ChargeSource`, `(gte_unix, lt_unix) -> Iterable[charge dict]`: the
+  emulator's `ChargeGenerator(config).iter_charges`, or a plain function in unit tests. The
+  ground truth is for the charges as that source shows them (the emulator's `now` decides which
+  pending charges have resolved), so seed with the same `EmulatorConfig` the emulator serves.
+- The ledger written for a charge day is its *eventual* ledger: every entry those charges will
+  ever cause, including bookings posted days later. It depends only on (seed, day, rates, T), not
+  on the range or on `as_of`, so seeding days one at a time or all at once gives the same rows,
+  and re-seeding a day replaces exactly that day's rows.
+- `as_of` is the end of the latest ledger day loaded (default: the next US-Eastern midnight after
+  `last_day`). Only entries posted before it are visible to the reconciliation, so the ground
+  truth is computed from those; a later `as_of` needs a re-seed (cheap) to recompute it.
+- T is a duration of exactly `tolerance_days` x 24 h (as in the dbt models). The booking deadline
+  is `created + T`: a charge without entries is `pending_in_ledger` while the deadline is after
+  `as_of`, `missing_in_ledger` from then on; an entry is `late_posting` only if posted strictly
+  after the deadline (posted exactly at it is in time).
+- Breaks are injected on disjoint charges, so each charge carries at most one. Per day, a break
+  with rate r over n eligible charges hits floor(r*n) or ceil(r*n) of them (seeded stochastic
+  rounding), so the expected count is exactly r*n and every day gets its share.
+- Entry ids are deterministic: `1e12 + days_since_2000 * 1e7 + n`, a range the table's identity
+  sequence (starting at 1) never reaches, so re-seeds reproduce ids and never collide with rows
+  added by hand.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import string
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+
+from recon_assets.ledger.migrations import apply_migrations
+from recon_assets.timewindows import business_day_of, day_window, days_between
+
+if TYPE_CHECKING:
+    from recon_assets.local.stripe_emulator import EmulatorConfig
+
+log = logging.getLogger(__name__)
+
+ChargeSource = Callable[[int, int], Iterable[Mapping[str, Any]]]
+"""`(gte_unix, lt_unix) -> charges with gte <= created < lt` (Stripe Charge dicts)."""
+
+US = 1_000_000
+HOUR_US = 3600 * US
+DAY_US = 24 * HOUR_US
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+ID_EPOCH = date(2000, 1, 1)
+ID_BASE = 10**12
+IDS_PER_DAY = 10**7
+SOURCE_SYSTEM = "recon-seeder"
+CREATED_BY = "svc-ledger-seeder"
+ZERO_DECIMAL = frozenset(
+    [
+        "BIF",
+        "CLP",
+        "DJF",
+        "GNF",
+        "JPY",
+        "KMF",
+        "KRW",
+        "MGA",
+        "PYG",
+        "RWF",
+        "UGX",
+        "VND",
+        "VUV",
+        "XAF",
+        "XOF",
+        "XPF",
+    ]
+)
+_CURRENCIES = ("USD", "EUR", "GBP", "CAD", "JPY", "KRW")
+FEE_SHARE = 0.5
+"""Share of booked charges that also get a processing-fee entry (type `fee`, same external_ref)."""
+ADJUSTMENT_RATE = 0.001
+"""Adjustment + reversal pairs per succeeded charge: entry types reconciliation must ignore."""
+
+STATUSES = (
+    "pending_in_stripe",
+    "not_booked",
+    "unexpected_ledger_entry",
+    "pending_in_ledger",
+    "missing_in_ledger",
+    "duplicate_in_ledger",
+    "currency_mismatch",
+    "amount_mismatch",
+    "late_posting",
+    "matched",
+    "missing_in_stripe",
+)
+
+
+@dataclass(frozen=True)
+class BreakRates:
+    """How often each break is injected, as a share of the charges it can apply to.
+
+    Shares of succeeded+captured charges (disjoint, so they must sum to <= 1):
+    `amount_mismatch`, `currency_mismatch`, `missing_in_ledger`, `duplicate_in_ledger`,
+    `late_posting`, `within_tolerance` (posted late-ish but by the deadline: still `matched`).
+    `missing_in_stripe`: orphan charge entries per succeeded+captured charge.
+    `unexpected_ledger_entry`: share of failed or uncaptured charges that get booked anyway.
+    `pending_with_entry`: share of pending charges booked early (still `pending_in_stripe`: the
+    first rule wins).
+    """
+
+    amount_mismatch: float = 0.004
+    currency_mismatch: float = 0.002
+    missing_in_ledger: float = 0.003
+    duplicate_in_ledger: float = 0.002
+    late_posting: float = 0.003
+    within_tolerance: float = 0.02
+    missing_in_stripe: float = 0.001
+    unexpected_ledger_entry: float = 0.03
+    pending_with_entry: float = 0.05
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if not 0.0 <= v <= 1.0:
+                raise ValueError(f"BreakRates.{f.name} must be within [0, 1], got {v}")
+        if sum(getattr(self, n) for n in _SC_BREAKS) > 1.0:
+            raise ValueError(f"the shares of succeeded charges {_SC_BREAKS} sum to more than 1")
+
+    @classmethod
+    def none(cls) -> BreakRates:
+        """No breaks at all: a perfect ledger (every settled charge matched)."""
+        return cls(**{f.name: 0.0 for f in fields(cls)})
+
+
+_SC_BREAKS = (
+    "missing_in_ledger",
+    "late_posting",
+    "within_tolerance",
+    "duplicate_in_ledger",
+    "currency_mismatch",
+    "amount_mismatch",
+)
+
+
+@dataclass(frozen=True)
+class GroundTruthRow:
+    """What the reconciliation must report for one charge or one orphan ledger entry.
+
+    Same meaning as the columns of `marts.fct_charge_reconciliation`: `currency` is the charge's
+    (upper-case) or, for `missing_in_stripe`, the entry's; `stripe_amount` is `amount_captured`
+    (None for an orphan); `ledger_amount` the sum of the visible `charge` entries (None if none).
+    """
+
+    charge_id: str
+    ledger_entry_ids: tuple[int, ...]
+    reporting_date: date
+    recon_status: str
+    currency: str
+    stripe_amount: int | None
+    ledger_amount: int | None
+    seed_day: date
+
+    @property
+    def ledger_entry_ids_text(self) -> str | None:
+        """The ids as the dbt mart renders them: comma-separated, ascending; None if none."""
+        return ",".join(map(str, self.ledger_entry_ids)) or None
+
+
+@dataclass
+class SeedResult:
+    ground_truth: list[GroundTruthRow]
+    summary: dict[str, Any]
+    as_of: datetime
+
+
+@dataclass(slots=True)
+class _Entry:
+    id: int
+    entry_type: str
+    external_ref: str | None
+    account: str
+    amount_minor: int
+    currency: str
+    posted_us: int
+    created_us: int
+    description: str
+    reversal_of: int | None = None
+
+
+@dataclass
+class _DayPlan:
+    day: date
+    charges: list[Mapping[str, Any]]
+    entries: list[_Entry] = field(default_factory=list)
+    injected: Counter[str] = field(default_factory=Counter)
+    bounds: dict[str, tuple[int, int]] = field(default_factory=dict)
+    orphans: list[_Entry] = field(default_factory=list)
+
+
+def _dt(us: int) -> datetime:
+    return EPOCH + timedelta(microseconds=us)
+
+
+def _us(t: datetime | int) -> int:
+    if isinstance(t, int):
+        return t * US
+    if t.tzinfo is None:
+        raise ValueError("as_of must be timezone-aware")
+    return (t - EPOCH) // timedelta(microseconds=1)
+
+
+def _stochastic_count(rng: random.Random, rate: float, n: int) -> tuple[int, tuple[int, int]]:
+    exact = rate * n
+    lo = math.floor(exact)
+    k = lo + (1 if rng.random() < exact - lo else 0)
+    return min(k, n), (lo, min(math.ceil(exact), n))
+
+
+def _is_settled(c: Mapping[str, Any]) -> bool:
+    return c.get("status") == "succeeded" and bool(c.get("captured"))
+
+
+def _fee(amount: int, currency: str) -> int:
+    if currency in ZERO_DECIMAL:
+        return -math.ceil(amount * 0.036)
+    return -(math.ceil(amount * 0.029) + 30)
+
+
+class _DayBuilder:
+    """Everything one charge day causes in the ledger, drawn from one seeded RNG in fixed order."""
+
+    def __init__(self, day: date, seed: int, rates: BreakRates, tolerance_us: int) -> None:
+        self.day = day
+        self.rng = random.Random(f"recon-ledger-seeder:{seed}:{day.isoformat()}")
+        self.rates = rates
+        self.t_us = tolerance_us
+        self.next_id = ID_BASE + (day - ID_EPOCH).days * IDS_PER_DAY + 1
+        if day < ID_EPOCH:
+            raise ValueError(f"seed days start at {ID_EPOCH}")
+
+    def _entry(self, entry_type: str, ref: str | None, account: str, amount: int, currency: str,
+               posted_us: int, description: str, reversal_of: int | None = None) -> _Entry:  # fmt: skip
+        e = _Entry(
+            self.next_id,
+            entry_type,
+            ref,
+            account,
+            amount,
+            currency,
+            posted_us,
+            posted_us + self.rng.randint(0, 120) * US,  # the row is written just after posting
+            description,
+            reversal_of,
+        )
+        self.next_id += 1
+        if self.next_id >= ID_BASE + ((self.day - ID_EPOCH).days + 1) * IDS_PER_DAY:
+            raise ValueError(f"more than {IDS_PER_DAY} entries for {self.day}")
+        return e
+
+    def _normal_delay_us(self) -> int:
+        """Booking delay of a healthy bookkeeping run: minutes to hours, well inside T."""
+        delay = 10 * 60 * US + int(self.rng.expovariate(1 / (6 * HOUR_US)))
+        return min(delay, 36 * HOUR_US, self.t_us // 2)
+
+    def build(self, charges: list[Mapping[str, Any]]) -> _DayPlan:
+        rng, rates = self.rng, self.rates
+        plan = _DayPlan(self.day, charges)
+        settled = [c for c in charges if _is_settled(c)]
+        pending = [c for c in charges if c.get("status") == "pending"]
+        unsettled = [c for c in charges if c.get("status") != "pending" and not _is_settled(c)]
+
+        # Disjoint picks among settled charges, one break each.
+        order = list(range(len(settled)))
+        rng.shuffle(order)
+        kind_of: dict[int, str] = {}
+        cursor = 0
+        for kind in _SC_BREAKS:
+            k, plan.bounds[kind] = _stochastic_count(rng, getattr(rates, kind), len(settled))
+            k = min(k, len(order) - cursor)
+            for idx in order[cursor : cursor + k]:
+                kind_of[idx] = kind
+            cursor += k
+            plan.injected[kind] += k
+        boundary_done = False
+
+        for idx, c in enumerate(settled):
+            kind = kind_of.get(idx)
+            created_us = int(c["created"]) * US
+            deadline_us = created_us + self.t_us
+            cid, cur = str(c["id"]), str(c["currency"]).upper()
+            amount = int(c["amount_captured"])
+            posted = created_us + self._normal_delay_us()
+            desc = f"Stripe charge {cid}"
+            if kind == "missing_in_ledger":
+                continue
+            if kind == "late_posting":
+                posted = deadline_us + rng.randint(1, 2 * DAY_US)
+            elif kind == "within_tolerance":
+                # The first one of the day sits exactly on the deadline: the rule's edge.
+                back = 0 if not boundary_done else rng.randint(0, 12 * HOUR_US)
+                posted = max(created_us, deadline_us - back)
+                boundary_done = True
+            elif kind == "currency_mismatch":
+                cur = rng.choice([x for x in _CURRENCIES if x != cur])
+            elif kind == "amount_mismatch":
+                amount = self._wrong_amount(c, cur)
+            plan.entries.append(
+                self._entry("charge", cid, "stripe_clearing", amount, cur, posted, desc)
+            )
+            if kind == "duplicate_in_ledger":
+                again = posted + rng.randint(60, 90 * 60) * US
+                plan.entries.append(
+                    self._entry(
+                        "charge", cid, "stripe_clearing", amount, cur, again, desc + " (re-posted)"
+                    )
+                )
+            if rng.random() < FEE_SHARE:
+                plan.entries.append(
+                    self._entry("fee", cid, "stripe_fees", _fee(int(c["amount_captured"]), cur), cur,
+                                posted, f"Stripe fee for {cid}")
+                )  # fmt: skip
+            refunded = int(c.get("amount_refunded") or 0)
+            if refunded:
+                when = posted + rng.randint(1, 72) * HOUR_US
+                plan.entries.append(
+                    self._entry("refund", cid, "refunds", -refunded, cur, when, f"Refund of {cid}")
+                )
+
+        for kind, group in (
+            ("unexpected_ledger_entry", unsettled),
+            ("pending_with_entry", pending),
+        ):
+            k, plan.bounds[kind] = _stochastic_count(rng, getattr(rates, kind), len(group))
+            plan.injected[kind] += k
+            for c in rng.sample(group, k):
+                created_us = int(c["created"]) * US
+                plan.entries.append(
+                    self._entry("charge", str(c["id"]), "stripe_clearing", int(c["amount"]),
+                                str(c["currency"]).upper(), created_us + self._normal_delay_us(),
+                                f"Stripe charge {c['id']} (booked at authorization)")
+                )  # fmt: skip
+
+        # Orphans: charge entries whose external_ref no Stripe charge has (24 random characters
+        # after "ch_": the emulator's ids have 23, so they can never collide).
+        k, plan.bounds["missing_in_stripe"] = _stochastic_count(
+            rng, rates.missing_in_stripe, len(settled)
+        )
+        plan.injected["missing_in_stripe"] += k
+        window = day_window(self.day)
+        for _ in range(k):
+            ref = "ch_" + "".join(rng.choices(string.ascii_letters + string.digits, k=24))
+            model = rng.choice(settled) if settled else {"amount_captured": 1000, "currency": "usd"}
+            posted = rng.randint(window.start * US, window.end * US - 1)
+            e = self._entry("charge", ref, "stripe_clearing", int(model["amount_captured"]),
+                            str(model["currency"]).upper(), posted, f"Stripe charge {ref}")  # fmt: skip
+            plan.entries.append(e)
+            plan.orphans.append(e)
+
+        # Adjustments and their reversals: noise of other entry types.
+        k, _ = _stochastic_count(rng, ADJUSTMENT_RATE, len(settled))
+        for _ in range(k):
+            posted = rng.randint(window.start * US, window.end * US - 1)
+            amount = rng.choice((-1, 1)) * rng.randint(100, 50_000)
+            adj = self._entry(
+                "adjustment", None, "suspense", amount, "USD", posted, "Manual adjustment"
+            )
+            rev = self._entry("reversal", None, "suspense", -amount, "USD",
+                              posted + rng.randint(1, 48) * HOUR_US, f"Reversal of entry {adj.id}",
+                              reversal_of=adj.id)  # fmt: skip
+            plan.entries += [adj, rev]
+        return plan
+
+    def _wrong_amount(self, c: Mapping[str, Any], currency: str) -> int:
+        """A plausible wrong amount: the authorized instead of the captured amount, a yen amount
+        divided by 100, or a small slip."""
+        captured, authorized = int(c["amount_captured"]), int(c["amount"])
+        if authorized != captured:
+            return authorized
+        if currency in ZERO_DECIMAL and captured // 100 > 0 and self.rng.random() < 0.5:
+            return captured // 100
+        slip = self.rng.choice((1, 5, 10, 100, 1000))
+        wrong = captured + slip if self.rng.random() < 0.5 or captured <= slip else captured - slip
+        return wrong
+
+
+def classify_charge(
+    charge: Mapping[str, Any], entries: list[_Entry] | list[Any], as_of_us: int, tolerance_us: int
+) -> str:
+    """DESIGN.md's rules table, first rule that applies, for one charge and its visible `charge`
+    entries (anything with `.amount_minor`, `.currency`, `.posted_us`)."""
+    if charge.get("status") == "pending":
+        return "pending_in_stripe"
+    if not _is_settled(charge):
+        return "unexpected_ledger_entry" if entries else "not_booked"
+    deadline = int(charge["created"]) * US + tolerance_us
+    if not entries:
+        return "pending_in_ledger" if deadline > as_of_us else "missing_in_ledger"
+    if len(entries) > 1:
+        return "duplicate_in_ledger"
+    (e,) = entries
+    if e.currency != str(charge["currency"]).upper():
+        return "currency_mismatch"
+    if e.amount_minor != int(charge["amount_captured"]):
+        return "amount_mismatch"
+    if e.posted_us > deadline:
+        return "late_posting"
+    return "matched"
+
+
+def _ground_truth(plan: _DayPlan, as_of_us: int, tolerance_us: int) -> list[GroundTruthRow]:
+    visible: dict[str, list[_Entry]] = {}
+    for e in plan.entries:
+        if e.entry_type == "charge" and e.posted_us < as_of_us:
+            visible.setdefault(str(e.external_ref), []).append(e)
+    rows = []
+    for c in plan.charges:
+        es = sorted(visible.get(str(c["id"]), []), key=lambda e: e.id)
+        rows.append(
+            GroundTruthRow(
+                charge_id=str(c["id"]),
+                ledger_entry_ids=tuple(e.id for e in es),
+                reporting_date=business_day_of(int(c["created"])),
+                recon_status=classify_charge(c, es, as_of_us, tolerance_us),
+                currency=str(c["currency"]).upper(),
+                stripe_amount=int(c["amount_captured"])
+                if c.get("amount_captured") is not None
+                else None,
+                ledger_amount=sum(e.amount_minor for e in es) if es else None,
+                seed_day=plan.day,
+            )
+        )
+    for e in plan.orphans:
+        if e.posted_us < as_of_us:
+            rows.append(
+                GroundTruthRow(
+                    charge_id=str(e.external_ref),
+                    ledger_entry_ids=(e.id,),
+                    reporting_date=business_day_of(_dt(e.posted_us)),
+                    recon_status="missing_in_stripe",
+                    currency=e.currency,
+                    stripe_amount=None,
+                    ledger_amount=e.amount_minor,
+                    seed_day=plan.day,
+                )
+            )
+    return rows
+
+
+_SEED_DDL = """
+CREATE SCHEMA IF NOT EXISTS seed;
+CREATE TABLE IF NOT EXISTS seed.recon_ground_truth (
+    charge_id        text    NOT NULL PRIMARY KEY,
+    ledger_entry_ids bigint[] NOT NULL,
+    reporting_date   date    NOT NULL,
+    recon_status     text    NOT NULL,
+    currency         char(3) NOT NULL,
+    stripe_amount    bigint,
+    ledger_amount    bigint,
+    seed_day         date    NOT NULL,
+    as_of            timestamptz NOT NULL,
+    tolerance_days   integer NOT NULL,
+    seed             bigint  NOT NULL
+);
+CREATE INDEX IF NOT EXISTS recon_ground_truth_reporting_date_idx
+    ON seed.recon_ground_truth (reporting_date);
+"""
+_SEED_LOCK_KEY = 0x7265636F6E5345  # "reconSE": one seeder at a time per database
+
+_ENTRY_COLUMNS = (
+    "id, entry_type, external_ref, account, amount_minor, currency, posted_at, created_at, "
+    "updated_at, created_by, source_system, journal_id, reversal_of, description"
+)
+
+
+def seed_ledger(
+    conn: psycopg.Connection,
+    charges: ChargeSource,
+    first_day: date,
+    last_day: date,
+    *,
+    seed: int,
+    rates: BreakRates | None = None,
+    tolerance_days: int = 3,
+    as_of: datetime | None = None,
+) -> SeedResult:
+    """Replace the ledger entries and ground truth of charge days `[first_day, last_day]`.
+
+    One transaction: readers see the old or the new seed, never half of one. Entries go in with
+    COPY, one day at a time (a day's charges are held in memory, never the range's). Applies the
+    ledger migrations first. `conn` must not be inside a transaction.
+    """
+    if last_day < first_day:
+        raise ValueError("last_day is before first_day")
+    if tolerance_days < 0:
+        raise ValueError("tolerance_days must be >= 0")
+    rates = rates or BreakRates()
+    as_of = as_of or _dt(day_window(last_day).end * US)
+    as_of_us, t_us = _us(as_of), tolerance_days * DAY_US
+    days = list(days_between(first_day, last_day + timedelta(1)))
+    apply_migrations(conn)
+
+    truth: list[GroundTruthRow] = []
+    injected: Counter[str] = Counter()
+    bounds: dict[str, list[int]] = {}
+    entry_types: Counter[str] = Counter()
+    eligible: Counter[str] = Counter()
+    n_charges = 0
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SEED_LOCK_KEY,))
+        conn.execute(_SEED_DDL)
+        keys = [f"{SOURCE_SYSTEM}:{d.isoformat()}" for d in days]
+        conn.execute(
+            "DELETE FROM ledger_entries WHERE journal_id IN "
+            "(SELECT id FROM ledger_journals WHERE batch_key = ANY(%s))",
+            (keys,),
+        )
+        conn.execute(
+            "DELETE FROM seed.recon_ground_truth WHERE seed_day BETWEEN %s AND %s",
+            (first_day, last_day),
+        )
+        for day, key in zip(days, keys, strict=True):
+            (journal_id,) = conn.execute(
+                "INSERT INTO ledger_journals (batch_key, source_system, description, created_by) "
+                "VALUES (%s, %s, %s, %s) ON CONFLICT (batch_key) DO UPDATE "
+                "SET description = EXCLUDED.description RETURNING id",
+                (key, SOURCE_SYSTEM, f"Seeded bookings of the Stripe charges of {day}", CREATED_BY),
+            ).fetchone()  # type: ignore[misc]
+            w = day_window(day)
+            day_charges = sorted(
+                (c for c in charges(w.start, w.end) if w.contains(int(c["created"]))),
+                key=lambda c: (int(c["created"]), str(c["id"])),
+            )
+            plan = _DayBuilder(day, seed, rates, t_us).build(day_charges)
+            _copy_entries(conn, plan.entries, journal_id)
+            rows = _ground_truth(plan, as_of_us, t_us)
+            _copy_truth(conn, rows, as_of, tolerance_days, seed)
+            truth += rows
+            injected.update(plan.injected)
+            for kind, (lo, hi) in plan.bounds.items():
+                acc = bounds.setdefault(kind, [0, 0])
+                acc[0], acc[1] = acc[0] + lo, acc[1] + hi
+            entry_types.update(e.entry_type for e in plan.entries)
+            n_charges += len(day_charges)
+            eligible["succeeded_captured"] += sum(1 for c in day_charges if _is_settled(c))
+            eligible["pending"] += sum(1 for c in day_charges if c.get("status") == "pending")
+        eligible["failed_or_uncaptured"] = (
+            n_charges - eligible["succeeded_captured"] - eligible["pending"]
+        )
+        conn.execute("ANALYZE ledger_entries")
+    statuses = Counter(r.recon_status for r in truth)
+    summary: dict[str, Any] = {
+        "first_day": first_day.isoformat(),
+        "last_day": last_day.isoformat(),
+        "seed": seed,
+        "as_of": as_of.astimezone(UTC).isoformat(),
+        "tolerance_days": tolerance_days,
+        "rates": asdict(rates),
+        "charges": n_charges,
+        "eligible": dict(eligible),
+        "entries": sum(entry_types.values()),
+        "entries_by_type": dict(sorted(entry_types.items())),
+        "injected": {k: injected[k] for k in (*_SC_BREAKS, "missing_in_stripe",
+                                               "unexpected_ledger_entry", "pending_with_entry")},
+        "injected_bounds": {k: tuple(v) for k, v in bounds.items()},
+        "ground_truth": {s: statuses.get(s, 0) for s in STATUSES},
+    }  # fmt: skip
+    log.info(
+        "seeded %s charges (%s..%s) into %s ledger entries; breaks injected: %s",
+        n_charges, first_day, last_day, summary["entries"], summary["injected"],
+    )  # fmt: skip
+    return SeedResult(truth, summary, as_of)
+
+
+def _copy_entries(conn: psycopg.Connection, entries: list[_Entry], journal_id: int) -> None:
+    with conn.cursor() as cur, cur.copy(f"COPY ledger_entries ({_ENTRY_COLUMNS}) FROM STDIN") as cp:
+        for e in entries:
+            created = _dt(e.created_us)
+            cp.write_row(
+                (e.id, e.entry_type, e.external_ref, e.account, e.amount_minor, e.currency,
+                 _dt(e.posted_us), created, created, CREATED_BY, SOURCE_SYSTEM, journal_id,
+                 e.reversal_of, e.description)
+            )  # fmt: skip
+
+
+def _copy_truth(
+    conn: psycopg.Connection, rows: list[GroundTruthRow], as_of: datetime, t_days: int, seed: int
+) -> None:
+    with (
+        conn.cursor() as cur,
+        cur.copy(
+            "COPY seed.recon_ground_truth (charge_id, ledger_entry_ids, reporting_date, recon_status, "
+            "currency, stripe_amount, ledger_amount, seed_day, as_of, tolerance_days, seed) FROM STDIN"
+        ) as cp,
+    ):
+        for r in rows:
+            cp.write_row(
+                (r.charge_id, list(r.ledger_entry_ids), r.reporting_date, r.recon_status,
+                 r.currency, r.stripe_amount, r.ledger_amount, r.seed_day, as_of, t_days, seed)
+            )  # fmt: skip
+
+
+def load_ground_truth(
+    conn: psycopg.Connection, first_day: date | None = None, last_day: date | None = None
+) -> list[GroundTruthRow]:
+    """The stored ground truth, optionally of reporting dates `[first_day, last_day]`, sorted."""
+    rows = conn.execute(
+        "SELECT charge_id, ledger_entry_ids, reporting_date, recon_status, currency::text, "
+        "stripe_amount, ledger_amount, seed_day FROM seed.recon_ground_truth "
+        "WHERE reporting_date >= coalesce(%s, '-infinity'::date) "
+        "AND reporting_date <= coalesce(%s, 'infinity'::date) "
+        "ORDER BY reporting_date, charge_id",
+        (first_day, last_day),
+    ).fetchall()
+    return [GroundTruthRow(r[0], tuple(r[1]), r[2], r[3], r[4], r[5], r[6], r[7]) for r in rows]
+
+
+def seed_ledger_from_emulator(
+    conn: psycopg.Connection,
+    emulator: EmulatorConfig,
+    first_day: date | None = None,
+    last_day: date | None = None,
+    *,
+    rates: BreakRates | None = None,
+    tolerance_days: int = 3,
+    as_of: datetime | None = None,
+) -> SeedResult:
+    """Seed from the emulator's own generator with the emulator's seed and clock.
+
+    Defaults to the emulator's whole date range (`end_date` is exclusive). Pass the very config
+    the emulator server runs with, or the ground truth describes a different account.
+    """
+    from recon_assets.local.stripe_emulator import ChargeGenerator  # only local mode needs it
+
+    generator = ChargeGenerator(emulator)
+    return seed_ledger(
+        conn,
+        generator.iter_charges,
+        first_day or emulator.start_date,
+        last_day or emulator.end_date - timedelta(1),
+        seed=emulator.seed,
+        rates=rates,
+        tolerance_days=tolerance_days,
+        as_of=as_of,
+    )

@@ -1,0 +1,344 @@
+"""The ledger seeder: reproducible from a seed, idempotent, break counts as configured, and a
+ground truth that follows DESIGN.md's rules table exactly (checked against an independent SQL
+implementation of the table over the rows actually written)."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+
+from recon_assets.local import ledger_seeder as seeder
+from recon_assets.local.ledger_seeder import (
+    DAY_US,
+    US,
+    BreakRates,
+    GroundTruthRow,
+    classify_charge,
+    load_ground_truth,
+    seed_ledger,
+    seed_ledger_from_emulator,
+)
+from recon_assets.timewindows import business_day_of, day_window
+
+pytest_plugins = ["tests.ledger_fixtures"]
+pytestmark = pytest.mark.timeout(120)
+
+T3 = 3 * DAY_US
+FIRST, LAST = date(2024, 3, 9), date(2024, 3, 11)  # spans the spring-forward day
+RATES = BreakRates(
+    amount_mismatch=0.03,
+    currency_mismatch=0.02,
+    missing_in_ledger=0.03,
+    duplicate_in_ledger=0.02,
+    late_posting=0.03,
+    within_tolerance=0.05,
+    missing_in_stripe=0.01,
+    unexpected_ledger_entry=0.2,
+    pending_with_entry=0.3,
+)
+FAR_AS_OF = datetime(2024, 4, 1, 4, tzinfo=UTC)
+
+
+def fake_charges(n_per_day: int = 400, seed: int = 1) -> Any:
+    """A stand-in for `ChargeGenerator.iter_charges`: Stripe-shaped dicts, deterministic."""
+
+    def iter_charges(gte: int, lt: int) -> Iterator[dict[str, Any]]:
+        day = business_day_of(gte)
+        rng = random.Random(f"{seed}:{day}")
+        for i in range(n_per_day):
+            u = rng.random()
+            status, captured = (
+                ("pending", True) if u < 0.05
+                else ("failed", False) if u < 0.12
+                else ("succeeded", False) if u < 0.15
+                else ("succeeded", True)
+            )  # fmt: skip
+            currency = rng.choice(["usd", "usd", "usd", "eur", "gbp", "jpy", "krw"])
+            amount = rng.randint(50, 200_000)
+            partial = captured and rng.random() < 0.02
+            amount_captured = (amount // 2 if partial else amount) if captured else 0
+            yield {
+                "id": f"ch_test{day:%Y%m%d}{i:06d}",
+                "object": "charge",
+                "created": rng.randrange(gte, lt),
+                "status": status,
+                "captured": captured,
+                "amount": amount,
+                "amount_captured": amount_captured,
+                "amount_refunded": amount_captured // 3 if captured and rng.random() < 0.05 else 0,
+                "currency": currency,
+            }
+
+    return iter_charges
+
+
+def _entries(conn: psycopg.Connection) -> list[tuple]:
+    return conn.execute(
+        "SELECT e.id, entry_type, external_ref, account, amount_minor, currency, posted_at, "
+        "e.created_at, updated_at, e.created_by, e.source_system, j.batch_key, reversal_of, "
+        "e.description FROM ledger_entries e JOIN ledger_journals j ON j.id = e.journal_id "
+        "ORDER BY e.id"
+    ).fetchall()
+
+
+# -- the rules table, row by row, with its edges ----------------------------------------------
+
+
+class _E:
+    def __init__(self, amount: int = 1000, currency: str = "USD", posted_us: int = 0) -> None:
+        self.amount_minor, self.currency, self.posted_us = amount, currency, posted_us
+
+
+CREATED = 1_710_000_000
+DEADLINE = CREATED * US + T3
+
+
+def _charge(**kw: Any) -> dict[str, Any]:
+    base = {"id": "ch_x", "created": CREATED, "status": "succeeded", "captured": True,
+            "amount": 1000, "amount_captured": 1000, "currency": "usd"}  # fmt: skip
+    return base | kw
+
+
+@pytest.mark.parametrize(
+    ("charge", "entries", "as_of_us", "expected"),
+    [
+        (_charge(status="pending"), [_E(), _E()], DEADLINE + 1, "pending_in_stripe"),
+        (_charge(status="failed", captured=False), [], DEADLINE + 1, "not_booked"),
+        (_charge(captured=False), [_E()], DEADLINE + 1, "unexpected_ledger_entry"),
+        (_charge(), [], DEADLINE - 1, "pending_in_ledger"),
+        (_charge(), [], DEADLINE, "missing_in_ledger"),  # deadline not after as_of: missing
+        (_charge(), [_E(), _E()], DEADLINE + 1, "duplicate_in_ledger"),
+        (_charge(), [_E(currency="EUR", amount=1)], DEADLINE + 1, "currency_mismatch"),
+        (_charge(), [_E(amount=999, posted_us=DEADLINE + 5)], DEADLINE + 9, "amount_mismatch"),
+        (_charge(amount=1000, amount_captured=600), [_E(amount=1000)], DEADLINE, "amount_mismatch"),
+        (_charge(), [_E(posted_us=DEADLINE + 1)], DEADLINE + 9, "late_posting"),
+        (_charge(), [_E(posted_us=DEADLINE)], DEADLINE + 9, "matched"),  # on the deadline: in time
+        (
+            _charge(currency="jpy", amount=1000, amount_captured=1000),
+            [_E(currency="JPY")],
+            DEADLINE,
+            "matched",
+        ),
+    ],
+)
+def test_classify_follows_the_rules_table(
+    charge: Mapping[str, Any], entries: list[_E], as_of_us: int, expected: str
+) -> None:
+    assert classify_charge(charge, entries, as_of_us, T3) == expected
+
+
+def test_break_rates_are_validated() -> None:
+    with pytest.raises(ValueError, match="within"):
+        BreakRates(amount_mismatch=1.5)
+    with pytest.raises(ValueError, match="sum to more than 1"):
+        BreakRates(missing_in_ledger=0.6, late_posting=0.6)
+    assert all(v == 0 for v in vars(BreakRates.none()).values())
+
+
+# -- against a real Postgres --------------------------------------------------------------------
+
+_RULES_SQL = """
+WITH e AS (
+    SELECT external_ref, count(*) AS n, array_agg(id ORDER BY id) AS ids,
+           sum(amount_minor) AS amount, min(currency) AS cur, max(posted_at) AS last_posted
+    FROM ledger_entries
+    WHERE entry_type = 'charge' AND posted_at < %(as_of)s
+    GROUP BY external_ref
+)
+SELECT s.id,
+       CASE
+         WHEN s.status = 'pending' THEN 'pending_in_stripe'
+         WHEN NOT (s.status = 'succeeded' AND s.captured)
+           THEN CASE WHEN e.n IS NULL THEN 'not_booked' ELSE 'unexpected_ledger_entry' END
+         WHEN e.n IS NULL
+           THEN CASE WHEN s.created + make_interval(hours => 24 * %(t)s) > %(as_of)s
+                     THEN 'pending_in_ledger' ELSE 'missing_in_ledger' END
+         WHEN e.n > 1 THEN 'duplicate_in_ledger'
+         WHEN e.cur <> upper(s.currency) THEN 'currency_mismatch'
+         WHEN e.amount <> s.amount_captured THEN 'amount_mismatch'
+         WHEN e.last_posted > s.created + make_interval(hours => 24 * %(t)s) THEN 'late_posting'
+         ELSE 'matched'
+       END,
+       coalesce(e.ids, '{}'), (s.created AT TIME ZONE 'America/New_York')::date,
+       upper(s.currency), s.amount_captured, e.amount
+FROM stripe s LEFT JOIN e ON e.external_ref = s.id
+UNION ALL
+SELECT l.external_ref, 'missing_in_stripe', ARRAY[l.id],
+       (l.posted_at AT TIME ZONE 'America/New_York')::date, l.currency::text, NULL, l.amount_minor
+FROM ledger_entries l
+WHERE l.entry_type = 'charge' AND l.posted_at < %(as_of)s
+  AND NOT EXISTS (SELECT 1 FROM stripe s WHERE s.id = l.external_ref)
+"""
+
+
+def _independent_truth(
+    conn: psycopg.Connection, charges: list[Mapping[str, Any]], as_of: datetime, t_days: int = 3
+) -> dict[str, tuple]:
+    conn.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS stripe (id text PRIMARY KEY, created timestamptz, "
+        "status text, captured bool, amount_captured bigint, currency text)"
+    )
+    conn.execute("TRUNCATE stripe")
+    with conn.cursor() as cur, cur.copy("COPY stripe FROM STDIN") as cp:
+        for c in charges:
+            cp.write_row((c["id"], datetime.fromtimestamp(c["created"], UTC), c["status"],
+                          c["captured"], c["amount_captured"], c["currency"]))  # fmt: skip
+    rows = conn.execute(_RULES_SQL, {"as_of": as_of, "t": t_days}).fetchall()
+    return {r[0]: (r[1], tuple(r[2]), r[3], r[4], r[5], r[6]) for r in rows}
+
+
+def _as_tuples(rows: list[GroundTruthRow]) -> dict[str, tuple]:
+    return {
+        r.charge_id: (r.recon_status, r.ledger_entry_ids, r.reporting_date, r.currency,
+                      r.stripe_amount, r.ledger_amount)
+        for r in rows
+    }  # fmt: skip
+
+
+def _all_charges(source: Any, first: date, last: date) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    d = first
+    while d <= last:
+        w = day_window(d)
+        out += list(source(w.start, w.end))
+        d += timedelta(1)
+    return out
+
+
+@pytest.mark.parametrize("as_of", [None, FAR_AS_OF], ids=["as_of_end_of_last_day", "as_of_final"])
+def test_ground_truth_matches_an_independent_reading_of_the_rules(
+    ledger_conn: psycopg.Connection, as_of: datetime | None
+) -> None:
+    source = fake_charges()
+    result = seed_ledger(ledger_conn, source, FIRST, LAST, seed=11, rates=RATES, as_of=as_of)
+    truth = _as_tuples(result.ground_truth)
+    assert len(truth) == len(result.ground_truth)  # one row per charge or orphan
+    assert _as_tuples(load_ground_truth(ledger_conn)) == truth
+    expected = _independent_truth(ledger_conn, _all_charges(source, FIRST, LAST), result.as_of)
+    assert truth == expected
+    statuses = Counter(v[0] for v in truth.values())
+    if as_of is None:
+        # As of the end of the last day: its freshest charges are not booked yet.
+        assert result.as_of == datetime(2024, 3, 12, 4, tzinfo=UTC)
+        assert statuses["pending_in_ledger"] > 0
+    else:
+        assert statuses["pending_in_ledger"] == 0
+
+
+def test_break_counts_are_as_configured(
+    ledger_conn: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As of a date when every status is final, each injected break shows up exactly once in
+    the ground truth, and each count is r * eligible rounded up or down per day."""
+    monkeypatch.setattr(seeder, "ADJUSTMENT_RATE", 0.02)  # make the rare noise entries appear
+    result = seed_ledger(
+        ledger_conn, fake_charges(), FIRST, LAST, seed=11, rates=RATES, as_of=FAR_AS_OF
+    )
+    s = result.summary
+    inj, gt, eligible = s["injected"], s["ground_truth"], s["eligible"]
+    for kind, (lo, hi) in s["injected_bounds"].items():
+        assert lo <= inj[kind] <= hi, kind
+        n = eligible["succeeded_captured"]
+        if kind == "unexpected_ledger_entry":
+            n = eligible["failed_or_uncaptured"]
+        elif kind == "pending_with_entry":
+            n = eligible["pending"]
+        assert lo <= getattr(RATES, kind) * n <= hi, kind
+        assert hi - lo <= 3  # at most one per day of rounding
+    for kind in ("amount_mismatch", "currency_mismatch", "missing_in_ledger",
+                 "duplicate_in_ledger", "late_posting", "missing_in_stripe",
+                 "unexpected_ledger_entry"):  # fmt: skip
+        assert gt[kind] == inj[kind] > 0, kind
+    assert gt["pending_in_stripe"] == eligible["pending"]
+    assert gt["not_booked"] == eligible["failed_or_uncaptured"] - inj["unexpected_ledger_entry"]
+    assert gt["matched"] == eligible["succeeded_captured"] - sum(
+        inj[k] for k in ("amount_mismatch", "currency_mismatch", "missing_in_ledger",
+                         "duplicate_in_ledger", "late_posting")
+    )  # fmt: skip
+    assert sum(gt.values()) == s["charges"] + inj["missing_in_stripe"]
+    assert {"fee", "refund", "adjustment", "reversal"} <= set(s["entries_by_type"])
+
+
+def test_no_breaks_means_every_settled_charge_matches(ledger_conn: psycopg.Connection) -> None:
+    r = seed_ledger(ledger_conn, fake_charges(200), FIRST, FIRST, seed=3, rates=BreakRates.none(),
+                    as_of=FAR_AS_OF)  # fmt: skip
+    gt = r.summary["ground_truth"]
+    assert gt["matched"] == r.summary["eligible"]["succeeded_captured"]
+    assert gt["matched"] + gt["pending_in_stripe"] + gt["not_booked"] == r.summary["charges"]
+
+
+def test_reproducible_idempotent_and_independent_of_the_range(
+    ledger_db_dsn: str, ledger_pg: Any
+) -> None:
+    """Same seed, same rows; re-seeding replaces; seeding day by day == seeding the range."""
+    from tests.ledger_fixtures import _create_db, _db_dsn, _drop_db
+
+    source = fake_charges(300)
+    with psycopg.connect(ledger_db_dsn, autocommit=True) as conn:
+        first = seed_ledger(conn, source, FIRST, LAST, seed=5, rates=RATES, as_of=FAR_AS_OF)
+        rows = _entries(conn)
+        again = seed_ledger(conn, source, FIRST, LAST, seed=5, rates=RATES, as_of=FAR_AS_OF)
+        assert _entries(conn) == rows
+        assert again.ground_truth == first.ground_truth
+        assert again.summary == first.summary
+        n_truth = conn.execute("SELECT count(*) FROM seed.recon_ground_truth").fetchone()
+        assert n_truth == (len(first.ground_truth),)
+        # Re-seeding one day leaves the others alone.
+        seed_ledger(conn, source, LAST, LAST, seed=5, rates=RATES, as_of=FAR_AS_OF)
+        assert _entries(conn) == rows
+        other = seed_ledger(conn, source, LAST, LAST, seed=6, rates=RATES, as_of=FAR_AS_OF)
+        assert _entries(conn) != rows
+        assert {r.seed_day for r in other.ground_truth} == {LAST}
+    name = _create_db(ledger_pg.dsn, "recon_ledger_template")
+    try:
+        with psycopg.connect(_db_dsn(ledger_pg.dsn, name), autocommit=True) as conn:
+            for d in (LAST, FIRST, FIRST + timedelta(1)):  # any order, one day at a time
+                seed_ledger(conn, source, d, d, seed=5, rates=RATES, as_of=FAR_AS_OF)
+            assert _entries(conn) == rows
+    finally:
+        _drop_db(ledger_pg.dsn, name)
+
+
+def test_reporting_dates_are_us_eastern(ledger_conn: psycopg.Connection) -> None:
+    """A charge at 01:30 UTC on 2024-03-10 is reported on 2024-03-09 ET; orphans on the ET day
+    they were posted."""
+    w = day_window(date(2024, 3, 9))
+
+    def source(gte: int, lt: int) -> list[dict[str, Any]]:
+        if gte != w.start:
+            return []
+        t = int(datetime(2024, 3, 10, 1, 30, tzinfo=UTC).timestamp())
+        return [_charge(id="ch_late_evening", created=t)]
+
+    rates = BreakRates(missing_in_stripe=1.0)
+    r = seed_ledger(ledger_conn, source, date(2024, 3, 9), date(2024, 3, 9), seed=1, rates=rates)
+    by_status = {row.recon_status: row for row in r.ground_truth}
+    assert by_status["matched"].reporting_date == date(2024, 3, 9)
+    orphan = by_status["missing_in_stripe"]
+    (posted,) = ledger_conn.execute(
+        "SELECT posted_at FROM ledger_entries WHERE id = %s", (orphan.ledger_entry_ids[0],)
+    ).fetchone()  # type: ignore[misc]
+    assert orphan.reporting_date == business_day_of(posted) == date(2024, 3, 9)
+
+
+def test_seeding_from_the_emulator_covers_every_charge_once(
+    ledger_conn: psycopg.Connection,
+) -> None:
+    from recon_assets.local.stripe_emulator import ChargeGenerator, EmulatorConfig
+
+    cfg = EmulatorConfig(
+        seed=42, charges_per_day=300, start_date=date(2024, 3, 9), end_date=date(2024, 3, 12),
+        now=day_window(date(2024, 3, 13)).start,
+    )  # fmt: skip
+    r = seed_ledger_from_emulator(ledger_conn, cfg)
+    charges = _all_charges(ChargeGenerator(cfg).iter_charges, cfg.start_date, date(2024, 3, 11))
+    ids = [g.charge_id for g in r.ground_truth if g.recon_status != "missing_in_stripe"]
+    assert sorted(ids) == sorted(c["id"] for c in charges)
+    assert r.summary["charges"] == len(charges) > 0
+    assert _as_tuples(r.ground_truth) == _independent_truth(ledger_conn, charges, r.as_of)
