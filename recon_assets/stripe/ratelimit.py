@@ -47,19 +47,22 @@ class RateLimiter:
             self._tokens = min(self.burst, self._tokens + elapsed * self.rate)
 
     def acquire(self) -> None:
-        """Block until one request may be sent."""
-        while True:
-            with self._lock:
-                now = self._clock()
-                self._refill(now)
-                if now < self._cooldown_until:
-                    wait = self._cooldown_until - now
-                elif self._tokens >= 1:
-                    self._tokens -= 1
-                    return
-                else:
-                    wait = (1 - self._tokens) / self.rate
-                self.waited_s += wait
+        """Block until one request may be sent.
+
+        Reservation style: a caller that finds the bucket empty takes its token on credit
+        (the balance goes negative) and sleeps until it would have refilled, so callers queue
+        in order and no one spins on float rounding.
+        """
+        with self._lock:
+            now = self._clock()
+            self._refill(now)
+            wait = max(0.0, self._cooldown_until - now)
+            # tokens that will have refilled by the end of the cool-down count towards this one
+            self._tokens -= 1
+            if self._tokens < 0:
+                wait = max(wait, -self._tokens / self.rate)
+            self.waited_s += wait
+        if wait > 0:
             self._sleep(wait)
 
     def on_rate_limited(self, cooldown_s: float) -> None:
