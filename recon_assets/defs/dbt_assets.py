@@ -1,0 +1,189 @@
+"""The dbt project as Dagster assets: staging and intermediate views, the two incremental marts,
+and every dbt test as an asset check.
+
+Nothing happens at import: no `dbt parse`, no environment read. `definitions.py` calls
+`build_dbt_assets(...)` with the daily partitions, the target and T; the manifest must exist by
+then (`prepare_manifest` in CI, the demo and tests; `DbtProject.prepare_if_dev()` under
+`dagster dev`).
+
+One run covers one partition or a whole range (`BackfillPolicy.single_run()`): the run's time
+window becomes the dbt vars (`build_dbt_vars`) and one `dbt build` re-states exactly those
+US-Eastern days. Build the first range of a new deployment in one run: separate first
+partitions can race to create the incremental tables (dagster#18733).
+
+No `from __future__ import annotations` here: Dagster checks the `context` annotation of the
+asset function by identity, and a string annotation fails that check.
+"""
+
+import json
+import os
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from dagster import AssetExecutionContext
+from dagster_dbt import (
+    DagsterDbtTranslator,
+    DagsterDbtTranslatorSettings,
+    DbtCliResource,
+    DbtProject,
+    dbt_assets,
+)
+from dagster_dbt.dbt_project import using_dagster_dev
+
+from recon_assets.warehouse.dbt_vars import build_dbt_vars
+
+DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
+"""The dbt project shipped with the code location (top level `dbt_project/`)."""
+
+TARGETS = ("local", "prod")
+GROUP_NAME = "reconciliation"
+DEFAULT_OWNERS: tuple[str, ...] = ("team:analytics-engineering", "team:finance-ops")
+DBT_ASSETS_NAME = "recon_dbt_models"
+
+
+def default_dbt_executable() -> str:
+    """The `dbt` of this interpreter's environment when there is one, else `dbt` on PATH.
+
+    dagster-dbt runs dbt as a subprocess and only looks on PATH; a Dagster started as
+    `.venv/bin/dagster` without an activated venv would otherwise not find it.
+    """
+    candidate = Path(sys.executable).with_name("dbt")
+    return str(candidate) if candidate.exists() else "dbt"
+
+
+def dbt_project(target: str = "local", project_dir: Path = DBT_PROJECT_DIR) -> DbtProject:
+    """The project for one target; each target keeps its own manifest (`target/<target>/`),
+    because the manifest records the adapter (it becomes the assets' `duckdb`/`snowflake` kind).
+    """
+    if target not in TARGETS:
+        raise ValueError(f"dbt target must be one of {TARGETS}, got {target!r}")
+    return DbtProject(
+        project_dir=project_dir,
+        profiles_dir=project_dir,  # profiles.yml lives in the project
+        target=target,
+        target_path=Path("target") / target,
+    )
+
+
+def dbt_resource(project: DbtProject, dbt_executable: str | None = None) -> DbtCliResource:
+    """The `dbt` resource for `project` (its target and profiles dir included)."""
+    return DbtCliResource(
+        project_dir=project, dbt_executable=dbt_executable or default_dbt_executable()
+    )
+
+
+def prepare_manifest(
+    project_dir: Path = DBT_PROJECT_DIR,
+    target: str = "local",
+    *,
+    dbt_executable: str | None = None,
+) -> Path:
+    """Run `dbt parse` for `target` and return the manifest path.
+
+    Called explicitly by tests, CI and the demo bootstrap (never at import). Parsing opens no
+    warehouse connection, but the profile's environment variables must be set (dummy values do
+    for `prod`).
+    """
+    project = dbt_project(target, project_dir)
+    DbtCliResource(
+        project_dir=project, dbt_executable=dbt_executable or default_dbt_executable()
+    ).cli(["parse", "--quiet"], target_path=project.target_path).wait()
+    if not project.manifest_path.exists():
+        raise FileNotFoundError(f"dbt parse wrote no manifest at {project.manifest_path}")
+    return project.manifest_path
+
+
+class ReconDbtTranslator(DagsterDbtTranslator):
+    """All dbt nodes in the `reconciliation` group with named owners.
+
+    Keys, kinds and upstreams need no override in dagster-dbt 0.29: models get
+    `[<schema>, <name>]` (e.g. `marts/fct_charge_reconciliation`), kinds are `dbt` plus the
+    manifest's adapter (`duckdb` or `snowflake`), and a source's `meta.dagster.asset_key` makes
+    `raw/stripe_charges` and `raw/ledger_entries` (the loader's assets) the upstream deps.
+    """
+
+    def __init__(self, owners: Sequence[str] = DEFAULT_OWNERS) -> None:
+        super().__init__(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
+        self._owners = list(owners)
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        return GROUP_NAME
+
+    def get_owners(self, dbt_resource_props: Mapping[str, Any]) -> Sequence[str] | None:
+        return self._owners
+
+
+@contextmanager
+def _environ(overrides: Mapping[str, str] | None) -> Iterator[None]:
+    """Set variables for the dbt subprocess only while it is being started.
+
+    DbtCliResource copies `os.environ` when it starts dbt and has no `env` argument; the settings
+    (e.g. which DuckDB file the loader wrote) must reach the profile's `env_var()` calls.
+    """
+    if not overrides:
+        yield
+        return
+    saved = {k: os.environ.get(k) for k in overrides}
+    os.environ.update(overrides)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def build_dbt_assets(
+    *,
+    partitions_def: dg.TimeWindowPartitionsDefinition,
+    target: str = "local",
+    tolerance_days: int = 3,
+    project_dir: Path = DBT_PROJECT_DIR,
+    dbt_env: Mapping[str, str] | None = None,
+    owners: Sequence[str] = DEFAULT_OWNERS,
+    select: str = "fqn:*",
+) -> dg.AssetsDefinition:
+    """The dbt models of `project_dir` as one multi-asset, partitioned by `partitions_def`
+    (`recon_assets.defs.partitions.daily_partitions(start_date)`), run as one `dbt build` per
+    Dagster run whatever the number of partitions.
+
+    `dbt_env` holds variables the dbt profile reads, set for the dbt subprocess (for `local`:
+    `{"RECON_DUCKDB_PATH": str(settings.duckdb_path)}` so dbt reads the file the loader wrote).
+    The resource key is `dbt` (see `dbt_resource`).
+    """
+    project = dbt_project(target, project_dir)
+    if using_dagster_dev():
+        # What DbtProject.prepare_if_dev() does, but with our dbt executable (it uses PATH's).
+        prepare_manifest(project_dir, target)
+    if not project.manifest_path.exists():
+        raise FileNotFoundError(
+            f"no dbt manifest at {project.manifest_path}: run "
+            f"recon_assets.defs.dbt_assets.prepare_manifest(target={target!r}) first"
+        )
+    env = dict(dbt_env or {})
+
+    @dbt_assets(
+        manifest=project.manifest_path,
+        select=select,
+        name=DBT_ASSETS_NAME,
+        partitions_def=partitions_def,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        dagster_dbt_translator=ReconDbtTranslator(owners),
+        project=project,
+    )
+    def recon_dbt_models(context: AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
+        """Re-state the run's US-Eastern days: the partition (range) window becomes the dbt vars."""
+        window = context.partition_time_window
+        dbt_vars = build_dbt_vars(window.start, window.end, tolerance_days)
+        context.log.info(f"dbt build for {dbt_vars}")
+        with _environ(env):
+            invocation = dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context)
+        yield from invocation.stream()
+
+    return recon_dbt_models
