@@ -191,3 +191,13 @@ def test_unaligned_windows_and_bad_batch_sizes_are_refused(ledger_conn: psycopg.
         list(iter_day_batches(ledger_conn, Window(w.start + 3600, w.end)))
     with pytest.raises(ValueError, match="batch_rows"):
         list(iter_entry_batches(ledger_conn, w, batch_rows=0))
+
+
+def test_works_on_an_autocommit_connection_and_leaves_no_transaction(ledger_db_dsn: str) -> None:
+    """The Dagster asset may hand us an autocommit connection: the named cursor still gets the
+    transaction it needs, and nothing stays open afterwards."""
+    with psycopg.connect(ledger_db_dsn, autocommit=True) as conn:
+        _insert_at(conn, [datetime(2024, 6, 1, 15, tzinfo=UTC)] * 5)
+        day = date(2024, 6, 1)
+        assert [(d, b.num_rows) for d, b in iter_day_batches(conn, day_window(day))] == [(day, 5)]
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
