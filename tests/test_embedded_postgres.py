@@ -14,7 +14,6 @@ import pytest
 from recon_assets.config import ConfigError, ReconSettings
 from recon_assets.local import postgres as pgmod
 from recon_assets.local.postgres import EmbeddedPostgres, EmbeddedPostgresError, ledger_dsn
-from tests.ledger_fixtures import traversable_tmpdir
 
 pytest_plugins = ["tests.ledger_fixtures"]
 
@@ -56,6 +55,8 @@ def test_lifecycle_port_retry_and_context_manager(
 ) -> None:
     """A fresh cluster: the first port is stolen before Postgres binds it, start retries;
     `with` stops what it started; a restart keeps the data."""
+    from tests.ledger_fixtures import traversable_tmpdir  # after pytest loaded it as a plugin
+
     base = traversable_tmpdir("recon-pg-life-")
     squatter = socket.socket()
     squatter.bind(("127.0.0.1", 0))
@@ -93,6 +94,7 @@ def test_an_unreachable_data_dir_is_a_clear_error_and_changes_nothing(tmp_path: 
         EmbeddedPostgres(private / "pg" / "data").start()
     assert "chmod o+x" in str(info.value)
     assert private.stat().st_mode & 0o777 == 0o700
+    assert list(private.iterdir()) == []
 
 
 def test_no_binaries_and_no_pgserver_says_what_to_install(

@@ -111,7 +111,7 @@ class EmbeddedPostgres:
     `start()` returns the DSN (`postgresql://postgres@127.0.0.1:PORT/recon`); it initialises the
     cluster on first use and creates the database. Used as a context manager it stops the server
     on exit only if this object started it, so a `with` block never kills a server that another
-    process is using.
+    process is using. A reused server keeps the settings it was started with (`durable`, port).
     """
 
     def __init__(
@@ -171,9 +171,9 @@ class EmbeddedPostgres:
         if bin_dir is None:
             return self._start_pgserver()
         self._bin_dir = bin_dir
+        self._check_reachable()  # before creating anything
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         with self._locked():
-            self._check_reachable()
             running_port = self._running_port()
             if running_port is not None:
                 self._dsn = self._make_dsn(running_port)
@@ -193,7 +193,7 @@ class EmbeddedPostgres:
 
     def stop(self) -> None:
         """Stop the server (fast shutdown: running transactions are rolled back) if it runs."""
-        if self._pgserver is not None:
+        if self._pgserver is not None:  # best effort: pgserver decides what cleanup() does
             self._pgserver.cleanup()
             self._pgserver, self._dsn = None, None
             return
