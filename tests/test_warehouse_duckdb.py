@@ -23,7 +23,7 @@ from recon_assets.warehouse.loader import (
     MissingManifestError,
     day_range,
 )
-from tests.warehouse_fixtures import days_from, rewrite_manifest, stage_days
+from tests.warehouse_fixtures import LoadOp, days_from, load_ops, rewrite_manifest, stage_days
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -95,6 +95,39 @@ def test_load_range_rows_per_day_and_reload_is_idempotent(dataset: str, counts: 
 
         assert again.loaded_by_day == expected
         assert table_rows(db, dataset) == first_contents  # identical, not doubled
+
+
+@settings(max_examples=20, deadline=None)
+@given(ops=load_ops(window=4, max_ops=4))
+def test_any_sequence_of_reloads_leaves_the_latest_staged_version_of_each_day(
+    ops: list[LoadOp],
+) -> None:
+    """Model: after every load, each day holds exactly the rows of its latest staged run."""
+    window = days_from(DAY0, 4)
+    model: dict[date, tuple[str, int]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        store = LocalStageStore(Path(tmp) / "stage")
+        db = Path(tmp) / "warehouse.duckdb"
+        loader = DuckDBLoader(db)
+        for n, (start, counts) in enumerate(ops):
+            days = window[start : start + len(counts)]
+            run = f"run{n}"
+            stage_days(store, "ledger_entries", dict(zip(days, counts, strict=True)), run, f"s{n}")
+            loader.load(store, "ledger_entries", days)
+            model.update({d: (run, c) for d, c in zip(days, counts, strict=True)})
+
+            con = duckdb.connect(str(db), read_only=True)
+            try:
+                got = con.execute(
+                    "SELECT _partition_date, min(_run_id), max(_run_id), count(*) "
+                    "FROM raw.ledger_entries GROUP BY 1"
+                ).fetchall()
+            finally:
+                con.close()
+            assert {d: (lo, c) for d, lo, hi, c in got if lo == hi} == {
+                d: rc for d, rc in model.items() if rc[1]
+            }
+            assert len(got) == sum(1 for _, c in model.values() if c)
 
 
 def test_table_types_and_loaded_at(stage: LocalStageStore, db: Path) -> None:

@@ -126,10 +126,11 @@ class DuckDBLoader:
         loaded_at = self._clock()
         con.begin()
         try:
-            con.execute(
+            deleted_row = con.execute(
                 f"DELETE FROM {table} WHERE {PARTITION_COLUMN} >= ? AND {PARTITION_COLUMN} < ?",
                 [plan.first, plan.end_exclusive],
-            )
+            ).fetchone()
+            deleted = int(deleted_row[0]) if deleted_row else 0
             if self.hooks.after_delete:
                 self.hooks.after_delete(step)
             row = con.execute(
@@ -139,7 +140,7 @@ class DuckDBLoader:
             ).fetchone()
             inserted = int(row[0]) if row else 0
             counts = _count_by_day(con, table, plan.first, plan.end_exclusive)
-            result = build_result(plan, table, counts, inserted, loaded_at)
+            result = build_result(plan, table, counts, inserted, loaded_at, deleted)
             if not result.ok:
                 raise CountMismatchError(result)
             if self.hooks.before_commit:

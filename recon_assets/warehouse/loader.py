@@ -102,6 +102,8 @@ class LoadResult:
     days: tuple[DayLoad, ...]
     inserted_rows: int
     loaded_at: datetime
+    deleted_rows: int = 0
+    """Rows of the range the load replaced (what the previous load of these days left)."""
 
     @property
     def staged_by_day(self) -> dict[date, int]:
@@ -140,6 +142,7 @@ class LoadResult:
             "rows_staged_by_day": {d.day.isoformat(): d.staged_rows for d in self.days},
             "rows_loaded_by_day": {d.day.isoformat(): d.loaded_rows for d in self.days},
             "run_ids_by_day": {d.day.isoformat(): d.run_id for d in self.days},
+            "rows_replaced": self.deleted_rows,
             "loaded_at": self.loaded_at.isoformat(),
         }
 
@@ -250,6 +253,7 @@ def build_result(
     loaded_counts: Mapping[date, int],
     inserted_rows: int,
     loaded_at: datetime,
+    deleted_rows: int = 0,
 ) -> LoadResult:
     return LoadResult(
         dataset=plan.dataset,
@@ -268,4 +272,5 @@ def build_result(
         ),
         inserted_rows=inserted_rows,
         loaded_at=loaded_at,
+        deleted_rows=deleted_rows,
     )
