@@ -9,6 +9,7 @@ and never sees this module.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from fsspec.spec import AbstractBufferedFile, AbstractFileSystem
@@ -38,7 +39,16 @@ class BotoS3FileSystem(AbstractFileSystem):
             head = self.client.head_object(Bucket=bucket, Key=key)
         except Exception as exc:  # botocore ClientError 404: report like a filesystem
             raise FileNotFoundError(path) from exc
-        return {"name": f"{bucket}/{key}", "size": head["ContentLength"], "type": "file"}
+        return {
+            "name": f"{bucket}/{key}",
+            "size": head["ContentLength"],
+            "type": "file",
+            "LastModified": head["LastModified"],
+        }
+
+    def modified(self, path: str) -> datetime:
+        """DuckDB asks for it (its file cache) before reading."""
+        return self.info(path)["LastModified"]
 
     def ls(self, path: str, detail: bool = True, **kwargs: Any) -> list[Any]:
         bucket, prefix = self._split(path)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
+import logging
 import socket
 import threading
 import time
@@ -117,6 +118,23 @@ def days_from(first: date, n: int) -> list[date]:
     return [first + timedelta(days=i) for i in range(n)]
 
 
+LoadOp = tuple[int, list[int]]
+"""A re-load in a model test: (index of its first day in the window, rows staged per day)."""
+
+
+def load_ops(window: int, max_ops: int) -> Any:
+    """Hypothesis strategy: a few re-stage-and-load operations on sub-ranges of a window."""
+    from hypothesis import strategies as st
+
+    def op(start: int) -> Any:
+        return st.tuples(
+            st.just(start),
+            st.lists(st.integers(0, 12), min_size=1, max_size=window - start),
+        )
+
+    return st.lists(st.integers(0, window - 1).flatmap(op), min_size=1, max_size=max_ops)
+
+
 # -- moto S3 --------------------------------------------------------------------------------
 
 AWS_TEST_CREDENTIALS = {
@@ -131,6 +149,7 @@ def moto_endpoint() -> Iterator[str]:
     """One moto S3 server per session on a free port; its endpoint URL."""
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -202,8 +221,8 @@ def fakesnow_server(moto_endpoint: str) -> Iterator[dict[str, Any]]:
             "protocol": "http",
             "session_parameters": {"CLIENT_OUT_OF_BAND_TELEMETRY_ENABLED": False},
             # Caps the connector's retries of fakesnow's HTTP 500s (see module docstring).
-            "network_timeout": 15,
-            "login_timeout": 15,
+            "network_timeout": 8,
+            "login_timeout": 8,
         }
     finally:
         server.should_exit = True

@@ -1,0 +1,364 @@
+"""The production warehouse loader: staged Parquet on S3 into Snowflake with `COPY INTO`.
+
+Snowflake reads the files itself from an external stage on the S3 stage root; the stage
+authenticates through a STORAGE INTEGRATION, so no AWS credential ever appears in SQL, query
+history or logs. A load replaces a day range in one explicit transaction:
+
+    BEGIN
+    DELETE FROM raw.<t> WHERE _partition_date >= first AND _partition_date < end_exclusive
+    COPY INTO raw.<t> FROM @stage FILES=(<the manifests' keys>) FILE_FORMAT=(TYPE=PARQUET)
+         MATCH_BY_COLUMN_NAME=CASE_INSENSITIVE FORCE=TRUE
+    UPDATE raw.<t> SET _loaded_at = <this load's instant> WHERE <the range>
+    SELECT _partition_date, count(*) ... GROUP BY 1     -- staged = loaded, or ROLLBACK
+    COMMIT
+
+Choices and why:
+- FILES names exactly this range's manifest-named files, never a prefix or PATTERN, so leftovers
+  of other runs on the stage are never loaded.
+- FORCE=TRUE: Snowflake's load history (64 days) silently skips a file it loaded before. A
+  re-run of a day after its rows were deleted must load the same file again; FORCE is safe
+  because the DELETE of the range makes the load idempotent.
+- The file format is always given on the COPY, never left to the stage's default.
+- `_loaded_at` is not in the files; under MATCH_BY_COLUMN_NAME Snowflake fills table columns
+  missing from the file with NULL (fakesnow does the same), so the column is nullable and an
+  UPDATE of the just-loaded range inside the transaction sets it. Readers never see the NULLs.
+- Timestamps are TIMESTAMP_TZ: the staged values are UTC instants, and TIMESTAMP_TZ keeps the
+  instant whatever the session's TIMEZONE is (TIMESTAMP_NTZ would depend on how the session
+  converts an instant to a wall clock). dbt converts with `convert_timezone('America/New_York',
+  col)` (two-argument form).
+- Identifiers: database, schema, stage and table are plain unquoted names (they resolve upper
+  case, as dbt expects); columns are quoted upper case, which is the same identifier as the
+  unquoted lower-case name dbt writes, and also works for reserved words such as ACCOUNT.
+- DDL (CREATE SCHEMA/TABLE/STAGE) runs before BEGIN: Snowflake commits an open transaction on
+  DDL, which would split the load.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from datetime import UTC, date, datetime
+from typing import Any
+
+import pyarrow as pa
+
+from recon_assets.stage.store import S3StageStore, StageStore
+from recon_assets.warehouse.loader import (
+    LOADED_AT,
+    NO_HOOKS,
+    PARTITION_COLUMN,
+    CountMismatchError,
+    LoadError,
+    LoadHooks,
+    LoadPlan,
+    LoadResult,
+    LoadStep,
+    build_result,
+    plan_load,
+)
+
+COPY_FILES_LIMIT = 1000
+"""Snowflake accepts at most 1,000 names in one COPY's FILES list; longer ranges use several
+COPY statements inside the same transaction."""
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
+_TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_.:\-]")
+
+ConnectionFactory = Callable[[], AbstractContextManager[Any]]
+"""`SnowflakeResource.get_connection` or anything like it: a context manager yielding a DB-API
+Snowflake connection. For a connection you already hold: `lambda: contextlib.nullcontext(conn)`."""
+
+
+def snowflake_type(t: pa.DataType) -> str:
+    """The Snowflake column type for a staged Arrow type (the schemas use only these)."""
+    if pa.types.is_int64(t):
+        return "NUMBER(38,0)"
+    if pa.types.is_int32(t):
+        return "NUMBER(10,0)"
+    if pa.types.is_boolean(t):
+        return "BOOLEAN"
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return "VARCHAR"
+    if pa.types.is_date32(t):
+        return "DATE"
+    if pa.types.is_float64(t):
+        return "FLOAT"
+    if pa.types.is_timestamp(t):
+        return "TIMESTAMP_TZ" if t.tz is not None else "TIMESTAMP_NTZ"
+    raise TypeError(f"no Snowflake mapping for Arrow type {t}")
+
+
+def _ident(value: str, what: str) -> str:
+    if not _IDENT.match(value):
+        raise ValueError(f"{what} must be a plain identifier ([A-Za-z_][A-Za-z0-9_$]*)")
+    return value.upper()
+
+
+def _col(name: str) -> str:
+    return '"' + name.upper().replace('"', '""') + '"'
+
+
+def _str(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def _date(d: date) -> str:
+    return f"'{d.isoformat()}'::DATE"
+
+
+class SnowflakeLoader:
+    """Loads manifest-named staged files into `<database>.<schema>.<DATASET>` with COPY INTO.
+
+    `connection_factory` is usually `SnowflakeResource.get_connection`; each load opens one
+    connection and runs its whole transaction on it. `stage_name` is the external stage on the
+    S3 stage root (see `ensure_stage`). `query_tag=True` tags the session's queries with the
+    dataset and run id (`ALTER SESSION SET QUERY_TAG`; off by default because fakesnow lacks it).
+    """
+
+    def __init__(
+        self,
+        connection_factory: ConnectionFactory,
+        stage_name: str,
+        database: str,
+        schema: str = "RAW",
+        *,
+        hooks: LoadHooks = NO_HOOKS,
+        query_tag: bool = False,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.connection_factory = connection_factory
+        self.database = _ident(database, "database")
+        self.schema = _ident(schema, "schema")
+        self.stage_name = _ident(stage_name, "stage_name")
+        self.hooks = hooks
+        self.query_tag = query_tag
+        self._clock = clock or (lambda: datetime.now(UTC))
+
+    # -- names ----------------------------------------------------------------------------
+    @property
+    def qualified_schema(self) -> str:
+        return f"{self.database}.{self.schema}"
+
+    @property
+    def qualified_stage(self) -> str:
+        return f"{self.qualified_schema}.{self.stage_name}"
+
+    def table_name(self, dataset: str) -> str:
+        return f"{self.qualified_schema}.{_ident(dataset, 'dataset')}"
+
+    def create_table_sql(self, dataset: str, schema: pa.Schema) -> str:
+        cols = [
+            f"{_col(f.name)} {snowflake_type(f.type)}{'' if f.nullable else ' NOT NULL'}"
+            for f in schema
+        ]
+        cols.append(f"{_col(LOADED_AT)} TIMESTAMP_TZ")  # filled inside the load's transaction
+        return (
+            f"CREATE TABLE IF NOT EXISTS {self.table_name(dataset)} (\n  "
+            + ",\n  ".join(cols)
+            + "\n)"
+        )
+
+    # -- stage ----------------------------------------------------------------------------
+    def ensure_stage(self, stage_url: str, storage_integration: str) -> None:
+        """Create the external stage on `stage_url` (the S3 stage root) if it does not exist.
+
+        Authentication is the STORAGE INTEGRATION's (an IAM role Snowflake assumes), never keys
+        in SQL. An existing stage pointing elsewhere is an error, not silently replaced: it may
+        be shared, and replacing a stage drops its grants.
+        """
+        if not stage_url.startswith("s3://"):
+            raise ValueError("the Snowflake stage must be an s3:// URL (the S3 stage root)")
+        url = stage_url.rstrip("/") + "/"
+        integration = _ident(storage_integration, "storage_integration")
+        with self.connection_factory() as conn:
+            cur = conn.cursor()
+            try:
+                cur.execute(f"CREATE SCHEMA IF NOT EXISTS {self.qualified_schema}")
+                cur.execute(
+                    f"CREATE STAGE IF NOT EXISTS {self.qualified_stage} URL = {_str(url)} "
+                    f"STORAGE_INTEGRATION = {integration}"
+                )
+                cur.execute(f"SHOW STAGES IN SCHEMA {self.qualified_schema}")
+                names = [d[0].lower() for d in cur.description]
+                found = [
+                    dict(zip(names, row, strict=False))
+                    for row in cur.fetchall()
+                    if str(row[names.index("name")]).upper() == self.stage_name
+                ]
+            finally:
+                cur.close()
+        if not found:
+            raise LoadError(f"stage {self.qualified_stage} was not created")
+        have = str(found[0].get("url") or "").strip('[]"').rstrip("/") + "/"
+        if have != url:
+            raise LoadError(
+                f"stage {self.qualified_stage} points at {have}, not at the stage root {url}; "
+                "recreate it (CREATE OR REPLACE STAGE ... STORAGE_INTEGRATION = ...) deliberately"
+            )
+
+    # -- load -----------------------------------------------------------------------------
+    def load(
+        self,
+        store: StageStore,
+        dataset: str,
+        days: Sequence[date],
+        *,
+        run_id: str | None = None,
+    ) -> LoadResult:
+        """Replace the rows of `days` (contiguous) in the raw table with their staged files.
+
+        `store` must be the stage root the Snowflake stage points at: the manifests' keys are
+        the FILES of the COPY, relative to it. Raises `MissingManifestError` before any SQL when
+        a day was not staged, `CountMismatchError` (after ROLLBACK) when staged != loaded, and
+        re-raises any database error after ROLLBACK.
+        """
+        plan = plan_load(store, dataset, days)
+        table = self.table_name(plan.dataset)
+        with self.connection_factory() as conn:
+            cur = conn.cursor()
+            try:
+                with self._tagged(cur, plan.dataset, run_id):
+                    self._ensure_table(cur, plan)
+                    return self._replace_range(cur, store, plan, table)
+            finally:
+                cur.close()
+
+    def rows_by_day(self, dataset: str, first: date, end_exclusive: date) -> dict[date, int]:
+        """Rows per `_partition_date` in `[first, end_exclusive)`, for checks and tests."""
+        with self.connection_factory() as conn:
+            cur = conn.cursor()
+            try:
+                return _count_by_day(cur, self.table_name(dataset), first, end_exclusive)
+            finally:
+                cur.close()
+
+    # -- internals ------------------------------------------------------------------------
+    def _replace_range(self, cur: Any, store: StageStore, plan: LoadPlan, table: str) -> LoadResult:
+        step = LoadStep(plan.dataset, table, plan.first, plan.end_exclusive, plan.manifests)
+        loaded_at = self._clock()
+        in_range = (
+            f"{PARTITION_COLUMN} >= {_date(plan.first)} "
+            f"AND {PARTITION_COLUMN} < {_date(plan.end_exclusive)}"
+        )
+        cur.execute("BEGIN TRANSACTION")
+        try:
+            cur.execute(f"DELETE FROM {table} WHERE {in_range}")
+            deleted = _first_int(cur.fetchone())
+            if self.hooks.after_delete:
+                self.hooks.after_delete(step)
+            inserted = 0
+            for start in range(0, len(plan.manifests), COPY_FILES_LIMIT):
+                chunk = plan.manifests[start : start + COPY_FILES_LIMIT]
+                files = ", ".join(_str(m.key) for m in chunk)
+                cur.execute(
+                    f"COPY INTO {table} FROM @{self.qualified_stage} FILES = ({files}) "
+                    "FILE_FORMAT = (TYPE = PARQUET) MATCH_BY_COLUMN_NAME = CASE_INSENSITIVE "
+                    "FORCE = TRUE"
+                )
+                inserted += _check_copy_result(cur, store, chunk)
+            ts = _str(loaded_at.astimezone(UTC).isoformat())
+            cur.execute(f"UPDATE {table} SET {LOADED_AT} = {ts}::TIMESTAMP_TZ WHERE {in_range}")
+            counts = _count_by_day(cur, table, plan.first, plan.end_exclusive)
+            result = build_result(plan, table, counts, inserted, loaded_at, deleted)
+            if not result.ok:
+                raise CountMismatchError(result)
+            if self.hooks.before_commit:
+                self.hooks.before_commit(step)
+            cur.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(Exception):  # the original error is the one to report
+                cur.execute("ROLLBACK")
+            raise
+        return result
+
+    def _ensure_table(self, cur: Any, plan: LoadPlan) -> None:
+        """Create the raw table if missing; an existing one must have exactly the staged columns.
+
+        MATCH_BY_COLUMN_NAME would otherwise load NULL into a column the files lack and drop a
+        file column the table lacks, silently; drift needs a reviewed migration instead. The
+        CREATE runs only when the table is missing (DDL commits, and fakesnow also forgets a
+        table's load history on every CREATE TABLE IF NOT EXISTS).
+        """
+        have = self._columns(cur, plan.dataset)
+        if not have:
+            cur.execute(f"CREATE SCHEMA IF NOT EXISTS {self.qualified_schema}")
+            cur.execute(self.create_table_sql(plan.dataset, plan.schema))
+            have = self._columns(cur, plan.dataset)
+        want = [n.upper() for n in [*plan.schema.names, LOADED_AT]]
+        if have != want:
+            raise LoadError(
+                f"{self.table_name(plan.dataset)} has columns {have}, the staged schema needs "
+                f"{want}; migrate the table before loading"
+            )
+
+    def _columns(self, cur: Any, dataset: str) -> list[str]:
+        cur.execute(
+            f"SELECT column_name FROM {self.database}.information_schema.columns "
+            f"WHERE table_schema = {_str(self.schema)} "
+            f"AND table_name = {_str(dataset.upper())} ORDER BY ordinal_position"
+        )
+        return [str(r[0]).upper() for r in cur.fetchall()]
+
+    @contextlib.contextmanager
+    def _tagged(self, cur: Any, dataset: str, run_id: str | None) -> Iterator[None]:
+        """Tag the session's queries with the dataset and run id, when enabled."""
+        if not self.query_tag:
+            yield
+            return
+        tag = _TAG_UNSAFE.sub("_", f"recon:load:{dataset}:{run_id or '-'}")[:2000]
+        cur.execute(f"ALTER SESSION SET QUERY_TAG = {_str(tag)}")
+        try:
+            yield
+        finally:
+            with contextlib.suppress(Exception):
+                cur.execute("ALTER SESSION UNSET QUERY_TAG")
+
+
+def _first_int(row: Any) -> int:
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def _check_copy_result(cur: Any, store: StageStore, manifests: Sequence[Any]) -> int:
+    """Every requested file reported as LOADED; returns the rows COPY says it loaded.
+
+    Catches what a count per day cannot name: a file skipped by load history, or a stage whose
+    root is not the store's (the reported file URL differs).
+    """
+    names = [d[0].lower() for d in cur.description]
+    rows = [dict(zip(names, r, strict=False)) for r in cur.fetchall()]
+    if "file" not in names:  # "Copy executed with 0 files processed."
+        raise LoadError(f"COPY loaded no file; expected {len(manifests)} staged files")
+    by_key: dict[str, dict[str, Any]] = {}
+    for m in manifests:
+        want_uri = store.uri(m.key)
+        for r in rows:
+            f = str(r.get("file") or "")
+            exact = isinstance(store, S3StageStore) and f.startswith("s3://")
+            if (f == want_uri) if exact else (f == m.key or f.endswith("/" + m.key)):
+                by_key[m.key] = r
+                break
+    missing = [m.key for m in manifests if m.key not in by_key]
+    if missing:
+        raise LoadError(
+            f"COPY did not report {len(missing)} of the staged files (first: {missing[0]}); "
+            "is the stage's URL the stage root?"
+        )
+    total = 0
+    for m in manifests:
+        r = by_key[m.key]
+        status = str(r.get("status") or "").upper()
+        if status != "LOADED":  # LOAD_SKIPPED would mean load history won over FORCE
+            raise LoadError(f"COPY reported {status or 'no status'} for {m.key}")
+        total += _first_int([r.get("rows_loaded")])
+    return total  # per-day counts are compared with the manifests by the caller
+
+
+def _count_by_day(cur: Any, table: str, first: date, end_exclusive: date) -> dict[date, int]:
+    cur.execute(
+        f"SELECT {PARTITION_COLUMN}, COUNT(*) FROM {table} "
+        f"WHERE {PARTITION_COLUMN} >= {_date(first)} AND {PARTITION_COLUMN} < {_date(end_exclusive)} "
+        "GROUP BY 1"
+    )
+    return {r[0]: int(r[1]) for r in cur.fetchall()}
