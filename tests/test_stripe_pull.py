@@ -1,0 +1,339 @@
+"""The charges pull, end to end over real HTTP: stripe SDK → project emulator → staged Parquet.
+
+Expected charges always come from the emulator's generator (the source of truth for what the
+account holds), never from the code under test.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from datetime import UTC, date, datetime
+
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from recon_assets.local.stripe_emulator import (
+    DRIFT_KINDS,
+    INVALID_KINDS,
+    ChargeGenerator,
+    FaultConfig,
+    StripeEmulator,
+)
+from recon_assets.stage.manifest import read_manifest
+from recon_assets.stage.store import LocalStageStore, StageStore
+from recon_assets.stripe.client import RetryPolicy, StripeAuthError, StripeFetchError
+from recon_assets.stripe.pull import iter_window, pull_charges
+from recon_assets.timewindows import BUSINESS_TZ, Window, business_day_of, day_window
+from tests.stripe_fixtures import client_for, running_emulator
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def expected_ids(emu: StripeEmulator, window: Window) -> list[str]:
+    return [c["id"] for c in ChargeGenerator(emu.cfg).iter_charges(window.start, window.end)]
+
+
+def staged_table(store: StageStore, day: date):
+    m = read_manifest(store, "stripe_charges", day)
+    assert m is not None, f"no manifest for {day}"
+    return pq.read_table(m.uri), m
+
+
+def window_with_exactly(emu: StripeEmulator, k: int, day: date) -> Window:
+    """A window holding exactly k charges, its edges on distinct `created` seconds."""
+    w = day_window(day)
+    created = [c["created"] for c in ChargeGenerator(emu.cfg).iter_charges(w.start, w.end)]
+    if k == 0:
+        for a, b in itertools.pairwise(created):
+            if b - a >= 2:
+                return Window(a + 1, b)
+        raise AssertionError("no gap in the day")
+    for i in range(1, len(created) - k):
+        if created[i - 1] < created[i] and created[i + k - 1] < created[i + k]:
+            return Window(created[i], created[i + k])
+    raise AssertionError(f"no window of exactly {k} charges")
+
+
+@pytest.mark.parametrize("k", [0, 1, 99, 100, 101, 250])
+def test_pagination_edges(emulator: StripeEmulator, k: int) -> None:
+    window = window_with_exactly(emulator, k, date(2024, 5, 14))
+    client = client_for(emulator)
+    pages = list(iter_window(client, window))
+    got = [item["id"] for p in pages for item in p.items]
+    assert sorted(got) == sorted(expected_ids(emulator, window))
+    assert len(got) == len(set(got)) == k
+    assert len(pages) == max(1, -(-k // 100))  # no empty trailing page, no missing one
+
+
+def test_ties_across_page_boundaries_are_neither_lost_nor_doubled(
+    emulator: StripeEmulator,
+) -> None:
+    """Charges 100 and 101 (newest first) share one `created` second: the cursor must hold."""
+    w = day_window(date(2024, 5, 15))
+    created = [c["created"] for c in ChargeGenerator(emulator.cfg).iter_charges(w.start, w.end)]
+    end = None
+    for b in range(1, len(created) - 100):
+        # oldest-first indices b-1 and b tie; b+99 is the last one before `end`
+        if created[b - 1] == created[b] and created[b + 99] < created[b + 100]:
+            end = created[b + 100]
+            break
+    assert end is not None, "the generator must produce ties (bursts in one second)"
+    window = Window(w.start, end)
+    pages = list(iter_window(client_for(emulator), window))
+    assert pages[0].items[-1]["created"] == pages[1].items[0]["created"]  # the tie straddles
+    got = [i["id"] for p in pages for i in p.items]
+    assert len(got) == len(set(got))
+    assert sorted(got) == sorted(expected_ids(emulator, window))
+
+
+def test_window_edges_are_half_open(emulator: StripeEmulator) -> None:
+    day = date(2024, 5, 16)
+    w = day_window(day)
+    inner = list(ChargeGenerator(emulator.cfg).iter_charges(w.start, w.end))
+    t = inner[len(inner) // 2]["created"]
+    left = [i["id"] for p in iter_window(client_for(emulator), Window(w.start, t)) for i in p.items]
+    right = [i["id"] for p in iter_window(client_for(emulator), Window(t, w.end)) for i in p.items]
+    assert not set(left) & set(right)
+    assert sorted(left + right) == sorted(c["id"] for c in inner)
+
+
+@pytest.mark.parametrize(("day", "hours"), [(date(2024, 3, 10), 23), (date(2024, 11, 3), 25)])
+def test_dst_days_are_pulled_exactly(
+    emulator: StripeEmulator, local_stage: LocalStageStore, day: date, hours: int
+) -> None:
+    w = day_window(day)
+    assert w.seconds == hours * 3600
+    result = pull_charges(client_for(emulator), local_stage, [day], "run-dst", windows_per_day=7)
+    table, manifest = staged_table(local_stage, day)
+    assert sorted(table.column("id").to_pylist()) == sorted(expected_ids(emulator, w))
+    assert manifest.rows == table.num_rows == result.staged
+    created = table.column("created").to_pylist()
+    assert all(business_day_of(c) == day for c in created)
+    assert {c.astimezone(BUSINESS_TZ).utcoffset() for c in created} == {
+        datetime(day.year, day.month, day.day, 0, tzinfo=BUSINESS_TZ).utcoffset(),
+        datetime(day.year, day.month, day.day, 23, tzinfo=BUSINESS_TZ).utcoffset(),
+    }  # charges on both sides of the transition
+    assert set(table.column("_partition_date").to_pylist()) == {day}
+
+
+def test_staged_columns_keep_minor_units_and_lineage(
+    emulator: StripeEmulator, local_stage: LocalStageStore
+) -> None:
+    day = date(2024, 6, 3)
+    pull_charges(client_for(emulator), local_stage, [day], "run-cols")
+    table, manifest = staged_table(local_stage, day)
+    by_id = {r["id"]: r for r in table.to_pylist()}
+    w = day_window(day)
+    for c in ChargeGenerator(emulator.cfg).iter_charges(w.start, w.end):
+        row = by_id[c["id"]]
+        assert row["amount"] == c["amount"] and row["amount_captured"] == c["amount_captured"]
+        assert row["currency"] == c["currency"] and row["status"] == c["status"]
+        assert row["created"] == datetime.fromtimestamp(c["created"], UTC)
+        assert row["_run_id"] == "run-cols"
+    assert {"jpy", "krw"} <= set(table.column("currency").to_pylist())
+    meta = pq.ParquetFile(manifest.uri).metadata
+    assert meta.row_group(0).column(0).compression == "ZSTD"
+
+
+def test_range_is_split_into_one_file_per_day(
+    emulator: StripeEmulator, local_stage: LocalStageStore
+) -> None:
+    days = [date(2024, 7, 1), date(2024, 7, 2), date(2024, 7, 3)]
+    result = pull_charges(client_for(emulator), local_stage, days, "run-range", concurrency=3)
+    assert [f.day for f in result.files] == days
+    for d in days:
+        table, m = staged_table(local_stage, d)
+        assert m.run_id == "run-range"
+        assert sorted(table.column("id").to_pylist()) == sorted(
+            expected_ids(emulator, day_window(d))
+        )
+        assert "run-range" in m.key and d.isoformat() in m.key
+
+
+def test_429_storm_is_recovered_and_the_rate_respected(local_stage: LocalStageStore) -> None:
+    with running_emulator(faults=FaultConfig(fail_first_n_requests=12)) as emu:
+        client = client_for(emu, rate=40.0)
+        day = date(2024, 8, 6)
+        started = time.monotonic()
+        result = pull_charges(client, local_stage, [day], "run-429", concurrency=4)
+        elapsed = time.monotonic() - started
+        assert result.counters["rate_limited_429"] == 12 == emu.stats.rate_limited
+        assert result.staged == len(expected_ids(emu, day_window(day)))
+        # every 429 halved the client's rate: it must have slowed down, not hammered
+        assert client.limiter.throttled == 12
+        n = result.counters["requests"]
+        assert elapsed >= (n - client.limiter.burst) / client.limiter.max_rate
+
+
+def test_server_side_rate_limit_is_respected(local_stage: LocalStageStore) -> None:
+    """A client set above the server's limit learns the limit from 429s and still finishes."""
+    with running_emulator(faults=FaultConfig(rate_limit_per_s=30, rate_limit_burst=5)) as emu:
+        client = client_for(emu, rate=200.0)
+        day = date(2024, 8, 7)
+        result = pull_charges(client, local_stage, [day], "run-rl", concurrency=4)
+        assert result.staged == len(expected_ids(emu, day_window(day)))
+        assert result.counters["rate_limited_429"] > 0
+        assert client.limiter.rate < 200.0
+
+
+def test_5xx_resets_and_truncated_bodies_are_retried(local_stage: LocalStageStore) -> None:
+    faults = FaultConfig(error_5xx_rate=0.15, reset_rate=0.1, truncate_rate=0.1)
+    with running_emulator(faults=faults) as emu:
+        day = date(2024, 9, 10)
+        result = pull_charges(client_for(emu), local_stage, [day], "run-5xx")
+        stats = emu.stats
+        c = result.counters
+        assert result.staged == len(expected_ids(emu, day_window(day)))
+        assert c["server_errors_5xx"] == stats.errors_5xx > 0
+        assert stats.resets > 0 and stats.truncations > 0
+        assert c["connection_errors"] + c["bad_bodies"] == stats.resets + stats.truncations
+        assert c["retries"] == c["requests"] - stats.responses_200
+        assert result.quarantined == 0  # a cut body is a network fault, not a bad record
+
+
+def test_retry_budget_exhausted_fails_clearly_and_stages_nothing(
+    local_stage: LocalStageStore,
+) -> None:
+    with running_emulator(faults=FaultConfig(error_5xx_rate=1.0)) as emu:
+        client = client_for(emu, retry=RetryPolicy(max_retries=2, base_s=0.001, cap_s=0.01))
+        days = [date(2024, 9, 11), date(2024, 9, 12)]
+        with pytest.raises(StripeFetchError, match=r"after 2 retries; last failure: HTTP 5\d\d"):
+            pull_charges(client, local_stage, days, "run-fail")
+    assert local_stage.list_keys("") == []
+    assert (
+        not any(p.is_file() for p in local_stage.root.rglob("*"))
+        if local_stage.root.exists()
+        else True
+    )
+
+
+def test_failure_after_some_days_leaves_previous_version_in_force(
+    local_stage: LocalStageStore,
+) -> None:
+    days = [date(2024, 9, 13), date(2024, 9, 14)]
+    with running_emulator() as emu:
+        pull_charges(client_for(emu), local_stage, days, "run-good")
+    before = {d: read_manifest(local_stage, "stripe_charges", d) for d in days}
+    with running_emulator(faults=FaultConfig(error_5xx_rate=1.0)) as emu:
+        client = client_for(emu, retry=RetryPolicy(max_retries=1, base_s=0.001, cap_s=0.01))
+        with pytest.raises(StripeFetchError):
+            pull_charges(client, local_stage, days, "run-bad")
+    assert {d: read_manifest(local_stage, "stripe_charges", d) for d in days} == before
+    assert not [k for k in local_stage.list_keys("") if "run-bad" in k]
+
+
+def test_malformed_charges_are_quarantined_and_counts_conserved(
+    local_stage: LocalStageStore,
+) -> None:
+    with running_emulator(faults=FaultConfig(malformed_rate=0.05)) as emu:
+        days = [date(2024, 10, 1), date(2024, 10, 2)]
+        result = pull_charges(client_for(emu), local_stage, days, "run-bad-records")
+        for d in days:
+            ids = expected_ids(emu, day_window(d))
+            kinds = {i: emu.malformed_kind(i) for i in ids}
+            invalid = {i for i, k in kinds.items() if k in INVALID_KINDS}
+            drift = {i for i, k in kinds.items() if k in DRIFT_KINDS}
+            assert invalid and drift
+            counts = result.per_day[d]
+            assert counts.fetched == len(ids) == counts.staged + counts.quarantined
+            assert counts.quarantined == len(invalid)
+            table, m = staged_table(local_stage, d)
+            assert set(table.column("id").to_pylist()) == set(ids) - invalid
+            assert m.quarantined == len(invalid)
+            q = pq.read_table(
+                local_stage.uri(
+                    f"quarantine/stripe_charges/{d}/stripe_charges__{d}__run-bad-records.parquet"
+                )
+            ).to_pylist()
+            assert {r["record_id"] for r in q} == invalid
+            for r in q:
+                assert r["_run_id"] == "run-bad-records"
+                assert "amount" in r["error"] or "currency" in r["error"]
+                assert r["record_id"] in r["raw_payload"]
+        unknown_status = sum(
+            1
+            for d in days
+            for i in expected_ids(emu, day_window(d))
+            if emu.malformed_kind(i) == "unknown_status"
+        )
+        assert result.drift_statuses == {"requires_review": unknown_status}
+        assert result.drift_fields["risk_insights"] > 0
+        assert set(result.drift_fields) == {"risk_insights"}
+
+
+def test_wrong_api_key_fails_fast_without_the_key(
+    emulator: StripeEmulator, local_stage: LocalStageStore
+) -> None:
+    secret = "sk_test_THIS_IS_A_SECRET_KEY_4242"
+    client = client_for(emulator, api_key=secret)
+    started = time.monotonic()
+    with pytest.raises(StripeAuthError) as info:
+        pull_charges(client, local_stage, [date(2024, 5, 1)], "run-key")
+    assert time.monotonic() - started < 10
+    text = str(info.value) + repr(info.value) + str(info.value.__cause__) + str(client)
+    assert secret not in text and "SECRET_KEY" not in text
+    assert "STRIPE_API_KEY" in str(info.value)
+    assert client.counters.retries == 0  # an auth failure is never retried
+    assert local_stage.list_keys("") == []
+
+
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    offset=st.integers(min_value=0, max_value=86_000),
+    length=st.integers(min_value=0, max_value=6 * 3600),
+    parts=st.integers(min_value=1, max_value=9),
+)
+def test_split_windows_fetch_exactly_the_window(
+    emulator: StripeEmulator, offset: int, length: int, parts: int
+) -> None:
+    from recon_assets.timewindows import split_window
+
+    start = day_window(date(2024, 4, 2)).start + offset
+    w = Window(start, start + length)
+    client = client_for(emulator)
+    got = [
+        i["id"] for sub in split_window(w, parts) for p in iter_window(client, sub) for i in p.items
+    ]
+    assert len(got) == len(set(got))
+    assert sorted(got) == sorted(expected_ids(emulator, w))
+
+
+def test_s3_stage_on_moto(emulator: StripeEmulator, s3_client: object, s3_bucket: str) -> None:
+    """The production stage: streamed multipart/PUT uploads to S3 (a moto server over HTTP)."""
+    from recon_assets.stage.store import S3StageStore
+
+    store = S3StageStore(s3_client, s3_bucket, "recon/stage")
+    days = [date(2024, 12, 1), date(2024, 12, 2)]
+    result = pull_charges(client_for(emulator), store, days, "run-s3")
+    keys = store.list_keys("stripe_charges")
+    assert keys == sorted(
+        [f"stripe_charges/{d}/stripe_charges__{d}__run-s3.parquet" for d in days]
+        + [f"stripe_charges/{d}/_latest.json" for d in days]
+    )
+    for f in result.files:
+        assert f.uri == f"s3://{s3_bucket}/recon/stage/{f.key}"
+        import io
+
+        table = pq.read_table(io.BytesIO(store.read_bytes(f.key)))
+        assert sorted(table.column("id").to_pylist()) == sorted(
+            expected_ids(emulator, day_window(f.day))
+        )
+        assert read_manifest(store, "stripe_charges", f.day).rows == table.num_rows
+
+
+def test_s3_failed_pull_leaves_no_object(s3_client: object, s3_bucket: str) -> None:
+    from recon_assets.stage.store import S3StageStore
+
+    store = S3StageStore(s3_client, s3_bucket, "p")
+    with running_emulator(faults=FaultConfig(error_5xx_rate=1.0)) as emu:
+        client = client_for(emu, retry=RetryPolicy(max_retries=1, base_s=0.001, cap_s=0.01))
+        with pytest.raises(StripeFetchError):
+            pull_charges(client, store, [date(2024, 12, 3)], "run-s3-bad")
+    assert store.list_keys("") == []
+    uploads = s3_client.list_multipart_uploads(Bucket=s3_bucket)  # type: ignore[attr-defined]
+    assert not uploads.get("Uploads")
