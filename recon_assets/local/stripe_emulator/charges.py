@@ -17,6 +17,7 @@ import hashlib
 import json
 import math
 import random
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -50,6 +51,8 @@ CURRENCY_WEIGHTS = {"usd": 70, "eur": 10, "gbp": 7, "cad": 6, "jpy": 4, "krw": 3
 ZERO_DECIMAL = frozenset({"jpy", "krw"})
 _PRESENTMENT_FX = (("eur", 0.92), ("gbp", 0.79), ("cad", 1.36), ("jpy", 151.0))
 _CHANNELS = ("web", "ios", "android", "pos")
+_DESCRIPTION = ("null", "", "", "")
+"""A quarter of charges have no description; "" means "Order <part of the id>"."""
 _P2 = [a + b for a in ALPHABET for b in ALPHABET]
 """Two base-62 digits per entry: the index part of an id in two lookups instead of a loop."""
 
@@ -340,6 +343,7 @@ class ChargeGenerator:
         ]
         self._hashers: list[hashlib._Hash | None] = [None] * len(self.timeline.days)
         self._prefixes = [day_prefix(d) for d in self.timeline.days]
+        self._literals = re.split(r"%[sd]", CHARGE_TEMPLATE)
 
     # -- clock and visibility ---------------------------------------------------------------
 
@@ -414,61 +418,95 @@ class ChargeGenerator:
         while g < g1:
             k, i = tl.locate(g)
             n = min(tl.counts[k] - i, g1 - g)
-            ts = tl.timestamps(k)
-            render = self._render
-            out.extend(render(k, j, ts[j], now) for j in range(i, i + n))
+            out += self._render_day(k, i, i + n, now)
             g += n
         return out
 
-    def _render(self, k: int, i: int, created: int, now: int) -> str:
-        dig = self._digest(k, i)
-        body = (
-            self._prefixes[k]
-            + _P2[i // 3844]
-            + _P2[i % 3844]
-            + dig[:16].translate(ALNUM_TABLE).decode()
-        )
-        tails = dig[16:32].translate(ALNUM_TABLE).decode()
-        h = int.from_bytes(dig[32:], "little")
-        currency = self._currency_of[(h >> 16) & 0x3FF]
-        cust = self._customers[currency][(h >> 26) & 0xFF]
-        amount = self._amounts[currency][(h >> 34) & 0xFFF]
-        scen = h & 0xFFFF
-        age = now - created
+    def _render_day(self, k: int, i0: int, i1: int, now: int) -> list[str]:
+        """Charges i0..i1-1 of day k. The hot path: one loop, locals only, `str.join` of literal
+        pieces (twice as fast as `%` on a 2 KB template, which rescans the literal text)."""
+        lit = self._literals
+        ts = self.timeline.timestamps(k)
+        self._digest(k, 0)  # make sure the day's pre-keyed hasher exists
+        base = self._hashers[k]
+        assert base is not None
+        prefix = self._prefixes[k]
+        currency_of, customers, amounts = self._currency_of, self._customers, self._amounts
+        outcome_ok = self._outcome_ok
+        out: list[str] = []
+        append = out.append
+        for i in range(i0, i1):
+            hasher = base.copy()
+            hasher.update(i.to_bytes(4, "little"))
+            dig = hasher.digest()
+            body = (
+                prefix + _P2[i // 3844] + _P2[i % 3844] + dig[:16].translate(ALNUM_TABLE).decode()
+            )
+            tails = dig[16:32].translate(ALNUM_TABLE).decode()
+            h = int.from_bytes(dig[32:], "little")
+            created = ts[i]
+            currency = currency_of[(h >> 16) & 0x3FF]
+            cust = customers[currency][(h >> 26) & 0xFF]
+            amount = amounts[currency][(h >> 34) & 0xFFF]
+            scen = h & 0xFFFF
+            age = now - created
 
-        status = "succeeded"
-        captured = True
-        amount_captured = amount
-        failure = None
-        if scen < _P_PENDING_RESOLVES:
-            status = "pending"
-            if scen >= _P_PENDING_FOREVER and age >= HOUR + ((h >> 46) & 0x3FFFF) % _DELAY_SPAN:
-                status = "succeeded" if ((h >> 64) & 0xFF) < 218 else "failed"
-        elif scen < _P_FAILED:
-            status = "failed"
-        elif scen < _P_UNCAPTURED:
-            captured = False
-            amount_captured = 0
-        elif scen < _P_PARTIAL:
-            pct = 50 + ((h >> 72) & 0x3F) % 46
-            amount_captured = max(1, amount * pct // 100)
+            status = "succeeded"
+            captured = True
+            amount_captured = amount
+            amount_refunded = 0
+            disputed = False
+            risk = ((h >> 80) & 0x7F) % 100
+            if scen < _P_PENDING_RESOLVES:
+                status = "pending"
+                if scen >= _P_PENDING_FOREVER and age >= HOUR + ((h >> 46) & 0x3FFFF) % _DELAY_SPAN:
+                    status = "succeeded" if ((h >> 64) & 0xFF) < 218 else "failed"
+            elif scen < _P_FAILED:
+                status = "failed"
+            elif scen < _P_UNCAPTURED:
+                captured = False
+                amount_captured = 0
+            elif scen < _P_PARTIAL:
+                amount_captured = max(1, amount * (50 + ((h >> 72) & 0x3F) % 46) // 100)
 
-        amount_refunded = 0
-        disputed = False
-        risk = ((h >> 80) & 0x7F) % 100
-        if status == "failed":
-            captured = False
-            amount_captured = 0
-            variant = ((h >> 88) & 0x7) % 8
-            if variant == 7:
-                failure = ("card_declined", "Your card was declined.")
-                outcome = _OUTCOME_BLOCKED % (75 + risk % 25)
-            else:
-                code, msg, advice, ndc, reason, seller = _DECLINES[variant]
-                failure = (code, msg)
-                outcome = _OUTCOME_DECLINED % (advice, ndc, reason, risk % 65, seller)
-        else:
-            outcome = self._outcome_ok[risk % 75]
+            presentment = ""
+            if currency == "usd" and ((h >> 172) & 0xFF) < _P_PRESENTMENT:
+                pcur, fx = _PRESENTMENT_FX[(h >> 180) & 3]
+                presentment = (
+                    f'"presentment_details":{{"presentment_amount":{int(amount * fx)},'
+                    f'"presentment_currency":"{pcur}"}},'
+                )
+            if status == "failed":
+                variant = ((h >> 88) & 0x7) % 8
+                if variant == 7:
+                    failure_code, failure_message = '"card_declined"', '"Your card was declined."'
+                    outcome = _OUTCOME_BLOCKED % (75 + risk % 25)
+                else:
+                    code, msg, advice, ndc, reason, seller = _DECLINES[variant]
+                    failure_code, failure_message = f'"{code}"', f'"{msg}"'
+                    outcome = _OUTCOME_DECLINED % (advice, ndc, reason, risk % 65, seller)
+                append(
+                    "".join(
+                        (
+                            lit[0], body, lit[1], str(amount), lit[2], "0", lit[3], "0",
+                            lit[4], "null", lit[5], cust.billing_details, lit[6], "false",
+                            lit[7], str(created), lit[8], currency, lit[9], cust.customer,
+                            lit[10], _DESCRIPTION[(h >> 182) & 3] or f'"Order {body[10:18]}"',
+                            lit[11], "false", lit[12], failure_code, lit[13], failure_message,
+                            lit[14], body[12:24], lit[15], _CHANNELS[(h >> 184) & 3], lit[16],
+                            outcome, lit[17], "false", lit[18], body[:16] + tails[8:16],
+                            lit[19], cust.payment_method, lit[20], str(amount), lit[21], "null",
+                            lit[22], cust.card_head, lit[23], str((h >> 206) % 10**15).zfill(15),
+                            lit[24], str(amount), lit[25], cust.card_tail, lit[26], presentment,
+                            lit[27], cust.receipt_email, lit[28], body + tails[:12], lit[29],
+                            "false", lit[30], cust.shipping if (h >> 250) & 3 == 0 else "null",
+                            lit[31], "failed", lit[32],
+                        )
+                    )
+                )  # fmt: skip
+                continue
+
+            outcome = outcome_ok[risk % 75]
             if status == "succeeded" and captured:
                 if ((h >> 96) & 0xFFFF) < _P_REFUND and age >= HOUR + (
                     (h >> 112) & 0x3FFFF
@@ -481,48 +519,31 @@ class ChargeGenerator:
                     (h >> 154) & 0x3FFFF
                 ) % _DELAY_SPAN:
                     disputed = True
-
-        presentment = ""
-        if currency == "usd" and ((h >> 172) & 0xFF) < _P_PRESENTMENT:
-            pcur, fx = _PRESENTMENT_FX[(h >> 180) & 3]
-            presentment = (
-                f'"presentment_details":{{"presentment_amount":{int(amount * fx)},'
-                f'"presentment_currency":"{pcur}"}},'
-            )
-        return CHARGE_TEMPLATE % (
-            body,
-            amount,
-            amount_captured,
-            amount_refunded,
-            "null" if failure else f'"txn_{body[:16]}{tails[:8]}"',
-            cust.billing_details,
-            "true" if captured else "false",
-            created,
-            currency,
-            cust.customer,
-            "null" if (h >> 182) & 3 == 0 else f'"Order {body[10:18]}"',
-            "true" if disputed else "false",
-            f'"{failure[0]}"' if failure else "null",
-            f'"{failure[1]}"' if failure else "null",
-            body[12:24],
-            _CHANNELS[(h >> 184) & 3],
-            outcome,
-            "true" if status == "succeeded" else "false",
-            body[:16] + tails[8:16],
-            cust.payment_method,
-            amount,
-            "null" if failure else f'"{(h >> 186) % 1000000:06d}"',
-            cust.card_head,
-            f"{(h >> 206) % 10**15:015d}",
-            amount,
-            cust.card_tail,
-            presentment,
-            cust.receipt_email,
-            body + tails[:12],
-            "true" if amount_refunded and amount_refunded == amount_captured else "false",
-            cust.shipping if (h >> 250) & 3 == 0 else "null",
-            status,
-        )
+            append(
+                "".join(
+                    (
+                        lit[0], body, lit[1], str(amount), lit[2], str(amount_captured),
+                        lit[3], str(amount_refunded), lit[4], '"txn_', body[:16], tails[:8], '"',
+                        lit[5], cust.billing_details, lit[6], "true" if captured else "false",
+                        lit[7], str(created), lit[8], currency, lit[9], cust.customer,
+                        lit[10], _DESCRIPTION[(h >> 182) & 3] or f'"Order {body[10:18]}"',
+                        lit[11], "true" if disputed else "false", lit[12], "null", lit[13],
+                        "null", lit[14], body[12:24], lit[15], _CHANNELS[(h >> 184) & 3],
+                        lit[16], outcome, lit[17], "true" if status == "succeeded" else "false",
+                        lit[18], body[:16] + tails[8:16], lit[19], cust.payment_method,
+                        lit[20], str(amount), lit[21], '"', str((h >> 186) % 1000000).zfill(6),
+                        '"', lit[22], cust.card_head, lit[23],
+                        str((h >> 206) % 10**15).zfill(15), lit[24], str(amount), lit[25],
+                        cust.card_tail, lit[26], presentment, lit[27], cust.receipt_email,
+                        lit[28], body + tails[:12], lit[29],
+                        "true" if amount_refunded and amount_refunded == amount_captured
+                        else "false",
+                        lit[30], cust.shipping if (h >> 250) & 3 == 0 else "null", lit[31],
+                        status, lit[32],
+                    )
+                )
+            )  # fmt: skip
+        return out
 
     # -- the Python view ----------------------------------------------------------------------
 
