@@ -666,3 +666,13 @@ def test_cli_prints_the_base_url_and_serves() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_stop_hangs_up_on_keep_alive_clients() -> None:
+    e = StripeEmulator(small_cfg()).start()
+    client = stripe.StripeClient(KEY, base_addresses={"api": e.base_url}, max_network_retries=0)
+    assert len(client.v1.charges.list().data) == 10
+    e.stop()
+    with pytest.raises(stripe.APIConnectionError):
+        client.v1.charges.list()
+    e.stop()  # idempotent

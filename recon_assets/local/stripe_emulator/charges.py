@@ -13,6 +13,7 @@ each at a seeded delay of 1..72 hours after `created`; everything else is fixed 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -216,6 +217,17 @@ def _rand_alnum(rng: random.Random, n: int) -> str:
     return "".join(rng.choice(ALPHABET) for _ in range(n))
 
 
+@functools.lru_cache(maxsize=16)
+def _customer_pools(seed: int) -> dict[str, tuple[_Customer, ...]]:
+    """Per seed, not per generator: tests build many generators of one config (~70 ms each)."""
+    return {c: tuple(_build_customers(seed, c)) for c in CURRENCY_WEIGHTS}
+
+
+@functools.lru_cache(maxsize=16)
+def _amount_tables(seed: int) -> dict[str, tuple[int, ...]]:
+    return {c: tuple(_amount_table(seed, c)) for c in CURRENCY_WEIGHTS}
+
+
 def _build_customers(seed: int, currency: str) -> list[_Customer]:
     rng = random.Random(f"customers:{seed}:{currency}")
     out = []
@@ -335,8 +347,8 @@ class ChargeGenerator:
         cur_rng = random.Random(f"currency-table:{seed}")
         names = list(CURRENCY_WEIGHTS)
         self._currency_of = cur_rng.choices(names, list(CURRENCY_WEIGHTS.values()), k=1024)
-        self._customers = {c: _build_customers(seed, c) for c in names}
-        self._amounts = {c: _amount_table(seed, c) for c in names}
+        self._customers = _customer_pools(seed)
+        self._amounts = _amount_tables(seed)
         # Stripe's levels: normal below 65, elevated 65..74; "highest" (75+) is blocked by default.
         self._outcome_ok = [
             _OUTCOME_OK % ("normal" if s < 65 else "elevated", s) for s in range(75)

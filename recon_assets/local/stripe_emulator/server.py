@@ -11,6 +11,7 @@ rendering the charges on the VM this was measured on).
 from __future__ import annotations
 
 import base64
+import contextlib
 import hmac
 import json
 import socket
@@ -435,7 +436,27 @@ class _Server(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], app: _App) -> None:
         self.app = app
+        self._live: set[socket.socket] = set()
+        self._live_lock = threading.Lock()
         super().__init__(address, _Handler)
+
+    def process_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
+        with self._live_lock:
+            self._live.add(request)
+        super().process_request(request, client_address)  # type: ignore[arg-type]
+
+    def shutdown_request(self, request: socket.socket) -> None:  # type: ignore[override]
+        with self._live_lock:
+            self._live.discard(request)
+        super().shutdown_request(request)
+
+    def close_live_connections(self) -> None:
+        """Hang up on keep-alive clients, so a stopped emulator really stops answering."""
+        with self._live_lock:
+            live = list(self._live)
+        for sock in live:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     def handle_error(self, request: object, client_address: object) -> None:
         """A client that hangs up mid-response is normal here (and faults cause it on purpose)."""
@@ -487,6 +508,7 @@ class StripeEmulator:
         if self._server is None:
             return
         self._server.shutdown()
+        self._server.close_live_connections()
         self._server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
