@@ -261,9 +261,9 @@ def test_missing_manifest_fails_before_any_sql(store: S3StageStore) -> None:
 def test_copy_names_exact_files_with_format_and_force(
     loader: SnowflakeLoader, store: S3StageStore, snowflake_connect: Connect
 ) -> None:
-    days = days_from(DAY0, 2)
+    days = days_from(DAY0, 3)
     stage_days(store, "ledger_entries", dict.fromkeys(days, 1), "old-run")
-    manifests = stage_days(store, "ledger_entries", dict.fromkeys(days, 1), "new-run")
+    manifests = stage_days(store, "ledger_entries", {days[0]: 1, days[1]: 0, days[2]: 2}, "new")
     statements: list[str] = []
 
     @contextlib.contextmanager
@@ -271,12 +271,14 @@ def test_copy_names_exact_files_with_format_and_force(
         with snowflake_connect() as conn:
             yield _RecordingConnection(conn, statements)
 
-    SnowflakeLoader(recording, STAGE, loader.database).load(store, "ledger_entries", days)
+    result = SnowflakeLoader(recording, STAGE, loader.database).load(store, "ledger_entries", days)
 
+    assert result.loaded_by_day == {days[0]: 1, days[1]: 0, days[2]: 2}
     copies = [s for s in statements if s.startswith("COPY INTO")]
     assert len(copies) == 1
-    for m in manifests.values():
-        assert f"'{m.key}'" in copies[0]
+    assert f"'{manifests[days[0]].key}'" in copies[0]
+    assert f"'{manifests[days[2]].key}'" in copies[0]
+    assert manifests[days[1]].key not in copies[0]  # 0 rows: the DELETE made the day right
     assert "old-run" not in copies[0]
     for clause in (
         "FILE_FORMAT = (TYPE = PARQUET)",
@@ -340,12 +342,39 @@ def test_snowflake_resource_connection(
     assert password not in str(err.value) and password not in repr(err.value.result)
 
 
+def test_query_tag_names_the_run_and_is_unset(
+    loader: SnowflakeLoader, store: S3StageStore, snowflake_connect: Connect
+) -> None:
+    """fakesnow lacks ALTER SESSION SET QUERY_TAG, so the recorder answers those itself."""
+    stage_days(store, "stripe_charges", {DAY0: 1}, "run1")
+    statements: list[str] = []
+
+    @contextlib.contextmanager
+    def recording() -> Iterator[Any]:
+        with snowflake_connect() as conn:
+            yield _RecordingConnection(conn, statements, swallow="ALTER SESSION")
+
+    tagged = SnowflakeLoader(recording, STAGE, loader.database, query_tag=True)
+    tagged.load(store, "stripe_charges", [DAY0], run_id="abc-123'; DROP TABLE x")
+
+    alters = [s for s in statements if s.startswith("ALTER SESSION")]
+    assert alters == [
+        "ALTER SESSION SET QUERY_TAG = 'recon:load:stripe_charges:abc-123___DROP_TABLE_x'",
+        "ALTER SESSION UNSET QUERY_TAG",
+    ]
+    assert statements[0] == alters[0] and statements[-1] == alters[1]
+
+
 class _RecordingCursor:
-    def __init__(self, cur: Any, statements: list[str]) -> None:
-        self._cur, self._statements = cur, statements
+    """Records every statement; answers those starting with `swallow` without running them."""
+
+    def __init__(self, cur: Any, statements: list[str], swallow: str | None) -> None:
+        self._cur, self._statements, self._swallow = cur, statements, swallow
 
     def execute(self, sql: str, *args: Any, **kwargs: Any) -> Any:
         self._statements.append(" ".join(sql.split()))
+        if self._swallow and sql.startswith(self._swallow):
+            return self
         return self._cur.execute(sql, *args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
@@ -353,8 +382,8 @@ class _RecordingCursor:
 
 
 class _RecordingConnection:
-    def __init__(self, conn: Any, statements: list[str]) -> None:
-        self._conn, self._statements = conn, statements
+    def __init__(self, conn: Any, statements: list[str], swallow: str | None = None) -> None:
+        self._conn, self._statements, self._swallow = conn, statements, swallow
 
     def cursor(self) -> _RecordingCursor:
-        return _RecordingCursor(self._conn.cursor(), self._statements)
+        return _RecordingCursor(self._conn.cursor(), self._statements, self._swallow)

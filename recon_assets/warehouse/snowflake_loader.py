@@ -14,7 +14,8 @@ history or logs. A load replaces a day range in one explicit transaction:
 
 Choices and why:
 - FILES names exactly this range's manifest-named files, never a prefix or PATTERN, so leftovers
-  of other runs on the stage are never loaded.
+  of other runs on the stage are never loaded. Files of days staged with 0 rows are left out:
+  the DELETE already made those days right.
 - FORCE=TRUE: Snowflake's load history (64 days) silently skips a file it loaded before. A
   re-run of a day after its rows were deleted must load the same file again; FORCE is safe
   because the DELETE of the range makes the load idempotent.
@@ -249,8 +250,11 @@ class SnowflakeLoader:
             if self.hooks.after_delete:
                 self.hooks.after_delete(step)
             inserted = 0
-            for start in range(0, len(plan.manifests), COPY_FILES_LIMIT):
-                chunk = plan.manifests[start : start + COPY_FILES_LIMIT]
+            # A day staged with 0 rows is complete after the DELETE; its (empty) file is not
+            # sent, so how Snowflake reports an empty Parquet file cannot fail the load.
+            to_copy = [m for m in plan.manifests if m.rows > 0]
+            for start in range(0, len(to_copy), COPY_FILES_LIMIT):
+                chunk = to_copy[start : start + COPY_FILES_LIMIT]
                 files = ", ".join(_str(m.key) for m in chunk)
                 cur.execute(
                     f"COPY INTO {table} FROM @{self.qualified_stage} FILES = ({files}) "
