@@ -25,8 +25,8 @@ Choices and why:
   UPDATE of the just-loaded range inside the transaction sets it. Readers never see the NULLs.
 - Timestamps are TIMESTAMP_TZ: the staged values are UTC instants, and TIMESTAMP_TZ keeps the
   instant whatever the session's TIMEZONE is (TIMESTAMP_NTZ would depend on how the session
-  converts an instant to a wall clock). dbt converts with `convert_timezone('America/New_York',
-  col)` (two-argument form).
+  converts an instant to a wall clock). dbt's staging reads the column type and normalises with
+  `convert_timezone('UTC', col)::timestamp_ntz` (macro `utc_instant`).
 - Identifiers: database, schema, stage and table are plain unquoted names (they resolve upper
   case, as dbt expects); columns are quoted upper case, which is the same identifier as the
   unquoted lower-case name dbt writes, and also works for reserved words such as ACCOUNT.
