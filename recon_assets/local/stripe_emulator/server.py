@@ -206,7 +206,6 @@ class _App:
                 401,
                 "invalid_request_error",
                 f"Invalid API Key provided: {shown}",
-                code="api_key_invalid" if key else None,
             )
 
     def _list(self, query: str) -> tuple[list[bytes], int, int]:
@@ -409,7 +408,7 @@ class _App:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
-    timeout = 120  # idle keep-alive connections give their thread back eventually
+    timeout = 300  # idle keep-alive connections give their thread back eventually
     server: _Server
 
     def do_GET(self) -> None:
