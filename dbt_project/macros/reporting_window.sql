@@ -34,24 +34,6 @@
 {%- endmacro %}
 
 
-{#
-  Pre-hook of the marts: on an incremental run, clear the whole window first. delete+insert on
-  `reporting_date` alone only replaces days that still have rows, so a day whose last row went
-  away (an orphan ledger entry whose charge arrived later) would keep a stale row. On DuckDB the
-  hook runs in the model's transaction, so readers never see the window empty.
-#}
-{% macro clear_reporting_window() -%}
-    {%- set w = recon.reporting_window() -%}
-    {%- if w is not none and is_incremental() -%}
-        delete from {{ this }}
-        where reporting_date >= cast('{{ w.min }}' as date)
-          and reporting_date < cast('{{ w.max_exclusive }}' as date)
-    {%- else -%}
-        select 1 as recon_no_window_to_clear
-    {%- endif -%}
-{%- endmacro %}
-
-
 {# T, the tolerance in days, validated as a non-negative integer. #}
 {% macro tolerance_days() -%}
     {%- set raw = var('tolerance_days', 3) -%}

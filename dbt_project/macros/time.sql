@@ -132,3 +132,13 @@
 {% macro snowflake__utc_literal(s) -%}
     cast(convert_timezone('UTC', to_timestamp_tz('{{ s }}')) as timestamp_ntz)
 {%- endmacro %}
+
+
+{# The canonical instant type, for typed NULLs (an untyped NULL column has no reliable type). #}
+{% macro instant_type() -%}
+    {{ return(adapter.dispatch('instant_type', 'recon')()) }}
+{%- endmacro %}
+
+{% macro duckdb__instant_type() -%}timestamptz{%- endmacro %}
+
+{% macro snowflake__instant_type() -%}timestamp_ntz{%- endmacro %}

@@ -1,14 +1,10 @@
 {#-
   One row per Stripe charge created on reporting_date (US-Eastern) and one per orphan ledger charge
   entry (missing_in_stripe, on the ET day it was posted). Incremental by reporting_date: a run
-  with the window vars rebuilds exactly those days (the pre-hook clears them, delete+insert
-  writes them), so re-running any day or range gives the same rows.
+  with the window vars rebuilds exactly those days (delete+insert over the whole window,
+  macros/delete_insert_window.sql), so re-running any day or range gives the same rows.
   Amounts are integer minor units; amount_diff = ledger - stripe with missing sides as 0.
 -#}
-{{ config(
-    pre_hook=["{{ recon.clear_reporting_window() }}"],
-) }}
-
 with charges as (
 
     select
@@ -42,15 +38,15 @@ orphans as (
         currency,
         cast(null as bigint) as stripe_amount,
         cast(ledger_amount as bigint) as ledger_amount,
-        null as charge_synced_at,
+        cast(null as {{ recon.instant_type() }}) as charge_synced_at,
         'ledger_entry:' || cast(entry_id as varchar) as recon_key,
-        null as charge_created_at,
+        cast(null as {{ recon.instant_type() }}) as charge_created_at,
         cast(null as varchar) as stripe_status,
         cast(null as boolean) as stripe_captured,
         cast(1 as bigint) as ledger_entry_count,
         ledger_posted_at,
-        null as booking_deadline,
-        null as recon_as_of
+        cast(null as {{ recon.instant_type() }}) as booking_deadline,
+        cast(null as {{ recon.instant_type() }}) as recon_as_of
     from {{ ref('int_recon__orphan_ledger_entries') }}
 
 ),

@@ -3,10 +3,6 @@
   (integer minor units; a side with no amount sums to 0). is_break marks every status except
   matched, not_booked and pending_*. Incremental on the same window as the fact table.
 -#}
-{{ config(
-    pre_hook=["{{ recon.clear_reporting_window() }}"],
-) }}
-
 select
     reporting_date,
     currency,

@@ -1,0 +1,197 @@
+"""The dbt project on target `prod` (dbt-snowflake) against a fakesnow server.
+
+Same synthetic cases as tests/test_dbt_models.py, inserted through the Snowflake connector. The
+raw charges use TIMESTAMP_TZ (what the Snowflake loader creates) and the raw ledger
+TIMESTAMP_NTZ holding UTC, so both branches of the `utc_instant` macro run.
+
+fakesnow runs the SQL on DuckDB, so this proves the Snowflake dialect paths compile and the
+incremental mechanics (transient temp table, delete+insert inside `begin ... commit`) work; it
+is not proof of Snowflake's own semantics. fakesnow returns a NULL TIMESTAMP_NTZ as 1970-01-01,
+so timestamps are compared as epoch seconds.
+
+HAZARD: fakesnow answers unsupported SQL with HTTP 500 and the connector retries; every test
+here has a hard timeout and the connection caps `network_timeout`.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from recon_assets.stage.schemas import LEDGER_ENTRIES_SCHEMA, STRIPE_CHARGES_SCHEMA
+from tests.test_dbt_models import (
+    DBT,
+    FCT_COLUMNS,
+    PROJECT_DIR,
+    RESYNCED,
+    RPT_COLUMNS,
+    Expect,
+    _key,
+    cases,
+    charge,
+    expected_fct,
+    expected_rpt,
+    flatten,
+    window_vars,
+)
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def _sf_type(t: pa.DataType, ntz: bool) -> str:
+    if pa.types.is_int64(t):
+        return "NUMBER(38,0)"
+    if pa.types.is_boolean(t):
+        return "BOOLEAN"
+    if pa.types.is_string(t):
+        return "VARCHAR"
+    if pa.types.is_date32(t):
+        return "DATE"
+    if pa.types.is_timestamp(t):
+        return "TIMESTAMP_NTZ" if ntz else "TIMESTAMP_TZ"
+    raise TypeError(t)
+
+
+@pytest.fixture(scope="module")
+def fakesnow_kwargs() -> Iterator[dict[str, Any]]:
+    import fakesnow
+
+    serve = fakesnow.server  # before `fakesnow.server` the module shadows the function
+    with serve() as kwargs:
+        yield {**kwargs, "network_timeout": 8, "login_timeout": 8}
+
+
+class Warehouse:
+    """A database of this test's own on the fakesnow server (it shares one DuckDB)."""
+
+    def __init__(self, kwargs: dict[str, Any]) -> None:
+        self.kwargs = kwargs
+        self.database = f"RECON_DBT_{uuid.uuid4().hex[:8].upper()}"
+
+    def execute(self, *statements: str, params: list[tuple] | None = None) -> list[tuple]:
+        import snowflake.connector
+
+        conn = snowflake.connector.connect(**self.kwargs)
+        try:
+            cur = conn.cursor()
+            cur.execute(f"create database if not exists {self.database}")
+            cur.execute(f"use database {self.database}")
+            rows: list[tuple] = []
+            for sql in statements:
+                if params is not None:
+                    cur.executemany(sql, params)
+                else:
+                    cur.execute(sql)
+                    rows = [tuple(r) for r in cur.fetchall()] if cur.description else []
+            return rows
+        finally:
+            conn.close()
+
+    def write_raw(self, charges: list[dict], entries: list[dict]) -> None:
+        self.execute("create schema if not exists RAW")
+        for name, schema, rows, ntz in [
+            ("STRIPE_CHARGES", STRIPE_CHARGES_SCHEMA, charges, False),
+            ("LEDGER_ENTRIES", LEDGER_ENTRIES_SCHEMA, entries, True),
+        ]:
+            cols = ", ".join(f"{f.name} {_sf_type(f.type, ntz)}" for f in schema)
+            ts = "TIMESTAMP_NTZ" if ntz else "TIMESTAMP_TZ"
+            self.execute(f"create or replace table RAW.{name} ({cols}, _loaded_at {ts})")
+            names = [f.name for f in schema]
+
+            def lit(v: Any, ntz: bool = ntz) -> Any:
+                if isinstance(v, datetime):  # UTC: NTZ keeps the UTC wall clock
+                    return v.replace(tzinfo=None).isoformat() if ntz else v.isoformat()
+                return v.isoformat() if isinstance(v, date) else v
+
+            now = datetime(2024, 3, 13, 9, 0).isoformat() + ("" if ntz else "+00:00")
+            data = [(*(lit(r[n]) for n in names), now) for r in rows]
+            placeholders = ", ".join(["%s"] * (len(names) + 1))
+            self.execute(
+                f"insert into RAW.{name} ({', '.join(names)}, _loaded_at) values ({placeholders})",
+                params=data,
+            )
+
+    def dbt(self, work: Path, *args: str) -> None:
+        env = {
+            **os.environ,
+            "SNOWFLAKE_ACCOUNT": self.kwargs["account"],
+            "SNOWFLAKE_USER": self.kwargs["user"],
+            "SNOWFLAKE_PASSWORD": self.kwargs["password"],
+            "SNOWFLAKE_ROLE": "recon_test",
+            "SNOWFLAKE_WAREHOUSE": "recon_test",
+            "SNOWFLAKE_DATABASE": self.database,
+            "SNOWFLAKE_HOST": self.kwargs["host"],
+            "SNOWFLAKE_PORT": str(self.kwargs["port"]),
+            "SNOWFLAKE_PROTOCOL": self.kwargs["protocol"],
+            "SNOWFLAKE_QUERY_TAG": "",  # fakesnow has no QUERY_TAG
+            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        }
+        cmd = [str(DBT), *args, "--target", "prod", "--target-path", str(work / "t")]
+        cmd += ["--log-path", str(work / "l")]
+        proc = subprocess.run(
+            cmd, cwd=PROJECT_DIR, env=env, capture_output=True, text=True, timeout=240, check=False
+        )
+        assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
+
+    def fct(self) -> list[tuple]:
+        cols = [*FCT_COLUMNS[:-1], "date_part(epoch_second, charge_synced_at)"]
+        rows = self.execute(f"select {', '.join(cols)} from MARTS.FCT_CHARGE_RECONCILIATION")
+        return sorted(rows, key=_key)
+
+    def rpt(self) -> list[tuple]:
+        rows = self.execute(f"select {', '.join(RPT_COLUMNS)} from MARTS.RPT_DAILY_RECONCILIATION")
+        return sorted(rows, key=_key)
+
+
+def epoch_rows(rows: list[tuple]) -> list[tuple]:
+    """Expected fct rows with charge_synced_at as epoch seconds (see module docstring)."""
+    return sorted(
+        [(*r[:-1], None if r[-1] is None else int(r[-1].timestamp())) for r in rows], key=_key
+    )
+
+
+def test_prod_target_builds_and_restates_a_window(
+    fakesnow_kwargs: dict[str, Any], tmp_path: Path
+) -> None:
+    wh = Warehouse(fakesnow_kwargs)
+    cs = cases()
+    wh.write_raw(*flatten(cs))
+
+    wh.dbt(tmp_path, "build")
+    want = expected_fct(cs)
+    before = wh.fct()
+    assert before == epoch_rows(want)
+    assert wh.rpt() == expected_rpt(want)
+
+    # Stripe re-pulls ch_pending (now succeeded); the only 2024-03-12 item becomes an adjustment.
+    d11, d12, d13 = date(2024, 3, 11), date(2024, 3, 12), date(2024, 3, 13)
+    charges, entries = flatten(cs)
+    charges = [
+        charge("ch_pending", c["created"], synced=RESYNCED) if c["id"] == "ch_pending" else c
+        for c in charges
+    ]
+    entries = [{**e, "entry_type": "adjustment"} if e["id"] == 501 else e for e in entries]
+    wh.write_raw(charges, entries)
+
+    wh.dbt(tmp_path, "build", "--vars", window_vars(d11, d13))
+    after = wh.fct()
+    new_d11 = Expect(d11, "ch_pending", "matched", "USD", 1000, 1000, "1", RESYNCED).row()
+    assert epoch_rows([new_d11])[0] in after
+    assert [r for r in after if r[0] == d12] == []
+    assert [r for r in after if r[0] not in (d11, d12)] == [
+        r for r in before if r[0] not in (d11, d12)
+    ]
+    rpt_after = wh.rpt()
+    assert [r for r in rpt_after if r[0] == d12] == []
+
+    wh.dbt(tmp_path, "build", "--vars", window_vars(d11, d13))
+    assert wh.fct() == after
+    assert wh.rpt() == rpt_after
