@@ -21,6 +21,14 @@ STRIPE_DOCUMENTED_RATE_PER_S = 25.0
 """Stripe's documented per-endpoint default (and the test-mode global limit)."""
 
 
+_SNOWFLAKE_VARS = (
+    "SNOWFLAKE_ACCOUNT",
+    "SNOWFLAKE_USER",
+    "SNOWFLAKE_PASSWORD",
+    "SNOWFLAKE_DATABASE",
+)
+
+
 class ConfigError(ValueError):
     """A setting is missing or malformed; the message names the variable, never its value."""
 
@@ -47,6 +55,13 @@ class ReconSettings:
     tolerance_days: int
     emulator_seed: int = 42
     emulator_charges_per_day: int = 2000
+    warehouse: str = "duckdb"
+    s3_endpoint_url: str | None = None
+    snowflake_stage: str = "RECON_STAGE"
+    snowflake_storage_integration: str | None = None
+    schedule_cron: str = "0 1 * * *"
+    at_risk_hour: int = 7
+    slack_webhook_configured: bool = False
 
     @property
     def is_local(self) -> bool:
@@ -91,6 +106,15 @@ class ReconSettings:
                 "RECON_RESTATE_DAYS must be >= RECON_TOLERANCE_DAYS so every day is re-evaluated "
                 "until its status is final"
             )
+        warehouse = (
+            e.get("RECON_WAREHOUSE") or ("duckdb" if env == "local" else "snowflake")
+        ).lower()
+        if warehouse not in ("duckdb", "snowflake"):
+            raise ConfigError("RECON_WAREHOUSE must be 'duckdb' or 'snowflake'")
+        if warehouse == "snowflake":
+            missing = [v for v in _SNOWFLAKE_VARS if not e.get(v)]
+            if missing:
+                raise ConfigError(f"RECON_WAREHOUSE=snowflake needs {', '.join(missing)}")
         return cls(
             env=env,
             home=home,
@@ -108,6 +132,13 @@ class ReconSettings:
             tolerance_days=tolerance,
             emulator_seed=_int(e, "RECON_EMULATOR_SEED", 42, minimum=0),
             emulator_charges_per_day=_int(e, "RECON_EMULATOR_CHARGES_PER_DAY", 2000, minimum=0),
+            warehouse=warehouse,
+            s3_endpoint_url=e.get("RECON_S3_ENDPOINT_URL") or None,
+            snowflake_stage=e.get("RECON_SNOWFLAKE_STAGE") or "RECON_STAGE",
+            snowflake_storage_integration=e.get("RECON_SNOWFLAKE_STORAGE_INTEGRATION") or None,
+            schedule_cron=e.get("RECON_SCHEDULE_CRON") or "0 1 * * *",
+            at_risk_hour=_int(e, "RECON_AT_RISK_HOUR", 7, minimum=0),
+            slack_webhook_configured=bool(e.get("RECON_SLACK_WEBHOOK_URL")),
         )
 
 

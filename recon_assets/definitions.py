@@ -2,51 +2,135 @@
 
 Nothing happens at import: `defs` is a lazy `@dg.definitions` function that Dagster calls when it
 loads the location, and only then are environment variables read. `build_definitions(settings)`
-is the pure part, used by tests with settings of their own.
+is the pure part, used by tests with settings of their own. The dbt manifest must have been
+prepared (`recon prepare`); it is never parsed here, except under `dagster dev`.
 """
 
 from __future__ import annotations
 
 import dagster as dg
 from dagster_aws.s3 import S3Resource
+from dagster_snowflake import SnowflakeResource
 
 from recon_assets.config import ReconSettings
+from recon_assets.defs.automation import AlertResource, build_automation
+from recon_assets.defs.dbt_assets import build_dbt_assets, dbt_project, dbt_resource
+from recon_assets.defs.ledger_assets import build_ledger_entries_asset
 from recon_assets.defs.partitions import daily_partitions
-from recon_assets.defs.resources import StageResource, StripeResource
+from recon_assets.defs.report_assets import build_report_asset
+from recon_assets.defs.resources import (
+    LedgerResource,
+    StageResource,
+    StripeResource,
+    WarehouseResource,
+)
 from recon_assets.defs.stripe_assets import build_stripe_charges_asset
+from recon_assets.defs.warehouse_assets import build_raw_asset
+
+
+def dbt_target(settings: ReconSettings) -> str:
+    return "local" if settings.warehouse == "duckdb" else "prod"
 
 
 def build_resources(settings: ReconSettings) -> dict[str, object]:
+    stripe_common = {
+        "api_base": settings.stripe_api_base,
+        "rate_per_s": settings.stripe_rate_per_s,
+        "max_retries": settings.stripe_max_retries,
+        "windows_per_day": settings.stripe_windows_per_day,
+        "concurrency": settings.stripe_concurrency,
+    }
     if settings.is_local:
         stripe = StripeResource(
             api_key=settings.stripe_api_key or "",
-            api_base=settings.stripe_api_base,
             emulate=settings.stripe_api_base is None,
             emulator_seed=settings.emulator_seed,
             emulator_charges_per_day=settings.emulator_charges_per_day,
             emulator_start_date=settings.start_date.isoformat(),
-            rate_per_s=settings.stripe_rate_per_s,
-            max_retries=settings.stripe_max_retries,
-            windows_per_day=settings.stripe_windows_per_day,
-            concurrency=settings.stripe_concurrency,
+            **stripe_common,
+        )
+        ledger = LedgerResource(
+            dsn=settings.ledger_dsn,
+            embedded_data_dir=str(settings.home / "postgres" / "data"),
         )
     else:
-        stripe = StripeResource(
-            api_key=dg.EnvVar("STRIPE_API_KEY"),
-            api_base=settings.stripe_api_base,
-            rate_per_s=settings.stripe_rate_per_s,
-            max_retries=settings.stripe_max_retries,
-            windows_per_day=settings.stripe_windows_per_day,
-            concurrency=settings.stripe_concurrency,
+        stripe = StripeResource(api_key=dg.EnvVar("STRIPE_API_KEY"), **stripe_common)
+        ledger = LedgerResource(dsn=dg.EnvVar("RECON_LEDGER_DSN"))
+    s3 = (
+        S3Resource(endpoint_url=settings.s3_endpoint_url)
+        if settings.stage_uri.startswith("s3://")
+        else None
+    )
+    if settings.warehouse == "duckdb":
+        warehouse = WarehouseResource(kind="duckdb", duckdb_path=str(settings.duckdb_path))
+    else:
+        warehouse = WarehouseResource(
+            kind="snowflake",
+            snowflake=SnowflakeResource(
+                account=dg.EnvVar("SNOWFLAKE_ACCOUNT"),
+                user=dg.EnvVar("SNOWFLAKE_USER"),
+                password=dg.EnvVar("SNOWFLAKE_PASSWORD"),
+                role=dg.EnvVar("SNOWFLAKE_ROLE") if _has("SNOWFLAKE_ROLE") else None,
+                warehouse=dg.EnvVar("SNOWFLAKE_WAREHOUSE") if _has("SNOWFLAKE_WAREHOUSE") else None,
+                database=dg.EnvVar("SNOWFLAKE_DATABASE"),
+            ),
+            snowflake_database=dg.EnvVar("SNOWFLAKE_DATABASE"),
+            snowflake_stage=settings.snowflake_stage,
+            snowflake_storage_integration=settings.snowflake_storage_integration,
         )
-    s3 = S3Resource() if settings.stage_uri.startswith("s3://") else None
-    return {"stripe": stripe, "stage": StageResource(uri=settings.stage_uri, s3=s3)}
+    alerts = AlertResource(
+        slack_webhook_url=dg.EnvVar("RECON_SLACK_WEBHOOK_URL")
+        if settings.slack_webhook_configured
+        else None
+    )
+    return {
+        "stripe": stripe,
+        "ledger": ledger,
+        "stage": StageResource(uri=settings.stage_uri, s3=s3),
+        "warehouse": warehouse,
+        "dbt": dbt_resource(dbt_project(dbt_target(settings))),
+        "alerts": alerts,
+    }
+
+
+def _has(name: str) -> bool:
+    import os
+
+    return bool(os.environ.get(name))
 
 
 def build_definitions(settings: ReconSettings) -> dg.Definitions:
     partitions = daily_partitions(settings.start_date)
-    assets = [build_stripe_charges_asset(partitions)]
-    return dg.Definitions(assets=assets, resources=build_resources(settings))
+    kind = settings.warehouse
+    assets = [
+        build_stripe_charges_asset(partitions),
+        build_ledger_entries_asset(partitions),
+        build_raw_asset("stripe_charges", partitions, kind),
+        build_raw_asset("ledger_entries", partitions, kind),
+        build_dbt_assets(
+            partitions_def=partitions,
+            target=dbt_target(settings),
+            tolerance_days=settings.tolerance_days,
+            dbt_env={"RECON_DUCKDB_PATH": str(settings.duckdb_path)} if kind == "duckdb" else None,
+        ),
+        build_report_asset(partitions),
+    ]
+    automation = build_automation(
+        assets,
+        partitions,
+        start_date=settings.start_date,
+        restate_days=settings.restate_days,
+        schedule_cron=settings.schedule_cron,
+        at_risk_hour=settings.at_risk_hour,
+    )
+    return dg.Definitions(
+        assets=assets,
+        asset_checks=automation["asset_checks"],
+        jobs=automation["jobs"],
+        schedules=automation["schedules"],
+        sensors=automation["sensors"],
+        resources=build_resources(settings),
+    )
 
 
 @dg.definitions

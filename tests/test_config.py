@@ -9,6 +9,13 @@ import pytest
 
 from recon_assets.config import LOCAL_STRIPE_API_KEY, ConfigError, ReconSettings
 
+SNOWFLAKE = {
+    "SNOWFLAKE_ACCOUNT": "acct",
+    "SNOWFLAKE_USER": "recon",
+    "SNOWFLAKE_PASSWORD": "pw-SECRET",
+    "SNOWFLAKE_DATABASE": "ANALYTICS",
+}
+
 
 def test_local_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
@@ -30,6 +37,7 @@ def test_explicit_api_base_wins_in_every_mode() -> None:
                 "STRIPE_API_KEY": "rk_live_x",
                 "STRIPE_API_BASE": "http://127.0.0.1:9",
                 "RECON_STAGE_URI": "s3://b/p",
+                **SNOWFLAKE,
             }
         )
         assert s.stripe_api_base == "http://127.0.0.1:9"
@@ -63,8 +71,17 @@ def test_secrets_never_in_repr() -> None:
             "STRIPE_API_KEY": "rk_live_SECRET123",
             "RECON_STAGE_URI": "s3://b/p",
             "RECON_LEDGER_DSN": "postgresql://u:hunter2@db/ledger",
+            **SNOWFLAKE,
         }
     )
     text = repr(s) + str(s)
-    assert "SECRET123" not in text and "hunter2" not in text
+    assert "SECRET123" not in text and "hunter2" not in text and "pw-SECRET" not in text
+    assert s.warehouse == "snowflake"
     assert "stripe_api_key=<set>" in text
+
+
+def test_snowflake_warehouse_names_missing_variables() -> None:
+    with pytest.raises(ConfigError, match="SNOWFLAKE_ACCOUNT.*SNOWFLAKE_PASSWORD"):
+        ReconSettings.from_env(
+            {"RECON_WAREHOUSE": "snowflake", "SNOWFLAKE_USER": "u", "SNOWFLAKE_DATABASE": "d"}
+        )

@@ -7,17 +7,19 @@ appears in the UI's resource config.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, timedelta
 
 import dagster as dg
 from dagster_aws.s3 import S3Resource
+from dagster_snowflake import SnowflakeResource
 from pydantic import Field
 
 from recon_assets.stage.store import StageStore, stage_store_from_uri
 from recon_assets.stripe.client import ChargesClient, RetryPolicy
 from recon_assets.stripe.ratelimit import RateLimiter
+from recon_assets.warehouse.loader import WarehouseLoader
 
 
 class StripeResource(dg.ConfigurableResource):
@@ -69,3 +71,85 @@ class StageResource(dg.ConfigurableResource):
     def store(self) -> StageStore:
         client = self.s3.get_client() if self.uri.startswith("s3://") and self.s3 else None
         return stage_store_from_uri(self.uri, client)
+
+
+class LedgerResource(dg.ConfigurableResource):
+    """The ledger's Postgres: `RECON_LEDGER_DSN`, else (local mode) the embedded server."""
+
+    dsn: str | None = Field(default=None, description="RECON_LEDGER_DSN; secret, never logged.")
+    embedded_data_dir: str | None = Field(
+        default=None, description="Local mode: the embedded server's data dir to start/reuse."
+    )
+
+    def resolve_dsn(self) -> str:
+        if self.dsn:
+            return self.dsn
+        if not self.embedded_data_dir:
+            raise dg.DagsterInvariantViolationError(
+                "no ledger: set RECON_LEDGER_DSN (required when RECON_ENV=prod)"
+            )
+        from pathlib import Path
+
+        from recon_assets.local.postgres import EmbeddedPostgres
+
+        return EmbeddedPostgres(Path(self.embedded_data_dir)).start()
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """The warehouse the raw tables are loaded into: a DuckDB file, or Snowflake."""
+
+    kind: str = Field(default="duckdb", description="duckdb | snowflake")
+    duckdb_path: str | None = None
+    snowflake: SnowflakeResource | None = None
+    snowflake_database: str | None = None
+    snowflake_stage: str = "RECON_STAGE"
+    snowflake_storage_integration: str | None = None
+
+    def loader(self, stage_uri: str) -> WarehouseLoader:
+        if self.kind == "duckdb":
+            from recon_assets.warehouse.duckdb_loader import DuckDBLoader
+
+            if not self.duckdb_path:
+                raise dg.DagsterInvariantViolationError("duckdb_path is not set")
+            return DuckDBLoader(self.duckdb_path)
+        if self.snowflake is None or not self.snowflake_database:
+            raise dg.DagsterInvariantViolationError("Snowflake warehouse is not configured")
+        from recon_assets.warehouse.snowflake_loader import SnowflakeLoader
+
+        loader = SnowflakeLoader(
+            self.snowflake.get_connection,
+            self.snowflake_stage,
+            self.snowflake_database,
+            query_tag=True,
+        )
+        if self.snowflake_storage_integration:
+            loader.ensure_stage(stage_uri, self.snowflake_storage_integration)
+        return loader
+
+    @contextmanager
+    def query(self) -> Iterator[Callable[[str, Sequence[object]], list[tuple[object, ...]]]]:
+        """A read-only `run(sql, params)` for the report: `?` placeholders on both engines."""
+        if self.kind == "duckdb":
+            import duckdb
+
+            if not self.duckdb_path:
+                raise dg.DagsterInvariantViolationError("duckdb_path is not set")
+            con = duckdb.connect(self.duckdb_path, read_only=True)
+            try:
+                yield lambda sql, params: con.execute(sql, list(params)).fetchall()
+            finally:
+                con.close()
+            return
+        if self.snowflake is None:
+            raise dg.DagsterInvariantViolationError("Snowflake warehouse is not configured")
+        with self.snowflake.get_connection() as conn:
+            cur = conn.cursor()
+            try:
+
+                def run(sql: str, params: Sequence[object]) -> list[tuple[object, ...]]:
+                    cur.execute(sql.replace("?", "%s"), list(params))
+                    return list(cur.fetchall())
+
+                yield run
+            finally:
+                cur.close()

@@ -1,7 +1,5 @@
 """`stripe_charges`: the charges created on each US-Eastern day, staged as Parquet."""
 
-from __future__ import annotations
-
 import dagster as dg
 
 from recon_assets.defs.resources import StageResource, StripeResource
@@ -12,7 +10,7 @@ OWNERS = ["team:data-platform"]
 QUARANTINE_CHECK = "quarantine_rate_below_threshold"
 
 
-def pull_metadata(result: PullResult) -> dict[str, dg.RawMetadataValue]:
+def pull_metadata(result: PullResult) -> dict[str, dg.MetadataValue]:
     c = result.counters
     return {
         "rows": dg.MetadataValue.int(result.staged),
@@ -58,7 +56,7 @@ def build_stripe_charges_asset(
         group_name="stripe",
         kinds={"stripe", "parquet", "s3"},
         owners=OWNERS,
-        check_specs=[dg.AssetCheckSpec(QUARANTINE_CHECK, asset="stripe_charges")],
+        check_specs=[dg.AssetCheckSpec(QUARANTINE_CHECK, asset="stripe_charges", blocking=True)],
         description=(
             "Every Stripe charge created on the US-Eastern day, pulled from GET /v1/charges in "
             "parallel time slices and staged as one zstd Parquet file per day "

@@ -1,0 +1,130 @@
+"""The nightly schedule, the 9 AM deadline and the alerts.
+
+- `nightly_reconciliation` runs at 01:00 US-Eastern: yesterday plus a trailing re-statement
+  window (>= the tolerance window T, so every day is re-evaluated until its status is final), as
+  ONE run over the range. Dagster schedules do not catch up missed ticks; the trailing window
+  covers a daemon that was down for fewer days than it spans.
+- A time-partition freshness check on the report with ERROR severity (the default, WARN, alerts
+  nobody), evaluated by a sensor: yesterday's report must exist by 09:00 ET.
+- A deadline-at-risk sensor: from 07:00 ET, if yesterday's report is still missing, one alert a
+  day, early enough for an engineer to act before finance opens it.
+- A run-failure sensor: any failed run (a failed blocking ERROR check fails its run) alerts.
+"""
+
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta
+
+import dagster as dg
+
+from recon_assets.alerts import send_alert
+from recon_assets.defs.report_assets import REPORT_KEY
+from recon_assets.timewindows import BUSINESS_TZ
+
+NIGHTLY_JOB = "nightly_reconciliation"
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+
+
+def trailing_window(today: date, restate_days: int, start_date: date) -> tuple[date, date] | None:
+    """The inclusive partition range [yesterday - restate_days, yesterday], clipped at the
+    first partition; None before there is any complete day."""
+    last = today - timedelta(days=1)
+    if last < start_date:
+        return None
+    return max(start_date, last - timedelta(days=restate_days)), last
+
+
+class AlertResource(dg.ConfigurableResource):
+    slack_webhook_url: str | None = None
+
+    def send(self, text: str) -> bool:
+        return send_alert(text, self.slack_webhook_url)
+
+
+def build_automation(
+    assets: Sequence[dg.AssetsDefinition],
+    partitions: dg.TimeWindowPartitionsDefinition,
+    *,
+    start_date: date,
+    restate_days: int,
+    schedule_cron: str = "0 1 * * *",
+    deadline_cron: str = "0 9 * * *",
+    at_risk_hour: int = 7,
+) -> dict[str, list]:
+    job = dg.define_asset_job(
+        NIGHTLY_JOB,
+        selection=dg.AssetSelection.assets(*assets),
+        partitions_def=partitions,
+        description="Pull, load and reconcile yesterday and the trailing re-statement window.",
+    )
+
+    @dg.schedule(
+        name="nightly_reconciliation_schedule",
+        job=job,
+        cron_schedule=schedule_cron,
+        execution_timezone=BUSINESS_TZ.key,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+    )
+    def nightly_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+        now = context.scheduled_execution_time or datetime.now(BUSINESS_TZ)
+        window = trailing_window(now.astimezone(BUSINESS_TZ).date(), restate_days, start_date)
+        if window is None:
+            return dg.SkipReason("no complete US-Eastern day since RECON_START_DATE yet")
+        first, last = window
+        return dg.RunRequest(
+            run_key=f"nightly-{last.isoformat()}",
+            tags={RANGE_START_TAG: first.isoformat(), RANGE_END_TAG: last.isoformat()},
+        )
+
+    freshness = dg.build_time_partition_freshness_checks(
+        assets=[REPORT_KEY],
+        deadline_cron=deadline_cron,
+        timezone=BUSINESS_TZ.key,
+        severity=dg.AssetCheckSeverity.ERROR,
+    )
+    freshness_sensor = dg.build_sensor_for_freshness_checks(
+        freshness_checks=freshness,
+        name="report_freshness_sensor",
+        default_status=dg.DefaultSensorStatus.RUNNING,
+    )
+
+    @dg.sensor(
+        name="deadline_at_risk_sensor",
+        minimum_interval_seconds=300,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"From {at_risk_hour:02d}:00 ET, alert once a day if yesterday's report is missing.",
+    )
+    def deadline_at_risk(
+        context: dg.SensorEvaluationContext, alerts: AlertResource
+    ) -> dg.SkipReason:
+        now = datetime.now(BUSINESS_TZ)
+        yesterday = (now - timedelta(days=1)).date()
+        if now.hour < at_risk_hour or yesterday < start_date:
+            return dg.SkipReason("not yet at-risk time")
+        if context.cursor == yesterday.isoformat():
+            return dg.SkipReason("already alerted for this day")
+        done = context.instance.get_materialized_partitions(REPORT_KEY)
+        if yesterday.isoformat() in done:
+            return dg.SkipReason(f"report for {yesterday} is ready")
+        alerts.send(
+            f"recon: the reconciliation report for {yesterday} is not ready at "
+            f"{now:%H:%M} ET; finance ops expects it at 09:00 ET. Check the "
+            f"'{NIGHTLY_JOB}' runs in Dagster."
+        )
+        context.update_cursor(yesterday.isoformat())
+        return dg.SkipReason(f"alerted: report for {yesterday} missing")
+
+    @dg.run_failure_sensor(
+        name="run_failure_alert_sensor", default_status=dg.DefaultSensorStatus.RUNNING
+    )
+    def run_failure_alert(context: dg.RunFailureSensorContext, alerts: AlertResource) -> None:
+        run = context.dagster_run
+        message = context.failure_event.message or "no message"
+        alerts.send(f"recon: run {run.run_id} of {run.job_name} failed: {message[:500]}")
+
+    return {
+        "jobs": [job],
+        "schedules": [nightly_schedule],
+        "sensors": [freshness_sensor, deadline_at_risk, run_failure_alert],
+        "asset_checks": list(freshness),
+    }

@@ -1,0 +1,68 @@
+"""`raw/stripe_charges` and `raw/ledger_entries`: each day's current staged file, loaded.
+
+A load replaces exactly the range's days in one transaction (the loaders' contract), and an
+ERROR check compares rows staged and rows loaded per day, so a short load fails the run (and
+alerts) instead of reaching the marts.
+"""
+
+import dagster as dg
+
+from recon_assets.defs.resources import StageResource, WarehouseResource
+from recon_assets.defs.stripe_assets import OWNERS
+from recon_assets.timewindows import days_of_range
+
+LOAD_CHECK = "rows_staged_equal_rows_loaded"
+
+
+def build_raw_asset(
+    dataset: str, partitions: dg.PartitionsDefinition, warehouse_kind: str
+) -> dg.AssetsDefinition:
+    key = dg.AssetKey(["raw", dataset])
+
+    @dg.asset(
+        key=key,
+        deps=[dg.AssetKey(dataset)],
+        partitions_def=partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        group_name="warehouse",
+        kinds={warehouse_kind, "parquet"},
+        owners=OWNERS,
+        check_specs=[dg.AssetCheckSpec(LOAD_CHECK, asset=key, blocking=True)],
+        description=(
+            f"raw.{dataset}: the current staged file of each US-Eastern day (named by the day's "
+            "manifest), loaded by replacing the range's rows in one transaction (delete, then "
+            "COPY INTO / read_parquet). Re-loading is always safe."
+        ),
+    )
+    def _raw(
+        context: dg.AssetExecutionContext, warehouse: WarehouseResource, stage: StageResource
+    ) -> dg.MaterializeResult:
+        tw = context.partition_time_window
+        days = days_of_range(tw.start, tw.end)
+        loader = warehouse.loader(stage.uri)
+        result = loader.load(stage.store(), dataset, days)
+        meta = result.to_metadata()
+        mismatched = {
+            d.day.isoformat(): {"staged": d.staged_rows, "loaded": d.loaded_rows}
+            for d in result.mismatched_days
+        }
+        return dg.MaterializeResult(
+            metadata={
+                "rows": dg.MetadataValue.int(result.loaded_total),
+                "rows_staged": dg.MetadataValue.int(result.staged_total),
+                "rows_replaced": dg.MetadataValue.int(meta["rows_replaced"]),
+                "table": dg.MetadataValue.text(meta["table"]),
+                "rows_loaded_by_day": dg.MetadataValue.json(meta["rows_loaded_by_day"]),
+                "run_ids_by_day": dg.MetadataValue.json(meta["run_ids_by_day"]),
+            },
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name=LOAD_CHECK,
+                    passed=result.ok,
+                    severity=dg.AssetCheckSeverity.ERROR,
+                    metadata={"mismatched_days": dg.MetadataValue.json(mismatched)},
+                )
+            ],
+        )
+
+    return _raw

@@ -1,0 +1,212 @@
+"""The ops-facing daily reconciliation report, read from the marts.
+
+What finance ops opens at 9 AM: per day, the totals by currency and status, and every break
+(each status but matched, not_booked and pending_*) with its amounts. Amounts stay integers in
+minor units in the data and the CSV; only the Markdown shows major units, using each currency's
+own ISO 4217 exponent (JPY and KRW have none), never one global `/100`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+
+Query = Callable[[str, Sequence[object]], list[tuple[object, ...]]]
+
+BREAK_STATUSES = (
+    "unexpected_ledger_entry",
+    "missing_in_ledger",
+    "duplicate_in_ledger",
+    "currency_mismatch",
+    "amount_mismatch",
+    "late_posting",
+    "missing_in_stripe",
+)
+# ISO 4217 minor-unit exponents that are not 2 (Stripe's zero-decimal and three-decimal lists).
+_EXPONENTS = {
+    **dict.fromkeys(
+        [
+            "BIF",
+            "CLP",
+            "DJF",
+            "GNF",
+            "JPY",
+            "KMF",
+            "KRW",
+            "MGA",
+            "PYG",
+            "RWF",
+            "UGX",
+            "VND",
+            "VUV",
+            "XAF",
+            "XOF",
+            "XPF",
+        ],
+        0,
+    ),
+    **dict.fromkeys(["BHD", "JOD", "KWD", "OMR", "TND"], 3),
+}
+
+
+def currency_exponent(currency: str) -> int:
+    return _EXPONENTS.get(currency.upper(), 2)
+
+
+def format_minor(amount: int | None, currency: str) -> str:
+    if amount is None:
+        return ""
+    exp = currency_exponent(currency)
+    value = Decimal(amount).scaleb(-exp)
+    return f"{value:,.{exp}f} {currency.upper()}"
+
+
+@dataclass(frozen=True)
+class SummaryRow:
+    reporting_date: date
+    currency: str
+    recon_status: str
+    item_count: int
+    stripe_amount: int
+    ledger_amount: int
+    is_break: bool
+
+
+@dataclass(frozen=True)
+class BreakRow:
+    reporting_date: date
+    recon_status: str
+    charge_id: str
+    ledger_entry_ids: str | None
+    currency: str
+    stripe_amount: int | None
+    ledger_amount: int | None
+    amount_diff: int
+
+
+@dataclass(frozen=True)
+class DayReport:
+    day: date
+    summary: list[SummaryRow]
+    breaks: list[BreakRow]
+
+    @property
+    def items(self) -> int:
+        return sum(r.item_count for r in self.summary)
+
+    @property
+    def break_count(self) -> int:
+        return len(self.breaks)
+
+    def counts_by_status(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for r in self.summary:
+            out[r.recon_status] = out.get(r.recon_status, 0) + r.item_count
+        return dict(sorted(out.items()))
+
+
+_SUMMARY_SQL = """
+select reporting_date, currency, recon_status, item_count, stripe_amount, ledger_amount, is_break
+from marts.rpt_daily_reconciliation
+where reporting_date >= ? and reporting_date < ?
+order by reporting_date, currency, recon_status
+"""
+_BREAKS_SQL = """
+select reporting_date, recon_status, charge_id, ledger_entry_ids, currency,
+       stripe_amount, ledger_amount, amount_diff
+from marts.fct_charge_reconciliation
+where reporting_date >= ? and reporting_date < ? and is_break
+order by reporting_date, recon_status, charge_id, ledger_entry_ids
+"""
+
+
+def fetch_reports(query: Query, days: Sequence[date]) -> list[DayReport]:
+    """One report per day of `days` (contiguous), read with two range queries (half-open)."""
+    from datetime import timedelta
+
+    first, end = min(days), max(days) + timedelta(days=1)
+    summary = [SummaryRow(*r) for r in query(_SUMMARY_SQL, [first, end])]  # type: ignore[arg-type]
+    breaks = [BreakRow(*r) for r in query(_BREAKS_SQL, [first, end])]  # type: ignore[arg-type]
+    return [
+        DayReport(
+            d,
+            [r for r in summary if r.reporting_date == d],
+            [b for b in breaks if b.reporting_date == d],
+        )
+        for d in sorted(days)
+    ]
+
+
+def render_breaks_csv(report: DayReport) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(
+        [
+            "reporting_date",
+            "recon_status",
+            "charge_id",
+            "ledger_entry_ids",
+            "currency",
+            "stripe_amount_minor",
+            "ledger_amount_minor",
+            "amount_diff_minor",
+        ]
+    )
+    for b in report.breaks:
+        w.writerow(
+            [
+                b.reporting_date.isoformat(),
+                b.recon_status,
+                b.charge_id,
+                b.ledger_entry_ids or "",
+                b.currency,
+                "" if b.stripe_amount is None else b.stripe_amount,
+                "" if b.ledger_amount is None else b.ledger_amount,
+                b.amount_diff,
+            ]
+        )
+    return buf.getvalue()
+
+
+def render_markdown(report: DayReport, as_of_note: str = "", max_breaks: int = 50) -> str:
+    lines = [f"# Stripe vs ledger reconciliation, {report.day.isoformat()} (US-Eastern)", ""]
+    if as_of_note:
+        lines += [as_of_note, ""]
+    lines += [
+        f"{report.items} items, **{report.break_count} breaks**.",
+        "",
+        "| currency | status | items | Stripe | ledger | break |",
+        "|---|---|---:|---:|---:|---|",
+    ]
+    for r in report.summary:
+        lines.append(
+            f"| {r.currency} | {r.recon_status} | {r.item_count} | "
+            f"{format_minor(r.stripe_amount, r.currency)} | "
+            f"{format_minor(r.ledger_amount, r.currency)} | {'yes' if r.is_break else ''} |"
+        )
+    if report.breaks:
+        lines += [
+            "",
+            f"## Breaks ({report.break_count}"
+            + (
+                f", first {max_breaks} shown; all in the CSV"
+                if report.break_count > max_breaks
+                else ""
+            )
+            + ")",
+            "",
+            "| status | charge | ledger entries | Stripe | ledger | difference |",
+            "|---|---|---|---:|---:|---:|",
+        ]
+        for b in report.breaks[:max_breaks]:
+            lines.append(
+                f"| {b.recon_status} | {b.charge_id} | {b.ledger_entry_ids or ''} | "
+                f"{format_minor(b.stripe_amount, b.currency)} | "
+                f"{format_minor(b.ledger_amount, b.currency)} | "
+                f"{format_minor(b.amount_diff, b.currency)} |"
+            )
+    return "\n".join(lines) + "\n"
