@@ -460,6 +460,7 @@ class ChargeGenerator:
             currency = currency_of[(h >> 16) & 0x3FF]
             cust = customers[currency][(h >> 26) & 0xFF]
             amount = amounts[currency][(h >> 34) & 0xFFF]
+            amount_s = str(amount)
             scen = h & 0xFFFF
             age = now - created
 
@@ -500,16 +501,16 @@ class ChargeGenerator:
                 append(
                     "".join(
                         (
-                            lit[0], body, lit[1], str(amount), lit[2], "0", lit[3], "0",
+                            lit[0], body, lit[1], amount_s, lit[2], "0", lit[3], "0",
                             lit[4], "null", lit[5], cust.billing_details, lit[6], "false",
                             lit[7], str(created), lit[8], currency, lit[9], cust.customer,
                             lit[10], _DESCRIPTION[(h >> 182) & 3] or f'"Order {body[10:18]}"',
                             lit[11], "false", lit[12], failure_code, lit[13], failure_message,
                             lit[14], body[12:24], lit[15], _CHANNELS[(h >> 184) & 3], lit[16],
                             outcome, lit[17], "false", lit[18], body[:16] + tails[8:16],
-                            lit[19], cust.payment_method, lit[20], str(amount), lit[21], "null",
+                            lit[19], cust.payment_method, lit[20], amount_s, lit[21], "null",
                             lit[22], cust.card_head, lit[23], str((h >> 206) % 10**15).zfill(15),
-                            lit[24], str(amount), lit[25], cust.card_tail, lit[26], presentment,
+                            lit[24], amount_s, lit[25], cust.card_tail, lit[26], presentment,
                             lit[27], cust.receipt_email, lit[28], body + tails[:12], lit[29],
                             "false", lit[30], cust.shipping if (h >> 250) & 3 == 0 else "null",
                             lit[31], "failed", lit[32],
@@ -534,7 +535,7 @@ class ChargeGenerator:
             append(
                 "".join(
                     (
-                        lit[0], body, lit[1], str(amount), lit[2], str(amount_captured),
+                        lit[0], body, lit[1], amount_s, lit[2], str(amount_captured),
                         lit[3], str(amount_refunded), lit[4], '"txn_', body[:16], tails[:8], '"',
                         lit[5], cust.billing_details, lit[6], "true" if captured else "false",
                         lit[7], str(created), lit[8], currency, lit[9], cust.customer,
@@ -543,9 +544,9 @@ class ChargeGenerator:
                         "null", lit[14], body[12:24], lit[15], _CHANNELS[(h >> 184) & 3],
                         lit[16], outcome, lit[17], "true" if status == "succeeded" else "false",
                         lit[18], body[:16] + tails[8:16], lit[19], cust.payment_method,
-                        lit[20], str(amount), lit[21], '"', str((h >> 186) % 1000000).zfill(6),
+                        lit[20], amount_s, lit[21], '"', str((h >> 186) % 1000000).zfill(6),
                         '"', lit[22], cust.card_head, lit[23],
-                        str((h >> 206) % 10**15).zfill(15), lit[24], str(amount), lit[25],
+                        str((h >> 206) % 10**15).zfill(15), lit[24], amount_s, lit[25],
                         cust.card_tail, lit[26], presentment, lit[27], cust.receipt_email,
                         lit[28], body + tails[:12], lit[29],
                         "true" if amount_refunded and amount_refunded == amount_captured

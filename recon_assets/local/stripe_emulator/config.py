@@ -38,6 +38,9 @@ class FaultConfig:
       not.
     - `rate_limit_per_s` is a token bucket on wall-clock time (capacity `rate_limit_burst`, default
       one second's worth): it is the one knob that depends on timing, because that is its point.
+    - Order per request: latency, then the scheduled storm (`fail_first_n_requests`), the token
+      bucket, a reset, a 5xx, then the normal handling (auth, parameters), whose 200 responses may
+      be truncated. A request that a fault answers never reaches the next stage.
     - `malformed_rate` is decided per (seed, charge id), independently of the request: the same
       charge is malformed the same way on every page and every pull. `malformed_kind(charge_id)`
       says which kind.

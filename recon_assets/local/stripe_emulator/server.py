@@ -18,6 +18,7 @@ import socket
 import struct
 import threading
 import time
+import traceback
 from email.utils import formatdate
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -153,6 +154,10 @@ class _App:
             chunks, n_charges, n_malformed = self._route(h)
         except ApiError as err:
             self._send_error(h, plan, err)
+            return
+        except Exception:  # an emulator bug: say so loudly, answer like Stripe's own 500
+            traceback.print_exc()
+            self._send_error(h, plan, self._fault_error(500))
             return
         if plan.truncate:
             self.counters.add(truncations=1)
