@@ -1,4 +1,12 @@
-"""`recon`: the project's command line (demo, emulator, prepare).
+"""`recon`: the project's command line.
+
+- `recon demo`: the whole pipeline on the embedded default for the last few complete days
+  (emulated Stripe, embedded Postgres ledger seeded to agree with it, local stage, DuckDB),
+  then the ops report.
+- `recon dev`: the same bootstrap, then `dagster dev -w workspace.yaml` with a project-local
+  DAGSTER_HOME, for the UI, backfills and the schedule.
+- `recon prepare`: the dbt manifest (never parsed at import).
+- `recon emulator ...`: serve the Stripe emulator on its own.
 
 Every command reads its settings from the environment when it runs, like the code location.
 """
@@ -6,8 +14,11 @@ Every command reads its settings from the environment when it runs, like the cod
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 from recon_assets.config import ReconSettings
 from recon_assets.timewindows import BUSINESS_TZ
@@ -15,90 +26,128 @@ from recon_assets.timewindows import BUSINESS_TZ
 
 def last_complete_days(n: int, today: date | None = None) -> list[date]:
     """The `n` most recent complete US-Eastern days, oldest first."""
-    from datetime import datetime
-
     today = today or datetime.now(BUSINESS_TZ).date()
     return [today - timedelta(days=i) for i in range(n, 0, -1)]
 
 
 def materialize_range(
-    settings: ReconSettings, selection: str, first: date, last: date
-) -> dict[str, object]:
-    """Materialize `selection` for the partition range [first, last] in one run, in process."""
+    defs: Any, first: date, last: date, *, instance: Any = None, selection: str | None = None
+) -> Any:
+    """Materialize the graph (or `selection`) for partitions [first, last] in ONE run."""
     import dagster as dg
 
-    from recon_assets.definitions import build_definitions
-
-    defs = build_definitions(settings)
-    job = defs.resolve_implicit_global_asset_job_def()
-    del job  # resolving validates the graph before we run
-    result = dg.materialize(
-        [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)],
+    assets = [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)]
+    return dg.materialize(
+        assets,
         selection=selection,
         resources=defs.resources,
-        instance=dg.DagsterInstance.ephemeral(),
+        instance=instance or dg.DagsterInstance.ephemeral(),
         tags={
             "dagster/asset_partition_range_start": first.isoformat(),
             "dagster/asset_partition_range_end": last.isoformat(),
         },
+        raise_on_error=True,
     )
-    if not result.success:
-        raise SystemExit("materialization failed")
-    out: dict[str, object] = {}
-    for event in result.get_asset_materialization_events():
-        mat = event.step_materialization_data.materialization
-        out[mat.asset_key.to_user_string()] = {k: v.value for k, v in mat.metadata.items()}
-    return out
+
+
+def dagster_home(settings: ReconSettings) -> Path:
+    """Dagster's instance for local runs lives under RECON_HOME (git-ignored), never committed."""
+    home = settings.home / "dagster"
+    home.mkdir(parents=True, exist_ok=True)
+    return home
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    import dagster as dg
+
+    from recon_assets.definitions import build_definitions
+    from recon_assets.local.bootstrap import bootstrap_local
+
+    settings = ReconSettings.from_env()
+    if not settings.is_local:
+        raise SystemExit(
+            "recon demo runs on the embedded default: unset RECON_ENV or set it to local"
+        )
+    days = last_complete_days(args.days)
+    first, last = days[0], days[-1]
+    print(f"recon demo: RECON_HOME={settings.home}")
+    print(f"1. ledger: embedded Postgres, seeded for {first}..{last} from the emulator's charges")
+    seed = bootstrap_local(settings, first, last)
+    print(f"   {len(seed.ground_truth)} expected reconciliation items written")
+    print(f"2. pipeline: Stripe emulator -> stage -> DuckDB -> dbt -> report, {first}..{last}")
+    os.environ.setdefault("DAGSTER_HOME", str(dagster_home(settings)))
+    result = materialize_range(
+        build_definitions(settings), first, last, instance=dg.DagsterInstance.get()
+    )
+    meta: dict[str, dict[str, Any]] = {}
+    for event in result.get_asset_materialization_events():
+        mat = event.step_materialization_data.materialization
+        meta[mat.asset_key.to_user_string()] = {k: v.value for k, v in mat.metadata.items()}
+    sc = meta["stripe_charges"]
+    print(
+        f"   stripe_charges: {sc['rows']} staged, {sc['quarantined']} quarantined, "
+        f"{sc['requests']} requests, {sc['charges_per_s']} charges/s"
+    )
+    print(f"   ledger_entries: {meta['ledger_entries']['rows']} staged")
+    for key in ("raw/stripe_charges", "raw/ledger_entries"):
+        print(f"   {key}: {meta[key]['rows']} rows loaded into {settings.duckdb_path}")
+    rep = meta["reconciliation_report"]
+    print("3. report (what finance ops opens at 9 AM):")
+    for day, counts in rep["status_counts_by_day"].items():
+        print(f"   {day}: {rep['breaks_by_day'][day]} breaks  {counts}")
+    for day, files in rep["report_files"].items():
+        print(f"   {day}: {files[0]}")
+    print(
+        f"   query it: duckdb {settings.duckdb_path} "
+        '"select * from marts.rpt_daily_reconciliation order by 1, 2, 3"'
+    )
+    return 0
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from recon_assets.local.bootstrap import bootstrap_local
+
     settings = ReconSettings.from_env()
     days = last_complete_days(args.days)
-    print(f"recon demo: RECON_ENV={settings.env}, RECON_HOME={settings.home}")
-    print(f"pulling Stripe charges for {days[0]} .. {days[-1]} from the local emulator")
-    meta = materialize_range(settings, "stripe_charges", days[0], days[-1])
-    m = meta["stripe_charges"]
-    assert isinstance(m, dict)
-    print(
-        f"staged {m['rows']} charges ({m['bytes']} bytes), quarantined {m['quarantined']}, "
-        f"{m['requests']} requests, {m['charges_per_s']} charges/s"
-    )
-    for day, counts in m["per_day"].items():
-        print(f"  {day}: {counts}")
-    for uri in m["staged_uris"]:
-        print(f"  {uri}")
-    return 0
+    if settings.is_local:
+        bootstrap_local(settings, days[0], days[-1])
+    env = dict(os.environ, DAGSTER_HOME=str(dagster_home(settings)))
+    dagster = str(Path(sys.executable).with_name("dagster"))
+    cmd = [dagster, "dev", "-w", "workspace.yaml", *args.rest]
+    os.execve(dagster, cmd, env)
+    return 0  # not reached
 
 
 def cmd_emulator(args: argparse.Namespace) -> int:
     from recon_assets.local.stripe_emulator.__main__ import main as emulator_main
 
-    return emulator_main(args.rest)
+    return int(emulator_main(args.rest) or 0)
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
     """Prepare what Dagster needs before loading: the dbt manifest (never parsed at import)."""
-    try:
-        from recon_assets.defs.dbt_assets import prepare_manifest
-    except ImportError:
-        print("no dbt project wired yet: nothing to prepare")
-        return 0
-    settings = ReconSettings.from_env()
-    path = prepare_manifest(target="local" if settings.is_local else "prod")
-    print(f"dbt manifest: {path}")
+    from recon_assets.defs.dbt_assets import prepare_manifest
+
+    for target in args.targets:
+        print(f"dbt manifest ({target}): {prepare_manifest(target=target)}")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="recon", description=__doc__)
+    parser = argparse.ArgumentParser(prog="recon", description="recon: Stripe vs ledger")
     sub = parser.add_subparsers(dest="cmd", required=True)
-    p = sub.add_parser("demo", help="run the pipeline on the embedded default")
-    p.add_argument("--days", type=int, default=3, help="how many recent days to run")
+    p = sub.add_parser("demo", help="run the whole pipeline on the embedded default")
+    p.add_argument("--days", type=int, default=3, help="how many recent complete days")
     p.set_defaults(fn=cmd_demo)
+    p = sub.add_parser("dev", help="bootstrap the embedded default, then `dagster dev`")
+    p.add_argument("--days", type=int, default=7, help="days of ledger to seed")
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="passed on to dagster dev")
+    p.set_defaults(fn=cmd_dev)
     p = sub.add_parser("emulator", help="serve the Stripe emulator (see its --help)")
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(fn=cmd_emulator)
-    p = sub.add_parser("prepare", help="prepare the dbt manifest")
+    p = sub.add_parser("prepare", help="prepare the dbt manifest(s)")
+    p.add_argument("--targets", nargs="+", default=["local"], choices=["local", "prod"])
     p.set_defaults(fn=cmd_prepare)
     args = parser.parse_args(argv)
     return int(args.fn(args))

@@ -55,6 +55,7 @@ class ReconSettings:
     tolerance_days: int
     emulator_seed: int = 42
     emulator_charges_per_day: int = 2000
+    emulator_now: int | None = None
     warehouse: str = "duckdb"
     s3_endpoint_url: str | None = None
     snowflake_stage: str = "RECON_STAGE"
@@ -132,6 +133,7 @@ class ReconSettings:
             tolerance_days=tolerance,
             emulator_seed=_int(e, "RECON_EMULATOR_SEED", 42, minimum=0),
             emulator_charges_per_day=_int(e, "RECON_EMULATOR_CHARGES_PER_DAY", 2000, minimum=0),
+            emulator_now=_int(e, "RECON_EMULATOR_NOW", 0, minimum=0) or None,
             warehouse=warehouse,
             s3_endpoint_url=e.get("RECON_S3_ENDPOINT_URL") or None,
             snowflake_stage=e.get("RECON_SNOWFLAKE_STAGE") or "RECON_STAGE",

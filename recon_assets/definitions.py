@@ -47,6 +47,7 @@ def build_resources(settings: ReconSettings) -> dict[str, object]:
             emulator_seed=settings.emulator_seed,
             emulator_charges_per_day=settings.emulator_charges_per_day,
             emulator_start_date=settings.start_date.isoformat(),
+            emulator_now=settings.emulator_now,
             **stripe_common,
         )
         ledger = LedgerResource(

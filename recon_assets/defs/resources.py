@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import date, timedelta
+from datetime import date
 
 import dagster as dg
 from dagster_aws.s3 import S3Resource
@@ -37,6 +37,9 @@ class StripeResource(dg.ConfigurableResource):
     emulator_seed: int = 42
     emulator_charges_per_day: int = 2000
     emulator_start_date: str = "2024-01-01"
+    emulator_now: int | None = Field(
+        default=None, description="Freeze the emulator's clock (unix s); None = wall clock."
+    )
 
     @contextmanager
     def charges_client(self) -> Iterator[ChargesClient]:
@@ -47,14 +50,15 @@ class StripeResource(dg.ConfigurableResource):
                 self.api_key, api_base=self.api_base, rate_limiter=limiter, retry=retry
             )
             return
-        from recon_assets.local.stripe_emulator import EmulatorConfig, StripeEmulator
+        from recon_assets.local.bootstrap import emulator_config
+        from recon_assets.local.stripe_emulator import StripeEmulator
 
-        cfg = EmulatorConfig(
-            seed=self.emulator_seed,
-            charges_per_day=self.emulator_charges_per_day,
-            start_date=date.fromisoformat(self.emulator_start_date),
-            end_date=date.today() + timedelta(days=2),
-            api_key=self.api_key,
+        cfg = emulator_config(
+            self.emulator_seed,
+            self.emulator_charges_per_day,
+            date.fromisoformat(self.emulator_start_date),
+            self.api_key,
+            now=self.emulator_now,
         )
         with StripeEmulator(cfg, host="127.0.0.1", port=0) as emu:
             yield ChargesClient(

@@ -1,0 +1,85 @@
+"""The embedded default, assembled: one emulator account and one seeded ledger that agree.
+
+The demo, `recon dev` and the end-to-end tests all come through here, so the Stripe account the
+pipeline pulls (the emulator) and the ledger it reconciles against (seeded from the same
+generator, seed and clock) describe the same business.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+from recon_assets.config import ReconSettings
+from recon_assets.ledger.connection import connect
+from recon_assets.ledger.migrations import apply_migrations
+from recon_assets.local.ledger_seeder import BreakRates, SeedResult, seed_ledger_from_emulator
+from recon_assets.local.postgres import ledger_dsn
+from recon_assets.local.stripe_emulator import EmulatorConfig
+
+
+def emulator_config(
+    seed: int,
+    charges_per_day: int,
+    start_date: date,
+    api_key: str,
+    now: int | None = None,
+    today: date | None = None,
+) -> EmulatorConfig:
+    """The local account: from the first partition to the day after tomorrow (so every complete
+    day the schedule can ask for exists), on the wall clock unless `now` freezes it."""
+    today = today or date.today()
+    return EmulatorConfig(
+        seed=seed,
+        charges_per_day=charges_per_day,
+        start_date=start_date,
+        end_date=max(today, start_date) + timedelta(days=2),
+        api_key=api_key,
+        now=now,
+    )
+
+
+def settings_emulator_config(settings: ReconSettings) -> EmulatorConfig:
+    """The very account the `stripe` resource's emulator serves for these settings."""
+    return emulator_config(
+        settings.emulator_seed,
+        settings.emulator_charges_per_day,
+        settings.start_date,
+        settings.stripe_api_key or "",
+        now=settings.emulator_now,
+    )
+
+
+def seed_local_ledger(
+    dsn: str,
+    emulator: EmulatorConfig,
+    first_day: date,
+    last_day: date,
+    *,
+    tolerance_days: int = 3,
+    rates: BreakRates | None = None,
+    as_of: datetime | None = None,
+) -> SeedResult:
+    """Migrate the ledger and (re)seed `first_day..last_day` from the emulator's charges."""
+    with connect(dsn, autocommit=True) as conn:
+        apply_migrations(conn)
+        return seed_ledger_from_emulator(
+            conn,
+            emulator,
+            first_day,
+            last_day,
+            rates=rates,
+            tolerance_days=tolerance_days,
+            as_of=as_of,
+        )
+
+
+def bootstrap_local(settings: ReconSettings, first_day: date, last_day: date) -> SeedResult:
+    """Start (or reuse) the embedded Postgres and seed the ledger for the demo's days."""
+    dsn = ledger_dsn(settings)
+    return seed_local_ledger(
+        dsn,
+        settings_emulator_config(settings),
+        first_day,
+        last_day,
+        tolerance_days=settings.tolerance_days,
+    )
