@@ -871,3 +871,49 @@ def test_dagster_dbt_assets_build_a_partition_range(tmp_path: Path) -> None:
     window = {first + timedelta(i) for i in range(3)}
     want = expected_fct(cs)
     assert [r for r in got.fct if r[0] in window] == [r for r in want if r[0] in window]
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize(
+    ("dbt_vars", "message"),
+    [
+        ({"min_reporting_date": "2024-03-10"}, "go together"),
+        (
+            {"min_reporting_date": "2024-03-10", "max_reporting_date_exclusive": "2024-03-10"},
+            "must be after",
+        ),
+        ({"as_of": "2024-03-13T04:00:00"}, "explicit offset"),
+    ],
+)
+def test_bad_vars_fail_the_build_loudly(
+    tmp_path: Path, dbt_vars: dict[str, str], message: str
+) -> None:
+    """A half-given or empty window, or a zone-less as_of, must stop dbt, not silently widen,
+    shrink or shift the re-stated days. (Compiling the two models needs no warehouse data.)"""
+    db = tmp_path / "warehouse.duckdb"
+    write_raw(db, [], [])
+    env = {**os.environ, "RECON_DUCKDB_PATH": str(db), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    proc = subprocess.run(
+        [
+            str(DBT),
+            "compile",
+            "--target",
+            "local",
+            "--select",
+            "int_recon__as_of fct_charge_reconciliation",
+            "--vars",
+            json.dumps(dbt_vars),
+            "--target-path",
+            str(tmp_path / "t"),
+            "--log-path",
+            str(tmp_path / "l"),
+        ],
+        cwd=PROJECT_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert message in proc.stdout
