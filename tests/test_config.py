@@ -81,7 +81,7 @@ def test_secrets_never_in_repr() -> None:
 
 
 def test_snowflake_warehouse_names_missing_variables() -> None:
-    with pytest.raises(ConfigError, match="SNOWFLAKE_ACCOUNT.*SNOWFLAKE_PASSWORD"):
+    with pytest.raises(ConfigError, match=r"SNOWFLAKE_ACCOUNT.*SNOWFLAKE_PASSWORD"):
         ReconSettings.from_env(
             {"RECON_WAREHOUSE": "snowflake", "SNOWFLAKE_USER": "u", "SNOWFLAKE_DATABASE": "d"}
         )

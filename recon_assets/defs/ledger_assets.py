@@ -48,7 +48,7 @@ def build_ledger_entries_asset(partitions: dg.PartitionsDefinition) -> dg.Assets
         )
         started = time.perf_counter()
         store = stage.store()
-        writer = PartitionedParquetWriter(store, DATASET, LEDGER_ENTRIES_SCHEMA, context.run_id)
+        writer = PartitionedParquetWriter(store, DATASET, LEDGER_ENTRIES_SCHEMA, context.run.run_id)
         synced = datetime.now(UTC)
         try:
             with connect(dsn) as conn:
@@ -76,7 +76,7 @@ def build_ledger_entries_asset(partitions: dg.PartitionsDefinition) -> dg.Assets
         }
         if not mismatched:
             for f in files:  # only a complete, verified extract becomes the current version
-                write_manifest(store, f, context.run_id, 0, synced.isoformat())
+                write_manifest(store, f, context.run.run_id, 0, synced.isoformat())
         seconds = time.perf_counter() - started
         rows = sum(staged.values())
         return dg.MaterializeResult(

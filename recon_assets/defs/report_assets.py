@@ -44,7 +44,7 @@ def build_report_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
         uris: dict[str, list[str]] = {}
         for r in reports:
             day = r.day.isoformat()
-            note = f"Dagster run {context.run_id}."
+            note = f"Dagster run {context.run.run_id}."
             for ext, text in (("md", render_markdown(r, note)), ("csv", render_breaks_csv(r))):
                 with store.open_atomic(report_key(day, ext)) as fh:
                     fh.write(text.encode())

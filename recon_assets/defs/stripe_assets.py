@@ -77,7 +77,7 @@ def build_stripe_charges_asset(
                 client,
                 stage.store(),
                 days,
-                context.run_id,
+                context.run.run_id,
                 windows_per_day=stripe.windows_per_day,
                 concurrency=stripe.concurrency,
             )
