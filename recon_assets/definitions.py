@@ -71,8 +71,8 @@ def build_resources(settings: ReconSettings) -> dict[str, object]:
                 account=dg.EnvVar("SNOWFLAKE_ACCOUNT"),
                 user=dg.EnvVar("SNOWFLAKE_USER"),
                 password=dg.EnvVar("SNOWFLAKE_PASSWORD"),
-                role=dg.EnvVar("SNOWFLAKE_ROLE") if _has("SNOWFLAKE_ROLE") else None,
-                warehouse=dg.EnvVar("SNOWFLAKE_WAREHOUSE") if _has("SNOWFLAKE_WAREHOUSE") else None,
+                role=dg.EnvVar("SNOWFLAKE_ROLE"),
+                warehouse=dg.EnvVar("SNOWFLAKE_WAREHOUSE"),
                 database=dg.EnvVar("SNOWFLAKE_DATABASE"),
             ),
             snowflake_database=dg.EnvVar("SNOWFLAKE_DATABASE"),
@@ -92,12 +92,6 @@ def build_resources(settings: ReconSettings) -> dict[str, object]:
         "dbt": dbt_resource(dbt_project(dbt_target(settings))),
         "alerts": alerts,
     }
-
-
-def _has(name: str) -> bool:
-    import os
-
-    return bool(os.environ.get(name))
 
 
 def build_definitions(settings: ReconSettings) -> dg.Definitions:
