@@ -112,7 +112,6 @@ def build_definitions(settings: ReconSettings) -> dg.Definitions:
     ]
     automation = build_automation(
         assets,
-        partitions,
         start_date=settings.start_date,
         restate_days=settings.restate_days,
         schedule_cron=settings.schedule_cron,

@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.stripe_fixtures",
     "tests.ledger_fixtures",
     "tests.warehouse_fixtures",
+    "tests.pipeline_fixtures",
 ]

@@ -9,7 +9,6 @@ re-running a day or the whole range must leave every table as it was.
 
 from __future__ import annotations
 
-import fcntl
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
@@ -21,7 +20,6 @@ import pytest
 from recon_assets.cli import materialize_range
 from recon_assets.config import ReconSettings
 from recon_assets.definitions import build_definitions
-from recon_assets.defs.dbt_assets import DBT_PROJECT_DIR, dbt_project, prepare_manifest
 from recon_assets.local.bootstrap import seed_local_ledger, settings_emulator_config
 from recon_assets.local.ledger_seeder import SeedResult
 
@@ -30,19 +28,6 @@ pytestmark = [pytest.mark.timeout(900), pytest.mark.xdist_group("e2e")]
 FIRST, LAST = date(2024, 3, 6), date(2024, 3, 12)
 NOW = int(datetime(2024, 3, 13, 11, 0, tzinfo=UTC).timestamp())  # the nightly run's wall clock
 LINEAGE = {"_synced_at", "_run_id", "_loaded_at", "charge_synced_at"}
-
-
-@pytest.fixture(scope="session")
-def dbt_manifest() -> Path:
-    """The repo's local manifest, prepared once even with several xdist workers."""
-    lock = DBT_PROJECT_DIR / "target" / ".prepare.lock"
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        manifest = dbt_project("local").manifest_path
-        if not manifest.exists():
-            prepare_manifest(target="local")
-        return manifest
 
 
 @pytest.fixture

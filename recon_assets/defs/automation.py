@@ -43,7 +43,6 @@ class AlertResource(dg.ConfigurableResource):
 
 def build_automation(
     assets: Sequence[dg.AssetsDefinition],
-    partitions: dg.TimeWindowPartitionsDefinition,
     *,
     start_date: date,
     restate_days: int,
@@ -54,7 +53,6 @@ def build_automation(
     job = dg.define_asset_job(
         NIGHTLY_JOB,
         selection=dg.AssetSelection.assets(*assets),
-        partitions_def=partitions,
         description="Pull, load and reconcile yesterday and the trailing re-statement window.",
     )
 

@@ -1,0 +1,143 @@
+"""The code location: what Dagster loads, how the Stripe asset runs a range, and the schedule."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import date, datetime
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from recon_assets.cli import materialize_range
+from recon_assets.config import ReconSettings
+from recon_assets.definitions import build_definitions
+from recon_assets.defs.automation import RANGE_END_TAG, RANGE_START_TAG, trailing_window
+from recon_assets.local.bootstrap import settings_emulator_config
+from recon_assets.local.stripe_emulator import ChargeGenerator
+from recon_assets.timewindows import BUSINESS_TZ, day_window
+
+pytestmark = pytest.mark.timeout(300)
+NOW = int(datetime(2024, 6, 20, tzinfo=BUSINESS_TZ).timestamp())
+
+
+@pytest.fixture
+def settings(tmp_path: Path, dbt_manifest: Path) -> ReconSettings:
+    return ReconSettings.from_env(
+        {
+            "RECON_HOME": str(tmp_path / "recon"),
+            "RECON_START_DATE": "2024-06-01",
+            "RECON_EMULATOR_CHARGES_PER_DAY": "700",
+            "RECON_EMULATOR_NOW": str(NOW),
+        }
+    )
+
+
+def test_import_reads_no_environment() -> None:
+    """Importing the module must not read env vars or parse dbt; loading the defs does."""
+    code = (
+        "import recon_assets.definitions as d\n"
+        "try:\n    d.defs()\nexcept Exception as e:\n    print(type(e).__name__)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={"RECON_ENV": "bogus", "PATH": "/usr/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert out.stdout.strip() == "ConfigError"
+
+
+def test_graph_lineage_partitions_and_backfill_policy(settings: ReconSettings) -> None:
+    defs = build_definitions(settings)
+    graph = defs.resolve_asset_graph()
+    key = dg.AssetKey
+    assert graph.get(key(["raw", "stripe_charges"])).parent_keys == {key("stripe_charges")}
+    assert graph.get(key(["raw", "ledger_entries"])).parent_keys == {key("ledger_entries")}
+    stg = graph.get(key(["staging", "stg_stripe__charges"]))
+    assert key(["raw", "stripe_charges"]) in stg.parent_keys  # dbt source → loader asset
+    report = graph.get(key("reconciliation_report"))
+    assert key(["marts", "rpt_daily_reconciliation"]) in report.parent_keys
+    for node in graph.asset_nodes:
+        if node.is_materializable:
+            pd = node.partitions_def
+            assert isinstance(pd, dg.DailyPartitionsDefinition)
+            assert pd.timezone == "America/New_York"
+            assert node.backfill_policy == dg.BackfillPolicy.single_run()
+    charges = graph.get(key("stripe_charges"))
+    assert {"stripe", "parquet"} <= set(charges.kinds)
+    assert charges.owners and charges.group_name == "stripe" and charges.description
+
+
+def test_stripe_charges_three_day_range_in_one_run(settings: ReconSettings) -> None:
+    defs = build_definitions(settings)
+    first, last = date(2024, 6, 3), date(2024, 6, 5)
+    result = materialize_range(defs, first, last, selection="stripe_charges")
+    assert result.success
+    mats = result.asset_materializations_for_node("stripe_charges")
+    assert sorted(m.partition for m in mats) == ["2024-06-03", "2024-06-04", "2024-06-05"]
+    assert len({m.metadata["rows"].value for m in mats}) == 1  # one run, one result for the range
+    mat = mats[0]
+    meta = {k: v.value for k, v in mat.metadata.items()}
+    gen = ChargeGenerator(settings_emulator_config(settings))
+    expected = {
+        d.isoformat(): gen.count(day_window(d).start, day_window(d).end)
+        for d in (first, date(2024, 6, 4), last)
+    }
+    assert {d: v["staged"] for d, v in meta["per_day"].items()} == expected
+    assert meta["rows"] == meta["fetched"] == sum(expected.values())
+    assert meta["quarantined"] == 0 and meta["retries"] == 0
+    assert len(meta["staged_uris"]) == 3
+    assert meta["requests"] >= sum(expected.values()) / 100
+    for k in ("bytes", "seconds", "charges_per_s", "rate_limited_429", "schema_drift"):
+        assert k in meta
+    checks = result.get_asset_check_evaluations()
+    assert [c.passed for c in checks] == [True]
+    assert settings.stripe_api_key not in str(meta)
+
+
+@pytest.mark.parametrize(
+    ("today", "restate", "expected"),
+    [
+        (date(2024, 3, 11), 3, (date(2024, 3, 7), date(2024, 3, 10))),
+        (date(2024, 6, 2), 3, (date(2024, 6, 1), date(2024, 6, 1))),  # clipped at the start
+        (date(2024, 6, 1), 3, None),  # no complete day yet
+    ],
+)
+def test_trailing_window(today: date, restate: int, expected: tuple[date, date] | None) -> None:
+    assert (
+        trailing_window(today, restate, date(2024, 6, 1) if today.month == 6 else date(2024, 1, 1))
+        == expected
+    )
+
+
+def test_nightly_schedule_requests_yesterday_and_the_restatement_window(
+    settings: ReconSettings,
+) -> None:
+    defs = build_definitions(settings)
+    schedule = defs.resolve_schedule_def("nightly_reconciliation_schedule")
+    assert schedule.execution_timezone == "America/New_York"
+    ctx = dg.build_schedule_context(
+        scheduled_execution_time=datetime(2024, 11, 4, 1, 0, tzinfo=BUSINESS_TZ)
+    )
+    (req,) = schedule.evaluate_tick(ctx).run_requests or []
+    assert req.tags[RANGE_START_TAG] == "2024-10-31"  # >= T days back, over the DST change
+    assert req.tags[RANGE_END_TAG] == "2024-11-03"
+
+
+def test_freshness_checks_alert_at_error_severity(settings: ReconSettings) -> None:
+    defs = build_definitions(settings)
+    graph = defs.resolve_asset_graph()
+    freshness = [
+        c for c in graph.asset_check_keys if c.asset_key == dg.AssetKey("reconciliation_report")
+    ]
+    assert freshness, "the report needs a 9 AM freshness check"
+    for sensor in (
+        "report_freshness_sensor",
+        "deadline_at_risk_sensor",
+        "run_failure_alert_sensor",
+    ):
+        assert defs.resolve_sensor_def(sensor)
