@@ -43,7 +43,12 @@ def test_local_mode_starts_or_reuses_the_server_under_home(
 def test_an_explicit_dsn_wins_in_every_mode(tmp_path: Path) -> None:
     dsn = "postgresql://reader@ledger.internal/ledger"
     assert ledger_dsn(_settings(tmp_path, RECON_LEDGER_DSN=dsn)) == dsn
-    prod = {"RECON_ENV": "prod", "STRIPE_API_KEY": "rk_x", "RECON_STAGE_URI": "s3://b/p"}
+    prod = {
+        "RECON_ENV": "prod",
+        "STRIPE_API_KEY": "rk_x",
+        "RECON_STAGE_URI": "s3://b/p",
+        "RECON_WAREHOUSE": "duckdb",  # only the ledger setting matters here
+    }
     assert ledger_dsn(_settings(tmp_path, RECON_LEDGER_DSN=dsn, **prod)) == dsn
     with pytest.raises(ConfigError, match="RECON_LEDGER_DSN is required"):
         ledger_dsn(_settings(tmp_path, **prod))
