@@ -34,6 +34,29 @@ def trailing_window(today: date, restate_days: int, start_date: date) -> tuple[d
     return max(start_date, last - timedelta(days=restate_days)), last
 
 
+def at_risk_alert(
+    now: datetime,
+    start_date: date,
+    at_risk_hour: int,
+    materialized: set[str],
+    alerted_for: str | None,
+) -> tuple[str | None, str | None]:
+    """(alert text or None, new cursor): alert once a day, from `at_risk_hour` ET, while
+    yesterday's report partition is missing."""
+    now = now.astimezone(BUSINESS_TZ)
+    yesterday = (now - timedelta(days=1)).date()
+    day = yesterday.isoformat()
+    if now.hour < at_risk_hour or yesterday < start_date or alerted_for == day:
+        return None, alerted_for
+    if day in materialized:
+        return None, alerted_for
+    return (
+        f"recon: the reconciliation report for {day} is not ready at {now:%H:%M} ET; finance "
+        f"ops expects it at 09:00 ET. Check the '{NIGHTLY_JOB}' runs in Dagster.",
+        day,
+    )
+
+
 class AlertResource(dg.ConfigurableResource):
     slack_webhook_url: str | None = None
 
@@ -74,6 +97,9 @@ def build_automation(
             tags={RANGE_START_TAG: first.isoformat(), RANGE_END_TAG: last.isoformat()},
         )
 
+    # Deliberately not FreshnessPolicy (which Dagster now suggests): a policy looks at the latest
+    # materialization of ANY partition, so backfilling an old day would look fresh. This check
+    # asks for yesterday's partition specifically.
     freshness = dg.build_time_partition_freshness_checks(
         assets=[REPORT_KEY],
         deadline_cron=deadline_cron,
@@ -95,22 +121,18 @@ def build_automation(
     def deadline_at_risk(
         context: dg.SensorEvaluationContext, alerts: AlertResource
     ) -> dg.SkipReason:
-        now = datetime.now(BUSINESS_TZ)
-        yesterday = (now - timedelta(days=1)).date()
-        if now.hour < at_risk_hour or yesterday < start_date:
-            return dg.SkipReason("not yet at-risk time")
-        if context.cursor == yesterday.isoformat():
-            return dg.SkipReason("already alerted for this day")
-        done = context.instance.get_materialized_partitions(REPORT_KEY)
-        if yesterday.isoformat() in done:
-            return dg.SkipReason(f"report for {yesterday} is ready")
-        alerts.send(
-            f"recon: the reconciliation report for {yesterday} is not ready at "
-            f"{now:%H:%M} ET; finance ops expects it at 09:00 ET. Check the "
-            f"'{NIGHTLY_JOB}' runs in Dagster."
+        text, cursor = at_risk_alert(
+            datetime.now(BUSINESS_TZ),
+            start_date,
+            at_risk_hour,
+            set(context.instance.get_materialized_partitions(REPORT_KEY)),
+            context.cursor,
         )
-        context.update_cursor(yesterday.isoformat())
-        return dg.SkipReason(f"alerted: report for {yesterday} missing")
+        if text is None:
+            return dg.SkipReason("report on time, not yet at-risk time, or already alerted")
+        alerts.send(text)
+        context.update_cursor(cursor)
+        return dg.SkipReason(f"alerted: {text}")
 
     @dg.run_failure_sensor(
         name="run_failure_alert_sensor", default_status=dg.DefaultSensorStatus.RUNNING
