@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
+from recon_assets.currencies import is_zero_decimal
 from recon_assets.ledger.migrations import apply_migrations
 from recon_assets.timewindows import business_day_of, day_window, days_between
 
@@ -65,26 +66,6 @@ ID_BASE = 10**12
 IDS_PER_DAY = 10**7
 SOURCE_SYSTEM = "recon-seeder"
 CREATED_BY = "svc-ledger-seeder"
-ZERO_DECIMAL = frozenset(
-    [
-        "BIF",
-        "CLP",
-        "DJF",
-        "GNF",
-        "JPY",
-        "KMF",
-        "KRW",
-        "MGA",
-        "PYG",
-        "RWF",
-        "UGX",
-        "VND",
-        "VUV",
-        "XAF",
-        "XOF",
-        "XPF",
-    ]
-)
 _CURRENCIES = ("USD", "EUR", "GBP", "CAD", "JPY", "KRW")
 FEE_SHARE = 0.5
 """Share of booked charges that also get a processing-fee entry (type `fee`, same external_ref)."""
@@ -232,7 +213,7 @@ def _is_settled(c: Mapping[str, Any]) -> bool:
 
 
 def _fee(amount: int, currency: str) -> int:
-    if currency in ZERO_DECIMAL:
+    if is_zero_decimal(currency):
         return -math.ceil(amount * 0.036)
     return -(math.ceil(amount * 0.029) + 30)
 
@@ -387,7 +368,7 @@ class _DayBuilder:
         captured, authorized = int(c["amount_captured"]), int(c["amount"])
         if authorized != captured:
             return authorized
-        if currency in ZERO_DECIMAL and captured // 100 > 0 and self.rng.random() < 0.5:
+        if is_zero_decimal(currency) and captured // 100 > 0 and self.rng.random() < 0.5:
             return captured // 100
         slip = self.rng.choice((1, 5, 10, 100, 1000))
         wrong = captured + slip if self.rng.random() < 0.5 or captured <= slip else captured - slip

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
+from recon_assets.currencies import exponent
+
 Query = Callable[[str, Sequence[object]], list[tuple[object, ...]]]
 
 BREAK_STATUSES = (
@@ -26,41 +28,12 @@ BREAK_STATUSES = (
     "late_posting",
     "missing_in_stripe",
 )
-# ISO 4217 minor-unit exponents that are not 2 (Stripe's zero-decimal and three-decimal lists).
-_EXPONENTS = {
-    **dict.fromkeys(
-        [
-            "BIF",
-            "CLP",
-            "DJF",
-            "GNF",
-            "JPY",
-            "KMF",
-            "KRW",
-            "MGA",
-            "PYG",
-            "RWF",
-            "UGX",
-            "VND",
-            "VUV",
-            "XAF",
-            "XOF",
-            "XPF",
-        ],
-        0,
-    ),
-    **dict.fromkeys(["BHD", "JOD", "KWD", "OMR", "TND"], 3),
-}
-
-
-def currency_exponent(currency: str) -> int:
-    return _EXPONENTS.get(currency.upper(), 2)
 
 
 def format_minor(amount: int | None, currency: str) -> str:
     if amount is None:
         return ""
-    exp = currency_exponent(currency)
+    exp = exponent(currency)
     value = Decimal(amount).scaleb(-exp)
     return f"{value:,.{exp}f} {currency.upper()}"
 

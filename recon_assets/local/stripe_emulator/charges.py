@@ -49,7 +49,6 @@ _P_DISPUTE = 524  # 0.8 % of captured charges get disputed
 _P_PRESENTMENT = 8  # of 256: ~3 % of USD charges were presented in another currency
 
 CURRENCY_WEIGHTS = {"usd": 70, "eur": 10, "gbp": 7, "cad": 6, "jpy": 4, "krw": 3}
-ZERO_DECIMAL = frozenset({"jpy", "krw"})
 _PRESENTMENT_FX = (("eur", 0.92), ("gbp", 0.79), ("cad", 1.36), ("jpy", 151.0))
 _CHANNELS = ("web", "ios", "android", "pos")
 _DESCRIPTION = ("null", "", "", "")
