@@ -141,15 +141,18 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(fn=cmd_demo)
     p = sub.add_parser("dev", help="bootstrap the embedded default, then `dagster dev`")
     p.add_argument("--days", type=int, default=7, help="days of ledger to seed")
-    p.add_argument("rest", nargs=argparse.REMAINDER, help="passed on to dagster dev")
-    p.set_defaults(fn=cmd_dev)
+    p.set_defaults(fn=cmd_dev, rest=[])  # unknown options go on to `dagster dev`, e.g. -p 3001
     p = sub.add_parser("emulator", help="serve the Stripe emulator (see its --help)")
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(fn=cmd_emulator)
     p = sub.add_parser("prepare", help="prepare the dbt manifest(s)")
     p.add_argument("--targets", nargs="+", default=["local"], choices=["local", "prod"])
     p.set_defaults(fn=cmd_prepare)
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        if args.fn is not cmd_dev:
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        args.rest = unknown
     return int(args.fn(args))
 
 
