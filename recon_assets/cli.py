@@ -6,6 +6,7 @@
 - `recon dev`: the same bootstrap, then `dagster dev -w workspace.yaml` with a project-local
   DAGSTER_HOME, for the UI, backfills and the schedule.
 - `recon prepare`: the dbt manifest (never parsed at import).
+- `recon stop`: stop the embedded Postgres (left running between commands for reuse).
 - `recon emulator ...`: serve the Stripe emulator on its own.
 
 Every command reads its settings from the environment when it runs, like the code location.
@@ -118,6 +119,20 @@ def cmd_dev(args: argparse.Namespace) -> int:
     return 0  # not reached
 
 
+def cmd_stop(args: argparse.Namespace) -> int:
+    """Stop the embedded Postgres the demo and `recon dev` leave running for reuse."""
+    from recon_assets.local.postgres import EmbeddedPostgres
+
+    settings = ReconSettings.from_env()
+    server = EmbeddedPostgres(settings.home / "postgres" / "data")
+    if server.is_running():
+        server.stop()
+        print("embedded Postgres stopped")
+    else:
+        print("embedded Postgres is not running")
+    return 0
+
+
 def cmd_emulator(args: argparse.Namespace) -> int:
     from recon_assets.local.stripe_emulator.__main__ import main as emulator_main
 
@@ -142,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("dev", help="bootstrap the embedded default, then `dagster dev`")
     p.add_argument("--days", type=int, default=7, help="days of ledger to seed")
     p.set_defaults(fn=cmd_dev, rest=[])  # unknown options go on to `dagster dev`, e.g. -p 3001
+    p = sub.add_parser("stop", help="stop the embedded Postgres under RECON_HOME")
+    p.set_defaults(fn=cmd_stop)
     p = sub.add_parser("emulator", help="serve the Stripe emulator (see its --help)")
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(fn=cmd_emulator)
