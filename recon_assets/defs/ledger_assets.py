@@ -9,11 +9,11 @@ import psycopg
 from recon_assets.defs.resources import LedgerResource, StageResource
 from recon_assets.defs.stripe_assets import OWNERS
 from recon_assets.ledger.connection import connect, describe_dsn
-from recon_assets.ledger.extract import extract_day_counts, iter_day_batches
+from recon_assets.ledger.extract import extract_day_counts, iter_entry_batches
 from recon_assets.stage.manifest import write_manifest
 from recon_assets.stage.schemas import LEDGER_ENTRIES_SCHEMA
 from recon_assets.stage.writer import PartitionedParquetWriter
-from recon_assets.timewindows import Window, days_of_range
+from recon_assets.timewindows import Window, day_window, days_of_range
 
 DATASET = "ledger_entries"
 COUNT_CHECK = "staged_rows_match_ledger"
@@ -56,14 +56,11 @@ def build_ledger_entries_asset(partitions: dg.PartitionsDefinition) -> dg.Assets
                 conn.read_only = True
                 with conn.transaction():  # one snapshot for the counts and the rows
                     expected = extract_day_counts(conn, window)
-                    for day in days:
-                        writer.begin_day(day)
-                    current = None
-                    for day, batch in iter_day_batches(conn, window):
-                        if current is not None and day != current:
-                            writer.close_day(current)  # days come in order: free the buffer
-                        current = day
-                        writer.append_table(day, batch, synced)
+                    for day in days:  # one day open at a time: memory bounded on any range
+                        writer.begin_day(day)  # an empty day still gets its (empty) file
+                        for batch in iter_entry_batches(conn, day_window(day)):
+                            writer.append_table(day, batch, synced)
+                        writer.close_day(day)
             files = writer.commit()
         except BaseException:
             writer.abort()
