@@ -1,0 +1,470 @@
+"""Throughput and memory of the Stripe charges pull (issue 2 §6), with ratios measured in one run.
+
+The machine is shared and noisy, so absolute rates move between runs; what this prints side by
+side in ONE run (medians, interleaved runs) is what to compare. Four measurements:
+
+(a) processing on one core: real emulator pages are captured once to a file, then replayed
+    through `pull_charges` itself (same threads, queue, validation, drift and window checks,
+    column building, Parquet writer, manifests) by a client whose `list_page` reads a captured
+    body and hands it to the SDK's own response object (`stripe.StripeResponse`: the json parse
+    `raw_request` does) and to `page_from_response`, the client's code. No HTTP. The process is
+    pinned to one CPU. Reported with and without the SDK's json parse (its thread CPU time is
+    measured and subtracted), because that parse belongs to the SDK, not to our processing.
+(b) end to end: `pull_charges` through the stripe SDK over HTTP from the emulator running as a
+    SEPARATE process (`python -m recon_assets.local.stripe_emulator`, 100 k charges/day), both on
+    this machine. The client's rate limiter is set to 10,000 requests/s for the benchmark (it is
+    never the limit: 1 M charges are 10 k requests); production keeps Stripe's 25-100/s.
+(c) peak RSS of the client process: every measurement runs in a fresh child process that reports
+    its own `ru_maxrss`, for ~100 k (one day) and ~1 M charges (ten days).
+(d) the emulator's own serving rate (4 connections of plain http.client, bodies read but not
+    parsed; `bench_emulator.page_httpclient`) and its CPU per charge during (b), to show it is not
+    what limits (b).
+
+    .venv/bin/python bench/bench_stripe_pull.py            # ~5-7 min: 100 k x3, 1 M x2
+    .venv/bin/python bench/bench_stripe_pull.py --quick    # ~1 min: 100 k x2, 300 k x1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = Path(__file__).resolve().parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+if str(BENCH) not in sys.path:
+    sys.path.insert(0, str(BENCH))
+
+from bench_emulator import cpu_model, page_httpclient, proc_cpu_seconds  # noqa: E402
+
+CHARGES_PER_DAY = 100_000
+EMU_START, EMU_END = date(2024, 1, 1), date(2024, 1, 12)
+FROZEN_NOW = 1_767_225_600  # 2026-01-01: every late change has landed, pages are reproducible
+DAY_100K = date(2024, 1, 3)  # 103,436 charges at 100 k/day with the default seed
+CLIENT_RATE_PER_S = 10_000.0
+WINDOWS_PER_DAY = 8
+CONCURRENCY = 4
+
+
+def days_from(first: date, n: int) -> list[date]:
+    return [first + timedelta(i) for i in range(n)]
+
+
+# --------------------------------------------------------------------------------------------
+# child side: one measurement per fresh process, so ru_maxrss is that measurement's peak
+# --------------------------------------------------------------------------------------------
+
+
+def _rusage() -> dict[str, float]:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return {"cpu_s": ru.ru_utime + ru.ru_stime, "maxrss_mb": ru.ru_maxrss / 1024}
+
+
+def _client(base_url: str) -> Any:
+    from recon_assets.config import LOCAL_STRIPE_API_KEY
+    from recon_assets.stripe.client import ChargesClient
+    from recon_assets.stripe.ratelimit import RateLimiter
+
+    return ChargesClient(
+        LOCAL_STRIPE_API_KEY,
+        api_base=base_url,
+        rate_limiter=RateLimiter(CLIENT_RATE_PER_S),
+        seed=1,
+    )
+
+
+def child_capture(base_url: str, days: Sequence[date], out: Path) -> dict[str, Any]:
+    """Fetch every page `pull_charges` would fetch and store the bodies, keyed by request."""
+    from recon_assets.stripe.pull import iter_window
+    from recon_assets.timewindows import day_window, split_window
+
+    client = _client(base_url)
+    index: dict[str, list[int]] = {}
+    n = 0
+    with open(out / "bodies.bin", "wb") as fh:
+        for d in days:
+            for w in split_window(day_window(d), WINDOWS_PER_DAY):
+                cursor = ""
+                for page in iter_window(client, w):
+                    body = page.body.encode("utf-8")
+                    index[f"{w.start}:{w.end}:{cursor}"] = [fh.tell(), len(body)]
+                    fh.write(body)
+                    n += len(page.items)
+                    cursor = page.last_id or ""
+    (out / "index.json").write_text(json.dumps(index))
+    return {"charges": n, "pages": len(index)}
+
+
+def child_replay(capture: Path, days: Sequence[date]) -> dict[str, Any]:
+    """(a): `pull_charges` fed captured bodies, pinned to one CPU."""
+    import stripe
+
+    from recon_assets.stage.store import LocalStageStore
+    from recon_assets.stripe.client import ChargesClient, Page, page_from_response
+    from recon_assets.stripe.pull import pull_charges
+    from recon_assets.stripe.ratelimit import RateLimiter
+    from recon_assets.timewindows import Window
+
+    cpu = max(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {cpu})
+    index = {k: tuple(v) for k, v in json.loads((capture / "index.json").read_text()).items()}
+    fd = os.open(capture / "bodies.bin", os.O_RDONLY)
+    parse_cpu = [0.0]
+    lock = threading.Lock()
+
+    class ReplayClient(ChargesClient):
+        """`list_page` from captured bodies: the SDK's response parse, then the client's code."""
+
+        def list_page(self, window: Window, starting_after: str | None = None) -> Page:
+            self.limiter.acquire()
+            self.counters.add(requests=1)
+            off, size = index[f"{window.start}:{window.end}:{starting_after or ''}"]
+            raw = os.pread(fd, size, off)
+            t0 = time.thread_time()
+            resp = stripe.StripeResponse(raw.decode("utf-8"), 200, {})  # what raw_request does
+            dt = time.thread_time() - t0
+            with lock:
+                parse_cpu[0] += dt
+            page = page_from_response(resp)
+            self.counters.add(bytes_received=len(resp.body))
+            return page
+
+    client = ReplayClient("sk_test_replay", rate_limiter=RateLimiter(1e9), seed=1)  # no pacing
+    with tempfile.TemporaryDirectory(prefix="bench-stage-") as tmp:
+        before = _rusage()
+        t0 = time.perf_counter()
+        result = pull_charges(
+            client,
+            LocalStageStore(Path(tmp)),
+            days,
+            "bench-replay",
+            windows_per_day=WINDOWS_PER_DAY,
+            concurrency=CONCURRENCY,
+        )
+        wall = time.perf_counter() - t0
+        after = _rusage()
+    os.close(fd)
+    assert result.fetched == result.staged and result.quarantined == 0
+    return {
+        "charges": result.fetched,
+        "wall_s": wall,
+        "cpu_s": after["cpu_s"] - before["cpu_s"],
+        "parse_cpu_s": parse_cpu[0],
+        "maxrss_mb": after["maxrss_mb"],
+        "rss_before_mb": before["maxrss_mb"],
+        "staged_mb": result.staged_bytes / 1e6,
+    }
+
+
+def child_e2e(base_url: str, days: Sequence[date]) -> dict[str, Any]:
+    """(b)/(c): the real pull over HTTP from the emulator process."""
+    from recon_assets.stage.store import LocalStageStore
+    from recon_assets.stripe.pull import pull_charges
+
+    client = _client(base_url)
+    with tempfile.TemporaryDirectory(prefix="bench-stage-") as tmp:
+        before = _rusage()
+        t0 = time.perf_counter()
+        result = pull_charges(
+            client,
+            LocalStageStore(Path(tmp)),
+            days,
+            "bench-e2e",
+            windows_per_day=WINDOWS_PER_DAY,
+            concurrency=CONCURRENCY,
+        )
+        wall = time.perf_counter() - t0
+        after = _rusage()
+    assert result.fetched == result.staged and result.quarantined == 0
+    return {
+        "charges": result.fetched,
+        "wall_s": wall,
+        "cpu_s": after["cpu_s"] - before["cpu_s"],
+        "maxrss_mb": after["maxrss_mb"],
+        "rss_before_mb": before["maxrss_mb"],
+        "requests": result.counters["requests"],
+        "retries": result.counters["retries"],
+        "staged_mb": result.staged_bytes / 1e6,
+    }
+
+
+def child_main(spec: dict[str, Any]) -> None:
+    days = [date.fromisoformat(d) for d in spec["days"]]
+    if spec["mode"] == "capture":
+        out = child_capture(spec["base_url"], days, Path(spec["dir"]))
+    elif spec["mode"] == "replay":
+        out = child_replay(Path(spec["dir"]), days)
+    else:
+        out = child_e2e(spec["base_url"], days)
+    print(json.dumps(out))
+
+
+# --------------------------------------------------------------------------------------------
+# parent side: the emulator process, the schedule of runs, the table
+# --------------------------------------------------------------------------------------------
+
+
+def run_child(spec: dict[str, Any]) -> dict[str, Any]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)]
+    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"child {spec['mode']} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+class Emulator:
+    """The emulator as its own process (its own GIL), as in the demo; always stopped."""
+
+    def __init__(self) -> None:
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        cmd = [sys.executable, "-m", "recon_assets.local.stripe_emulator", "--port", "0"]
+        cmd += ["--charges-per-day", str(CHARGES_PER_DAY), "--now", str(FROZEN_NOW)]
+        cmd += ["--start-date", EMU_START.isoformat(), "--end-date", EMU_END.isoformat()]
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        self.base_url = self.proc.stdout.readline().strip()
+        if not self.base_url.startswith("http"):
+            self.stop()
+            raise RuntimeError("emulator did not start")
+
+    def cpu_s(self) -> float:
+        return proc_cpu_seconds(self.proc.pid)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def emulator_serving(emu: Emulator, charges: int, conns: int = 4) -> dict[str, float]:
+    """(d): charges/s the emulator serves to plain HTTP clients, and per emulator CPU-second."""
+    from recon_assets.timewindows import day_window
+
+    lo, hi = day_window(EMU_START).start, day_window(EMU_END - timedelta(1)).start
+    step = (hi - lo) // conns
+    wins = [(lo + i * step, lo + (i + 1) * step) for i in range(conns)]
+    got = [0] * conns
+
+    def work(i: int) -> None:
+        got[i] = page_httpclient(emu.base_url, wins[i], charges // conns)
+
+    cpu0, t0 = emu.cpu_s(), time.perf_counter()
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(conns)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall, cpu = time.perf_counter() - t0, emu.cpu_s() - cpu0
+    return {"charges": sum(got), "rate": sum(got) / wall, "per_cpu": sum(got) / max(cpu, 1e-9)}
+
+
+@dataclass
+class Row:
+    name: str
+    charges: int
+    rates: list[float]
+    rss: list[float]
+    extra: str = ""
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.rates)
+
+
+def load_note() -> str:
+    la = Path("/proc/loadavg").read_text().split()[:3]
+    return "load average " + " ".join(la)
+
+
+def total_ram_gb() -> float:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) / 1024 / 1024
+    return float("nan")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="~1 minute: 100 k x2, 300 k x1")
+    ap.add_argument("--runs", type=int, default=None, help="runs of the ~100 k cases")
+    ap.add_argument("--big-runs", type=int, default=None, help="runs of the ~1 M case")
+    ap.add_argument("--big-days", type=int, default=None, help="days in the big case (10 = ~1 M)")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        child_main(json.loads(args.child))
+        return
+
+    runs = args.runs or (2 if args.quick else 3)
+    big_runs = args.big_runs if args.big_runs is not None else (1 if args.quick else 2)
+    big_days = args.big_days or (3 if args.quick else 10)
+    small_days = [DAY_100K]
+    big = days_from(EMU_START, big_days)
+    load_start = load_note()
+    started = time.perf_counter()
+
+    emu = Emulator()
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-capture-") as cap:
+            spec_days = [d.isoformat() for d in small_days]
+            captured = run_child(
+                {"mode": "capture", "base_url": emu.base_url, "days": spec_days, "dir": cap}
+            )
+            replay, e2e, emu_per_cpu, e2e_cpu = [], [], [], []
+            for _ in range(runs):  # interleaved, so noise hits both alike
+                r = run_child({"mode": "replay", "days": spec_days, "dir": cap})
+                replay.append(r)
+                c0 = emu.cpu_s()
+                e = run_child({"mode": "e2e", "base_url": emu.base_url, "days": spec_days})
+                emu_per_cpu.append(e["charges"] / max(emu.cpu_s() - c0, 1e-9))
+                e2e_cpu.append(e["cpu_s"] / e["charges"] * 1e6)
+                e2e.append(e)
+        bigs = []
+        for _ in range(big_runs):
+            bigs.append(
+                run_child(
+                    {"mode": "e2e", "base_url": emu.base_url, "days": [d.isoformat() for d in big]}
+                )
+            )
+        serving = [emulator_serving(emu, 100_000) for _ in range(max(1, runs - 1))]
+    finally:
+        emu.stop()
+
+    n_small = replay[0]["charges"]
+    rows = [
+        Row(
+            "(a) processing, 1 core, incl. SDK json parse",
+            n_small,
+            [r["charges"] / r["wall_s"] for r in replay],
+            [r["maxrss_mb"] for r in replay],
+            "wall, pinned to one CPU",
+        ),
+        Row(
+            "(a) processing, 1 core, excl. SDK json parse",
+            n_small,
+            [r["charges"] / max(r["cpu_s"] - r["parse_cpu_s"], 1e-9) for r in replay],
+            [r["maxrss_mb"] for r in replay],
+            "per CPU-s: validate+columns+Parquet",
+        ),
+        Row(
+            "    SDK json parse alone (OrderedDict)",
+            n_small,
+            [r["charges"] / max(r["parse_cpu_s"], 1e-9) for r in replay],
+            [],
+            "per CPU-s, inside the replay",
+        ),
+        Row(
+            "(b) end to end, emulator process, 2 cores",
+            e2e[0]["charges"],
+            [r["charges"] / r["wall_s"] for r in e2e],
+            [r["maxrss_mb"] for r in e2e],
+            f"client CPU {statistics.median(e2e_cpu):.0f} us/charge",
+        ),
+    ]
+    if bigs:
+        rows.append(
+            Row(
+                f"(b) end to end, {big_days} days",
+                bigs[0]["charges"],
+                [r["charges"] / r["wall_s"] for r in bigs],
+                [r["maxrss_mb"] for r in bigs],
+                f"client CPU {statistics.median(r['cpu_s'] / r['charges'] * 1e6 for r in bigs):.0f}"
+                " us/charge",
+            )
+        )
+    rows.append(
+        Row(
+            "(d) emulator serving, 4 conns, no parse",
+            serving[0]["charges"],
+            [s["rate"] for s in serving],
+            [],
+            f"{statistics.median(s['per_cpu'] for s in serving):,.0f} per emulator CPU-s",
+        )
+    )
+
+    import pyarrow
+    import pydantic
+    import stripe
+
+    print(
+        f"machine: {cpu_model()}, {os.cpu_count()} cores, {total_ram_gb():.1f} GB RAM; "
+        f"{platform.platform()}"
+    )
+    print(
+        f"python {platform.python_version()}, stripe {stripe.VERSION}, pydantic {pydantic.VERSION},"
+        f" pyarrow {pyarrow.__version__}"
+    )
+    print(
+        f"emulator: separate process, {CHARGES_PER_DAY:,}/day; client rate limiter "
+        f"{CLIENT_RATE_PER_S:,.0f} req/s (bench only); {WINDOWS_PER_DAY} windows/day, "
+        f"{CONCURRENCY} fetch threads; captured {captured['pages']} pages; "
+        f"{load_start} at start, {load_note()} at end"
+    )
+    print()
+    hdr = f"| {'measurement':<46} | {'charges':>9} | {'runs':>4} | {'median/s':>9} "
+    hdr += f"| {'min..max /s':>15} | {'peak RSS MB':>11} | notes"
+    print(hdr)
+    print(f"|{'-' * 48}|{'-' * 11}|{'-' * 6}|{'-' * 11}|{'-' * 17}|{'-' * 13}|------")
+    for row in rows:
+        rss = f"{statistics.median(row.rss):.0f}" if row.rss else "-"
+        span = f"{min(row.rates):,.0f}..{max(row.rates):,.0f}"
+        print(
+            f"| {row.name:<46} | {row.charges:>9,} | {len(row.rates):>4} | {row.median:>9,.0f} "
+            f"| {span:>15} | {rss:>11} | {row.extra}"
+        )
+    print()
+    a_incl, a_excl, e = rows[0].median, rows[1].median, rows[3].median
+    print("ratios (same run):")
+    print(f"  end to end / processing incl. SDK parse (1 core): {e / a_incl:.2f}")
+    print(f"  end to end / processing excl. SDK parse (1 core): {e / a_excl:.2f}")
+    print(
+        f"  emulator CPU per charge during (b): {statistics.median(emu_per_cpu):,.0f} charges/CPU-s"
+    )
+    if bigs:
+        big_rss = statistics.median(r["maxrss_mb"] for r in bigs)
+        small_rss = statistics.median(r["maxrss_mb"] for r in e2e)
+        print(
+            f"  peak RSS {bigs[0]['charges']:,} / {e2e[0]['charges']:,} charges: "
+            f"{big_rss:.0f} / {small_rss:.0f} MB = {big_rss / small_rss:.2f}"
+            f" (after imports: {statistics.median(r['rss_before_mb'] for r in e2e):.0f} MB)"
+        )
+        print(f"  rate {bigs[0]['charges']:,} / {e2e[0]['charges']:,}: {rows[4].median / e:.2f}")
+    print()
+    targets = [
+        ("(a) processing >= 20,000/s on one core (excl. SDK parse)", a_excl >= 20_000),
+        ("(a') same incl. the SDK's json parse", a_incl >= 20_000),
+        ("(b) end to end >= 15,000/s", e >= 15_000),
+    ]
+    if bigs:
+        big_rss = statistics.median(r["maxrss_mb"] for r in bigs)
+        small_rss = statistics.median(r["maxrss_mb"] for r in e2e)
+        targets.append(
+            ("(c) peak RSS < 250 MB and flat", big_rss < 250 and big_rss / small_rss < 1.15)
+        )
+    for name, ok in targets:
+        print(f"  {'MET   ' if ok else 'MISSED'} {name}")
+    print(f"\nbench wall time {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
