@@ -11,7 +11,7 @@ loader names exactly the files of its run.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import IO, Any
@@ -49,6 +49,7 @@ class _DayFile:
         self.writer = pq.ParquetWriter(self._counter, schema, compression=compression)
         self.rows = 0
         self.columns: dict[str, list[Any]] | None = None
+        self.synced: list[list[Any]] = []  # [synced_at, row count] runs, in row order
         self.buffered = 0
 
     def close(self) -> int:
@@ -118,13 +119,41 @@ class PartitionedParquetWriter:
         cols = f.columns
         if cols is None:
             cols = f.columns = {n: [] for n in self._data_names}
-            cols["_synced_at"] = []
         for n in self._data_names:
             cols[n].append(row.get(n))
-        cols["_synced_at"].append(synced_at)
+        _add_run(f.synced, synced_at, 1)
         f.buffered += 1
         if f.buffered >= self.row_group_rows:
             self._flush(day, f)
+
+    def append_columns(
+        self, day: date, columns: Mapping[str, Sequence[Any]], n: int, synced_at: datetime
+    ) -> None:
+        """Append `n` rows given as one list per data column (a missing column is all null).
+
+        The bulk form of `append_row`, for a whole page at once: extending lists column by
+        column costs a fraction of routing every value of every row through a dict. Row groups
+        still hold exactly `row_group_rows` rows.
+        """
+        f = self._file(day)
+        done = 0
+        while done < n:
+            cols = f.columns
+            if cols is None:
+                cols = f.columns = {name: [] for name in self._data_names}
+            k = min(n - done, self.row_group_rows - f.buffered)
+            whole = done == 0 and k == n
+            for name in self._data_names:
+                values = columns.get(name)
+                if values is None:
+                    cols[name].extend([None] * k)
+                else:
+                    cols[name].extend(values if whole else values[done : done + k])
+            _add_run(f.synced, synced_at, k)
+            f.buffered += k
+            done += k
+            if f.buffered >= self.row_group_rows:
+                self._flush(day, f)
 
     def append_rows(
         self, day: date, rows: Iterable[Mapping[str, Any]], synced_at: datetime
@@ -166,13 +195,25 @@ class PartitionedParquetWriter:
         if not cols or not f.buffered:
             return
         n = f.buffered
-        data = dict(cols)
-        data["_partition_date"] = [day] * n
-        data["_run_id"] = [self.run_id] * n
-        table = pa.Table.from_pydict(data, schema=self.schema)
+        arrays: list[pa.Array | pa.ChunkedArray] = []
+        for fld in self.schema:
+            if fld.name == "_partition_date":
+                arrays.append(pa.repeat(pa.scalar(day, fld.type), n))
+            elif fld.name == "_synced_at":
+                # one value per page or row run: converted once per run, not once per row
+                arrays.append(
+                    pa.chunked_array(
+                        [pa.repeat(pa.scalar(v, fld.type), k) for v, k in f.synced], fld.type
+                    )
+                )
+            elif fld.name == "_run_id":
+                arrays.append(pa.repeat(pa.scalar(self.run_id, fld.type), n))
+            else:
+                arrays.append(pa.array(cols[fld.name], fld.type))
+        table = pa.Table.from_arrays(arrays, schema=self.schema)
         f.writer.write_table(table, row_group_size=self.row_group_rows)
         f.rows += n
-        f.columns, f.buffered = None, 0
+        f.columns, f.synced, f.buffered = None, [], 0
 
     # -- finishing ------------------------------------------------------------------------
     def close_day(self, day: date) -> StagedFile | None:
@@ -218,6 +259,14 @@ class PartitionedParquetWriter:
 
 
 _LINEAGE = {"_partition_date", "_synced_at", "_run_id"}
+
+
+def _add_run(runs: list[list[Any]], value: Any, k: int) -> None:
+    """Count `k` more rows of `value`, extending the last run when it is the same value."""
+    if runs and runs[-1][0] is value:
+        runs[-1][1] += k
+    else:
+        runs.append([value, k])
 
 
 def utcnow() -> datetime:
