@@ -9,9 +9,11 @@ them is visible rather than fatal.
 
 from __future__ import annotations
 
-from typing import Literal
+import types
+from typing import Annotated, Any, Literal, NotRequired, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, with_config
+from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
 KNOWN_STATUSES = frozenset({"succeeded", "pending", "failed"})
 
@@ -81,3 +83,43 @@ class RawPage(BaseModel):
     object: Literal["list"]
     data: list[object]
     has_more: bool
+
+
+def _fields_typed_dict(model: type[BaseModel]) -> Any:
+    """A TypedDict with `model`'s fields, types, constraints, optionality and config.
+
+    Why: validating the dicts the stripe SDK has already parsed into such a TypedDict (python
+    mode) costs about 5 us a charge, against about 9 us for re-parsing the page's JSON into
+    models, and plain dicts are quicker to turn into columns than model instances. Generating it
+    from the model keeps one definition of what a valid charge is. Every optional field defaults
+    to None, so an absent key and `None` mean the same to the reader (`row.get(name)`).
+    """
+    fields: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        ann = _swap_models(info.annotation)
+        if info.metadata:
+            ann = Annotated[(ann, *info.metadata)]
+        if info.is_required():
+            fields[name] = ann
+        elif info.default is None:
+            fields[name] = NotRequired[ann]
+        else:
+            raise TypeError(f"{model.__name__}.{name}: only None defaults can be mirrored")
+    td = TypedDict(f"{model.__name__}Fields", fields)  # type: ignore[operator]
+    return with_config(ConfigDict(**model.model_config))(td)
+
+
+def _swap_models(ann: Any) -> Any:
+    """The annotation with every BaseModel (also inside `X | None`) replaced by its TypedDict."""
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return _fields_typed_dict(ann)
+    if get_origin(ann) in (Union, types.UnionType):
+        return Union[tuple(_swap_models(a) for a in get_args(ann))]  # noqa: UP007
+    return ann
+
+
+ChargeFields = _fields_typed_dict(Charge)
+"""`Charge` as a TypedDict: same fields, same strictness, output is a plain dict."""
+
+CHARGE_LIST = TypeAdapter(list[ChargeFields])
+"""Validates a page's `data` (as the SDK parsed it) in one call: the pull's fast path."""
