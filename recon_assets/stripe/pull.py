@@ -2,9 +2,14 @@
 
 Each US-Eastern day is split into sub-windows of `created` that worker threads page through in
 parallel (Stripe's cursors are sequential, so splitting the time range is the only way to fan
-out), all sharing one rate limiter. Pages flow through a bounded queue to a single consumer that
-validates and writes, so memory is bounded by the queue and one row group per open day, whatever
-the day's volume.
+out), all sharing one rate limiter. Each worker validates the page it fetched (strictly, on the
+objects the SDK parsed) and turns it into columns; these flow through a bounded queue to a single
+consumer that writes (and quarantines), so memory is bounded by the queue and one row group per
+open day, whatever the day's volume. A page holding anything suspect goes whole to the consumer,
+which judges it record by record from JSON, as the models define.
+
+The SDK's own work per page (HTTP through requests, a json parse into OrderedDicts, logging the
+body) costs about 50 us a charge and is most of a pull's CPU; see bench/bench_stripe_pull.py.
 
 Every record fetched ends in exactly one place, the staged day file or the quarantine, and the
 counts are checked (`fetched == staged + quarantined`) before anything is published. A failure
@@ -152,6 +157,40 @@ def clean_page_rows(page: Page, window: Window) -> list[dict[str, Any]] | None:
     return rows
 
 
+@dataclass(frozen=True)
+class PreparedPage:
+    """What the writing thread needs from one fetched page.
+
+    `columns` is set when the whole page is clean (the usual case); otherwise `page` is kept
+    for the record-by-record path, which quarantines.
+    """
+
+    fetched: int
+    drift_fields: Counter[str]
+    columns: dict[str, list[Any]] | None = None
+    staged: int = 0
+    drift_statuses: Counter[str] | None = None
+    page: Page | None = None
+
+
+def prepare_page(page: Page, window: Window) -> PreparedPage:
+    """Drift check, validation and columns of one page, in the thread that fetched it.
+
+    Why there: right after the SDK's parse the page's ~1.5 MB of objects are still in the CPU
+    cache, so touching them costs far less than in the writer thread several pages later, and
+    only compact columns wait in the queue. Pure: shared state stays with the writer thread.
+    """
+    drift: Counter[str] = Counter()
+    for item in page.items:
+        if isinstance(item, dict) and not KNOWN_CHARGE_FIELDS.issuperset(item):
+            drift.update(item.keys() - KNOWN_CHARGE_FIELDS)
+    rows = clean_page_rows(page, window)
+    if rows is None:
+        return PreparedPage(len(page.items), drift, page=page)
+    statuses = Counter(r["status"] for r in rows if r["status"] not in KNOWN_STATUSES)
+    return PreparedPage(len(page.items), drift, charge_columns(rows), len(rows), statuses)
+
+
 def _describe(exc: ValidationError) -> str:
     """Field paths and reasons only: input values stay in the raw payload column."""
     return "; ".join(
@@ -169,10 +208,12 @@ def iter_window(client: ChargesClient, window: Window) -> Iterator[Page]:
     cursor: str | None = None
     while True:
         page = client.list_page(window, cursor)
-        yield page
         if not page.has_more or page.last_id is None:
+            yield page
             return
         cursor = page.last_id
+        yield page
+        del page  # not kept alive through the next request: a page is ~1.5 MB of objects
 
 
 def pull_charges(
@@ -211,7 +252,10 @@ def pull_charges(
     def fetch_window(day: date, window: Window) -> None:
         try:
             for page in iter_window(client, window):
-                put(("page", (day, window), (page, clock())))  # raises _Stop once stopped
+                synced = clock()  # when this version was read, before any processing
+                prepared = prepare_page(page, window)
+                del page  # freed here, while still in cache, not after the next request
+                put(("page", (day, window), (prepared, synced)))  # raises _Stop once stopped
             put(("done", day, None))
         except _Stop:
             return
@@ -242,15 +286,18 @@ def pull_charges(
         )
         per_day[day].quarantined += 1
 
-    def consume(day: date, window: Window, page: Page, synced: datetime) -> None:
+    def consume(day: date, window: Window, p: PreparedPage, synced: datetime) -> None:
         counts = per_day[day]
-        counts.fetched += len(page.items)
-        for item in page.items:
-            if isinstance(item, dict) and not KNOWN_CHARGE_FIELDS.issuperset(item):
-                drift_fields.update(item.keys() - KNOWN_CHARGE_FIELDS)
-        rows = clean_page_rows(page, window)
-        if rows is None:
-            rows = slow_rows(day, window, page, synced)
+        counts.fetched += p.fetched
+        drift_fields.update(p.drift_fields)
+        if p.columns is not None:
+            if p.drift_statuses:
+                drift_statuses.update(p.drift_statuses)
+            writer.append_columns(day, p.columns, p.staged, synced)
+            counts.staged += p.staged
+            return
+        assert p.page is not None
+        rows = slow_rows(day, window, p.page, synced)
         for r in rows:
             if r["status"] not in KNOWN_STATUSES:
                 drift_statuses[r["status"]] += 1
@@ -303,8 +350,8 @@ def pull_charges(
                     writer.begin_day(a)  # an empty day still gets its (empty) file
                     writer.close_day(a)
                 continue
-            (day, window), (page, synced) = a, b
-            consume(day, window, page, synced)
+            (day, window), (prepared, synced) = a, b
+            consume(day, window, prepared, synced)
             n_pages += 1
             if n_pages % _GC_EVERY_PAGES == 0:
                 gc.collect(0)
