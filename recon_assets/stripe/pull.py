@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import gc
 import json
+import json.encoder
 import queue
 import re
 import threading
@@ -97,8 +98,24 @@ class PullResult:
         return self.fetched / self.seconds if self.seconds > 0 else 0.0
 
 
-_META_JSON = json.JSONEncoder(sort_keys=True)
-"""Same text as `json.dumps(metadata, sort_keys=True)`, without building an encoder per charge."""
+def _metadata_encoder() -> Callable[[dict[str, str]], str]:
+    """`json.dumps(metadata, sort_keys=True)`, the same text at half the cost per charge.
+
+    `json.dumps` builds an encoder object per call; for a validated `dict[str, str]` (no
+    nesting, so no circular check is needed) the stdlib's own C encoder can be built once. Falls
+    back to a reused `JSONEncoder` where the C accelerator is missing.
+    """
+    enc = json.JSONEncoder(sort_keys=True)
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return enc.encode
+    c_encode = make(
+        None, enc.default, json.encoder.encode_basestring_ascii, None, ": ", ", ", True, False, True
+    )
+    return lambda m: "".join(c_encode(m, 0))
+
+
+_metadata_json = _metadata_encoder()
 
 # A UTF-16 surrogate escape in a body: Python's json (the SDK) accepts a lone one, pydantic's
 # JSON parser does not. Such pages take the JSON path, so they are judged exactly as before.
@@ -132,7 +149,7 @@ def charge_columns(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
         "failure_message": [r.get("failure_message") for r in rows],
         "outcome_type": [o.get("type") if (o := r.get("outcome")) else None for r in rows],
         "description": [r.get("description") for r in rows],
-        "metadata": [_META_JSON.encode(m) if (m := r.get("metadata")) else None for r in rows],
+        "metadata": [_metadata_json(m) if (m := r.get("metadata")) else None for r in rows],
     }
 
 
