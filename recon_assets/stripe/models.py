@@ -1,10 +1,19 @@
-"""The parts of a Stripe Charge that reconciliation needs, validated straight from response bytes.
+"""The parts of a Stripe Charge that reconciliation needs, and how they are validated.
 
 Strict types: Stripe sends amounts as JSON integers, so an amount of `"12.50"` is a malformed
 record for the quarantine, not something to coerce. Unknown top-level fields are ignored by the
 model (new Stripe fields must not break a night's run) but counted as schema drift by the pull;
 `status` is a plain string for the same reason, with its known values listed here so drift in
 them is visible rather than fatal.
+
+Two ways in, one definition: `CHARGE_LIST` validates a whole page as the SDK already parsed it
+(python mode, the pull's fast path), and the models validate JSON text record by record (the
+path that writes quarantine reasons). Strict python mode over `json.loads` output rejects exactly
+what strict JSON mode rejects for these fields (checked on wrong types, floats, bools, nulls,
+missing keys, big ints, bad nested values). The parsers differ in two corners: a lone UTF-16
+surrogate escape, which the pull routes to the JSON path, and nesting deeper than 200 levels,
+which pydantic's JSON parser refuses and Python's accepts; such a record would now be staged if
+its fields are valid, where it was quarantined before. Stripe objects are a few levels deep.
 """
 
 from __future__ import annotations
