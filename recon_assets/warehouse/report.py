@@ -19,16 +19,6 @@ from recon_assets.currencies import exponent
 
 Query = Callable[[str, Sequence[object]], list[tuple[object, ...]]]
 
-BREAK_STATUSES = (
-    "unexpected_ledger_entry",
-    "missing_in_ledger",
-    "duplicate_in_ledger",
-    "currency_mismatch",
-    "amount_mismatch",
-    "late_posting",
-    "missing_in_stripe",
-)
-
 
 def format_minor(amount: int | None, currency: str) -> str:
     if amount is None:
