@@ -337,3 +337,31 @@ def test_s3_failed_pull_leaves_no_object(s3_client: object, s3_bucket: str) -> N
     assert store.list_keys("") == []
     uploads = s3_client.list_multipart_uploads(Bucket=s3_bucket)  # type: ignore[attr-defined]
     assert not uploads.get("Uploads")
+
+
+@settings(
+    max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    seed=st.integers(min_value=0, max_value=10_000),
+    rate=st.sampled_from([0.0, 0.01, 0.2, 0.6, 1.0]),
+    day=st.dates(min_value=date(2024, 1, 2), max_value=date(2024, 12, 30)),
+)
+def test_any_mix_of_malformed_records_is_conserved(
+    tmp_path_factory: pytest.TempPathFactory, seed: int, rate: float, day: date
+) -> None:
+    """Whatever the seed, day and share of bad records: every fetched charge is staged or
+    quarantined, exactly the invalid ones are quarantined, and drift never quarantines."""
+    store = LocalStageStore(tmp_path_factory.mktemp("stage"))
+    with running_emulator(
+        seed=seed, charges_per_day=300, faults=FaultConfig(malformed_rate=rate)
+    ) as emu:
+        result = pull_charges(client_for(emu), store, [day], f"run-{seed}")
+        ids = expected_ids(emu, day_window(day))
+        invalid = {i for i in ids if emu.malformed_kind(i) in INVALID_KINDS}
+    counts = result.per_day[day]
+    assert counts.fetched == len(ids) == counts.staged + counts.quarantined
+    assert counts.quarantined == len(invalid)
+    table, m = staged_table(store, day)
+    assert set(table.column("id").to_pylist()) == set(ids) - invalid
+    assert m.rows == counts.staged and m.quarantined == counts.quarantined
