@@ -14,7 +14,7 @@ side in ONE run (medians, interleaved runs) is what to compare. Four measurement
     SEPARATE process (`python -m recon_assets.local.stripe_emulator`, 100 k charges/day), both on
     this machine. The client's rate limiter is set to 10,000 requests/s for the benchmark (it is
     never the limit: 1 M charges are 10 k requests); production keeps Stripe's 25-100/s.
-    Run with the pull's default 4 fetch threads and with 2 (`RECON_STRIPE_CONCURRENCY=2`), each
+    Run with 4 fetch threads (the old default) and with 2 (the local default since, prod: 8), each
     next to "SDK fetch only": the same windows and threads through the SDK with no processing at
     all, which is the ceiling of (b) for a one-process client.
 (c) peak RSS of the client process: every measurement runs in a fresh child process that reports
@@ -81,6 +81,37 @@ def _rusage() -> dict[str, float]:
     return {"cpu_s": ru.ru_utime + ru.ru_stime, "maxrss_mb": ru.ru_maxrss / 1024}
 
 
+def _timed_pull(
+    client: Any, days: Sequence[date], run_id: str, concurrency: int
+) -> tuple[Any, dict[str, float]]:
+    """One `pull_charges` into a throwaway local stage: wall, CPU and peak RSS around it."""
+    from recon_assets.stage.store import LocalStageStore
+    from recon_assets.stripe.pull import pull_charges
+
+    with tempfile.TemporaryDirectory(prefix="bench-stage-") as tmp:
+        before = _rusage()
+        t0 = time.perf_counter()
+        result = pull_charges(
+            client,
+            LocalStageStore(Path(tmp)),
+            days,
+            run_id,
+            windows_per_day=WINDOWS_PER_DAY,
+            concurrency=concurrency,
+        )
+        wall = time.perf_counter() - t0
+        after = _rusage()
+    assert result.fetched == result.staged and result.quarantined == 0
+    return result, {
+        "charges": result.fetched,
+        "wall_s": wall,
+        "cpu_s": after["cpu_s"] - before["cpu_s"],
+        "maxrss_mb": after["maxrss_mb"],
+        "rss_before_mb": before["maxrss_mb"],
+        "staged_mb": result.staged_bytes / 1e6,
+    }
+
+
 def _client(base_url: str) -> Any:
     from recon_assets.config import LOCAL_STRIPE_API_KEY
     from recon_assets.stripe.client import ChargesClient
@@ -120,9 +151,7 @@ def child_replay(capture: Path, days: Sequence[date]) -> dict[str, Any]:
     """(a): `pull_charges` fed captured bodies, pinned to one CPU."""
     import stripe
 
-    from recon_assets.stage.store import LocalStageStore
     from recon_assets.stripe.client import ChargesClient, Page, page_from_response
-    from recon_assets.stripe.pull import pull_charges
     from recon_assets.stripe.ratelimit import RateLimiter
     from recon_assets.timewindows import Window
 
@@ -152,61 +181,19 @@ def child_replay(capture: Path, days: Sequence[date]) -> dict[str, Any]:
             return page
 
     client = ReplayClient("sk_test_replay", rate_limiter=RateLimiter(1e9), seed=1)  # no pacing
-    with tempfile.TemporaryDirectory(prefix="bench-stage-") as tmp:
-        before = _rusage()
-        t0 = time.perf_counter()
-        result = pull_charges(
-            client,
-            LocalStageStore(Path(tmp)),
-            days,
-            "bench-replay",
-            windows_per_day=WINDOWS_PER_DAY,
-            concurrency=CONCURRENCY,
-        )
-        wall = time.perf_counter() - t0
-        after = _rusage()
+    _, measured = _timed_pull(client, days, "bench-replay", CONCURRENCY)
     os.close(fd)
-    assert result.fetched == result.staged and result.quarantined == 0
-    return {
-        "charges": result.fetched,
-        "wall_s": wall,
-        "cpu_s": after["cpu_s"] - before["cpu_s"],
-        "parse_cpu_s": parse_cpu[0],
-        "maxrss_mb": after["maxrss_mb"],
-        "rss_before_mb": before["maxrss_mb"],
-        "staged_mb": result.staged_bytes / 1e6,
-    }
+    return {**measured, "parse_cpu_s": parse_cpu[0]}
 
 
 def child_e2e(base_url: str, days: Sequence[date], concurrency: int) -> dict[str, Any]:
     """(b)/(c): the real pull over HTTP from the emulator process."""
-    from recon_assets.stage.store import LocalStageStore
-    from recon_assets.stripe.pull import pull_charges
 
-    client = _client(base_url)
-    with tempfile.TemporaryDirectory(prefix="bench-stage-") as tmp:
-        before = _rusage()
-        t0 = time.perf_counter()
-        result = pull_charges(
-            client,
-            LocalStageStore(Path(tmp)),
-            days,
-            "bench-e2e",
-            windows_per_day=WINDOWS_PER_DAY,
-            concurrency=concurrency,
-        )
-        wall = time.perf_counter() - t0
-        after = _rusage()
-    assert result.fetched == result.staged and result.quarantined == 0
+    result, measured = _timed_pull(_client(base_url), days, "bench-e2e", concurrency)
     return {
-        "charges": result.fetched,
-        "wall_s": wall,
-        "cpu_s": after["cpu_s"] - before["cpu_s"],
-        "maxrss_mb": after["maxrss_mb"],
-        "rss_before_mb": before["maxrss_mb"],
+        **measured,
         "requests": result.counters["requests"],
         "retries": result.counters["retries"],
-        "staged_mb": result.staged_bytes / 1e6,
     }
 
 
@@ -457,9 +444,13 @@ def main() -> None:
             show_cpu=False,
         ),
         Row("SDK fetch only, 4 threads (no processing)", res["fetch4"], note="ceiling of (b)"),
-        Row("(b) end to end, 4 threads (default)", res["e2e4"], note="emulator separate process"),
+        Row("(b) end to end, 4 threads", res["e2e4"], note="emulator separate process"),
         Row("SDK fetch only, 2 threads (no processing)", res["fetch2"], note="ceiling of (b)"),
-        Row("(b) end to end, 2 threads", res["e2e2"], note="RECON_STRIPE_CONCURRENCY=2"),
+        Row(
+            "(b) end to end, 2 threads (local default)",
+            res["e2e2"],
+            note="RECON_STRIPE_CONCURRENCY=2",
+        ),
     ]
     if "big" in res:
         rows.append(Row(f"(b)/(c) end to end, {big_days} days, 4 threads", res["big"]))
@@ -517,7 +508,7 @@ def main() -> None:
     targets = [
         ("(a) processing >= 20,000/s on one core (excl. SDK parse)", a_excl >= 20_000),
         ("(a) the same incl. the SDK's json parse", a_incl >= 20_000),
-        ("(b) end to end >= 15,000/s, 4 threads (default)", e4 >= 15_000),
+        ("(b) end to end >= 15,000/s, 4 threads", e4 >= 15_000),
         ("(b) end to end >= 15,000/s, 2 threads", e2 >= 15_000),
         (
             "(c) peak RSS < 250 MB and flat (big/100k < 1.15)",
