@@ -11,9 +11,9 @@ loader names exactly the files of its run.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import IO, Any
 
 import pyarrow as pa
@@ -155,12 +155,6 @@ class PartitionedParquetWriter:
             if f.buffered >= self.row_group_rows:
                 self._flush(day, f)
 
-    def append_rows(
-        self, day: date, rows: Iterable[Mapping[str, Any]], synced_at: datetime
-    ) -> None:
-        for row in rows:
-            self.append_row(day, row, synced_at)
-
     def append_table(
         self, day: date, table: pa.Table | pa.RecordBatch, synced_at: datetime
     ) -> None:
@@ -267,7 +261,3 @@ def _add_run(runs: list[list[Any]], value: Any, k: int) -> None:
         runs[-1][1] += k
     else:
         runs.append([value, k])
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)

@@ -84,16 +84,6 @@ class ChargePage(BaseModel):
     has_more: bool
 
 
-class RawPage(BaseModel):
-    """The envelope alone: used when a page has bad records, to validate them one by one."""
-
-    model_config = ConfigDict(extra="ignore", strict=True)
-
-    object: Literal["list"]
-    data: list[object]
-    has_more: bool
-
-
 def _fields_typed_dict(model: type[BaseModel]) -> Any:
     """A TypedDict with `model`'s fields, types, constraints, optionality and config.
 
