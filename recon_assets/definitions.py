@@ -8,6 +8,8 @@ prepared (`recon prepare`); it is never parsed here, except under `dagster dev`.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import dagster as dg
 from dagster_aws.s3 import S3Resource
 from dagster_snowflake import SnowflakeResource
@@ -24,7 +26,7 @@ from recon_assets.defs.resources import (
     StripeResource,
     WarehouseResource,
 )
-from recon_assets.defs.stripe_assets import build_stripe_charges_asset
+from recon_assets.defs.stripe_assets import build_stripe_charges_asset, build_stripe_lookups_asset
 from recon_assets.defs.warehouse_assets import build_raw_asset
 
 
@@ -99,9 +101,12 @@ def build_definitions(settings: ReconSettings) -> dg.Definitions:
     kind = settings.warehouse
     assets = [
         build_stripe_charges_asset(partitions),
-        build_ledger_entries_asset(partitions),
+        build_ledger_entries_asset(
+            partitions, timedelta(minutes=settings.ledger_changes_lookback_minutes)
+        ),
         build_raw_asset("stripe_charges", partitions, kind),
         build_raw_asset("ledger_entries", partitions, kind),
+        build_stripe_lookups_asset(partitions, settings.stripe_max_lookups),
         build_dbt_assets(
             partitions_def=partitions,
             target=dbt_target(settings),
@@ -117,8 +122,31 @@ def build_definitions(settings: ReconSettings) -> dg.Definitions:
         schedule_cron=settings.schedule_cron,
         at_risk_hour=settings.at_risk_hour,
     )
+    bookkeeping = [
+        dg.AssetSpec(
+            ["raw", "load_log"],
+            group_name="warehouse",
+            kinds={kind},
+            description=(
+                "raw.load_log: one row per dataset and day of every committed load, written by "
+                "the raw loads inside their own transactions. Ledger completeness (a charge is "
+                "missing_in_ledger only when the ledger is loaded without gaps through its "
+                "booking deadline) and each day's final/preliminary status read it."
+            ),
+        ),
+        dg.AssetSpec(
+            ["raw", "ledger_dropped_refs"],
+            group_name="warehouse",
+            kinds={kind},
+            description=(
+                "raw.ledger_dropped_refs: charge ids a ledger load took a charge entry away "
+                "from (re-pointed or vanished), written by raw/ledger_entries, so the marts "
+                "rebuild those charges too."
+            ),
+        ),
+    ]
     return dg.Definitions(
-        assets=assets,
+        assets=[*assets, *bookkeeping],
         asset_checks=automation["asset_checks"],
         jobs=automation["jobs"],
         schedules=automation["schedules"],

@@ -1,22 +1,21 @@
 {#-
-  delete+insert for the marts, widened to the whole incremental window.
+  delete+insert for the fact table, by the charge ids the run touches.
 
-  dbt's delete+insert on `unique_key='reporting_date'` deletes only the days that still have rows
-  in the new data, so a day whose last item went away (an orphan ledger entry whose charge
-  arrived later) would keep its stale rows. When the window vars are set, the window is deleted
+  dbt's delete+insert on `unique_key='recon_key'` deletes only the keys that have a row in the
+  new data, so an item that went away (an orphan entry whose charge arrived, an entry re-pointed
+  to another charge) would keep its stale row. Every row of every touched charge id
+  (int_recon__touched_charges: the charge's own row and the orphan rows naming it) is deleted
   first, in the same statement batch: on Snowflake inside dbt's explicit `begin ... commit`, on
-  DuckDB inside the model's transaction, so a reader never sees the window empty or half
-  written. Everything else is dbt's own macro, unchanged.
+  DuckDB inside the model's transaction, so a reader never sees an id half rebuilt. Everything
+  else is dbt's own macro, unchanged.
 
   These override the adapters' `get_incremental_delete_insert_sql` through dbt's dispatch (root
-  project macros come first); they act only on models keyed by reporting_date.
+  project macros come first); they act only on models keyed by recon_key.
 -#}
-{% macro recon_window_delete_sql(target_relation, unique_key) -%}
-    {%- set w = recon.reporting_window() -%}
-    {%- if w is not none and unique_key == 'reporting_date' -%}
+{% macro recon_touched_delete_sql(target_relation, unique_key) -%}
+    {%- if unique_key == 'recon_key' -%}
         delete from {{ target_relation }}
-        where reporting_date >= cast('{{ w.min }}' as date)
-          and reporting_date < cast('{{ w.max_exclusive }}' as date);
+        where charge_id in (select charge_id from {{ ref('int_recon__touched_charges') }});
     {%- endif -%}
 {%- endmacro %}
 
@@ -25,7 +24,7 @@
     {%- set dml = duckdb__get_delete_insert_merge_sql(
         arg_dict["target_relation"], arg_dict["temp_relation"], arg_dict["unique_key"],
         arg_dict["dest_columns"], arg_dict["incremental_predicates"]) -%}
-    {{ return(recon_window_delete_sql(arg_dict["target_relation"], arg_dict["unique_key"]) ~ "\n" ~ dml) }}
+    {{ return(recon_touched_delete_sql(arg_dict["target_relation"], arg_dict["unique_key"]) ~ "\n" ~ dml) }}
 {%- endmacro %}
 
 
@@ -34,7 +33,7 @@
     {%- set dml = default__get_delete_insert_merge_sql(
         arg_dict["target_relation"], arg_dict["temp_relation"], arg_dict["unique_key"],
         arg_dict["dest_columns"], arg_dict["incremental_predicates"]) -%}
-    {%- set dml = recon_window_delete_sql(arg_dict["target_relation"], arg_dict["unique_key"]) ~ "\n" ~ dml -%}
+    {%- set dml = recon_touched_delete_sql(arg_dict["target_relation"], arg_dict["unique_key"]) ~ "\n" ~ dml -%}
     {%- if snowflake__is_catalog_linked_database(relation=config.model) -%}
         {{ return(dml) }}
     {%- else -%}

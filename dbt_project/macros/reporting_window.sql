@@ -24,16 +24,6 @@
 {%- endmacro %}
 
 
-{# `where` clause limiting an incremental run to the window; empty on full builds. #}
-{% macro reporting_window_filter(column='reporting_date') -%}
-    {%- set w = recon.reporting_window() -%}
-    {%- if w is not none and is_incremental() -%}
-        where {{ column }} >= cast('{{ w.min }}' as date)
-          and {{ column }} < cast('{{ w.max_exclusive }}' as date)
-    {%- endif -%}
-{%- endmacro %}
-
-
 {# T, the tolerance in days, validated as a non-negative integer. #}
 {% macro tolerance_days() -%}
     {%- set raw = var('tolerance_days', 3) -%}
@@ -44,7 +34,7 @@
 {%- endmacro %}
 
 
-{# Break statuses: everything except matched, not_booked and pending_*. #}
+{# Break statuses: everything except matched, not_booked and the pending ones. #}
 {% macro is_break(status_column) -%}
-    ({{ status_column }} not in ('matched', 'not_booked', 'pending_in_stripe', 'pending_in_ledger'))
+    ({{ status_column }} not in ('matched', 'not_booked', 'pending_in_stripe', 'pending_in_ledger', 'pending_stripe_lookup'))
 {%- endmacro %}

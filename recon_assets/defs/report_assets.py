@@ -4,7 +4,14 @@ import dagster as dg
 
 from recon_assets.defs.resources import StageResource, WarehouseResource
 from recon_assets.timewindows import days_of_range
-from recon_assets.warehouse.report import fetch_reports, render_breaks_csv, render_markdown
+from recon_assets.warehouse.report import (
+    DayReport,
+    fetch_reports,
+    rebuilt_days_outside,
+    render_breaks_csv,
+    render_markdown,
+    report_content,
+)
 
 REPORT_KEY = dg.AssetKey("reconciliation_report")
 UPSTREAM = [
@@ -38,14 +45,29 @@ def build_report_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
     ) -> dg.MaterializeResult:
         tw = context.partition_time_window
         days = days_of_range(tw.start, tw.end)
+        store = stage.store()
+        note = f"Dagster run {context.run.run_id}."
         with warehouse.query() as query:
             reports = fetch_reports(query, days)
-        store = stage.store()
+            # Past days this run's data reopened (a late posting, a look-up, a change): their
+            # report is rewritten when, and only when, its content changed.
+            restated: list[DayReport] = []
+            for r in fetch_reports(query, rebuilt_days_outside(query, days)):
+                try:
+                    before = store.read_bytes(report_key(r.day.isoformat(), "md")).decode()
+                except Exception:
+                    continue  # never reported: nothing to restate
+                if report_content(before) != report_content(render_markdown(r)):
+                    restated.append(r)
+        lines = [f"{r.day.isoformat()} ({r.break_count} breaks, {r.day_status})" for r in restated]
         uris: dict[str, list[str]] = {}
-        for r in reports:
+        for r in [*restated, *reports]:
             day = r.day.isoformat()
-            note = f"Dagster run {context.run.run_id}."
-            for ext, text in (("md", render_markdown(r, note)), ("csv", render_breaks_csv(r))):
+            extra = lines if r is reports[-1] else ()
+            for ext, text in (
+                ("md", render_markdown(r, note, restated=extra)),
+                ("csv", render_breaks_csv(r)),
+            ):
                 with store.open_atomic(report_key(day, ext)) as fh:
                     fh.write(text.encode())
             uris[day] = [store.uri(report_key(day, "md")), store.uri(report_key(day, "csv"))]
@@ -61,6 +83,10 @@ def build_report_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
                     {r.day.isoformat(): r.counts_by_status() for r in reports}
                 ),
                 "report_files": dg.MetadataValue.json(uris),
+                "restated_since_last_report": dg.MetadataValue.json(lines),
+                "day_status": dg.MetadataValue.json(
+                    {r.day.isoformat(): [r.day_status, r.day_status_reason] for r in reports}
+                ),
                 "latest_day": dg.MetadataValue.md(render_markdown(latest, max_breaks=20)),
             }
         )

@@ -2,48 +2,14 @@
 
 import dagster as dg
 
-from recon_assets.defs.resources import StageResource, StripeResource
-from recon_assets.stripe.pull import PullResult, pull_charges
+from recon_assets.defs.metadata import stage_metadata
+from recon_assets.defs.resources import StageResource, StripeResource, WarehouseResource
+from recon_assets.stripe.lookup import UNKNOWN_REFS_SQL, lookup_charges
+from recon_assets.stripe.pull import pull_charges
 from recon_assets.timewindows import days_of_range
 
 OWNERS = ["team:data-platform"]
 QUARANTINE_CHECK = "quarantine_rate_below_threshold"
-
-
-def pull_metadata(result: PullResult) -> dict[str, dg.MetadataValue]:
-    c = result.counters
-    return {
-        "rows": dg.MetadataValue.int(result.staged),
-        "fetched": dg.MetadataValue.int(result.fetched),
-        "quarantined": dg.MetadataValue.int(result.quarantined),
-        "requests": dg.MetadataValue.int(c["requests"]),
-        "retries": dg.MetadataValue.int(c["retries"]),
-        "rate_limited_429": dg.MetadataValue.int(c["rate_limited_429"]),
-        "server_errors_5xx": dg.MetadataValue.int(c["server_errors_5xx"]),
-        "connection_errors": dg.MetadataValue.int(c["connection_errors"]),
-        "bytes_received": dg.MetadataValue.int(c["bytes_received"]),
-        "bytes": dg.MetadataValue.int(result.staged_bytes),
-        "seconds": dg.MetadataValue.float(round(result.seconds, 3)),
-        "charges_per_s": dg.MetadataValue.float(round(result.charges_per_s, 1)),
-        "staged_uris": dg.MetadataValue.json([f.uri for f in result.files]),
-        "quarantine_uris": dg.MetadataValue.json([f.uri for f in result.quarantine_files]),
-        "per_day": dg.MetadataValue.json(
-            {
-                d.isoformat(): {
-                    "fetched": n.fetched,
-                    "staged": n.staged,
-                    "quarantined": n.quarantined,
-                }
-                for d, n in sorted(result.per_day.items())
-            }
-        ),
-        "schema_drift": dg.MetadataValue.json(
-            {
-                "unknown_fields": dict(result.drift_fields),
-                "unknown_statuses": dict(result.drift_statuses),
-            }
-        ),
-    }
 
 
 def build_stripe_charges_asset(
@@ -87,7 +53,7 @@ def build_stripe_charges_asset(
             f"{result.charges_per_s:.0f} charges/s"
         )
         return dg.MaterializeResult(
-            metadata=pull_metadata(result),
+            metadata=stage_metadata(result),
             check_results=[
                 dg.AssetCheckResult(
                     check_name=QUARANTINE_CHECK,
@@ -104,3 +70,67 @@ def build_stripe_charges_asset(
         )
 
     return stripe_charges
+
+
+LOOKUPS_KEY = dg.AssetKey(["raw", "stripe_charge_lookups"])
+
+
+def build_stripe_lookups_asset(
+    partitions: dg.PartitionsDefinition, max_lookups: int
+) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=LOOKUPS_KEY,
+        deps=[dg.AssetKey(["raw", "stripe_charges"]), dg.AssetKey(["raw", "ledger_entries"])],
+        partitions_def=partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        group_name="warehouse",
+        kinds={"stripe", "parquet"},
+        owners=OWNERS,
+        description=(
+            "Before any ledger charge entry is called missing_in_stripe, its charge is looked up "
+            "by id (GET /v1/charges/{id}, same client, limiter and retries as the pull) when the "
+            "warehouse does not hold it: found charges are staged and loaded by id (reconciled on "
+            "their own day), 404s and unreadable charges are recorded in "
+            "raw.stripe_charge_lookups. At most RECON_STRIPE_MAX_LOOKUPS ids per run; more is a "
+            "clear failure asking for a backfill of the Stripe days."
+        ),
+    )
+    def stripe_charge_lookups(
+        context: dg.AssetExecutionContext,
+        stripe: StripeResource,
+        stage: StageResource,
+        warehouse: WarehouseResource,
+    ) -> dg.MaterializeResult:
+        loader = warehouse.loader(stage.uri)
+        ids = [str(r[0]) for r in loader.query(UNKNOWN_REFS_SQL)]
+        context.log.info(f"{len(ids)} ledger-named charges to look up in Stripe")
+        store = stage.store()
+        with stripe.charges_client() as client:
+            result = lookup_charges(
+                client,
+                store,
+                ids,
+                context.run.run_id,
+                max_lookups=max_lookups,
+                concurrency=stripe.concurrency,
+            )
+        loaded = loader.load_keyed(store, result.manifest, run_id=context.run.run_id)
+        c = result.counters
+        return dg.MaterializeResult(
+            metadata={
+                "lookups": dg.MetadataValue.int(result.requested),
+                "found": dg.MetadataValue.int(result.found),
+                "not_found_404": dg.MetadataValue.int(result.not_found),
+                "quarantined": dg.MetadataValue.int(result.quarantined),
+                "requests": dg.MetadataValue.int(c["requests"]),
+                "retries": dg.MetadataValue.int(c["retries"]),
+                "max_lookups": dg.MetadataValue.int(max_lookups),
+                "found_by_day": dg.MetadataValue.json(
+                    {d.isoformat(): n for d, n in sorted(result.found_by_day.items())}
+                ),
+                "rows_replaced_by_id": dg.MetadataValue.int(loaded.replaced_rows),
+                "seconds": dg.MetadataValue.float(round(result.seconds, 3)),
+            }
+        )
+
+    return stripe_charge_lookups

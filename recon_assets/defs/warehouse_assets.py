@@ -9,6 +9,7 @@ import dagster as dg
 
 from recon_assets.defs.resources import StageResource, WarehouseResource
 from recon_assets.defs.stripe_assets import OWNERS
+from recon_assets.stage.manifest import read_keyed_manifest
 from recon_assets.timewindows import days_of_range
 
 LOAD_CHECK = "rows_staged_equal_rows_loaded"
@@ -31,7 +32,9 @@ def build_raw_asset(
         description=(
             f"raw.{dataset}: the current staged file of each US-Eastern day (named by the day's "
             "manifest), loaded by replacing the range's rows in one transaction (delete, then "
-            "COPY INTO / read_parquet). Re-loading is always safe."
+            "COPY INTO / read_parquet), recording each day in raw.load_log in the same "
+            "transaction (an empty day is a loaded day). For the ledger, the entries the same run "
+            "staged as late changes are then replaced by id. Re-loading is always safe."
         ),
     )
     def _raw(
@@ -40,7 +43,18 @@ def build_raw_asset(
         tw = context.partition_time_window
         days = days_of_range(tw.start, tw.end)
         loader = warehouse.loader(stage.uri)
-        result = loader.load(stage.store(), dataset, days)
+        store = stage.store()
+        keyed_meta: dict[str, dg.MetadataValue] = {}
+        changes = read_keyed_manifest(store, dataset, "changes", context.run.run_id)
+        if changes is not None:
+            # The late changes this run's extract staged, loaded before the days: the changes
+            # cursor (the newest _synced_at loaded) only moves once they are in.
+            keyed = loader.load_keyed(store, changes, run_id=context.run.run_id)
+            keyed_meta["late_changes_loaded"] = dg.MetadataValue.int(keyed.inserted_rows)
+            keyed_meta["late_changes_by_day"] = dg.MetadataValue.json(
+                keyed.to_metadata()["rows_by_day"]
+            )
+        result = loader.load(store, dataset, days, run_id=context.run.run_id)
         meta = result.to_metadata()
         mismatched = {
             d.day.isoformat(): {"staged": d.staged_rows, "loaded": d.loaded_rows}
@@ -54,6 +68,7 @@ def build_raw_asset(
                 "table": dg.MetadataValue.text(meta["table"]),
                 "rows_loaded_by_day": dg.MetadataValue.json(meta["rows_loaded_by_day"]),
                 "run_ids_by_day": dg.MetadataValue.json(meta["run_ids_by_day"]),
+                **keyed_meta,
             },
             check_results=[
                 dg.AssetCheckResult(

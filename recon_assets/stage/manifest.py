@@ -64,6 +64,90 @@ def write_manifest(
     return m
 
 
+@dataclass(frozen=True)
+class KeyedFile:
+    day: date
+    key: str
+    rows: int
+
+
+@dataclass(frozen=True)
+class KeyedManifest:
+    """Files whose rows replace rows of the same id, not whole days.
+
+    Written by a Stripe look-up by id (`kind="lookup"`, with each id's outcome) or by the
+    ledger's changed-entries extract (`kind="changes"`). Named by run id, so the loader of the
+    same run finds exactly its own files; `lookups` is `(charge_id, result, detail)`.
+    """
+
+    dataset: str
+    run_id: str
+    kind: str
+    files: tuple[KeyedFile, ...]
+    lookups: tuple[tuple[str, str, str | None], ...] = ()
+    written_at: str = ""
+
+    @property
+    def rows(self) -> int:
+        return sum(f.rows for f in self.files)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "dataset": self.dataset,
+                "run_id": self.run_id,
+                "kind": self.kind,
+                "files": [
+                    {"day": f.day.isoformat(), "key": f.key, "rows": f.rows} for f in self.files
+                ],
+                "lookups": [list(x) for x in self.lookups],
+                "written_at": self.written_at,
+            },
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> KeyedManifest:
+        d = json.loads(text)
+        return cls(
+            dataset=d["dataset"],
+            run_id=d["run_id"],
+            kind=d["kind"],
+            files=tuple(
+                KeyedFile(date.fromisoformat(f["day"]), f["key"], int(f["rows"]))
+                for f in d["files"]
+            ),
+            lookups=tuple((a, b, c) for a, b, c in d.get("lookups", [])),
+            written_at=d.get("written_at", ""),
+        )
+
+
+def keyed_manifest_key(dataset: str, kind: str, run_id: str) -> str:
+    return f"{dataset}/_{kind}/{run_id}.json"
+
+
+def write_keyed_manifest(store: StageStore, m: KeyedManifest) -> str:
+    key = keyed_manifest_key(m.dataset, m.kind, m.run_id)
+    with store.open_atomic(key) as fh:
+        fh.write(m.to_json().encode())
+    return key
+
+
+def read_keyed_manifest(
+    store: StageStore, dataset: str, kind: str, run_id: str
+) -> KeyedManifest | None:
+    try:
+        return KeyedManifest.from_json(
+            store.read_bytes(keyed_manifest_key(dataset, kind, run_id)).decode()
+        )
+    except FileNotFoundError:
+        return None
+    except Exception as exc:
+        if getattr(exc, "response", {}).get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            return None
+        raise
+
+
 def read_manifest(store: StageStore, dataset: str, day: date) -> DayManifest | None:
     key = manifest_key(dataset, day)
     try:

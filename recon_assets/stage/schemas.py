@@ -72,3 +72,45 @@ QUARANTINE_SCHEMA = pa.schema(
         *LINEAGE_FIELDS,
     ]
 )
+
+
+# -- the warehouse's own bookkeeping tables (raw schema), written inside the load transactions --
+
+LOAD_LOG_SCHEMA = pa.schema(
+    [
+        pa.field("dataset", pa.string(), nullable=False),
+        pa.field("partition_date", pa.date32(), nullable=False),
+        # "day": the whole day was replaced (an empty day is a loaded day); "lookup"/"changes":
+        # rows replaced by id only, which says nothing about the day's completeness.
+        pa.field("load_kind", pa.string(), nullable=False),
+        pa.field("rows", pa.int64(), nullable=False),
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("loaded_at", UTC_US, nullable=False),
+    ]
+)
+"""`raw.load_log`: one row per dataset and day of every committed load. Completeness (is the
+ledger loaded without gaps through a charge's booking deadline?) is read from it, never from
+which days happen to have rows."""
+
+STRIPE_LOOKUPS_SCHEMA = pa.schema(
+    [
+        pa.field("charge_id", pa.string(), nullable=False),
+        pa.field("result", pa.string(), nullable=False),  # found | not_found | quarantined
+        pa.field("detail", pa.string()),
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("looked_up_at", UTC_US, nullable=False),
+    ]
+)
+"""`raw.stripe_charge_lookups`: what `GET /v1/charges/{id}` said of each id a ledger entry named
+that the warehouse did not hold. `not_found` is the only proof of `missing_in_stripe`."""
+
+LEDGER_DROPPED_REFS_SCHEMA = pa.schema(
+    [
+        pa.field("external_ref", pa.string(), nullable=False),
+        pa.field("entry_id", pa.int64(), nullable=False),
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("loaded_at", UTC_US, nullable=False),
+    ]
+)
+"""`raw.ledger_dropped_refs`: charge ids a load took a `charge` entry away from (the entry was
+re-pointed or vanished), so the marts rebuild those charges too."""

@@ -11,6 +11,7 @@ JSON: StripeObjects (about 1,000 charges/s) never get built.
 from __future__ import annotations
 
 import random
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from recon_assets.stripe.ratelimit import RateLimiter
 from recon_assets.timewindows import Window
 
 STRIPE_API_VERSION = "2026-10-28.endive"
+_ID = re.compile(r"^[A-Za-z0-9_]{1,255}$")
 PAGE_LIMIT = 100
 
 
@@ -42,6 +44,7 @@ class FetchCounters:
     server_errors: int = 0
     connection_errors: int = 0
     bad_bodies: int = 0
+    not_found: int = 0
     bytes_received: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -58,6 +61,7 @@ class FetchCounters:
             "server_errors_5xx": self.server_errors,
             "connection_errors": self.connection_errors,
             "bad_bodies": self.bad_bodies,
+            "not_found_404": self.not_found,
             "bytes_received": self.bytes_received,
         }
 
@@ -139,15 +143,47 @@ class ChargesClient:
         }
         if starting_after:
             params["starting_after"] = starting_after
+        what = f"GET /v1/charges for created in [{window.start}, {window.end})"
+        pages: list[Page] = []
+        resp = self._get("/v1/charges", params, what, lambda r: pages.append(page_from_response(r)))
+        assert resp is not None
+        self.counters.add(bytes_received=len(resp.body))
+        return pages[-1]
+
+    def retrieve(self, charge_id: str) -> Any | None:
+        """`GET /v1/charges/{id}`: the charge as parsed JSON, or None when Stripe says 404.
+
+        Same limiter, retries and counters as the list; the id must be a plain Stripe id
+        (letters, digits, `_`), so it can never change the path.
+        """
+        if not _ID.match(charge_id):
+            raise ValueError("not a Stripe object id")
+        resp = self._get(f"/v1/charges/{charge_id}", {}, f"GET /v1/charges/{charge_id}")
+        if resp is None:
+            return None
+        self.counters.add(bytes_received=len(resp.body))
+        return resp.data
+
+    def _get(
+        self,
+        path: str,
+        params: dict[str, Any],
+        what: str,
+        check: Callable[[stripe.StripeResponse], object] | None = None,
+    ) -> stripe.StripeResponse | None:
+        """One GET with the shared limiter and our retries; `check` runs inside the retry, so a
+        body that parses but is not what was asked for counts as a bad body and is retried."""
         attempt = 0
         while True:
             self.limiter.acquire()
             self.counters.add(requests=1)
             try:
-                resp = self._sdk.raw_request("get", "/v1/charges", **params)
-                page = page_from_response(resp)
-                self.counters.add(bytes_received=len(resp.body))
-                return page
+                resp = self._sdk.raw_request("get", path, **params)
+                if not isinstance(resp.data, dict):
+                    raise stripe.APIError("response is not an object", http_status=200)
+                if check is not None:
+                    check(resp)
+                return resp
             except stripe.AuthenticationError:
                 raise StripeAuthError(
                     "Stripe refused the API key (HTTP 401): check STRIPE_API_KEY and that it is "
@@ -155,7 +191,7 @@ class ChargesClient:
                 ) from None
             except stripe.PermissionError:
                 raise StripeAuthError(
-                    "the API key lacks permission to list charges (HTTP 403): grant it "
+                    "the API key lacks permission to read charges (HTTP 403): grant it "
                     "'Charges: read'"
                 ) from None
             except stripe.RateLimitError:
@@ -177,6 +213,9 @@ class ChargesClient:
                     reason = "unreadable response body (truncated?)"
                 wait = self._jitter(attempt + 1)
             except stripe.InvalidRequestError as exc:
+                if exc.http_status == 404 and not params:
+                    self.counters.add(not_found=1)
+                    return None
                 raise StripeFetchError(
                     f"Stripe rejected the request (HTTP {exc.http_status}, param "
                     f"{exc.param!r}): {exc.user_message}"
@@ -184,8 +223,8 @@ class ChargesClient:
             attempt += 1
             if attempt > self.retry.max_retries:
                 raise StripeFetchError(
-                    f"gave up on GET /v1/charges for created in [{window.start}, {window.end}) "
-                    f"after {self.retry.max_retries} retries; last failure: {reason}"
+                    f"gave up on {what} after {self.retry.max_retries} retries; "
+                    f"last failure: {reason}"
                 )
             self.counters.add(retries=1)
             self._sleep(wait)

@@ -29,16 +29,17 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
 from pydantic import ValidationError
 
 from recon_assets.stage.manifest import write_manifest
+from recon_assets.stage.result import DayCounts, StageResult
 from recon_assets.stage.schemas import QUARANTINE_SCHEMA, STRIPE_CHARGES_SCHEMA
 from recon_assets.stage.store import StageStore
-from recon_assets.stage.writer import DEFAULT_ROW_GROUP_ROWS, PartitionedParquetWriter, StagedFile
+from recon_assets.stage.writer import DEFAULT_ROW_GROUP_ROWS, PartitionedParquetWriter
 from recon_assets.stripe.client import ChargesClient, Page
 from recon_assets.stripe.models import (
     CHARGE_LIST,
@@ -58,44 +59,8 @@ class ConservationError(RuntimeError):
     """fetched != staged + quarantined: a bug, never published."""
 
 
-@dataclass
-class DayCounts:
-    fetched: int = 0
-    staged: int = 0
-    quarantined: int = 0
-
-
-@dataclass
-class PullResult:
-    run_id: str
-    days: list[date]
-    per_day: dict[date, DayCounts]
-    files: list[StagedFile]
-    quarantine_files: list[StagedFile]
-    counters: dict[str, int]
-    seconds: float
-    drift_fields: Counter[str] = field(default_factory=Counter)
-    drift_statuses: Counter[str] = field(default_factory=Counter)
-
-    @property
-    def fetched(self) -> int:
-        return sum(c.fetched for c in self.per_day.values())
-
-    @property
-    def staged(self) -> int:
-        return sum(c.staged for c in self.per_day.values())
-
-    @property
-    def quarantined(self) -> int:
-        return sum(c.quarantined for c in self.per_day.values())
-
-    @property
-    def staged_bytes(self) -> int:
-        return sum(f.bytes for f in self.files)
-
-    @property
-    def charges_per_s(self) -> float:
-        return self.fetched / self.seconds if self.seconds > 0 else 0.0
+PullResult = StageResult
+"""The pull's result is the shared staging result."""
 
 
 def _metadata_encoder() -> Callable[[dict[str, str]], str]:
@@ -391,9 +356,10 @@ def pull_charges(
             gc.enable()
 
     written_at = clock().isoformat()
-    for f in files:
-        write_manifest(store, f, run_id, per_day[f.day].quarantined, written_at)
-    return PullResult(
+    manifests = [
+        write_manifest(store, f, run_id, per_day[f.day].quarantined, written_at) for f in files
+    ]
+    return StageResult(
         run_id=run_id,
         days=days,
         per_day=per_day,
@@ -403,4 +369,5 @@ def pull_charges(
         seconds=time.perf_counter() - started,
         drift_fields=drift_fields,
         drift_statuses=drift_statuses,
+        manifests=manifests,
     )

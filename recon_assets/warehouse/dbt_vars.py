@@ -2,16 +2,16 @@
 becomes the dbt models' incremental window.
 
 Pure and Dagster-free so it is unit-testable on its own (DST days included). The window is
-half-open everywhere: `min_reporting_date` is included, `max_reporting_date_exclusive` is not,
-and the UTC instants are `[window_start_utc, window_end_utc)`. The models compare
-`reporting_date >= min and reporting_date < max_exclusive`, never `between`.
+half-open everywhere: `min_reporting_date` is included, `max_reporting_date_exclusive` is not.
+The models compare `date >= min and date < max_exclusive`, never `between`. Every var here is
+read by the models (int_recon__touched_charges, the day status, int_recon__charges).
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from recon_assets.timewindows import day_start_utc, days_of_range
+from recon_assets.timewindows import days_of_range
 
 DbtVars = dict[str, str | int]
 
@@ -40,8 +40,8 @@ def build_dbt_vars(
     window, single day or range) and the window must hold at least one day; anything else raises
     `ValueError`, because a misaligned window would silently re-state part of a day.
 
-    Returns JSON-serialisable values: `window_start_utc`/`window_end_utc` (ISO, `+00:00`),
-    `min_reporting_date` (inclusive) and `max_reporting_date_exclusive` (ISO dates, ET),
+    Returns JSON-serialisable values: `min_reporting_date` (inclusive) and
+    `max_reporting_date_exclusive` (ISO dates, ET),
     `tolerance_days`, and `as_of` (ISO UTC) only when given, so that by default the models take
     "as of" from the ledger data itself.
     """
@@ -56,8 +56,6 @@ def build_dbt_vars(
         raise ValueError(f"empty window [{window_start.isoformat()}, {window_end.isoformat()})")
     end_exclusive = days[-1] + timedelta(days=1)
     out: DbtVars = {
-        "window_start_utc": _utc_iso(day_start_utc(days[0])),
-        "window_end_utc": _utc_iso(day_start_utc(end_exclusive)),
         "min_reporting_date": days[0].isoformat(),
         "max_reporting_date_exclusive": end_exclusive.isoformat(),
         "tolerance_days": tolerance_days,

@@ -21,20 +21,24 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from recon_assets.stage.manifest import DayManifest
+from recon_assets.stage.manifest import DayManifest, KeyedManifest
 from recon_assets.stage.store import LocalStageStore, S3StageStore, StageStore, parse_s3_uri
 from recon_assets.warehouse.loader import (
+    BOOKKEEPING,
     LOADED_AT,
     NO_HOOKS,
     PARTITION_COLUMN,
     RAW_SCHEMA,
     CountMismatchError,
+    KeyedLoadResult,
     LoadError,
     LoadHooks,
     LoadPlan,
     LoadResult,
     LoadStep,
     build_result,
+    dataset_schema,
+    keyed_load_check,
     plan_load,
 )
 
@@ -64,13 +68,51 @@ def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def create_table_sql(table: str, schema: pa.Schema) -> str:
-    """`CREATE TABLE IF NOT EXISTS` from the Arrow schema, plus `_loaded_at`."""
+def create_table_sql(table: str, schema: pa.Schema, *, loaded_at: bool = True) -> str:
+    """`CREATE TABLE IF NOT EXISTS` from the Arrow schema, plus `_loaded_at` for data tables."""
     cols = [
         f"{_q(f.name)} {duckdb_type(f.type)}{'' if f.nullable else ' NOT NULL'}" for f in schema
     ]
-    cols.append(f"{_q(LOADED_AT)} TIMESTAMPTZ NOT NULL")
+    if loaded_at:
+        cols.append(f"{_q(LOADED_AT)} TIMESTAMPTZ NOT NULL")
     return f"CREATE TABLE IF NOT EXISTS {table} (\n  " + ",\n  ".join(cols) + "\n)"
+
+
+def ensure_raw_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """The raw schema's data and bookkeeping tables, so dbt finds every source it reads even
+    before the first load of one of them."""
+    from recon_assets.warehouse.loader import DATASETS
+
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA}")
+    for name, schema in DATASETS.items():
+        con.execute(create_table_sql(f"{RAW_SCHEMA}.{name}", schema))
+    for name, schema in BOOKKEEPING.items():
+        con.execute(create_table_sql(f"{RAW_SCHEMA}.{name}", schema, loaded_at=False))
+
+
+def _record_refs_before(con: duckdb.DuckDBPyConnection, where: str, params: list, run_id: str,
+                        loaded_at: datetime) -> None:  # fmt: skip
+    """Remember the charge ids of the ledger rows about to be replaced (see _prune_refs)."""
+    con.execute(
+        f"INSERT INTO {RAW_SCHEMA}.ledger_dropped_refs "
+        f"SELECT external_ref, id, ?, ?::TIMESTAMPTZ FROM {RAW_SCHEMA}.ledger_entries "
+        f"WHERE lower(entry_type) = 'charge' AND external_ref IS NOT NULL AND {where}",
+        [run_id, loaded_at, *params],
+    )
+
+
+def _prune_refs(con: duckdb.DuckDBPyConnection, run_id: str, loaded_at: datetime) -> None:
+    """Keep only the (entry, charge) pairs the new rows no longer have: a re-pointed or
+    vanished `charge` entry. A re-load of unchanged rows leaves nothing behind."""
+    con.execute(
+        f"DELETE FROM {RAW_SCHEMA}.ledger_dropped_refs "
+        "WHERE run_id = ? AND loaded_at = ?::TIMESTAMPTZ AND EXISTS ("
+        f"  SELECT 1 FROM {RAW_SCHEMA}.ledger_entries AS e "
+        "   WHERE e.id = ledger_dropped_refs.entry_id "
+        "   AND e.external_ref = ledger_dropped_refs.external_ref "
+        "   AND lower(e.entry_type) = 'charge')",
+        [run_id, loaded_at],
+    )
 
 
 class DuckDBLoader:
@@ -98,7 +140,9 @@ class DuckDBLoader:
         self.download_dir = download_dir
 
     # -- public ---------------------------------------------------------------------------
-    def load(self, store: StageStore, dataset: str, days: Sequence[date]) -> LoadResult:
+    def load(
+        self, store: StageStore, dataset: str, days: Sequence[date], *, run_id: str | None = None
+    ) -> LoadResult:
         """Replace the rows of `days` (contiguous) in `raw.<dataset>` with their staged files.
 
         Raises `MissingManifestError` before touching the warehouse when a day was not staged,
@@ -108,10 +152,75 @@ class DuckDBLoader:
         plan = plan_load(store, dataset, days)
         table = f"{RAW_SCHEMA}.{plan.dataset}"
         with self._local_files(store, plan.manifests) as paths, self._connect() as con:
-            con.execute(f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA}")
-            con.execute(create_table_sql(table, plan.schema))
+            ensure_raw_tables(con)
             self._check_columns(con, plan)
-            return self._replace_range(con, plan, table, paths)
+            return self._replace_range(con, plan, table, paths, run_id)
+
+    def load_keyed(
+        self, store: StageStore, manifest: KeyedManifest, *, run_id: str | None = None
+    ) -> KeyedLoadResult:
+        """Replace rows by id with the manifest's files, record its look-ups, in one transaction.
+
+        Days are not replaced: a look-up or a late ledger change never removes the rest of its
+        day. The load log gets a `manifest.kind` row per day touched (not a completeness claim).
+        """
+        schema = dataset_schema(manifest.dataset)
+        table = f"{RAW_SCHEMA}.{manifest.dataset}"
+        rid = run_id or manifest.run_id
+        files = [f for f in manifest.files if f.rows > 0]
+        fake = [
+            DayManifest(manifest.dataset, f.day, manifest.run_id, f.key, "", f.rows, 0, 0, "")
+            for f in files
+        ]
+        with self._local_files(store, fake) as paths, self._connect() as con:
+            ensure_raw_tables(con)
+            self._check_columns(con, LoadPlan(manifest.dataset, schema, date.min, date.max))
+            loaded_at = self._clock()
+            con.begin()
+            try:
+                replaced = inserted = 0
+                if paths:
+                    in_files = "id IN (SELECT id FROM read_parquet(?))"
+                    if manifest.dataset == "ledger_entries":
+                        _record_refs_before(con, in_files, [paths], rid, loaded_at)
+                    row = con.execute(f"DELETE FROM {table} WHERE {in_files}", [paths]).fetchone()
+                    replaced = int(row[0]) if row else 0
+                    row = con.execute(
+                        f"INSERT INTO {table} BY NAME "
+                        f"SELECT *, ?::TIMESTAMPTZ AS {LOADED_AT} FROM read_parquet(?)",
+                        [loaded_at, paths],
+                    ).fetchone()
+                    inserted = int(row[0]) if row else 0
+                    if manifest.dataset == "ledger_entries":
+                        _prune_refs(con, rid, loaded_at)
+                keyed_load_check(manifest, inserted)
+                for f in files:
+                    con.execute(
+                        f"INSERT INTO {RAW_SCHEMA}.load_log VALUES (?, ?, ?, ?, ?, ?::TIMESTAMPTZ)",
+                        [manifest.dataset, f.day, manifest.kind, f.rows, rid, loaded_at],
+                    )
+                for cid, res, detail in manifest.lookups:
+                    con.execute(
+                        f"INSERT INTO {RAW_SCHEMA}.stripe_charge_lookups "
+                        "VALUES (?, ?, ?, ?, ?::TIMESTAMPTZ)",
+                        [cid, res, detail, rid, loaded_at],
+                    )
+                con.commit()
+            except BaseException:
+                con.rollback()
+                raise
+        by_day: dict[date, int] = {}
+        for f in files:
+            by_day[f.day] = by_day.get(f.day, 0) + f.rows
+        return KeyedLoadResult(
+            manifest.dataset, manifest.kind, replaced, inserted, by_day, len(manifest.lookups)
+        )
+
+    def query(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
+        """A read on its own short connection (`?` placeholders); [] before the first load."""
+        with self._connect() as con:
+            ensure_raw_tables(con)
+            return con.execute(sql, list(params)).fetchall()
 
     def rows_by_day(self, dataset: str, first: date, end_exclusive: date) -> dict[date, int]:
         """Rows per `_partition_date` in `[first, end_exclusive)`, for checks and tests."""
@@ -120,12 +229,21 @@ class DuckDBLoader:
 
     # -- internals ------------------------------------------------------------------------
     def _replace_range(
-        self, con: duckdb.DuckDBPyConnection, plan: LoadPlan, table: str, paths: list[str]
+        self,
+        con: duckdb.DuckDBPyConnection,
+        plan: LoadPlan,
+        table: str,
+        paths: list[str],
+        run_id: str | None = None,
     ) -> LoadResult:
         step = LoadStep(plan.dataset, table, plan.first, plan.end_exclusive, plan.manifests)
         loaded_at = self._clock()
+        rid = run_id or (plan.manifests[0].run_id if plan.manifests else "-")
+        in_range = f"{PARTITION_COLUMN} >= ? AND {PARTITION_COLUMN} < ?"
         con.begin()
         try:
+            if plan.dataset == "ledger_entries":
+                _record_refs_before(con, in_range, [plan.first, plan.end_exclusive], rid, loaded_at)
             deleted_row = con.execute(
                 f"DELETE FROM {table} WHERE {PARTITION_COLUMN} >= ? AND {PARTITION_COLUMN} < ?",
                 [plan.first, plan.end_exclusive],
@@ -139,10 +257,17 @@ class DuckDBLoader:
                 [loaded_at, paths],
             ).fetchone()
             inserted = int(row[0]) if row else 0
+            if plan.dataset == "ledger_entries":
+                _prune_refs(con, rid, loaded_at)
             counts = _count_by_day(con, table, plan.first, plan.end_exclusive)
             result = build_result(plan, table, counts, inserted, loaded_at, deleted)
             if not result.ok:
                 raise CountMismatchError(result)
+            for d in result.days:  # an empty day is a loaded day: completeness reads this
+                con.execute(
+                    f"INSERT INTO {RAW_SCHEMA}.load_log VALUES (?, ?, 'day', ?, ?, ?::TIMESTAMPTZ)",
+                    [plan.dataset, d.day, d.loaded_rows, rid, loaded_at],
+                )
             if self.hooks.before_commit:
                 self.hooks.before_commit(step)
             con.commit()

@@ -17,8 +17,14 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
-from recon_assets.stage.manifest import DayManifest, read_manifest
-from recon_assets.stage.schemas import LEDGER_ENTRIES_SCHEMA, STRIPE_CHARGES_SCHEMA
+from recon_assets.stage.manifest import DayManifest, KeyedManifest, read_manifest
+from recon_assets.stage.schemas import (
+    LEDGER_DROPPED_REFS_SCHEMA,
+    LEDGER_ENTRIES_SCHEMA,
+    LOAD_LOG_SCHEMA,
+    STRIPE_CHARGES_SCHEMA,
+    STRIPE_LOOKUPS_SCHEMA,
+)
 from recon_assets.stage.store import StageStore
 
 DATASETS: Mapping[str, pa.Schema] = {
@@ -27,6 +33,14 @@ DATASETS: Mapping[str, pa.Schema] = {
 }
 """The datasets a loader accepts, by name. The name is also the raw table's name, so it is
 validated against this mapping before it is ever put into SQL."""
+
+BOOKKEEPING: Mapping[str, pa.Schema] = {
+    "load_log": LOAD_LOG_SCHEMA,
+    "stripe_charge_lookups": STRIPE_LOOKUPS_SCHEMA,
+    "ledger_dropped_refs": LEDGER_DROPPED_REFS_SCHEMA,
+}
+"""The loaders' own tables in the raw schema, created with the data tables and written inside
+the same transactions, so what they record is exactly what committed."""
 
 RAW_SCHEMA = "raw"
 LOADED_AT = "_loaded_at"
@@ -175,9 +189,52 @@ NO_HOOKS = LoadHooks()
 
 
 class WarehouseLoader(Protocol):
-    """The interface the Dagster asset calls; DuckDB locally, Snowflake in production."""
+    """The interface the Dagster assets call; DuckDB locally, Snowflake in production."""
 
-    def load(self, store: StageStore, dataset: str, days: Sequence[date]) -> LoadResult: ...
+    def load(
+        self, store: StageStore, dataset: str, days: Sequence[date], *, run_id: str | None = None
+    ) -> LoadResult: ...
+
+    def load_keyed(
+        self, store: StageStore, manifest: KeyedManifest, *, run_id: str | None = None
+    ) -> KeyedLoadResult: ...
+
+    def query(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]: ...
+
+
+@dataclass(frozen=True)
+class KeyedLoadResult:
+    """A committed load by id: rows replaced (by id) and rows inserted, per day."""
+
+    dataset: str
+    kind: str
+    replaced_rows: int
+    inserted_rows: int
+    rows_by_day: dict[date, int]
+    lookups: int
+
+    def to_metadata(self) -> dict[str, Any]:
+        return {
+            "dataset": self.dataset,
+            "kind": self.kind,
+            "rows_replaced_by_id": self.replaced_rows,
+            "rows_inserted_by_id": self.inserted_rows,
+            "rows_by_day": {d.isoformat(): n for d, n in sorted(self.rows_by_day.items())},
+            "lookups_recorded": self.lookups,
+        }
+
+
+def keyed_load_check(manifest: KeyedManifest, inserted: int) -> None:
+    """Staged rows must all have landed, or the load is refused before COMMIT."""
+    if inserted != manifest.rows:
+        raise LoadError(
+            f"refusing to commit the {manifest.kind} load of {manifest.dataset}: inserted "
+            f"{inserted} rows for {manifest.rows} staged; the previous rows are kept"
+        )
+
+
+def id_column_is_text(dataset: str) -> bool:
+    return dataset_schema(dataset).field("id").type == pa.string()
 
 
 @dataclass(frozen=True)

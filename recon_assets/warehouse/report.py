@@ -56,6 +56,10 @@ class DayReport:
     day: date
     summary: list[SummaryRow]
     breaks: list[BreakRow]
+    day_status: str = "preliminary"
+    """`final` once the Stripe day is loaded, the ledger is loaded without gaps through the
+    day's last booking deadline, and nothing of the day is pending; else `preliminary`."""
+    day_status_reason: str = "not reconciled yet"
 
     @property
     def items(self) -> int:
@@ -78,6 +82,18 @@ from marts.rpt_daily_reconciliation
 where reporting_date >= ? and reporting_date < ?
 order by reporting_date, currency, recon_status
 """
+_DAYS_SQL = """
+select reporting_date, day_status, day_status_reason
+from marts.rpt_reconciliation_days
+where reporting_date >= ? and reporting_date < ?
+"""
+_REBUILT_SQL = """
+select distinct reporting_date
+from marts.fct_charge_reconciliation
+where raw_loaded_through = (select max(raw_loaded_through) from marts.fct_charge_reconciliation)
+  and (reporting_date < ? or reporting_date >= ?)
+order by 1
+"""
 _BREAKS_SQL = """
 select reporting_date, recon_status, charge_id, ledger_entry_ids, currency,
        stripe_amount, ledger_amount, amount_diff
@@ -91,17 +107,30 @@ def fetch_reports(query: Query, days: Sequence[date]) -> list[DayReport]:
     """One report per day of `days` (contiguous), read with two range queries (half-open)."""
     from datetime import timedelta
 
+    if not days:
+        return []
     first, end = min(days), max(days) + timedelta(days=1)
     summary = [SummaryRow(*r) for r in query(_SUMMARY_SQL, [first, end])]  # type: ignore[arg-type]
     breaks = [BreakRow(*r) for r in query(_BREAKS_SQL, [first, end])]  # type: ignore[arg-type]
+    status = {r[0]: (str(r[1]), str(r[2] or "")) for r in query(_DAYS_SQL, [first, end])}
     return [
         DayReport(
             d,
             [r for r in summary if r.reporting_date == d],
             [b for b in breaks if b.reporting_date == d],
+            *status.get(d, ("preliminary", "nothing reconciled for this day yet")),
         )
         for d in sorted(days)
     ]
+
+
+def rebuilt_days_outside(query: Query, days: Sequence[date]) -> list[date]:
+    """Days outside `days` whose fact rows the latest build rewrote: candidates for
+    "restated since the last report" (the caller keeps those whose report really changed)."""
+    from datetime import timedelta
+
+    first, end = min(days), max(days) + timedelta(days=1)
+    return [r[0] for r in query(_REBUILT_SQL, [first, end])]  # type: ignore[misc]
 
 
 def render_breaks_csv(report: DayReport) -> str:
@@ -135,10 +164,28 @@ def render_breaks_csv(report: DayReport) -> str:
     return buf.getvalue()
 
 
-def render_markdown(report: DayReport, as_of_note: str = "", max_breaks: int = 50) -> str:
+RUN_NOTE_PREFIX = "_Run:"
+"""Lines that name the run (and what it restated) start with this; everything else in a report
+is a function of the marts alone, so two orders of loading give the same text."""
+
+
+def report_content(markdown: str) -> str:
+    """A report without the lines that name a run: what two loading orders must agree on."""
+    return "\n".join(ln for ln in markdown.splitlines() if not ln.startswith(RUN_NOTE_PREFIX))
+
+
+def render_markdown(
+    report: DayReport,
+    as_of_note: str = "",
+    max_breaks: int = 50,
+    restated: Sequence[str] = (),
+) -> str:
     lines = [f"# Stripe vs ledger reconciliation, {report.day.isoformat()} (US-Eastern)", ""]
     if as_of_note:
-        lines += [as_of_note, ""]
+        lines += [f"{RUN_NOTE_PREFIX} {as_of_note}_", ""]
+    lines += [f"**{report.day_status.upper()}**: {report.day_status_reason or 'complete'}", ""]
+    for r in restated:
+        lines += [f"{RUN_NOTE_PREFIX} restated since the last report: {r}_", ""]
     lines += [
         f"{report.items} items, **{report.break_count} breaks**.",
         "",

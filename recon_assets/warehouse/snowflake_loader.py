@@ -45,18 +45,24 @@ from typing import Any
 
 import pyarrow as pa
 
+from recon_assets.stage.manifest import KeyedManifest
 from recon_assets.stage.store import S3StageStore, StageStore
 from recon_assets.warehouse.loader import (
+    BOOKKEEPING,
+    DATASETS,
     LOADED_AT,
     NO_HOOKS,
     PARTITION_COLUMN,
     CountMismatchError,
+    KeyedLoadResult,
     LoadError,
     LoadHooks,
     LoadPlan,
     LoadResult,
     LoadStep,
     build_result,
+    dataset_schema,
+    keyed_load_check,
     plan_load,
 )
 
@@ -149,12 +155,13 @@ class SnowflakeLoader:
     def table_name(self, dataset: str) -> str:
         return f"{self.qualified_schema}.{_ident(dataset, 'dataset')}"
 
-    def create_table_sql(self, dataset: str, schema: pa.Schema) -> str:
+    def create_table_sql(self, dataset: str, schema: pa.Schema, *, loaded_at: bool = True) -> str:
         cols = [
             f"{_col(f.name)} {snowflake_type(f.type)}{'' if f.nullable else ' NOT NULL'}"
             for f in schema
         ]
-        cols.append(f"{_col(LOADED_AT)} TIMESTAMP_TZ")  # filled inside the load's transaction
+        if loaded_at:
+            cols.append(f"{_col(LOADED_AT)} TIMESTAMP_TZ")  # filled inside the load's transaction
         return (
             f"CREATE TABLE IF NOT EXISTS {self.table_name(dataset)} (\n  "
             + ",\n  ".join(cols)
@@ -200,6 +207,124 @@ class SnowflakeLoader:
             )
 
     # -- load -----------------------------------------------------------------------------
+    def ensure_raw_tables(self, cur: Any) -> None:
+        """Every data and bookkeeping table, created only when missing (DDL commits, so never
+        inside a load's transaction), so dbt finds each source before its first load."""
+        existing = self._tables(cur)
+        if not existing:
+            cur.execute(f"CREATE SCHEMA IF NOT EXISTS {self.qualified_schema}")
+        for name, schema in DATASETS.items():
+            if name.upper() not in existing:
+                cur.execute(self.create_table_sql(name, schema))
+        for name, schema in BOOKKEEPING.items():
+            if name.upper() not in existing:
+                cur.execute(self.create_table_sql(name, schema, loaded_at=False))
+
+    def _tables(self, cur: Any) -> set[str]:
+        cur.execute(
+            f"SELECT table_name FROM {self.database}.information_schema.tables "
+            f"WHERE table_schema = {_str(self.schema)}"
+        )
+        return {str(r[0]).upper() for r in cur.fetchall()}
+
+    def query(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
+        """A read (`?` placeholders); table names are given unqualified-schema as raw.<t>."""
+        with self.connection_factory() as conn:
+            cur = conn.cursor()
+            try:
+                self.ensure_raw_tables(cur)
+                cur.execute(
+                    sql.replace("raw.", f"{self.qualified_schema}.").replace("?", "%s"),
+                    list(params),
+                )
+                return list(cur.fetchall())
+            finally:
+                cur.close()
+
+    def load_keyed(
+        self, store: StageStore, manifest: KeyedManifest, *, run_id: str | None = None
+    ) -> KeyedLoadResult:
+        """Replace rows by id (COPY the files, then drop the older versions of their ids),
+        record the look-ups and the load log, in one transaction."""
+        dataset_schema(manifest.dataset)
+        table = self.table_name(manifest.dataset)
+        rid = run_id or manifest.run_id
+        files = [f for f in manifest.files if f.rows > 0]
+        with self.connection_factory() as conn:
+            cur = conn.cursor()
+            try:
+                with self._tagged(cur, manifest.dataset, rid):
+                    self.ensure_raw_tables(cur)
+                    loaded_at = self._clock()
+                    ts = _str(loaded_at.astimezone(UTC).isoformat()) + "::TIMESTAMP_TZ"
+                    new = f"{LOADED_AT} IS NULL"
+                    cur.execute("BEGIN TRANSACTION")
+                    try:
+                        inserted = replaced = 0
+                        if files:
+                            cur.execute(f"DELETE FROM {table} WHERE {new}")  # a crash's leftovers
+                            for start in range(0, len(files), COPY_FILES_LIMIT):
+                                chunk = files[start : start + COPY_FILES_LIMIT]
+                                names = ", ".join(_str(f.key) for f in chunk)
+                                cur.execute(
+                                    f"COPY INTO {table} FROM @{self.qualified_stage} "
+                                    f"FILES = ({names}) FILE_FORMAT = (TYPE = PARQUET) "
+                                    "MATCH_BY_COLUMN_NAME = CASE_INSENSITIVE FORCE = TRUE"
+                                )
+                                inserted += _check_copy_result(cur, store, chunk)
+                            same_id = (
+                                f"{LOADED_AT} IS NOT NULL AND ID IN "
+                                f"(SELECT ID FROM {table} WHERE {new})"
+                            )
+                            if manifest.dataset == "ledger_entries":
+                                self._record_refs_before(cur, same_id, rid, ts)
+                            cur.execute(f"DELETE FROM {table} WHERE {same_id}")
+                            replaced = _first_int(cur.fetchone())
+                            cur.execute(f"UPDATE {table} SET {LOADED_AT} = {ts} WHERE {new}")
+                            if manifest.dataset == "ledger_entries":
+                                self._prune_refs(cur, rid, ts)
+                        keyed_load_check(manifest, inserted)
+                        for f in files:
+                            cur.execute(
+                                f"INSERT INTO {self.table_name('load_log')} VALUES ("
+                                f"{_str(manifest.dataset)}, {_date(f.day)}, {_str(manifest.kind)}, "
+                                f"{int(f.rows)}, {_str(rid)}, {ts})"
+                            )
+                        for cid, res, detail in manifest.lookups:
+                            cur.execute(
+                                f"INSERT INTO {self.table_name('stripe_charge_lookups')} VALUES ("
+                                f"{_str(cid)}, {_str(res)}, "
+                                f"{_str(detail) if detail is not None else 'NULL'}, {_str(rid)}, {ts})"
+                            )
+                        cur.execute("COMMIT")
+                    except BaseException:
+                        with contextlib.suppress(Exception):
+                            cur.execute("ROLLBACK")
+                        raise
+            finally:
+                cur.close()
+        by_day: dict[date, int] = {}
+        for f in files:
+            by_day[f.day] = by_day.get(f.day, 0) + f.rows
+        return KeyedLoadResult(
+            manifest.dataset, manifest.kind, replaced, inserted, by_day, len(manifest.lookups)
+        )
+
+    def _record_refs_before(self, cur: Any, where: str, rid: str, ts: str) -> None:
+        cur.execute(
+            f"INSERT INTO {self.table_name('ledger_dropped_refs')} "
+            f"SELECT EXTERNAL_REF, ID, {_str(rid)}, {ts} FROM {self.table_name('ledger_entries')} "
+            f"WHERE LOWER(ENTRY_TYPE) = 'charge' AND EXTERNAL_REF IS NOT NULL AND {where}"
+        )
+
+    def _prune_refs(self, cur: Any, rid: str, ts: str) -> None:
+        refs, entries = self.table_name("ledger_dropped_refs"), self.table_name("ledger_entries")
+        cur.execute(
+            f"DELETE FROM {refs} WHERE RUN_ID = {_str(rid)} AND LOADED_AT = {ts} "
+            f"AND EXISTS (SELECT 1 FROM {entries} AS E WHERE E.ID = {refs}.ENTRY_ID "
+            f"AND E.EXTERNAL_REF = {refs}.EXTERNAL_REF AND LOWER(E.ENTRY_TYPE) = 'charge')"
+        )
+
     def load(
         self,
         store: StageStore,
@@ -221,8 +346,9 @@ class SnowflakeLoader:
             cur = conn.cursor()
             try:
                 with self._tagged(cur, plan.dataset, run_id):
+                    self.ensure_raw_tables(cur)
                     self._ensure_table(cur, plan)
-                    return self._replace_range(cur, store, plan, table)
+                    return self._replace_range(cur, store, plan, table, run_id)
             finally:
                 cur.close()
 
@@ -236,15 +362,21 @@ class SnowflakeLoader:
                 cur.close()
 
     # -- internals ------------------------------------------------------------------------
-    def _replace_range(self, cur: Any, store: StageStore, plan: LoadPlan, table: str) -> LoadResult:
+    def _replace_range(
+        self, cur: Any, store: StageStore, plan: LoadPlan, table: str, run_id: str | None = None
+    ) -> LoadResult:
         step = LoadStep(plan.dataset, table, plan.first, plan.end_exclusive, plan.manifests)
         loaded_at = self._clock()
+        rid = run_id or (plan.manifests[0].run_id if plan.manifests else "-")
+        ts = _str(loaded_at.astimezone(UTC).isoformat()) + "::TIMESTAMP_TZ"
         in_range = (
             f"{PARTITION_COLUMN} >= {_date(plan.first)} "
             f"AND {PARTITION_COLUMN} < {_date(plan.end_exclusive)}"
         )
         cur.execute("BEGIN TRANSACTION")
         try:
+            if plan.dataset == "ledger_entries":
+                self._record_refs_before(cur, in_range, rid, ts)
             cur.execute(f"DELETE FROM {table} WHERE {in_range}")
             deleted = _first_int(cur.fetchone())
             if self.hooks.after_delete:
@@ -262,12 +394,18 @@ class SnowflakeLoader:
                     "FORCE = TRUE"
                 )
                 inserted += _check_copy_result(cur, store, chunk)
-            ts = _str(loaded_at.astimezone(UTC).isoformat())
-            cur.execute(f"UPDATE {table} SET {LOADED_AT} = {ts}::TIMESTAMP_TZ WHERE {in_range}")
+            cur.execute(f"UPDATE {table} SET {LOADED_AT} = {ts} WHERE {in_range}")
+            if plan.dataset == "ledger_entries":
+                self._prune_refs(cur, rid, ts)
             counts = _count_by_day(cur, table, plan.first, plan.end_exclusive)
             result = build_result(plan, table, counts, inserted, loaded_at, deleted)
             if not result.ok:
                 raise CountMismatchError(result)
+            for d in result.days:  # an empty day is a loaded day: completeness reads this
+                cur.execute(
+                    f"INSERT INTO {self.table_name('load_log')} VALUES ({_str(plan.dataset)}, "
+                    f"{_date(d.day)}, 'day', {int(d.loaded_rows)}, {_str(rid)}, {ts})"
+                )
             if self.hooks.before_commit:
                 self.hooks.before_commit(step)
             cur.execute("COMMIT")

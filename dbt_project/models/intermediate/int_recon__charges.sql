@@ -1,8 +1,13 @@
 {#-
-  Each Stripe charge with its ledger side and its recon_status: the rules table of DESIGN.md,
-  first rule that applies. Stripe statuses other than pending and succeeded (failed, or an unknown
-  one after schema drift) count as "not succeeded", so every charge gets exactly one status.
-  T is 24-hour days (macros/time.sql, add_days).
+  Each Stripe charge with its ledger side and its recon_status: the rules table of
+  docs/design.md, first rule that applies. Stripe statuses other than pending and succeeded
+  (failed, or an unknown one after schema drift) count as "not succeeded", so every charge gets
+  exactly one status. T is 24-hour days (macros/time.sql, add_days).
+
+  "As of" is per charge: the end of the gap-free run of loaded ledger days that contains the
+  charge's own day (int_recon__ledger_coverage), so a charge is `missing_in_ledger` only when the
+  ledger was loaded without gaps through its booking deadline, whatever else was loaded or in
+  which order. The `as_of` var, when given, overrides it for every charge (tests, what-ifs).
 -#}
 with charges as (
 
@@ -16,9 +21,9 @@ ledger as (
 
 ),
 
-as_of as (
+coverage as (
 
-    select * from {{ ref('int_recon__as_of') }}
+    select * from {{ ref('int_recon__ledger_coverage') }}
 
 ),
 
@@ -33,9 +38,12 @@ joined as (
         c.currency,
         c.amount_captured,
         c.synced_at,
-        {{ recon.add_days('c.created_at', 'a.tolerance_days') }} as booking_deadline,
-        a.as_of,
-        a.tolerance_days,
+        {{ recon.add_days('c.created_at', recon.tolerance_days()) }} as booking_deadline,
+        {%- if var('as_of', none) is not none %}
+        {{ recon.utc_literal(var('as_of')) }} as as_of,
+        {%- else %}
+        cov.covered_until as as_of,
+        {%- endif %}
         coalesce(l.ledger_entry_count, 0) as ledger_entry_count,
         l.ledger_entry_ids,
         l.ledger_amount,
@@ -43,7 +51,9 @@ joined as (
         l.ledger_currency_max,
         l.last_posted_at
     from charges as c
-    cross join as_of as a
+    left join coverage as cov
+        on c.created_date_et >= cov.first_day
+        and c.created_date_et < cov.end_day_exclusive
     left join ledger as l
         on l.charge_id = c.charge_id
 

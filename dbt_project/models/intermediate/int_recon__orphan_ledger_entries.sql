@@ -1,19 +1,32 @@
 {#-
-  Ledger `charge` entries whose external_ref is no Stripe charge we hold (or is empty):
-  `missing_in_stripe`, one row per entry, reported on the US-Eastern day it was posted.
+  Ledger `charge` entries whose external_ref is no Stripe charge we hold, one row per entry,
+  reported on the US-Eastern day the entry was posted. What they are depends on what Stripe said
+  when the charge was looked up by id (stg_stripe__charge_lookups), never on what happens to be
+  loaded:
+    - 404: `missing_in_stripe`, a real break;
+    - Stripe has it but it failed validation (quarantined): `unreadable_in_stripe`, a break of
+      its own, never `missing_in_stripe`;
+    - not looked up yet: `pending_stripe_lookup` (not a break; the day stays preliminary).
+  A charge found by the look-up is staged and reconciled on its own day (int_recon__charges).
 -#}
 select
     e.posted_date_et as reporting_date,
     e.external_ref as charge_id,
     cast(e.entry_id as varchar) as ledger_entry_ids,
-    'missing_in_stripe' as recon_status,
+    case
+        when lk.lookup_result = 'not_found' then 'missing_in_stripe'
+        when lk.lookup_result = 'quarantined' then 'unreadable_in_stripe'
+        else 'pending_stripe_lookup'
+    end as recon_status,
     e.currency,
-    cast(null as bigint) as stripe_amount,
     e.amount_minor as ledger_amount,
     e.entry_id,
-    e.posted_at as ledger_posted_at
+    e.posted_at as ledger_posted_at,
+    e.loaded_at as ledger_loaded_at
 from {{ ref('stg_ledger__entries') }} as e
 left join {{ ref('stg_stripe__charges') }} as c
     on c.charge_id = e.external_ref
+left join {{ ref('stg_stripe__charge_lookups') }} as lk
+    on lk.charge_id = e.external_ref
 where e.entry_type = 'charge'
   and c.charge_id is null

@@ -1,82 +1,34 @@
+{{ config(unique_key='recon_key') }}
 {#-
-  One row per Stripe charge created on reporting_date (US-Eastern) and one per orphan ledger charge
-  entry (missing_in_stripe, on the ET day it was posted). Incremental by reporting_date: a run
-  with the window vars rebuilds exactly those days (delete+insert over the whole window,
-  macros/delete_insert_window.sql), so re-running any day or range gives the same rows.
-  Amounts are integer minor units; amount_diff = ledger - stripe with missing sides as 0.
+  One row per Stripe charge (on the US-Eastern day it was created) and one per orphan ledger
+  charge entry (on the day it was posted). A function of the raw data alone, never of which days
+  were loaded or in what order: an incremental build replaces the rows of exactly the charge ids
+  the run touches (int_recon__touched_charges; macros/delete_insert_window.sql deletes every row
+  of those ids, charge and orphan alike, in the same transaction as the insert), so a charge
+  whose ledger entry arrives weeks later is rebuilt on its own day, and an orphan whose charge
+  appears goes away. Amounts are int64 minor units; amount_diff = ledger - stripe, missing sides
+  as 0. `raw_loaded_through` is the load log's latest instant this row's build had seen.
 -#}
-with charges as (
-
-    select
-        reporting_date,
-        charge_id,
-        ledger_entry_ids,
-        recon_status,
-        currency,
-        cast(stripe_amount as bigint) as stripe_amount,
-        cast(ledger_amount as bigint) as ledger_amount,
-        charge_synced_at,
-        'charge:' || charge_id as recon_key,
-        charge_created_at,
-        stripe_status,
-        stripe_captured,
-        cast(ledger_entry_count as bigint) as ledger_entry_count,
-        ledger_posted_at,
-        booking_deadline,
-        recon_as_of
-    from {{ ref('int_recon__charges') }}
-
-),
-
-orphans as (
-
-    select
-        reporting_date,
-        charge_id,
-        ledger_entry_ids,
-        recon_status,
-        currency,
-        cast(null as bigint) as stripe_amount,
-        cast(ledger_amount as bigint) as ledger_amount,
-        cast(null as {{ recon.instant_type() }}) as charge_synced_at,
-        'ledger_entry:' || cast(entry_id as varchar) as recon_key,
-        cast(null as {{ recon.instant_type() }}) as charge_created_at,
-        cast(null as varchar) as stripe_status,
-        cast(null as boolean) as stripe_captured,
-        cast(1 as bigint) as ledger_entry_count,
-        ledger_posted_at,
-        cast(null as {{ recon.instant_type() }}) as booking_deadline,
-        cast(null as {{ recon.instant_type() }}) as recon_as_of
-    from {{ ref('int_recon__orphan_ledger_entries') }}
-
-),
-
-unioned as (
-
-    select * from charges
-    union all
-    select * from orphans
-
-)
-
 select
-    reporting_date,
-    charge_id,
-    ledger_entry_ids,
-    recon_status,
-    currency,
-    stripe_amount,
-    ledger_amount,
-    cast(coalesce(ledger_amount, 0) - coalesce(stripe_amount, 0) as bigint) as amount_diff,
-    charge_synced_at,
-    recon_key,
-    {{ recon.is_break('recon_status') }} as is_break,
-    charge_created_at,
-    stripe_status,
-    stripe_captured,
-    ledger_entry_count,
-    ledger_posted_at,
-    booking_deadline,
-    recon_as_of
-from unioned
-{{ recon.reporting_window_filter('reporting_date') }}
+    i.reporting_date,
+    i.charge_id,
+    i.ledger_entry_ids,
+    i.recon_status,
+    i.currency,
+    cast(i.stripe_amount as bigint) as stripe_amount,
+    cast(i.ledger_amount as bigint) as ledger_amount,
+    cast(coalesce(i.ledger_amount, 0) - coalesce(i.stripe_amount, 0) as bigint) as amount_diff,
+    i.charge_synced_at,
+    i.recon_key,
+    {{ recon.is_break('i.recon_status') }} as is_break,
+    i.charge_created_at,
+    i.stripe_status,
+    i.stripe_captured,
+    cast(i.ledger_entry_count as bigint) as ledger_entry_count,
+    i.ledger_posted_at,
+    i.booking_deadline,
+    i.recon_as_of,
+    t.loaded_through as raw_loaded_through
+from {{ ref('int_recon__items') }} as i
+inner join {{ ref('int_recon__touched_charges') }} as t
+    on t.charge_id = i.charge_id

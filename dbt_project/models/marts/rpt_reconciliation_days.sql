@@ -1,0 +1,81 @@
+{{ config(materialized='view') }}
+{#-
+  One row per US-Eastern reporting day: is it final, and if not, why. A view over the fact
+  table and the load log, so it can never disagree with them.
+  Final = the Stripe day was loaded whole, the ledger is loaded without gaps from the day through
+  its last booking deadline (the day's end + T), and no item of the day is still pending
+  (in Stripe, in the ledger, or awaiting a look-up by id). Anything else is preliminary, and
+  `day_status_reason` says which of these is missing.
+-#}
+{%- set t = recon.tolerance_days() -%}
+with items as (
+
+    select
+        reporting_date,
+        count(*) as item_count,
+        sum(case when is_break then 1 else 0 end) as break_count,
+        sum(case when recon_status = 'pending_in_stripe' then 1 else 0 end) as pending_in_stripe,
+        sum(case when recon_status = 'pending_in_ledger' then 1 else 0 end) as pending_in_ledger,
+        sum(case when recon_status = 'pending_stripe_lookup' then 1 else 0 end) as pending_lookup
+    from {{ ref('fct_charge_reconciliation') }}
+    group by reporting_date
+
+),
+
+stripe_days as (
+
+    select distinct partition_date
+    from {{ ref('stg_recon__load_log') }}
+    where dataset = 'stripe_charges'
+      and load_kind = 'day'
+
+),
+
+judged as (
+
+    select
+        i.*,
+        s.partition_date is not null as stripe_day_loaded,
+        cov.last_day as ledger_loaded_through,
+        cov.covered_until is not null
+            and cov.covered_until >= {{ recon.add_days(recon.et_day_start(recon.date_add_days('i.reporting_date', 1)), t) }}
+            as ledger_complete,
+        {{ recon.date_add_days('i.reporting_date', t + 1) }} as ledger_needed_through
+    from items as i
+    left join stripe_days as s
+        on s.partition_date = i.reporting_date
+    left join {{ ref('int_recon__ledger_coverage') }} as cov
+        on i.reporting_date >= cov.first_day
+        and i.reporting_date < cov.end_day_exclusive
+
+)
+
+select
+    reporting_date,
+    case
+        when stripe_day_loaded and ledger_complete
+            and pending_in_stripe = 0 and pending_in_ledger = 0 and pending_lookup = 0
+            then 'final'
+        else 'preliminary'
+    end as day_status,
+    trim(
+        case when stripe_day_loaded then '' else 'Stripe day not loaded; ' end
+        || case
+            when ledger_complete then ''
+            when ledger_loaded_through is null then 'ledger day not loaded; '
+            else 'ledger loaded through ' || cast(ledger_loaded_through as varchar)
+                || ', bookings can arrive through ' || cast(ledger_needed_through as varchar) || '; '
+        end
+        || case when pending_in_stripe > 0
+            then cast(pending_in_stripe as varchar) || ' pending in Stripe; ' else '' end
+        || case when pending_in_ledger > 0
+            then cast(pending_in_ledger as varchar) || ' pending in the ledger; ' else '' end
+        || case when pending_lookup > 0
+            then cast(pending_lookup as varchar) || ' awaiting a Stripe look-up; ' else '' end
+    ) as day_status_reason,
+    stripe_day_loaded,
+    ledger_loaded_through,
+    ledger_complete,
+    cast(item_count as bigint) as item_count,
+    cast(break_count as bigint) as break_count
+from judged

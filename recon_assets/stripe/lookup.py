@@ -1,0 +1,157 @@
+"""Look up by id the charges that ledger entries name and the warehouse does not hold.
+
+A ledger `charge` entry whose charge is not in the warehouse is not yet a break: its charge may
+sit on a day that was not loaded (a charge created the evening before the first loaded day), or
+its day's pull may have quarantined it. `GET /v1/charges/{id}` (same client, shared rate limiter
+and retries as the pull) settles it:
+- 404: `not_found`, the only proof of `missing_in_stripe`;
+- found and valid: staged like any pulled charge (on its own created day), loaded by id;
+- found but failing validation: quarantined, `quarantined` (`unreadable_in_stripe`).
+
+Bounded: more ids than `max_lookups` is a clear failure naming what to do (backfill the Stripe
+days they belong to), never a million calls.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+from pydantic import ValidationError
+
+from recon_assets.stage.manifest import KeyedFile, KeyedManifest, write_keyed_manifest
+from recon_assets.stage.schemas import QUARANTINE_SCHEMA, STRIPE_CHARGES_SCHEMA
+from recon_assets.stage.store import StageStore
+from recon_assets.stage.writer import PartitionedParquetWriter
+from recon_assets.stripe.client import ChargesClient
+from recon_assets.stripe.models import Charge
+from recon_assets.stripe.pull import DATASET, QUARANTINE_PREFIX, _describe, charge_columns
+from recon_assets.timewindows import business_day_of
+
+LOOKUP_KIND = "lookup"
+_STRIPE_ID = re.compile(r"^[A-Za-z0-9_]{1,255}$")
+
+
+class LookupLimitError(RuntimeError):
+    """More unknown ids than the configured bound: a gap to backfill, not calls to make."""
+
+
+@dataclass(frozen=True)
+class LookupResult:
+    requested: int
+    found: int
+    not_found: int
+    quarantined: int
+    manifest: KeyedManifest
+    counters: dict[str, int]
+    seconds: float
+    found_by_day: dict[date, int]
+
+
+def lookup_charges(
+    client: ChargesClient,
+    store: StageStore,
+    charge_ids: Sequence[str],
+    run_id: str,
+    *,
+    max_lookups: int,
+    concurrency: int = 4,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> LookupResult:
+    """Look up each id once; stage what Stripe returns; write the run's lookup manifest."""
+    started = time.perf_counter()
+    ids = sorted(set(charge_ids))
+    if len(ids) > max_lookups:
+        raise LookupLimitError(
+            f"{len(ids)} ledger charge entries name charges the warehouse does not hold, more "
+            f"than the look-up bound of {max_lookups} (RECON_STRIPE_MAX_LOOKUPS); first: "
+            f"{', '.join(ids[:5])}. Load the Stripe days those charges belong to (a backfill "
+            "of stripe_charges) or raise the bound; nothing was looked up"
+        )
+    plain = [i for i in ids if _STRIPE_ID.match(i)]
+    outcomes: dict[str, tuple[str, str | None]] = {
+        i: ("not_found", "not a Stripe object id; not requested") for i in ids if i not in plain
+    }
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        fetched = list(pool.map(client.retrieve, plain))
+    synced = clock()
+    writer = PartitionedParquetWriter(
+        store, DATASET, STRIPE_CHARGES_SCHEMA, run_id, prefix=f"{DATASET}/_lookup_files"
+    )
+    quarantine = PartitionedParquetWriter(
+        store, DATASET, QUARANTINE_SCHEMA, run_id, prefix=f"{QUARANTINE_PREFIX}/_lookups"
+    )
+    found_by_day: dict[date, int] = {}
+    try:
+        for cid, obj in zip(plain, fetched, strict=True):
+            if obj is None:
+                outcomes[cid] = ("not_found", "HTTP 404 from GET /v1/charges/{id}")
+                continue
+            try:
+                charge = Charge.model_validate_json(json.dumps(obj))
+            except ValidationError as exc:
+                reason = _describe(exc)
+                created = obj.get("created") if isinstance(obj, dict) else None
+                day = business_day_of(created) if isinstance(created, int) else synced.date()
+                quarantine.append_row(
+                    day,
+                    {"source": DATASET, "record_id": cid, "raw_payload": json.dumps(obj),
+                     "error": reason},
+                    synced,
+                )  # fmt: skip
+                outcomes[cid] = ("quarantined", reason[:500])
+                continue
+            if charge.id != cid:
+                outcomes[cid] = ("not_found", f"Stripe answered with another id ({charge.id})")
+                continue
+            day = business_day_of(charge.created)
+            row = charge.model_dump()
+            writer.append_columns(day, charge_columns([row]), 1, synced)
+            found_by_day[day] = found_by_day.get(day, 0) + 1
+            outcomes[cid] = ("found", None)
+        files = writer.commit()
+        quarantine.commit()
+        manifest = KeyedManifest(
+            DATASET,
+            run_id,
+            LOOKUP_KIND,
+            tuple(KeyedFile(f.day, f.key, f.rows) for f in files),
+            lookups=tuple((cid, r, d) for cid, (r, d) in sorted(outcomes.items())),
+            written_at=synced.isoformat(),
+        )
+        write_keyed_manifest(store, manifest)
+    except BaseException:
+        writer.abort()
+        quarantine.abort()
+        raise
+    results = [r for r, _ in outcomes.values()]
+    return LookupResult(
+        requested=len(plain),
+        found=results.count("found"),
+        not_found=results.count("not_found"),
+        quarantined=results.count("quarantined"),
+        manifest=manifest,
+        counters=client.counters.as_dict(),
+        seconds=time.perf_counter() - started,
+        found_by_day=found_by_day,
+    )
+
+
+UNKNOWN_REFS_SQL = """
+select distinct e.external_ref
+from raw.ledger_entries as e
+where lower(e.entry_type) = 'charge'
+  and e.external_ref is not null
+  and not exists (select 1 from raw.stripe_charges as c where c.id = e.external_ref)
+  and not exists (
+      select 1 from raw.stripe_charge_lookups as l
+      where l.charge_id = e.external_ref and l.result <> 'found'
+  )
+order by 1
+"""
+"""Ids to look up: named by a ledger charge entry, not held, never answered 404/unreadable."""
