@@ -21,3 +21,64 @@ def dbt_manifest() -> Path:
         if not manifest.exists():
             prepare_manifest(target="local")
         return manifest
+
+
+LINEAGE = {
+    "_synced_at", "_run_id", "_loaded_at", "charge_synced_at", "raw_loaded_through",
+    "run_id", "looked_up_at", "loaded_at",
+}  # fmt: skip
+"""Per-run lineage: when and by which run a row was read or written, not what it says."""
+HISTORY_TABLES = {"raw.load_log", "raw.stripe_charge_lookups"}
+"""Record what was loaded and looked up, in which order: history by design, not data."""
+
+
+def snapshot(db: Path) -> dict[str, list[tuple]]:
+    """Every raw and mart table and view's rows, sorted, without the per-run lineage columns."""
+    import duckdb
+
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        out = {}
+        for schema, table in con.execute(
+            "select table_schema, table_name from information_schema.tables "
+            "where table_schema in ('raw', 'marts')"
+        ).fetchall():
+            if f"{schema}.{table}" in HISTORY_TABLES:
+                continue
+            cols = [
+                c
+                for (c,) in con.execute(
+                    "select column_name from information_schema.columns "
+                    "where table_schema = ? and table_name = ? order by ordinal_position",
+                    [schema, table],
+                ).fetchall()
+                if c not in LINEAGE
+            ]
+            rows = con.execute(f"select {', '.join(cols)} from {schema}.{table}").fetchall()
+            out[f"{schema}.{table}"] = sorted(rows, key=lambda r: tuple(map(str, r)))
+        return out
+    finally:
+        con.close()
+
+
+def assert_same_tables(got: dict[str, list[tuple]], want: dict[str, list[tuple]]) -> None:
+    """Table by table, naming the first rows that differ (a whole-dict diff is unreadable)."""
+    assert sorted(got) == sorted(want)
+    for name in want:
+        g, w = set(got[name]), set(want[name])
+        assert g == w and len(got[name]) == len(want[name]), (
+            name,
+            sorted(g - w, key=str)[:2],
+            sorted(w - g, key=str)[:2],
+        )
+
+
+def report_files(stage: Path) -> dict[str, str]:
+    """Every report file under the stage, without the lines that name a run."""
+    from recon_assets.warehouse.report import report_content
+
+    return {
+        str(p.relative_to(stage)): report_content(p.read_text())
+        for p in sorted((stage / "reports").rglob("*"))
+        if p.is_file()
+    }

@@ -10,7 +10,6 @@ re-running a day or the whole range must leave every table as it was.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -20,79 +19,13 @@ import pytest
 from recon_assets.cli import materialize_range
 from recon_assets.config import ReconSettings
 from recon_assets.definitions import build_definitions
-from recon_assets.local.bootstrap import seed_local_ledger, settings_emulator_config
 from recon_assets.local.ledger_seeder import SeedResult
+from tests.pipeline_fixtures import assert_same_tables, snapshot
 
 pytestmark = [pytest.mark.timeout(900), pytest.mark.xdist_group("e2e")]
 
 FIRST, LAST = date(2024, 3, 6), date(2024, 3, 12)
 NOW = int(datetime(2024, 3, 13, 11, 0, tzinfo=UTC).timestamp())  # the nightly run's wall clock
-LINEAGE = {
-    "_synced_at", "_run_id", "_loaded_at", "charge_synced_at", "raw_loaded_through",
-    "run_id", "looked_up_at", "loaded_at",
-}  # fmt: skip
-"""Per-run lineage: when and by which run a row was read or written, not what it says."""
-HISTORY_TABLES = {"raw.load_log"}
-"""Grows with every load by design (it records loads, not data)."""
-
-
-@pytest.fixture
-def pipeline(
-    tmp_path: Path, ledger_db_dsn: str, dbt_manifest: Path
-) -> Iterator[tuple[ReconSettings, SeedResult]]:
-    settings = ReconSettings.from_env(
-        {
-            "RECON_HOME": str(tmp_path / "recon"),
-            "RECON_START_DATE": "2024-03-01",
-            "RECON_LEDGER_DSN": ledger_db_dsn,
-            "RECON_EMULATOR_CHARGES_PER_DAY": "400",
-            "RECON_EMULATOR_NOW": str(NOW),
-            "RECON_EMULATOR_SEED": "11",
-        }
-    )
-    seed = seed_local_ledger(
-        ledger_db_dsn, settings_emulator_config(settings), FIRST, LAST, tolerance_days=3
-    )
-    yield settings, seed
-
-
-def snapshot(db: Path) -> dict[str, list[tuple]]:
-    """Every table's rows, sorted, without the per-run lineage columns."""
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        out = {}
-        for schema, table in con.execute(
-            "select table_schema, table_name from information_schema.tables "
-            "where table_schema in ('raw', 'marts') and table_type = 'BASE TABLE'"
-        ).fetchall():
-            if f"{schema}.{table}" in HISTORY_TABLES:
-                continue
-            cols = [
-                c
-                for (c,) in con.execute(
-                    "select column_name from information_schema.columns "
-                    "where table_schema = ? and table_name = ? order by ordinal_position",
-                    [schema, table],
-                ).fetchall()
-                if c not in LINEAGE
-            ]
-            rows = con.execute(f"select {', '.join(cols)} from {schema}.{table}").fetchall()
-            out[f"{schema}.{table}"] = sorted(rows, key=lambda r: tuple(map(str, r)))
-        return out
-    finally:
-        con.close()
-
-
-def assert_same_tables(got: dict[str, list[tuple]], want: dict[str, list[tuple]]) -> None:
-    """Table by table, naming the first rows that differ (a whole-dict diff is unreadable)."""
-    assert sorted(got) == sorted(want)
-    for name in want:
-        g, w = set(got[name]), set(want[name])
-        assert g == w and len(got[name]) == len(want[name]), (
-            name,
-            sorted(g - w, key=str)[:1],
-            sorted(w - g, key=str)[:1],
-        )
 
 
 def test_week_reconciles_to_ground_truth_and_reruns_change_nothing(

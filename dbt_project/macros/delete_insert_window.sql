@@ -15,7 +15,7 @@
 {% macro recon_touched_delete_sql(target_relation, unique_key) -%}
     {%- if unique_key == 'recon_key' -%}
         delete from {{ target_relation }}
-        where charge_id in (select charge_id from {{ ref('int_recon__touched_charges') }});
+        where coalesce(charge_id, '') in (select charge_id from {{ ref('int_recon__touched_charges') }});
     {%- endif -%}
 {%- endmacro %}
 

@@ -95,8 +95,8 @@ def _record_refs_before(con: duckdb.DuckDBPyConnection, where: str, params: list
     """Remember the charge ids of the ledger rows about to be replaced (see _prune_refs)."""
     con.execute(
         f"INSERT INTO {RAW_SCHEMA}.ledger_dropped_refs "
-        f"SELECT external_ref, id, ?, ?::TIMESTAMPTZ FROM {RAW_SCHEMA}.ledger_entries "
-        f"WHERE lower(entry_type) = 'charge' AND external_ref IS NOT NULL AND {where}",
+        f"SELECT coalesce(external_ref, ''), id, ?, ?::TIMESTAMPTZ FROM {RAW_SCHEMA}.ledger_entries "
+        f"WHERE lower(entry_type) = 'charge' AND {where}",
         [run_id, loaded_at, *params],
     )
 
@@ -109,7 +109,7 @@ def _prune_refs(con: duckdb.DuckDBPyConnection, run_id: str, loaded_at: datetime
         "WHERE run_id = ? AND loaded_at = ?::TIMESTAMPTZ AND EXISTS ("
         f"  SELECT 1 FROM {RAW_SCHEMA}.ledger_entries AS e "
         "   WHERE e.id = ledger_dropped_refs.entry_id "
-        "   AND e.external_ref = ledger_dropped_refs.external_ref "
+        "   AND coalesce(e.external_ref, '') = ledger_dropped_refs.external_ref "
         "   AND lower(e.entry_type) = 'charge')",
         [run_id, loaded_at],
     )

@@ -181,11 +181,11 @@ def render_markdown(
     restated: Sequence[str] = (),
 ) -> str:
     lines = [f"# Stripe vs ledger reconciliation, {report.day.isoformat()} (US-Eastern)", ""]
+    # the run's own lines, one block whatever they say, so the rest never depends on them
     if as_of_note:
-        lines += [f"{RUN_NOTE_PREFIX} {as_of_note}_", ""]
-    lines += [f"**{report.day_status.upper()}**: {report.day_status_reason or 'complete'}", ""]
-    for r in restated:
-        lines += [f"{RUN_NOTE_PREFIX} restated since the last report: {r}_", ""]
+        lines.append(f"{RUN_NOTE_PREFIX} {as_of_note}_")
+    lines += [f"{RUN_NOTE_PREFIX} restated since the last report: {r}_" for r in restated]
+    lines += ["", f"**{report.day_status.upper()}**: {report.day_status_reason or 'complete'}", ""]
     lines += [
         f"{report.items} items, **{report.break_count} breaks**.",
         "",

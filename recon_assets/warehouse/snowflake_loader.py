@@ -313,8 +313,9 @@ class SnowflakeLoader:
     def _record_refs_before(self, cur: Any, where: str, rid: str, ts: str) -> None:
         cur.execute(
             f"INSERT INTO {self.table_name('ledger_dropped_refs')} "
-            f"SELECT EXTERNAL_REF, ID, {_str(rid)}, {ts} FROM {self.table_name('ledger_entries')} "
-            f"WHERE LOWER(ENTRY_TYPE) = 'charge' AND EXTERNAL_REF IS NOT NULL AND {where}"
+            f"SELECT COALESCE(EXTERNAL_REF, ''), ID, {_str(rid)}, {ts} "
+            f"FROM {self.table_name('ledger_entries')} "
+            f"WHERE LOWER(ENTRY_TYPE) = 'charge' AND {where}"
         )
 
     def _prune_refs(self, cur: Any, rid: str, ts: str) -> None:
@@ -322,7 +323,8 @@ class SnowflakeLoader:
         cur.execute(
             f"DELETE FROM {refs} WHERE RUN_ID = {_str(rid)} AND LOADED_AT = {ts} "
             f"AND EXISTS (SELECT 1 FROM {entries} AS E WHERE E.ID = {refs}.ENTRY_ID "
-            f"AND E.EXTERNAL_REF = {refs}.EXTERNAL_REF AND LOWER(E.ENTRY_TYPE) = 'charge')"
+            f"AND COALESCE(E.EXTERNAL_REF, '') = {refs}.EXTERNAL_REF "
+            "AND LOWER(E.ENTRY_TYPE) = 'charge')"
         )
 
     def load(

@@ -21,8 +21,7 @@ with charges as (
         stripe_captured,
         ledger_entry_count,
         ledger_posted_at,
-        booking_deadline,
-        recon_as_of
+        booking_deadline
     from {{ ref('int_recon__charges') }}
 
 ),
@@ -44,8 +43,7 @@ orphans as (
         cast(null as boolean) as stripe_captured,
         1 as ledger_entry_count,
         ledger_posted_at,
-        cast(null as {{ recon.instant_type() }}) as booking_deadline,
-        cast(null as {{ recon.instant_type() }}) as recon_as_of
+        cast(null as {{ recon.instant_type() }}) as booking_deadline
     from {{ ref('int_recon__orphan_ledger_entries') }}
 
 )

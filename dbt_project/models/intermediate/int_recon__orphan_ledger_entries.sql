@@ -7,6 +7,7 @@
     - Stripe has it but it failed validation (quarantined): `unreadable_in_stripe`, a break of
       its own, never `missing_in_stripe`;
     - not looked up yet: `pending_stripe_lookup` (not a break; the day stays preliminary).
+  An entry with no reference at all names nothing to look up: `missing_in_stripe` at once.
   A charge found by the look-up is staged and reconciled on its own day (int_recon__charges).
 -#}
 select
@@ -14,6 +15,7 @@ select
     e.external_ref as charge_id,
     cast(e.entry_id as varchar) as ledger_entry_ids,
     case
+        when coalesce(e.external_ref, '') = '' then 'missing_in_stripe'
         when lk.lookup_result = 'not_found' then 'missing_in_stripe'
         when lk.lookup_result = 'quarantined' then 'unreadable_in_stripe'
         else 'pending_stripe_lookup'

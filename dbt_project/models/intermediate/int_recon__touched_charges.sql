@@ -1,8 +1,8 @@
 {{ config(materialized='table') }}
 {#-
   The charge ids whose fact rows this build rebuilds (orphan entries are keyed by the charge id
-  they name, so one id covers a charge and the entries pointing at it). Late data reopens exactly
-  what it touches:
+  they name, '' for none, so one id covers a charge and the entries pointing at it). Late data
+  reopens exactly what it touches:
     - charges and ledger entries loaded since the last build (`_loaded_at` after the fact table's
       `raw_loaded_through`): a charge re-pulled or found by a look-up, an entry posted weeks
       late or edited, whatever their day;
@@ -30,10 +30,10 @@ with charges as (
 
 entries as (
 
-    select external_ref as charge_id, posted_date_et, loaded_at
+    {#- every entry type: an entry that stopped being a `charge` entry reopens its charge too;
+        no reference at all is the id '' (the orphan rows of such entries) -#}
+    select coalesce(external_ref, '') as charge_id, posted_date_et, loaded_at
     from {{ ref('stg_ledger__entries') }}
-    where entry_type = 'charge'
-      and external_ref is not null
 
 ),
 
@@ -109,4 +109,3 @@ select distinct
     t.charge_id,
     (select max(loaded_at) from loads) as loaded_through
 from touched as t
-where t.charge_id is not null

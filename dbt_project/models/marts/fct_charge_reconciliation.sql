@@ -7,8 +7,13 @@
   of those ids, charge and orphan alike, in the same transaction as the insert), so a charge
   whose ledger entry arrives weeks later is rebuilt on its own day, and an orphan whose charge
   appears goes away. Amounts are int64 minor units; amount_diff = ledger - stripe, missing sides
-  as 0. `raw_loaded_through` is the load log's latest instant this row's build had seen.
+  as 0. `raw_loaded_through` is the load log's latest instant this row's build had seen. The
+  "as of" a status was judged against is deliberately not a column: it grows with every ledger
+  day loaded, and a row that does not change must not depend on when it was last rebuilt (the
+  day's ledger coverage is in rpt_reconciliation_days, which is always current).
 -#}
+-- depends_on: {{ ref('int_recon__touched_charges') }}
+-- depends_on: {{ ref('stg_recon__load_log') }}
 select
     i.reporting_date,
     i.charge_id,
@@ -27,8 +32,13 @@ select
     cast(i.ledger_entry_count as bigint) as ledger_entry_count,
     i.ledger_posted_at,
     i.booking_deadline,
-    i.recon_as_of,
+    {%- if is_incremental() %}
     t.loaded_through as raw_loaded_through
 from {{ ref('int_recon__items') }} as i
 inner join {{ ref('int_recon__touched_charges') }} as t
-    on t.charge_id = i.charge_id
+    on t.charge_id = coalesce(i.charge_id, '')
+    {%- else %}
+    {#- a first build or a full refresh: every item, as of every load so far -#}
+    (select max(loaded_at) from {{ ref('stg_recon__load_log') }}) as raw_loaded_through
+from {{ ref('int_recon__items') }} as i
+    {%- endif %}

@@ -40,7 +40,7 @@ judged as (
         cov.covered_until is not null
             and cov.covered_until >= {{ recon.add_days(recon.et_day_start(recon.date_add_days('i.reporting_date', 1)), t) }}
             as ledger_complete,
-        {{ recon.date_add_days('i.reporting_date', t + 1) }} as ledger_needed_through
+        {{ recon.date_add_days('i.reporting_date', t) }} as ledger_needed_through
     from items as i
     left join stripe_days as s
         on s.partition_date = i.reporting_date
