@@ -87,7 +87,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     sc = meta["stripe_charges"]
     print(
         f"   stripe_charges: {sc['rows']} staged, {sc['quarantined']} quarantined, "
-        f"{sc['requests']} requests, {sc['charges_per_s']} charges/s"
+        f"{sc['requests']} requests, {sc['rows_per_s']} charges/s"
     )
     print(f"   ledger_entries: {meta['ledger_entries']['rows']} staged")
     for key in ("raw/stripe_charges", "raw/ledger_entries"):

@@ -27,9 +27,14 @@ import pyarrow as pa
 import pytest
 
 from recon_assets.stage.schemas import LEDGER_ENTRIES_SCHEMA, STRIPE_CHARGES_SCHEMA
+from recon_assets.warehouse.loader import BOOKKEEPING
 from tests.test_dbt_models import (
     DBT,
     FCT_COLUMNS,
+    GAP_DAY,
+    LOADED_1,
+    LOADED_2,
+    LOOKUPS,
     PROJECT_DIR,
     RESYNCED,
     RPT_COLUMNS,
@@ -37,9 +42,12 @@ from tests.test_dbt_models import (
     _key,
     cases,
     charge,
+    entry,
     expected_fct,
     expected_rpt,
     flatten,
+    loaded_days,
+    utc,
     window_vars,
 )
 
@@ -111,13 +119,28 @@ class Warehouse:
                     return v.replace(tzinfo=None).isoformat() if ntz else v.isoformat()
                 return v.isoformat() if isinstance(v, date) else v
 
-            now = datetime(2024, 3, 13, 9, 0).isoformat() + ("" if ntz else "+00:00")
-            data = [(*(lit(r[n]) for n in names), now) for r in rows]
+            data = [(*(lit(r[n]) for n in names), lit(r.get("_loaded_at", LOADED_1))) for r in rows]
             placeholders = ", ".join(["%s"] * (len(names) + 1))
             self.execute(
                 f"insert into RAW.{name} ({', '.join(names)}, _loaded_at) values ({placeholders})",
                 params=data,
             )
+
+        for name, schema in BOOKKEEPING.items():  # as the Snowflake loader creates them
+            cols = ", ".join(f"{f.name} {_sf_type(f.type, False)}" for f in schema)
+            self.execute(f"create or replace table RAW.{name.upper()} ({cols})")
+        log = [("stripe_charges", d) for d in loaded_days()] + [
+            ("ledger_entries", d) for d in loaded_days() if d != GAP_DAY
+        ]
+        at = LOADED_1.isoformat()
+        self.execute(
+            "insert into RAW.LOAD_LOG values (%s, %s, 'day', 0, 'run_test', %s)",
+            params=[(ds, d.isoformat(), at) for ds, d in log],
+        )
+        self.execute(
+            "insert into RAW.STRIPE_CHARGE_LOOKUPS values (%s, %s, null, 'run_test', %s)",
+            params=[(cid, res, at) for cid, res in LOOKUPS],
+        )
 
     def dbt(self, work: Path, *args: str) -> None:
         env = {
@@ -171,23 +194,31 @@ def test_prod_target_builds_and_restates_a_window(
     assert before == epoch_rows(want)
     assert wh.rpt() == expected_rpt(want)
 
-    # Stripe re-pulls ch_pending (now succeeded); the only 2024-03-12 item becomes an adjustment.
-    d11, d12, d13 = date(2024, 3, 11), date(2024, 3, 12), date(2024, 3, 13)
+    # Loaded later: Stripe re-pulls ch_pending (now succeeded); the only 2024-03-12 item
+    # becomes an adjustment; a late entry books the Mar 5 charge ch_missing.
+    d5, d11, d12, d13 = date(2024, 3, 5), date(2024, 3, 11), date(2024, 3, 12), date(2024, 3, 13)
     charges, entries = flatten(cs)
     charges = [
-        charge("ch_pending", c["created"], synced=RESYNCED) if c["id"] == "ch_pending" else c
+        {**charge("ch_pending", c["created"], synced=RESYNCED), "_loaded_at": LOADED_2}
+        if c["id"] == "ch_pending"
+        else c
         for c in charges
     ]
-    entries = [{**e, "entry_type": "adjustment"} if e["id"] == 501 else e for e in entries]
+    entries = [
+        {**e, "entry_type": "adjustment", "_loaded_at": LOADED_2} if e["id"] == 501 else e
+        for e in entries
+    ] + [{**entry(601, "ch_missing", utc(2024, 3, 12, 14)), "_loaded_at": LOADED_2}]
     wh.write_raw(charges, entries)
 
     wh.dbt(tmp_path, "build", "--vars", window_vars(d11, d13))
     after = wh.fct()
     new_d11 = Expect(d11, "ch_pending", "matched", "USD", 1000, 1000, "1", RESYNCED).row()
     assert epoch_rows([new_d11])[0] in after
+    reopened = Expect(d5, "ch_missing", "late_posting", "USD", 1000, 1000, "601").row()
+    assert epoch_rows([reopened])[0] in after  # outside the window, reopened by its entry
     assert [r for r in after if r[0] == d12] == []
-    assert [r for r in after if r[0] not in (d11, d12)] == [
-        r for r in before if r[0] not in (d11, d12)
+    assert [r for r in after if r[0] not in (d11, d12) and r[1] != "ch_missing"] == [
+        r for r in before if r[0] not in (d11, d12) and r[1] != "ch_missing"
     ]
     rpt_after = wh.rpt()
     assert [r for r in rpt_after if r[0] == d12] == []

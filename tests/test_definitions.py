@@ -92,7 +92,7 @@ def test_stripe_charges_three_day_range_in_one_run(settings: ReconSettings) -> N
     assert meta["quarantined"] == 0 and meta["retries"] == 0
     assert len(meta["staged_uris"]) == 3
     assert meta["requests"] >= sum(expected.values()) / 100
-    for k in ("bytes", "seconds", "charges_per_s", "rate_limited_429", "schema_drift"):
+    for k in ("bytes", "seconds", "rows_per_s", "rate_limited_429", "schema_drift"):
         assert k in meta
     checks = result.get_asset_check_evaluations()
     assert [c.passed for c in checks] == [True]

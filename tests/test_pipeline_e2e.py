@@ -10,6 +10,7 @@ re-running a day or the whole range must leave every table as it was.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import pytest
 from recon_assets.cli import materialize_range
 from recon_assets.config import ReconSettings
 from recon_assets.definitions import build_definitions
+from recon_assets.local.bootstrap import seed_local_ledger, settings_emulator_config
 from recon_assets.local.ledger_seeder import SeedResult
 from tests.pipeline_fixtures import assert_same_tables, snapshot
 
@@ -26,6 +28,26 @@ pytestmark = [pytest.mark.timeout(900), pytest.mark.xdist_group("e2e")]
 
 FIRST, LAST = date(2024, 3, 6), date(2024, 3, 12)
 NOW = int(datetime(2024, 3, 13, 11, 0, tzinfo=UTC).timestamp())  # the nightly run's wall clock
+
+
+@pytest.fixture
+def pipeline(
+    tmp_path: Path, ledger_db_dsn: str, dbt_manifest: Path
+) -> Iterator[tuple[ReconSettings, SeedResult]]:
+    settings = ReconSettings.from_env(
+        {
+            "RECON_HOME": str(tmp_path / "recon"),
+            "RECON_START_DATE": "2024-03-01",
+            "RECON_LEDGER_DSN": ledger_db_dsn,
+            "RECON_EMULATOR_CHARGES_PER_DAY": "400",
+            "RECON_EMULATOR_NOW": str(NOW),
+            "RECON_EMULATOR_SEED": "11",
+        }
+    )
+    seed = seed_local_ledger(
+        ledger_db_dsn, settings_emulator_config(settings), FIRST, LAST, tolerance_days=3
+    )
+    yield settings, seed
 
 
 def test_week_reconciles_to_ground_truth_and_reruns_change_nothing(

@@ -36,13 +36,12 @@ def stage_metadata(result: StageResult) -> dict[str, dg.MetadataValue]:
         meta[name] = dg.MetadataValue.int(value)
     if result.quarantine_files:
         meta["quarantine_uris"] = dg.MetadataValue.json([f.uri for f in result.quarantine_files])
-    if result.drift_fields or result.drift_statuses:
-        meta["schema_drift"] = dg.MetadataValue.json(
-            {
-                "unknown_fields": dict(result.drift_fields),
-                "unknown_statuses": dict(result.drift_statuses),
-            }
-        )
+    meta["schema_drift"] = dg.MetadataValue.json(
+        {
+            "unknown_fields": dict(result.drift_fields),
+            "unknown_statuses": dict(result.drift_statuses),
+        }
+    )
     if result.keyed is not None:
         meta["late_changes_by_day"] = dg.MetadataValue.json(
             {d.isoformat(): n for d, n in sorted(result.keyed_rows_by_day.items())}
