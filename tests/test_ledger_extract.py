@@ -4,6 +4,7 @@ staged column contract, bounded batches, and late edits picked up on re-extract.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 
 import psycopg
@@ -15,7 +16,6 @@ from hypothesis import strategies as st
 from recon_assets.ledger.extract import (
     LEDGER_EXTRACT_SCHEMA,
     extract_day_counts,
-    iter_day_batches,
     iter_entry_batches,
 )
 from recon_assets.stage.schemas import LEDGER_ENTRIES_SCHEMA
@@ -41,6 +41,18 @@ def _insert_at(conn: psycopg.Connection, instants: list[datetime], ref_prefix: s
                 ("charge", f"{ref_prefix}{i}", "stripe_clearing", 100 + i, "USD", t, "test")
             )
     conn.commit()
+
+
+def iter_day_batches(
+    conn: psycopg.Connection, window: Window, batch_rows: int = 10_000
+) -> Iterator[tuple[date, pa.RecordBatch]]:
+    """`(day, batch)` per US-Eastern day of an aligned window: how stage_ledger reads a range."""
+    extract_day_counts(conn, window)  # refuses an unaligned window, as stage_ledger's days do
+    d = business_day_of(window.start)
+    while day_window(d).start < window.end:
+        for batch in iter_entry_batches(conn, day_window(d), batch_rows):
+            yield d, batch
+        d += timedelta(days=1)
 
 
 def _range(first: date, last: date) -> Window:

@@ -23,7 +23,14 @@ from recon_assets.warehouse.loader import (
     MissingManifestError,
     day_range,
 )
-from tests.warehouse_fixtures import LoadOp, days_from, load_ops, rewrite_manifest, stage_days
+from tests.warehouse_fixtures import (
+    LoadOp,
+    check_keyed_ledger_load,
+    days_from,
+    load_ops,
+    rewrite_manifest,
+    stage_days,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -321,3 +328,7 @@ def test_s3_stage_is_streamed_through_a_temp_dir(
 
     assert result.loaded_by_day == {days[0]: 3, days[1]: 0}
     assert list(downloads.iterdir()) == []  # the temp copies are gone
+
+
+def test_load_by_id_and_the_load_log(stage: LocalStageStore, db: Path) -> None:
+    check_keyed_ledger_load(DuckDBLoader(db), stage)

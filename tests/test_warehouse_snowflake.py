@@ -25,7 +25,14 @@ from recon_assets.warehouse.loader import (
     MissingManifestError,
 )
 from recon_assets.warehouse.snowflake_loader import SnowflakeLoader
-from tests.warehouse_fixtures import LoadOp, days_from, load_ops, rewrite_manifest, stage_days
+from tests.warehouse_fixtures import (
+    LoadOp,
+    check_keyed_ledger_load,
+    days_from,
+    load_ops,
+    rewrite_manifest,
+    stage_days,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -387,3 +394,7 @@ class _RecordingConnection:
 
     def cursor(self) -> _RecordingCursor:
         return _RecordingCursor(self._conn.cursor(), self._statements, self._swallow)
+
+
+def test_load_by_id_and_the_load_log(loader: SnowflakeLoader, store: S3StageStore) -> None:
+    check_keyed_ledger_load(loader, store)

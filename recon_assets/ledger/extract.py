@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime
 
 import psycopg
 import pyarrow as pa
 
 from recon_assets.stage.schemas import LEDGER_ENTRIES_SCHEMA
-from recon_assets.timewindows import Window, business_day_of, day_window
+from recon_assets.timewindows import Window, days_of_range
 
 LEDGER_EXTRACT_SCHEMA: pa.Schema = pa.schema(
     [f for f in LEDGER_ENTRIES_SCHEMA if not f.name.startswith("_")]
@@ -51,14 +51,6 @@ FROM ledger_entries
 WHERE posted_at >= to_timestamp(%(start)s) AND posted_at < to_timestamp(%(end)s)
 GROUP BY 1
 """
-
-
-def days_of_window(window: Window) -> list[date]:
-    """The US-Eastern days a window covers; it must start and end on ET midnights."""
-    first, last = business_day_of(window.start), business_day_of(window.end)
-    if day_window(first).start != window.start or day_window(last).start != window.end:
-        raise ValueError(f"window {window} is not aligned on US-Eastern midnights")
-    return [date.fromordinal(o) for o in range(first.toordinal(), last.toordinal())]
 
 
 def _to_batch(rows: list[tuple]) -> pa.RecordBatch:
@@ -94,19 +86,6 @@ def iter_entry_batches(
             yield _to_batch(rows)
 
 
-def iter_day_batches(
-    conn: psycopg.Connection, window: Window, batch_rows: int = 10_000
-) -> Iterator[tuple[date, pa.RecordBatch]]:
-    """Yield `(day, batch)` for each US-Eastern day of an ET-midnight-aligned window, in order.
-
-    One query per day, so the caller can hand each batch to the stage writer's `append(day, ...)`
-    and a multi-day range never mixes days in one batch.
-    """
-    for day in days_of_window(window):
-        for batch in iter_entry_batches(conn, day_window(day), batch_rows):
-            yield day, batch
-
-
 def extract_day_counts(conn: psycopg.Connection, window: Window) -> dict[date, int]:
     """Entries per US-Eastern posted day of an aligned window (0 for empty days).
 
@@ -114,7 +93,9 @@ def extract_day_counts(conn: psycopg.Connection, window: Window) -> dict[date, i
     A concurrent insert between the two reads can make them differ; the check is meant for a
     quiet ledger or a re-run.
     """
-    days = days_of_window(window)
+    days = days_of_range(  # raises unless the window is aligned on ET midnights
+        datetime.fromtimestamp(window.start, UTC), datetime.fromtimestamp(window.end, UTC)
+    )
     counts = dict.fromkeys(days, 0)
     with conn.cursor() as cur:
         cur.execute(_COUNT_BY_DAY, {"start": window.start, "end": window.end})
@@ -123,16 +104,4 @@ def extract_day_counts(conn: psycopg.Connection, window: Window) -> dict[date, i
     return counts
 
 
-def count_rows(batches: Iterator[pa.RecordBatch]) -> int:
-    """Consume batches, returning how many rows they held (for tests and benchmarks)."""
-    return sum(b.num_rows for b in batches)
-
-
-__all__ = [
-    "LEDGER_EXTRACT_SCHEMA",
-    "count_rows",
-    "days_of_window",
-    "extract_day_counts",
-    "iter_day_batches",
-    "iter_entry_batches",
-]
+__all__ = ["LEDGER_EXTRACT_SCHEMA", "extract_day_counts", "iter_entry_batches"]

@@ -40,6 +40,7 @@ from recon_assets.warehouse.loader import (
     dataset_schema,
     keyed_load_check,
     plan_load,
+    replace_groups,
 )
 
 
@@ -239,16 +240,18 @@ class DuckDBLoader:
         step = LoadStep(plan.dataset, table, plan.first, plan.end_exclusive, plan.manifests)
         loaded_at = self._clock()
         rid = run_id or (plan.manifests[0].run_id if plan.manifests else "-")
-        in_range = f"{PARTITION_COLUMN} >= ? AND {PARTITION_COLUMN} < ?"
         con.begin()
         try:
-            if plan.dataset == "ledger_entries":
-                _record_refs_before(con, in_range, [plan.first, plan.end_exclusive], rid, loaded_at)
-            deleted_row = con.execute(
-                f"DELETE FROM {table} WHERE {PARTITION_COLUMN} >= ? AND {PARTITION_COLUMN} < ?",
-                [plan.first, plan.end_exclusive],
-            ).fetchone()
-            deleted = int(deleted_row[0]) if deleted_row else 0
+            deleted = 0
+            for days, cutoff in replace_groups(plan.manifests):
+                where = f"{PARTITION_COLUMN} IN ({', '.join('?' * len(days))})" + (
+                    "" if cutoff is None else " AND _synced_at <= ?::TIMESTAMPTZ"
+                )
+                params: list[object] = [*days, *([] if cutoff is None else [cutoff])]
+                if plan.dataset == "ledger_entries":
+                    _record_refs_before(con, where, params, rid, loaded_at)
+                deleted_row = con.execute(f"DELETE FROM {table} WHERE {where}", params).fetchone()
+                deleted += int(deleted_row[0]) if deleted_row else 0
             if self.hooks.after_delete:
                 self.hooks.after_delete(step)
             row = con.execute(
@@ -259,7 +262,7 @@ class DuckDBLoader:
             inserted = int(row[0]) if row else 0
             if plan.dataset == "ledger_entries":
                 _prune_refs(con, rid, loaded_at)
-            counts = _count_by_day(con, table, plan.first, plan.end_exclusive)
+            counts = _count_by_day(con, table, plan.first, plan.end_exclusive, loaded_at)
             result = build_result(plan, table, counts, inserted, loaded_at, deleted)
             if not result.ok:
                 raise CountMismatchError(result)
@@ -346,11 +349,17 @@ def _download(store: StageStore, key: str, target: Path) -> None:
 
 
 def _count_by_day(
-    con: duckdb.DuckDBPyConnection, table: str, first: date, end_exclusive: date
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    first: date,
+    end_exclusive: date,
+    loaded_at: datetime | None = None,
 ) -> dict[date, int]:
+    """Rows per day of the range; with `loaded_at`, only the rows that load inserted."""
+    extra = "" if loaded_at is None else f" AND {LOADED_AT} = ?::TIMESTAMPTZ"
     rows = con.execute(
         f"SELECT {PARTITION_COLUMN}, count(*) FROM {table} "
-        f"WHERE {PARTITION_COLUMN} >= ? AND {PARTITION_COLUMN} < ? GROUP BY 1",
-        [first, end_exclusive],
+        f"WHERE {PARTITION_COLUMN} >= ? AND {PARTITION_COLUMN} < ?{extra} GROUP BY 1",
+        [first, end_exclusive, *([] if loaded_at is None else [loaded_at])],
     ).fetchall()
     return {r[0]: int(r[1]) for r in rows}

@@ -304,6 +304,28 @@ def plan_load(store: StageStore, dataset: str, days: Iterable[date]) -> LoadPlan
     return LoadPlan(dataset, schema, first, end, tuple(manifests))
 
 
+def replace_groups(manifests: Sequence[DayManifest]) -> list[tuple[list[date], datetime | None]]:
+    """The days of a whole-day load grouped by their file's sync cutoff (the manifest's
+    `written_at`, after every row of the file was read).
+
+    A whole-day load replaces a day's rows synced at or before its file's cutoff, never rows
+    synced after it: a charge looked up by id or a ledger entry changed since that file was
+    staged is a newer version and stays (staging keeps the latest version of each id), so
+    re-loading an older file of a day can never undo a newer change. A manifest without a
+    readable `written_at` replaces the whole day (cutoff None).
+    """
+    groups: dict[datetime | None, list[date]] = {}
+    for m in manifests:
+        try:
+            cutoff: datetime | None = datetime.fromisoformat(m.written_at)
+            if cutoff.tzinfo is None:
+                cutoff = None
+        except (TypeError, ValueError):
+            cutoff = None
+        groups.setdefault(cutoff, []).append(m.day)
+    return [(days, cutoff) for cutoff, days in groups.items()]
+
+
 def build_result(
     plan: LoadPlan,
     table: str,

@@ -64,6 +64,7 @@ from recon_assets.warehouse.loader import (
     dataset_schema,
     keyed_load_check,
     plan_load,
+    replace_groups,
 )
 
 COPY_FILES_LIMIT = 1000
@@ -377,10 +378,15 @@ class SnowflakeLoader:
         )
         cur.execute("BEGIN TRANSACTION")
         try:
-            if plan.dataset == "ledger_entries":
-                self._record_refs_before(cur, in_range, rid, ts)
-            cur.execute(f"DELETE FROM {table} WHERE {in_range}")
-            deleted = _first_int(cur.fetchone())
+            deleted = 0
+            for days, cutoff in replace_groups(plan.manifests):
+                where = f"{PARTITION_COLUMN} IN ({', '.join(_date(d) for d in days)})"
+                if cutoff is not None:  # newer versions (by id) stay: see replace_groups
+                    where += f" AND _SYNCED_AT <= {_str(cutoff.isoformat())}::TIMESTAMP_TZ"
+                if plan.dataset == "ledger_entries":
+                    self._record_refs_before(cur, where, rid, ts)
+                cur.execute(f"DELETE FROM {table} WHERE {where}")
+                deleted += _first_int(cur.fetchone())
             if self.hooks.after_delete:
                 self.hooks.after_delete(step)
             inserted = 0
@@ -396,10 +402,12 @@ class SnowflakeLoader:
                     "FORCE = TRUE"
                 )
                 inserted += _check_copy_result(cur, store, chunk)
-            cur.execute(f"UPDATE {table} SET {LOADED_AT} = {ts} WHERE {in_range}")
+            cur.execute(
+                f"UPDATE {table} SET {LOADED_AT} = {ts} WHERE {in_range} AND {LOADED_AT} IS NULL"
+            )
             if plan.dataset == "ledger_entries":
                 self._prune_refs(cur, rid, ts)
-            counts = _count_by_day(cur, table, plan.first, plan.end_exclusive)
+            counts = _count_by_day(cur, table, plan.first, plan.end_exclusive, ts)
             result = build_result(plan, table, counts, inserted, loaded_at, deleted)
             if not result.ok:
                 raise CountMismatchError(result)
@@ -499,10 +507,14 @@ def _check_copy_result(cur: Any, store: StageStore, manifests: Sequence[Any]) ->
     return total  # per-day counts are compared with the manifests by the caller
 
 
-def _count_by_day(cur: Any, table: str, first: date, end_exclusive: date) -> dict[date, int]:
+def _count_by_day(
+    cur: Any, table: str, first: date, end_exclusive: date, loaded_at_sql: str | None = None
+) -> dict[date, int]:
+    """Rows per day of the range; with `loaded_at_sql`, only the rows that load inserted."""
+    extra = "" if loaded_at_sql is None else f" AND {LOADED_AT} = {loaded_at_sql}"
     cur.execute(
         f"SELECT {PARTITION_COLUMN}, COUNT(*) FROM {table} "
-        f"WHERE {PARTITION_COLUMN} >= {_date(first)} AND {PARTITION_COLUMN} < {_date(end_exclusive)} "
-        "GROUP BY 1"
+        f"WHERE {PARTITION_COLUMN} >= {_date(first)} AND {PARTITION_COLUMN} < {_date(end_exclusive)}"
+        f"{extra} GROUP BY 1"
     )
     return {r[0]: int(r[1]) for r in cur.fetchall()}
