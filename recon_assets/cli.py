@@ -69,9 +69,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise SystemExit(
             "recon demo runs on the embedded default: unset RECON_ENV or set it to local"
         )
+    from recon_assets.definitions import dbt_target
+    from recon_assets.defs.dbt_assets import ensure_manifest
+
     days = last_complete_days(args.days)
     first, last = days[0], days[-1]
     print(f"recon demo: RECON_HOME={settings.home}")
+    ensure_manifest(dbt_target(settings))  # a fresh clone has none; a pull may have changed dbt
     print(f"1. ledger: embedded Postgres, seeded for {first}..{last} from the emulator's charges")
     seed = bootstrap_local(settings, first, last)
     print(f"   {len(seed.ground_truth)} expected reconciliation items written")
@@ -92,10 +96,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"   ledger_entries: {meta['ledger_entries']['rows']} staged")
     for key in ("raw/stripe_charges", "raw/ledger_entries"):
         print(f"   {key}: {meta[key]['rows']} rows loaded into {settings.duckdb_path}")
+    lk = meta["raw/stripe_charge_lookups"]
+    print(
+        f"   stripe look-ups by id: {lk['lookups']} ({lk['found']} found, "
+        f"{lk['not_found_404']} not found, {lk['quarantined']} unreadable)"
+    )
     rep = meta["reconciliation_report"]
     print("3. report (what finance ops opens at 9 AM):")
     for day, counts in rep["status_counts_by_day"].items():
-        print(f"   {day}: {rep['breaks_by_day'][day]} breaks  {counts}")
+        status, why = rep["day_status"][day]
+        print(f"   {day}: {rep['breaks_by_day'][day]} breaks, {status}  {counts}")
+        if why:
+            print(f"      {why}")
     for day, files in rep["report_files"].items():
         print(f"   {day}: {files[0]}")
     print(
@@ -106,10 +118,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
+    from recon_assets.definitions import dbt_target
+    from recon_assets.defs.dbt_assets import ensure_manifest
     from recon_assets.local.bootstrap import bootstrap_local
 
     settings = ReconSettings.from_env()
     days = last_complete_days(args.days)
+    ensure_manifest(dbt_target(settings))
     if settings.is_local:
         bootstrap_local(settings, days[0], days[-1])
     env = dict(os.environ, DAGSTER_HOME=str(dagster_home(settings)))

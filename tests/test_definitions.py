@@ -141,3 +141,33 @@ def test_freshness_checks_alert_at_error_severity(settings: ReconSettings) -> No
         "run_failure_alert_sensor",
     ):
         assert defs.resolve_sensor_def(sensor)
+
+
+def test_the_demo_prepares_a_missing_or_stale_manifest(tmp_path: Path) -> None:
+    """A fresh clone has no manifest and a pull can change a model: `recon demo`/`recon dev`
+    parse again exactly then, and not when the manifest is current."""
+    import os
+    import shutil
+
+    from recon_assets.defs.dbt_assets import (
+        DBT_PROJECT_DIR,
+        dbt_project,
+        ensure_manifest,
+        manifest_is_current,
+    )
+
+    project = tmp_path / "dbt_project"
+    shutil.copytree(DBT_PROJECT_DIR, project, ignore=shutil.ignore_patterns("target", "logs"))
+    assert not manifest_is_current(project)
+    manifest = ensure_manifest("local", project)
+    assert manifest == dbt_project("local", project).manifest_path and manifest.exists()
+    assert manifest_is_current(project)
+    parsed_at = manifest.stat().st_mtime
+    assert ensure_manifest("local", project).stat().st_mtime == parsed_at  # no re-parse
+    model = project / "models" / "marts" / "fct_charge_reconciliation.sql"
+    model.write_text(model.read_text() + "\n-- edited\n")
+    os.utime(manifest, (parsed_at - 60, parsed_at - 60))  # so the edit is surely after it
+    assert not manifest_is_current(project)
+    ensure_manifest("local", project)
+    assert manifest_is_current(project)
+    assert "-- edited" in (project / "target" / "local" / "manifest.json").read_text()

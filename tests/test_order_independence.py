@@ -59,12 +59,20 @@ def settings_for(home: Path, dsn: str) -> ReconSettings:
     )
 
 
+RESTATED: list[list[str]] = []
+"""What each run of the last sequence listed as "restated since the last report"."""
+
+
 def run_sequence(dsn: str, ranges: list[tuple[date, date]]) -> tuple[Path, ReconSettings]:
     home = Path(tempfile.mkdtemp(prefix="recon-order-")) / "recon"
     s = settings_for(home, dsn)
     defs = build_definitions(s)
+    RESTATED.clear()
     for first, last in ranges:
-        assert materialize_range(defs, first, last).success
+        result = materialize_range(defs, first, last)
+        assert result.success
+        report = result.asset_materializations_for_node("reconciliation_report")[0]
+        RESTATED.append(list(report.metadata["restated_since_last_report"].value))  # type: ignore[arg-type]
     return home, s
 
 

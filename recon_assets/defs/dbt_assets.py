@@ -97,6 +97,31 @@ def prepare_manifest(
     return project.manifest_path
 
 
+def manifest_is_current(project_dir: Path = DBT_PROJECT_DIR, target: str = "local") -> bool:
+    """True when the target's manifest exists and is newer than every file of the project it
+    was parsed from (models, macros, tests, the project and profile YAML)."""
+    manifest = dbt_project(target, project_dir).manifest_path
+    if not manifest.exists():
+        return False
+    built = manifest.stat().st_mtime
+    sources = [project_dir / "dbt_project.yml", project_dir / "profiles.yml"]
+    for folder in ("models", "macros", "tests"):
+        sources += [p for p in (project_dir / folder).rglob("*") if p.is_file()]
+    return all(p.stat().st_mtime <= built for p in sources if p.exists())
+
+
+def ensure_manifest(target: str = "local", project_dir: Path = DBT_PROJECT_DIR) -> Path:
+    """The target's manifest, parsed first when it is missing or older than the project (a
+    fresh clone, or a pull that changed a model): what `recon demo` and `recon dev` need."""
+    if not manifest_is_current(project_dir, target):
+        manifest = prepare_manifest(project_dir, target)
+        # dbt leaves the file alone when a file was touched but its content did not change:
+        # mark it checked, or every later command would parse again
+        os.utime(manifest)
+        return manifest
+    return dbt_project(target, project_dir).manifest_path
+
+
 class ReconDbtTranslator(DagsterDbtTranslator):
     """All dbt nodes in the `reconciliation` group with named owners.
 

@@ -52,11 +52,12 @@ def build_report_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
             # Past days this run's data reopened (a late posting, a look-up, a change): their
             # report is rewritten when, and only when, its content changed.
             restated: list[DayReport] = []
-            for r in fetch_reports(query, rebuilt_days_outside(query, days)):
+            for d in rebuilt_days_outside(query, days):
                 try:
-                    before = store.read_bytes(report_key(r.day.isoformat(), "md")).decode()
+                    before = store.read_bytes(report_key(d.isoformat(), "md")).decode()
                 except Exception:
                     continue  # never reported: nothing to restate
+                (r,) = fetch_reports(query, [d])
                 if report_content(before) != report_content(render_markdown(r)):
                     restated.append(r)
         lines = [f"{r.day.isoformat()} ({r.break_count} breaks, {r.day_status})" for r in restated]
