@@ -60,7 +60,7 @@ def child(dsn: str, day: date, mode: str, batch_rows: int) -> None:
             with conn.cursor(binary=True) as cur:
                 cur.execute(extract._SELECT, {"start": window.start, "end": window.end})
                 everything = cur.fetchall()
-            table = pa.Table.from_batches([extract._to_batch(everything)])
+            table = pa.Table.from_batches([extract.to_batch(everything)])
             rows = table.num_rows
         seconds = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

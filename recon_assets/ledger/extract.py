@@ -35,15 +35,21 @@ _TIMESTAMP_COLUMNS = ("posted_at", "created_at", "updated_at")
 _cursor_ids = itertools.count(1)  # unique cursor names: two extracts may share a connection
 
 # Server-side epoch microseconds: `extract(epoch ...)` is an exact numeric on PostgreSQL >= 14.
-_SELECT = """
+SELECT_COLUMNS = """
 SELECT id, entry_type, external_ref, account, amount_minor, currency::text,
        (extract(epoch FROM posted_at) * 1000000)::bigint,
        (extract(epoch FROM created_at) * 1000000)::bigint,
        (extract(epoch FROM updated_at) * 1000000)::bigint
 FROM ledger_entries
-WHERE posted_at >= to_timestamp(%(start)s) AND posted_at < to_timestamp(%(end)s)
+"""
+"""The extract's columns, in `LEDGER_EXTRACT_SCHEMA` order; every ledger read appends its WHERE."""
+
+_SELECT = (
+    SELECT_COLUMNS
+    + """WHERE posted_at >= to_timestamp(%(start)s) AND posted_at < to_timestamp(%(end)s)
 ORDER BY posted_at, id
 """
+)
 
 _COUNT_BY_DAY = """
 SELECT (posted_at AT TIME ZONE 'America/New_York')::date AS day, count(*)
@@ -53,7 +59,7 @@ GROUP BY 1
 """
 
 
-def _to_batch(rows: list[tuple]) -> pa.RecordBatch:
+def to_batch(rows: list[tuple]) -> pa.RecordBatch:
     columns = list(zip(*rows, strict=True)) if rows else [()] * len(LEDGER_EXTRACT_SCHEMA)
     arrays = []
     for field, values in zip(LEDGER_EXTRACT_SCHEMA, columns, strict=True):
@@ -83,7 +89,7 @@ def iter_entry_batches(
         cur.itersize = batch_rows
         cur.execute(_SELECT, params)
         while rows := cur.fetchmany(batch_rows):
-            yield _to_batch(rows)
+            yield to_batch(rows)
 
 
 def extract_day_counts(conn: psycopg.Connection, window: Window) -> dict[date, int]:
@@ -104,4 +110,10 @@ def extract_day_counts(conn: psycopg.Connection, window: Window) -> dict[date, i
     return counts
 
 
-__all__ = ["LEDGER_EXTRACT_SCHEMA", "extract_day_counts", "iter_entry_batches"]
+__all__ = [
+    "LEDGER_EXTRACT_SCHEMA",
+    "SELECT_COLUMNS",
+    "extract_day_counts",
+    "iter_entry_batches",
+    "to_batch",
+]

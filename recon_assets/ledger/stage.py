@@ -28,7 +28,12 @@ from datetime import UTC, date, datetime
 import psycopg
 import pyarrow as pa
 
-from recon_assets.ledger.extract import extract_day_counts, iter_entry_batches
+from recon_assets.ledger.extract import (
+    SELECT_COLUMNS,
+    extract_day_counts,
+    iter_entry_batches,
+    to_batch,
+)
 from recon_assets.stage.manifest import (
     KeyedFile,
     KeyedManifest,
@@ -44,17 +49,14 @@ from recon_assets.timewindows import BUSINESS_TZ, Window, day_window
 DATASET = "ledger_entries"
 CHANGES_KIND = "changes"
 
-_CHANGED = """
-SELECT id, entry_type, external_ref, account, amount_minor, currency::text,
-       (extract(epoch FROM posted_at) * 1000000)::bigint,
-       (extract(epoch FROM created_at) * 1000000)::bigint,
-       (extract(epoch FROM updated_at) * 1000000)::bigint
-FROM ledger_entries
-WHERE updated_at >= %(since)s
+_CHANGED = (
+    SELECT_COLUMNS
+    + """WHERE updated_at >= %(since)s
   AND NOT (posted_at >= to_timestamp(%(start)s) AND posted_at < to_timestamp(%(end)s))
   AND (posted_at AT TIME ZONE 'America/New_York')::date = ANY(%(days)s)
 ORDER BY posted_at, id
 """
+)
 
 
 def stage_ledger(
@@ -141,15 +143,13 @@ def _changed_batches(
     batch_rows: int,
 ) -> list[tuple[date, pa.RecordBatch]]:
     """Entries changed since `since`, posted on a loaded day outside `window`, by posted day."""
-    from recon_assets.ledger.extract import _to_batch
-
     out: list[tuple[date, pa.RecordBatch]] = []
     params = {"since": since, "start": window.start, "end": window.end, "days": loaded_days}
     with conn.cursor(name="recon_ledger_changes", binary=True) as cur:
         cur.itersize = batch_rows
         cur.execute(_CHANGED, params)
         while rows := cur.fetchmany(batch_rows):
-            batch = _to_batch(rows)
+            batch = to_batch(rows)
             # changes are few: a Python date per row is cheap here, unlike in the day extract
             days = [p.astimezone(BUSINESS_TZ).date() for p in batch.column("posted_at").to_pylist()]
             for day in sorted(set(days)):

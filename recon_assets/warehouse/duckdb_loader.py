@@ -186,12 +186,7 @@ class DuckDBLoader:
                         _record_refs_before(con, in_files, [paths], rid, loaded_at)
                     row = con.execute(f"DELETE FROM {table} WHERE {in_files}", [paths]).fetchone()
                     replaced = int(row[0]) if row else 0
-                    row = con.execute(
-                        f"INSERT INTO {table} BY NAME "
-                        f"SELECT *, ?::TIMESTAMPTZ AS {LOADED_AT} FROM read_parquet(?)",
-                        [loaded_at, paths],
-                    ).fetchone()
-                    inserted = int(row[0]) if row else 0
+                    inserted = _insert_files(con, table, paths, loaded_at)
                     if manifest.dataset == "ledger_entries":
                         _prune_refs(con, rid, loaded_at)
                 keyed_load_check(manifest, inserted)
@@ -254,12 +249,7 @@ class DuckDBLoader:
                 deleted += int(deleted_row[0]) if deleted_row else 0
             if self.hooks.after_delete:
                 self.hooks.after_delete(step)
-            row = con.execute(
-                f"INSERT INTO {table} BY NAME "
-                f"SELECT *, ?::TIMESTAMPTZ AS {LOADED_AT} FROM read_parquet(?)",
-                [loaded_at, paths],
-            ).fetchone()
-            inserted = int(row[0]) if row else 0
+            inserted = _insert_files(con, table, paths, loaded_at)
             if plan.dataset == "ledger_entries":
                 _prune_refs(con, rid, loaded_at)
             counts = _count_by_day(con, table, plan.first, plan.end_exclusive, loaded_at)
@@ -346,6 +336,17 @@ def _download(store: StageStore, key: str, target: Path) -> None:
         store.client.download_file(bucket, full_key, str(target))
     else:
         target.write_bytes(store.read_bytes(key))
+
+
+def _insert_files(
+    con: duckdb.DuckDBPyConnection, table: str, paths: list[str], loaded_at: datetime
+) -> int:
+    """Every row of the staged files, stamped with this load's `_loaded_at`; rows inserted."""
+    row = con.execute(
+        f"INSERT INTO {table} BY NAME SELECT *, ?::TIMESTAMPTZ AS {LOADED_AT} FROM read_parquet(?)",
+        [loaded_at, paths],
+    ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def _count_by_day(
