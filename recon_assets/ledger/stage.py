@@ -22,7 +22,7 @@ inconsistent extract never becomes the current version of a day.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime
 
 import psycopg
@@ -141,18 +141,20 @@ def _changed_batches(
     since: datetime,
     loaded_days: list[date],
     batch_rows: int,
-) -> list[tuple[date, pa.RecordBatch]]:
-    """Entries changed since `since`, posted on a loaded day outside `window`, by posted day."""
-    out: list[tuple[date, pa.RecordBatch]] = []
+) -> Iterator[tuple[date, pa.RecordBatch]]:
+    """Entries changed since `since`, posted on a loaded day outside `window`, by posted day.
+
+    Streamed like the day extract: a mass edit (every row's `updated_at` moved) must cost time,
+    not memory.
+    """
     params = {"since": since, "start": window.start, "end": window.end, "days": loaded_days}
     with conn.cursor(name="recon_ledger_changes", binary=True) as cur:
         cur.itersize = batch_rows
         cur.execute(_CHANGED, params)
         while rows := cur.fetchmany(batch_rows):
             batch = to_batch(rows)
-            # changes are few: a Python date per row is cheap here, unlike in the day extract
+            # rows of one batch span few days: a Python date per row is cheap next to the fetch
             days = [p.astimezone(BUSINESS_TZ).date() for p in batch.column("posted_at").to_pylist()]
             for day in sorted(set(days)):
                 idx = [i for i, d in enumerate(days) if d == day]
-                out.append((day, batch.take(pa.array(idx))))
-    return out
+                yield day, batch.take(pa.array(idx))
