@@ -800,7 +800,7 @@ def test_every_rule_then_late_data_reopens_exactly_what_it_touches(work: Path) -
     assert days[date(2024, 1, 8)] == (
         "preliminary",
         "ledger loaded through 2024-01-09, bookings can arrive through 2024-01-11; "
-        "1 pending in the ledger;",
+        "1 pending in the ledger",
     )
     assert days[date(2024, 1, 5)] == ("final", "")
 

@@ -58,7 +58,7 @@ select
             then 'final'
         else 'preliminary'
     end as day_status,
-    trim(
+    rtrim(trim(
         case when stripe_day_loaded then '' else 'Stripe day not loaded; ' end
         || case
             when ledger_complete then ''
@@ -72,7 +72,7 @@ select
             then cast(pending_in_ledger as varchar) || ' pending in the ledger; ' else '' end
         || case when pending_lookup > 0
             then cast(pending_lookup as varchar) || ' awaiting a Stripe look-up; ' else '' end
-    ) as day_status_reason,
+    ), ';') as day_status_reason,
     stripe_day_loaded,
     ledger_loaded_through,
     ledger_complete,
