@@ -9,6 +9,7 @@ re-running a day or the whole range must leave every table as it was.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
@@ -123,3 +124,24 @@ def test_week_reconciles_to_ground_truth_and_reruns_change_nothing(
     assert_same_tables(snapshot(settings.duckdb_path), before)
     materialize_range(defs, FIRST, LAST)
     assert_same_tables(snapshot(settings.duckdb_path), before)
+
+
+def test_more_unknown_charges_than_the_bound_fail_before_any_lookup(
+    pipeline: tuple[ReconSettings, SeedResult],
+) -> None:
+    """The seeded week has orphan entries; with the look-up bound at 0 the run must stop at the
+    look-up step with a message that says what to do, before any call, and build no marts."""
+    settings, _ = pipeline
+    strict = dataclasses.replace(settings, stripe_max_lookups=0)
+    with pytest.raises(Exception, match=r"RECON_STRIPE_MAX_LOOKUPS.*backfill") as err:
+        materialize_range(build_definitions(strict), FIRST, LAST)
+    assert "nothing was looked up" in str(err.value)
+    con = duckdb.connect(str(settings.duckdb_path), read_only=True)
+    try:
+        assert con.execute("select count(*) from raw.stripe_charge_lookups").fetchone() == (0,)
+        marts = con.execute(
+            "select count(*) from information_schema.tables where table_schema = 'marts'"
+        ).fetchone()
+        assert marts == (0,)
+    finally:
+        con.close()
