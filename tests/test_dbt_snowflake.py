@@ -19,7 +19,7 @@ import os
 import subprocess
 import uuid
 from collections.abc import Iterator
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -142,7 +142,7 @@ class Warehouse:
             params=[(cid, res, at) for cid, res in LOOKUPS],
         )
 
-    def dbt(self, work: Path, *args: str) -> None:
+    def dbt(self, work: Path, *args: str, fail: bool = False) -> str:
         env = {
             **os.environ,
             "SNOWFLAKE_ACCOUNT": self.kwargs["account"],
@@ -162,7 +162,11 @@ class Warehouse:
         proc = subprocess.run(
             cmd, cwd=PROJECT_DIR, env=env, capture_output=True, text=True, timeout=240, check=False
         )
-        assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
+        if fail:
+            assert proc.returncode != 0, proc.stdout[-3000:]
+        else:
+            assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
+        return proc.stdout
 
     def fct(self) -> list[tuple]:
         cols = [*FCT_COLUMNS[:-1], "date_part(epoch_second, charge_synced_at)"]
@@ -226,3 +230,31 @@ def test_prod_target_builds_and_restates_a_window(
     wh.dbt(tmp_path, "build", "--vars", window_vars(d11, d13))
     assert wh.fct() == after
     assert wh.rpt() == rpt_after
+
+
+def test_prod_target_stops_on_an_amount_that_overflows(
+    fakesnow_kwargs: dict[str, Any], tmp_path: Path
+) -> None:
+    """The overflow guard on the Snowflake dialect stops the build before the fact table changes.
+
+    fakesnow stores NUMBER(38,0) as DuckDB's BIGINT, so the guard's own widening cast already
+    overflows there and the error is fakesnow's conversion error, not the guard's message naming
+    the entries (real Snowflake's NUMBER(38,0) holds the sum; the DuckDB test checks the
+    message). What must hold on both: the guard errors, everything after it is skipped, and the
+    facts are as they were."""
+    wh = Warehouse(fakesnow_kwargs)
+    t = utc(2024, 3, 5, 12)
+    charges = [charge("ch_ok", t), charge("ch_big", t)]
+    entries = [entry(1, "ch_ok", t + timedelta(hours=1))]
+    wh.write_raw(charges, entries)
+    wh.dbt(tmp_path, "build")
+    before = wh.fct()
+    big = 2**63 - 10
+    entries += [
+        {**entry(7001, "ch_big", t + timedelta(hours=1), big), "_loaded_at": LOADED_2},
+        {**entry(7002, "ch_big", t + timedelta(hours=2), big), "_loaded_at": LOADED_2},
+    ]
+    wh.write_raw(charges, entries)
+    out = wh.dbt(tmp_path, "build", fail=True)
+    assert "ERROR assert_amounts_fit_in_int64" in out.replace("\x1b[31m", "").replace("\x1b[0m", "")
+    assert wh.fct() == before
