@@ -61,6 +61,10 @@ class ReconSettings:
     snowflake_stage: str = "RECON_STAGE"
     snowflake_storage_integration: str | None = None
     schedule_cron: str = "0 1 * * *"
+    deep_restate_days: int = 120
+    """Days the weekly deep re-statement re-pulls and rebuilds: what late refunds, disputes and
+    settlements beyond the nightly window (and beyond Stripe's 30 days of events) still change."""
+    deep_restate_cron: str = "0 3 * * 0"
     at_risk_hour: int = 7
     slack_webhook_configured: bool = False
     stripe_max_lookups: int = 10_000
@@ -149,6 +153,8 @@ class ReconSettings:
             snowflake_stage=e.get("RECON_SNOWFLAKE_STAGE") or "RECON_STAGE",
             snowflake_storage_integration=e.get("RECON_SNOWFLAKE_STORAGE_INTEGRATION") or None,
             schedule_cron=e.get("RECON_SCHEDULE_CRON") or "0 1 * * *",
+            deep_restate_days=_int(e, "RECON_DEEP_RESTATE_DAYS", 120, minimum=0),
+            deep_restate_cron=e.get("RECON_DEEP_RESTATE_CRON") or "0 3 * * 0",
             at_risk_hour=_int(e, "RECON_AT_RISK_HOUR", 7, minimum=0),
             slack_webhook_configured=bool(e.get("RECON_SLACK_WEBHOOK_URL")),
             stripe_max_lookups=_int(e, "RECON_STRIPE_MAX_LOOKUPS", 10_000, minimum=0),

@@ -120,6 +120,8 @@ def build_definitions(settings: ReconSettings) -> dg.Definitions:
         start_date=settings.start_date,
         restate_days=settings.restate_days,
         schedule_cron=settings.schedule_cron,
+        deep_restate_days=settings.deep_restate_days,
+        deep_restate_cron=settings.deep_restate_cron,
         at_risk_hour=settings.at_risk_hour,
     )
     bookkeeping = [

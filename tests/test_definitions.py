@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -126,6 +126,24 @@ def test_nightly_schedule_requests_yesterday_and_the_restatement_window(
     (req,) = schedule.evaluate_tick(ctx).run_requests or []
     assert req.tags[RANGE_START_TAG] == "2024-10-31"  # >= T days back, over the DST change
     assert req.tags[RANGE_END_TAG] == "2024-11-03"
+
+
+def test_weekly_deep_restatement_requests_the_last_120_days_as_one_run(
+    settings: ReconSettings,
+) -> None:
+    defs = build_definitions(settings)
+    schedule = defs.resolve_schedule_def("deep_restatement_schedule")
+    assert schedule.execution_timezone == "America/New_York"
+    assert schedule.cron_schedule == "0 3 * * 0"  # Sundays, after the nightly run
+    ctx = dg.build_schedule_context(
+        scheduled_execution_time=datetime(2024, 11, 10, 3, 0, tzinfo=BUSINESS_TZ)
+    )
+    (req,) = schedule.evaluate_tick(ctx).run_requests or []
+    assert req.tags[RANGE_END_TAG] == "2024-11-09"
+    # 120 days before yesterday, clipped at the first partition of these settings
+    want = max(date(2024, 11, 9) - timedelta(days=120), settings.start_date)
+    assert req.tags[RANGE_START_TAG] == want.isoformat()
+    assert req.run_key == "deep-2024-11-09"
 
 
 def test_freshness_checks_alert_at_error_severity(settings: ReconSettings) -> None:

@@ -72,6 +72,8 @@ def build_automation(
     schedule_cron: str = "0 1 * * *",
     deadline_cron: str = "0 9 * * *",
     at_risk_hour: int = 7,
+    deep_restate_days: int = 120,
+    deep_restate_cron: str = "0 3 * * 0",
 ) -> dict[str, list]:
     job = dg.define_asset_job(
         NIGHTLY_JOB,
@@ -94,6 +96,30 @@ def build_automation(
         first, last = window
         return dg.RunRequest(
             run_key=f"nightly-{last.isoformat()}",
+            tags={RANGE_START_TAG: first.isoformat(), RANGE_END_TAG: last.isoformat()},
+        )
+
+    @dg.schedule(
+        name="deep_restatement_schedule",
+        job=job,
+        cron_schedule=deep_restate_cron,
+        execution_timezone=BUSINESS_TZ.key,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description=(
+            f"Weekly, re-pull and re-reconcile the last {deep_restate_days} days as one range "
+            "run: refunds, disputes and settlements that land after the nightly window (and "
+            "after Stripe's 30 days of events) reach their charge's own day. Nothing else "
+            "changes: the marts rebuild only what the data touches."
+        ),
+    )
+    def deep_restatement(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+        now = context.scheduled_execution_time or datetime.now(BUSINESS_TZ)
+        window = trailing_window(now.astimezone(BUSINESS_TZ).date(), deep_restate_days, start_date)
+        if window is None:
+            return dg.SkipReason("no complete US-Eastern day since RECON_START_DATE yet")
+        first, last = window
+        return dg.RunRequest(
+            run_key=f"deep-{last.isoformat()}",
             tags={RANGE_START_TAG: first.isoformat(), RANGE_END_TAG: last.isoformat()},
         )
 
@@ -144,7 +170,7 @@ def build_automation(
 
     return {
         "jobs": [job],
-        "schedules": [nightly_schedule],
+        "schedules": [nightly_schedule, deep_restatement],
         "sensors": [freshness_sensor, deadline_at_risk, run_failure_alert],
         "asset_checks": list(freshness),
     }
