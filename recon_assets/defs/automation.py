@@ -57,6 +57,22 @@ def at_risk_alert(
     )
 
 
+def range_request(
+    context: dg.ScheduleEvaluationContext, kind: str, days_back: int, start_date: date
+) -> dg.RunRequest | dg.SkipReason:
+    """One run over `[yesterday - days_back, yesterday]` (ET) at the tick's time, keyed by kind
+    and day so a tick evaluated twice never launches twice."""
+    now = context.scheduled_execution_time or datetime.now(BUSINESS_TZ)
+    window = trailing_window(now.astimezone(BUSINESS_TZ).date(), days_back, start_date)
+    if window is None:
+        return dg.SkipReason("no complete US-Eastern day since RECON_START_DATE yet")
+    first, last = window
+    return dg.RunRequest(
+        run_key=f"{kind}-{last.isoformat()}",
+        tags={RANGE_START_TAG: first.isoformat(), RANGE_END_TAG: last.isoformat()},
+    )
+
+
 class AlertResource(dg.ConfigurableResource):
     slack_webhook_url: str | None = None
 
@@ -89,15 +105,7 @@ def build_automation(
         default_status=dg.DefaultScheduleStatus.RUNNING,
     )
     def nightly_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
-        now = context.scheduled_execution_time or datetime.now(BUSINESS_TZ)
-        window = trailing_window(now.astimezone(BUSINESS_TZ).date(), restate_days, start_date)
-        if window is None:
-            return dg.SkipReason("no complete US-Eastern day since RECON_START_DATE yet")
-        first, last = window
-        return dg.RunRequest(
-            run_key=f"nightly-{last.isoformat()}",
-            tags={RANGE_START_TAG: first.isoformat(), RANGE_END_TAG: last.isoformat()},
-        )
+        return range_request(context, "nightly", restate_days, start_date)
 
     @dg.schedule(
         name="deep_restatement_schedule",
@@ -113,15 +121,7 @@ def build_automation(
         ),
     )
     def deep_restatement(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
-        now = context.scheduled_execution_time or datetime.now(BUSINESS_TZ)
-        window = trailing_window(now.astimezone(BUSINESS_TZ).date(), deep_restate_days, start_date)
-        if window is None:
-            return dg.SkipReason("no complete US-Eastern day since RECON_START_DATE yet")
-        first, last = window
-        return dg.RunRequest(
-            run_key=f"deep-{last.isoformat()}",
-            tags={RANGE_START_TAG: first.isoformat(), RANGE_END_TAG: last.isoformat()},
-        )
+        return range_request(context, "deep", deep_restate_days, start_date)
 
     # Deliberately not FreshnessPolicy (which Dagster now suggests): a policy looks at the latest
     # materialization of ANY partition, so backfilling an old day would look fresh. This check
