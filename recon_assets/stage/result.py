@@ -56,8 +56,3 @@ class StageResult:
     @property
     def charges_per_s(self) -> float:
         return self.fetched / self.seconds if self.seconds > 0 else 0.0
-
-    @property
-    def conserved(self) -> bool:
-        """Every record fetched is staged or quarantined, day by day."""
-        return all(c.fetched == c.staged + c.quarantined for c in self.per_day.values())

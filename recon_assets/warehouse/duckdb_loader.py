@@ -154,7 +154,7 @@ class DuckDBLoader:
         table = f"{RAW_SCHEMA}.{plan.dataset}"
         with self._local_files(store, plan.manifests) as paths, self._connect() as con:
             ensure_raw_tables(con)
-            self._check_columns(con, plan)
+            self._check_columns(con, plan.dataset, plan.schema)
             return self._replace_range(con, plan, table, paths, run_id)
 
     def load_keyed(
@@ -169,13 +169,14 @@ class DuckDBLoader:
         table = f"{RAW_SCHEMA}.{manifest.dataset}"
         rid = run_id or manifest.run_id
         files = [f for f in manifest.files if f.rows > 0]
-        fake = [
+        # the files in the shape `_local_files` reads (dataset, day, key), to reuse its S3 download
+        as_days = [
             DayManifest(manifest.dataset, f.day, manifest.run_id, f.key, "", f.rows, 0, 0, "")
             for f in files
         ]
-        with self._local_files(store, fake) as paths, self._connect() as con:
+        with self._local_files(store, as_days) as paths, self._connect() as con:
             ensure_raw_tables(con)
-            self._check_columns(con, LoadPlan(manifest.dataset, schema, date.min, date.max))
+            self._check_columns(con, manifest.dataset, schema)
             loaded_at = self._clock()
             con.begin()
             try:
@@ -269,18 +270,20 @@ class DuckDBLoader:
             raise
         return result
 
-    def _check_columns(self, con: duckdb.DuckDBPyConnection, plan: LoadPlan) -> None:
+    def _check_columns(
+        self, con: duckdb.DuckDBPyConnection, dataset: str, schema: pa.Schema
+    ) -> None:
         """An existing table must have exactly the staged columns; drift needs a migration."""
         rows = con.execute(
             "SELECT column_name FROM information_schema.columns "
             "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
-            [RAW_SCHEMA, plan.dataset],
+            [RAW_SCHEMA, dataset],
         ).fetchall()
         have = [r[0] for r in rows]
-        want = [*plan.schema.names, LOADED_AT]
+        want = [*schema.names, LOADED_AT]
         if have != want:
             raise LoadError(
-                f"{RAW_SCHEMA}.{plan.dataset} has columns {have}, the staged schema needs {want}; "
+                f"{RAW_SCHEMA}.{dataset} has columns {have}, the staged schema needs {want}; "
                 "migrate the table before loading"
             )
 

@@ -233,10 +233,6 @@ def keyed_load_check(manifest: KeyedManifest, inserted: int) -> None:
         )
 
 
-def id_column_is_text(dataset: str) -> bool:
-    return dataset_schema(dataset).field("id").type == pa.string()
-
-
 @dataclass(frozen=True)
 class LoadPlan:
     """A validated range and the manifest of every day of it, read before touching the warehouse."""
