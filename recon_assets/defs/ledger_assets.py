@@ -51,10 +51,11 @@ def build_ledger_entries_asset(
         tw = context.partition_time_window
         days = days_of_range(tw.start, tw.end)
         dsn = ledger.resolve_dsn()
-        cursor = warehouse.loader(stage.uri).query(CURSOR_SQL)
+        loader = warehouse.loader(stage.uri)
+        cursor = loader.query(CURSOR_SQL)
         newest = cursor[0][0] if cursor and cursor[0][0] is not None else None
         since = newest - changes_lookback if newest is not None else None  # type: ignore[operator]
-        loaded = [r[0] for r in warehouse.loader(stage.uri).query(LOADED_DAYS_SQL)]
+        loaded = [r[0] for r in loader.query(LOADED_DAYS_SQL)]
         context.log.info(
             f"extracting ledger entries {days[0]}..{days[-1]} from {describe_dsn(dsn)}"
             + (f", and changes since {since.isoformat()}" if since else "")

@@ -19,7 +19,7 @@ def stage_metadata(result: StageResult) -> dict[str, dg.MetadataValue]:
         "quarantined": dg.MetadataValue.int(result.quarantined),
         "bytes": dg.MetadataValue.int(result.staged_bytes),
         "seconds": dg.MetadataValue.float(round(result.seconds, 3)),
-        "rows_per_s": dg.MetadataValue.float(round(result.charges_per_s, 1)),
+        "rows_per_s": dg.MetadataValue.float(round(result.rows_per_s, 1)),
         "staged_uris": dg.MetadataValue.json([f.uri for f in result.files]),
         "per_day": dg.MetadataValue.json(
             {

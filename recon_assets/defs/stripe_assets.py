@@ -50,7 +50,7 @@ def build_stripe_charges_asset(
         rate = result.quarantined / result.fetched if result.fetched else 0.0
         context.log.info(
             f"staged {result.staged} charges, quarantined {result.quarantined}, "
-            f"{result.charges_per_s:.0f} charges/s"
+            f"{result.rows_per_s:.0f} charges/s"
         )
         return dg.MaterializeResult(
             metadata=stage_metadata(result),

@@ -136,22 +136,19 @@ def write_keyed_manifest(store: StageStore, m: KeyedManifest) -> str:
 def read_keyed_manifest(
     store: StageStore, dataset: str, kind: str, run_id: str
 ) -> KeyedManifest | None:
-    try:
-        return KeyedManifest.from_json(
-            store.read_bytes(keyed_manifest_key(dataset, kind, run_id)).decode()
-        )
-    except FileNotFoundError:
-        return None
-    except Exception as exc:
-        if getattr(exc, "response", {}).get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-            return None
-        raise
+    text = _read_text_or_none(store, keyed_manifest_key(dataset, kind, run_id))
+    return None if text is None else KeyedManifest.from_json(text)
 
 
 def read_manifest(store: StageStore, dataset: str, day: date) -> DayManifest | None:
-    key = manifest_key(dataset, day)
+    text = _read_text_or_none(store, manifest_key(dataset, day))
+    return None if text is None else DayManifest.from_json(text)
+
+
+def _read_text_or_none(store: StageStore, key: str) -> str | None:
+    """A manifest's text, or None when the stage has no such key (locally or on S3)."""
     try:
-        return DayManifest.from_json(store.read_bytes(key).decode())
+        return store.read_bytes(key).decode()
     except FileNotFoundError:
         return None
     except Exception as exc:  # S3's NoSuchKey is a botocore ClientError

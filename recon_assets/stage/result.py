@@ -54,5 +54,5 @@ class StageResult:
         return sum(f.bytes for f in self.files)
 
     @property
-    def charges_per_s(self) -> float:
+    def rows_per_s(self) -> float:
         return self.fetched / self.seconds if self.seconds > 0 else 0.0

@@ -30,7 +30,12 @@ from recon_assets.stage.store import StageStore
 from recon_assets.stage.writer import PartitionedParquetWriter
 from recon_assets.stripe.client import ChargesClient
 from recon_assets.stripe.models import Charge
-from recon_assets.stripe.pull import DATASET, QUARANTINE_PREFIX, _describe, charge_columns
+from recon_assets.stripe.pull import (
+    DATASET,
+    QUARANTINE_PREFIX,
+    charge_columns,
+    describe_validation_error,
+)
 from recon_assets.timewindows import business_day_of
 
 LOOKUP_KIND = "lookup"
@@ -95,7 +100,7 @@ def lookup_charges(
             try:
                 charge = Charge.model_validate_json(json.dumps(obj))
             except ValidationError as exc:
-                reason = _describe(exc)
+                reason = describe_validation_error(exc)
                 created = obj.get("created") if isinstance(obj, dict) else None
                 day = business_day_of(created) if isinstance(created, int) else synced.date()
                 quarantine.append_row(

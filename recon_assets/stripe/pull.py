@@ -173,7 +173,7 @@ def prepare_page(page: Page, window: Window) -> PreparedPage:
     return PreparedPage(len(page.items), drift, charge_columns(rows), len(rows), statuses)
 
 
-def _describe(exc: ValidationError) -> str:
+def describe_validation_error(exc: ValidationError) -> str:
     """Field paths and reasons only: input values stay in the raw payload column."""
     return "; ".join(
         f"{'.'.join(str(p) for p in e['loc']) or '<record>'}: {e['msg']}"
@@ -296,7 +296,7 @@ def pull_charges(
                 try:
                     charges.append(Charge.model_validate_json(json.dumps(item)))
                 except ValidationError as exc:
-                    to_quarantine(day, item, _describe(exc), synced)
+                    to_quarantine(day, item, describe_validation_error(exc), synced)
                     charges.append(None)
         rows = []
         for c in charges:

@@ -209,8 +209,9 @@ class SnowflakeLoader:
 
     # -- load -----------------------------------------------------------------------------
     def ensure_raw_tables(self, cur: Any) -> None:
-        """Every data and bookkeeping table, created only when missing (DDL commits, so never
-        inside a load's transaction), so dbt finds each source before its first load."""
+        """Every data and bookkeeping table, created only when missing, so dbt finds each source
+        before its first load. Never inside a load's transaction (DDL commits), and never a
+        CREATE ... IF NOT EXISTS on an existing table (fakesnow forgets its load history)."""
         existing = self._tables(cur)
         if not existing:
             cur.execute(f"CREATE SCHEMA IF NOT EXISTS {self.qualified_schema}")
@@ -247,7 +248,7 @@ class SnowflakeLoader:
     ) -> KeyedLoadResult:
         """Replace rows by id (COPY the files, then drop the older versions of their ids),
         record the look-ups and the load log, in one transaction."""
-        dataset_schema(manifest.dataset)
+        schema = dataset_schema(manifest.dataset)
         table = self.table_name(manifest.dataset)
         rid = run_id or manifest.run_id
         files = [f for f in manifest.files if f.rows > 0]
@@ -256,6 +257,7 @@ class SnowflakeLoader:
             try:
                 with self._tagged(cur, manifest.dataset, rid):
                     self.ensure_raw_tables(cur)
+                    self._check_columns(cur, manifest.dataset, schema)
                     loaded_at = self._clock()
                     ts = _str(loaded_at.astimezone(UTC).isoformat()) + "::TIMESTAMP_TZ"
                     new = f"{LOADED_AT} IS NULL"
@@ -350,7 +352,7 @@ class SnowflakeLoader:
             try:
                 with self._tagged(cur, plan.dataset, run_id):
                     self.ensure_raw_tables(cur)
-                    self._ensure_table(cur, plan)
+                    self._check_columns(cur, plan.dataset, plan.schema)
                     return self._replace_range(cur, store, plan, table, run_id)
             finally:
                 cur.close()
@@ -425,23 +427,18 @@ class SnowflakeLoader:
             raise
         return result
 
-    def _ensure_table(self, cur: Any, plan: LoadPlan) -> None:
-        """Create the raw table if missing; an existing one must have exactly the staged columns.
+    def _check_columns(self, cur: Any, dataset: str, schema: pa.Schema) -> None:
+        """The raw table (created by `ensure_raw_tables` when missing) must have exactly the
+        staged columns.
 
         MATCH_BY_COLUMN_NAME would otherwise load NULL into a column the files lack and drop a
-        file column the table lacks, silently; drift needs a reviewed migration instead. The
-        CREATE runs only when the table is missing (DDL commits, and fakesnow also forgets a
-        table's load history on every CREATE TABLE IF NOT EXISTS).
+        file column the table lacks, silently; drift needs a reviewed migration instead.
         """
-        have = self._columns(cur, plan.dataset)
-        if not have:
-            cur.execute(f"CREATE SCHEMA IF NOT EXISTS {self.qualified_schema}")
-            cur.execute(self.create_table_sql(plan.dataset, plan.schema))
-            have = self._columns(cur, plan.dataset)
-        want = [n.upper() for n in [*plan.schema.names, LOADED_AT]]
+        have = self._columns(cur, dataset)
+        want = [n.upper() for n in [*schema.names, LOADED_AT]]
         if have != want:
             raise LoadError(
-                f"{self.table_name(plan.dataset)} has columns {have}, the staged schema needs "
+                f"{self.table_name(dataset)} has columns {have}, the staged schema needs "
                 f"{want}; migrate the table before loading"
             )
 
