@@ -3,7 +3,7 @@
   One row per Stripe charge (on the US-Eastern day it was created) and one per orphan ledger
   charge entry (on the day it was posted). A function of the raw data alone, never of which days
   were loaded or in what order: an incremental build replaces the rows of exactly the charge ids
-  the run touches (int_recon__touched_charges; macros/delete_insert_window.sql deletes every row
+  the run touches (int_recon__touched_charges; macros/delete_insert_touched.sql deletes every row
   of those ids, charge and orphan alike, in the same transaction as the insert), so a charge
   whose ledger entry arrives weeks later is rebuilt on its own day, and an orphan whose charge
   appears goes away. Amounts are int64 minor units; amount_diff = ledger - stripe, missing sides
