@@ -17,10 +17,12 @@ shape, Stripe's paging and errors, and reproducible faults. It knows nothing of 
         --start-date 2024-01-01 --end-date 2024-03-01 [--error-5xx-rate 0.05 ...]
 
 Served: `GET /v1/charges` (created[gt|gte|lt|lte] or exact created, limit 1..100, starting_after /
-ending_before, newest first by (created, id)) and `GET /v1/charges/{id}`, Bearer or Basic auth.
-Days are US-Eastern; charges created after the emulator's `now` do not exist yet; late changes
-(pending resolving, refunds, disputes) land 1..72 h after `created`. Fault determinism: see
-`FaultConfig`.
+ending_before, newest first by (created, id)), `GET /v1/charges/{id}` and `GET /v1/events`
+(type with `*` wildcards, types[], created, limit, starting_after / ending_before, newest first,
+the last 30 days only; see `events`), Bearer or Basic auth. Days are US-Eastern; charges created
+after the emulator's `now` do not exist yet; seeded late changes (pending resolving, late and
+partial captures, refunds, disputes) land 1..72 h after `created`, hand-made `ChargeChange`s
+(`--changes FILE`) whenever they say. Fault determinism: see `FaultConfig`.
 """
 
 from recon_assets.local.stripe_emulator.charges import ChargeGenerator

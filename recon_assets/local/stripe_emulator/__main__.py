@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import sys
 from collections.abc import Sequence
 from datetime import date
+from pathlib import Path
 
 from recon_assets.local.stripe_emulator.config import (
     DEFAULT_END_DATE,
+    ChargeChange,
     EmulatorConfig,
     FaultConfig,
 )
@@ -38,6 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--api-key", default=None, help="key to accept (default: the project's local key)"
     )
     p.add_argument("--now", type=int, default=None, help="freeze the clock (unix seconds)")
+    p.add_argument(
+        "--changes",
+        type=Path,
+        default=None,
+        help="a JSON file of hand-made late changes (see ChargeChange); each is also an event",
+    )
     f = p.add_argument_group("faults (all off by default, seeded)")
     f.add_argument("--rate-limit-per-s", type=float, default=None)
     f.add_argument("--rate-limit-burst", type=int, default=None)
@@ -68,6 +77,10 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
     kwargs: dict[str, object] = {}
     if args.api_key:
         kwargs["api_key"] = args.api_key
+    if args.changes is not None:
+        kwargs["changes"] = tuple(
+            ChargeChange.from_json(d) for d in json.loads(args.changes.read_text())
+        )
     return EmulatorConfig(
         seed=args.seed,
         charges_per_day=args.charges_per_day,

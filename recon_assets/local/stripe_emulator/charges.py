@@ -7,8 +7,10 @@ nothing is `json.dumps`ed per charge: that is what keeps the emulator far ahead 
 `ChargeGenerator.iter_charges` and `get` parse that same text, so the Python view can never drift
 from what the server sends.
 
-What a charge looks like depends on `now`: pending charges resolve, refunds and disputes land,
-each at a seeded delay of 1..72 hours after `created`; everything else is fixed at creation.
+What a charge looks like depends on `now`: pending charges resolve, authorizations are captured
+(some in full, some for less), refunds and disputes land, each at a seeded delay of 1..72 hours
+after `created`; everything else is fixed at creation. `seeded_changes` lists those moments (the
+events the account emits), and hand-made `ChargeChange`s add later ones on top.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 
-from recon_assets.local.stripe_emulator.config import EmulatorConfig
+from recon_assets.local.stripe_emulator.config import ChargeChange, EmulatorConfig
 from recon_assets.local.stripe_emulator.ids import (
     ALNUM_TABLE,
     ALPHABET,
@@ -36,14 +38,17 @@ from recon_assets.local.stripe_emulator.timeline import Timeline
 
 HOUR = 3600
 _DELAY_SPAN = 71 * HOUR + 1
-"""Late changes land 1 h + (0..71 h) after `created`: within the pipeline's 3-day re-statement."""
+"""Seeded late changes land 1 h + (0..71 h) after `created`: within the pipeline's 3-day
+re-statement; hand-made `ChargeChange`s go further."""
+MAX_SEEDED_DELAY = HOUR + _DELAY_SPAN
+"""No seeded change lands this long after its charge's `created` or later."""
 
 # Shares out of 65536 (16 bits of the digest), cumulative.
 _P_PENDING_FOREVER = 655  # 1 %: bank debits that never settle
 _P_PENDING_RESOLVES = 2621  # 3 %: settle 1..72 h later, 85 % succeeded, 15 % failed
 _P_FAILED = 6554  # 6 %
-_P_UNCAPTURED = 7864  # 2 %: authorizations never captured
-_P_PARTIAL = 9175  # 2 %: captured for less than authorized
+_P_UNCAPTURED = 7864  # 2 %: authorizations, half captured late in full, half never captured
+_P_PARTIAL = 9175  # 2 %: captured for less than authorized, half of them late
 _P_REFUND = 3277  # 5 % of captured charges get a refund (half full, half partial)
 _P_DISPUTE = 524  # 0.8 % of captured charges get disputed
 _P_PRESENTMENT = 8  # of 256: ~3 % of USD charges were presented in another currency
@@ -332,6 +337,97 @@ def _amount_table(seed: int, currency: str) -> list[int]:
     return out
 
 
+def seeded_changes(h: int, created: int) -> list[tuple[int, str]]:
+    """The moments a charge's seeded life changes it, as (unix time, event type).
+
+    The same bits `_render_day` reads, so the events the account lists are exactly the changes
+    its charges show (a test renders each charge just before and at each moment). A refund or a
+    dispute of a charge that is captured late lands no earlier than the capture.
+    """
+    scen = h & 0xFFFF
+    out: list[tuple[int, str]] = []
+    captured_from: int | None = created
+    if scen < _P_PENDING_RESOLVES:
+        captured_from = None
+        if scen >= _P_PENDING_FOREVER:
+            t = created + HOUR + ((h >> 46) & 0x3FFFF) % _DELAY_SPAN
+            if ((h >> 64) & 0xFF) < 218:
+                out.append((t, "charge.succeeded"))
+                captured_from = t
+            else:
+                out.append((t, "charge.failed"))
+    elif scen < _P_FAILED:
+        captured_from = None
+    elif scen < _P_PARTIAL:
+        if (h >> 252) & 1:
+            t = created + HOUR + ((h >> 46) & 0x3FFFF) % _DELAY_SPAN
+            out.append((t, "charge.captured"))
+            captured_from = t
+        elif scen < _P_UNCAPTURED:
+            captured_from = None
+    if captured_from is not None:
+        if ((h >> 96) & 0xFFFF) < _P_REFUND:
+            t = created + HOUR + ((h >> 112) & 0x3FFFF) % _DELAY_SPAN
+            out.append((max(t, captured_from), "charge.refunded"))
+        if ((h >> 138) & 0xFFFF) < _P_DISPUTE:
+            t = created + HOUR + ((h >> 154) & 0x3FFFF) % _DELAY_SPAN
+            out.append((max(t, captured_from), "charge.dispute.created"))
+    return out
+
+
+CHANGE_EVENT = {
+    "capture": "charge.captured",
+    "refund": "charge.refunded",
+    "dispute": "charge.dispute.created",
+    "update": "charge.updated",
+}
+"""The event each hand-made change emits (`settle` emits charge.succeeded or charge.failed)."""
+
+
+def change_event_type(change: ChargeChange) -> str:
+    if change.kind == "settle":
+        return f"charge.{change.outcome}"
+    return CHANGE_EVENT[change.kind]
+
+
+def apply_changes(text: str, changes: list[ChargeChange], now: int) -> str:
+    """A charge's JSON with its hand-made changes (sorted by `at`) as they stand at `now`."""
+    c = json.loads(text)
+    for ch in changes:
+        due = now >= ch.at
+        if ch.kind == "settle":
+            c.update(amount_refunded=0, refunded=False, disputed=False)
+            if not due:
+                c.update(status="pending", paid=False, failure_code=None, failure_message=None)
+            elif ch.outcome == "failed":
+                c.update(
+                    status="failed", paid=False, captured=False, amount_captured=0,
+                    balance_transaction=None, failure_code="insufficient_funds",
+                    failure_message="Your account has insufficient funds.",
+                )  # fmt: skip
+            else:
+                c.update(status="succeeded", paid=True, captured=True, failure_code=None,
+                         failure_message=None, amount_captured=c["amount"])  # fmt: skip
+        elif ch.kind == "capture":
+            if due:
+                amount = c["amount"] if ch.amount is None else min(ch.amount, c["amount"])
+                c.update(status="succeeded", paid=True, captured=True, amount_captured=amount)
+            else:
+                c.update(captured=False, amount_captured=0, amount_refunded=0, refunded=False,
+                         disputed=False)  # fmt: skip
+        elif not due:
+            continue
+        elif ch.kind == "refund":
+            refunded = c["amount_captured"] if ch.amount is None else ch.amount
+            refunded = min(refunded, c["amount_captured"])
+            c.update(amount_refunded=refunded, refunded=refunded == c["amount_captured"])
+        elif ch.kind == "dispute":
+            c["disputed"] = True
+        else:
+            c["description"] = ch.description
+    return json.dumps(c, separators=(",", ":"))
+
+
 class ChargeGenerator:
     """The emulated account's charges: deterministic from the config, generated on demand.
 
@@ -355,6 +451,17 @@ class ChargeGenerator:
         self._hashers: list[hashlib._Hash | None] = [None] * len(self.timeline.days)
         self._prefixes = [day_prefix(d) for d in self.timeline.days]
         self._literals = re.split(r"%[sd]", CHARGE_TEMPLATE)
+        self.changes: dict[int, list[ChargeChange]] = {}
+        """Hand-made changes by charge position, each list in `at` order."""
+        self._day_changes: dict[int, list[tuple[int, str, int]]] = {}
+        """Seeded changes per day index, computed on first use (`day_changes`)."""
+        for ch in sorted(cfg.changes, key=lambda c: (c.at, c.kind)):
+            g = self.position_of(ch.charge_id, now=2**62)
+            if g is None:
+                raise ValueError(f"a change names {ch.charge_id!r}, which the account never has")
+            if ch.at <= self.created_at(g):
+                raise ValueError(f"a change to {ch.charge_id} is dated before the charge exists")
+            self.changes.setdefault(g, []).append(ch)
 
     # -- clock and visibility ---------------------------------------------------------------
 
@@ -431,6 +538,37 @@ class ChargeGenerator:
             n = min(tl.counts[k] - i, g1 - g)
             out += self._render_day(k, i, i + n, now)
             g += n
+        if self.changes:
+            for pos, changes in self.changes.items():
+                if g0 <= pos < g1:
+                    out[pos - g0] = apply_changes(out[pos - g0], changes, now)
+        return out
+
+    def created_at(self, g: int) -> int:
+        k, i = self.timeline.locate(g)
+        return self.timeline.timestamps(k)[i]
+
+    def day_changes(self, k: int) -> list[tuple[int, str, int]]:
+        """Every seeded change of day k's charges as (time, event type, position), cached: the
+        same digests as rendering, about 30 ms for 15 k charges."""
+        got = self._day_changes.get(k)
+        if got is not None:
+            return got
+        ts = self.timeline.timestamps(k)
+        self._digest(k, 0)
+        base = self._hashers[k]
+        assert base is not None
+        g0 = self.timeline.position(k, 0)
+        out: list[tuple[int, str, int]] = []
+        for i in range(self.timeline.counts[k]):
+            hasher = base.copy()
+            hasher.update(i.to_bytes(4, "little"))
+            h = int.from_bytes(hasher.digest()[32:], "little")
+            for t, kind in seeded_changes(h, ts[i]):
+                out.append((t, kind, g0 + i))
+        if len(self._day_changes) > 64:
+            self._day_changes.clear()
+        self._day_changes[k] = out
         return out
 
     def _render_day(self, k: int, i0: int, i1: int, now: int) -> list[str]:
@@ -478,8 +616,15 @@ class ChargeGenerator:
             elif scen < _P_UNCAPTURED:
                 captured = False
                 amount_captured = 0
+                if (h >> 252) & 1 and age >= HOUR + ((h >> 46) & 0x3FFFF) % _DELAY_SPAN:
+                    captured = True  # an authorization captured late, in full
+                    amount_captured = amount
             elif scen < _P_PARTIAL:
-                amount_captured = max(1, amount * (50 + ((h >> 72) & 0x3F) % 46) // 100)
+                if (h >> 252) & 1 and age < HOUR + ((h >> 46) & 0x3FFFF) % _DELAY_SPAN:
+                    captured = False  # authorized now, captured for less later
+                    amount_captured = 0
+                else:
+                    amount_captured = max(1, amount * (50 + ((h >> 72) & 0x3F) % 46) // 100)
 
             presentment = ""
             if currency == "usd" and ((h >> 172) & 0xFF) < _P_PRESENTMENT:

@@ -23,6 +23,59 @@ MAX_CHARGES_PER_DAY = 5_000_000
 """Ids carry the index inside a day in four base-62 digits (62**4 = 14.7 M); keep well below it."""
 
 TruncateMode = Literal["mixed", "short_length", "abort"]
+ChangeKind = Literal["settle", "capture", "refund", "dispute", "update"]
+
+API_VERSION = "2026-10-28.endive"
+"""What the emulator speaks when a client sends no Stripe-Version (stripe 16.1's pin), and the
+version its events are rendered in."""
+
+EVENT_RETENTION_S = 30 * 86400
+"""Stripe keeps events for 30 days: older ones are not listed, whatever the filter asks."""
+
+
+@dataclass(frozen=True)
+class ChargeChange:
+    """A hand-made late change to one charge, on top of its seeded life.
+
+    The seeded account changes charges within 72 hours of their creation; these say what happens
+    later, the way a test or a demo needs it (a bank debit settling on day 5, a refund on day 20):
+
+    - `settle`: the charge is `pending` from its creation until `at`, then `outcome`;
+    - `capture`: an authorization (captured false, amount_captured 0) until `at`, then captured
+      for `amount` (None: in full; less is a partial capture);
+    - `refund`: from `at`, `amount` refunded (None: all of amount_captured);
+    - `dispute`: from `at`, disputed;
+    - `update`: from `at`, the description is `description`.
+
+    Each one is also an event (`charge.succeeded`/`charge.failed`, `charge.captured`,
+    `charge.refunded`, `charge.dispute.created`, `charge.updated`) created at `at`.
+    """
+
+    charge_id: str
+    at: int
+    kind: ChangeKind
+    amount: int | None = None
+    outcome: Literal["succeeded", "failed"] = "succeeded"
+    description: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("settle", "capture", "refund", "dispute", "update"):
+            raise ValueError(f"unknown change kind {self.kind!r}")
+        if self.outcome not in ("succeeded", "failed"):
+            raise ValueError(f"a settle outcome is succeeded or failed, not {self.outcome!r}")
+        if self.amount is not None and self.amount < 0:
+            raise ValueError("a change amount is >= 0")
+
+    @classmethod
+    def from_json(cls, d: dict) -> ChargeChange:
+        return cls(
+            charge_id=str(d["charge_id"]),
+            at=int(d["at"]),
+            kind=d["kind"],
+            amount=None if d.get("amount") is None else int(d["amount"]),
+            outcome=d.get("outcome", "succeeded"),
+            description=d.get("description"),
+        )
 
 
 @dataclass(frozen=True)
@@ -98,7 +151,8 @@ class EmulatorConfig:
     `now` is the emulator's clock in unix seconds (None: wall clock, read per request). Charges
     created after `now` do not exist yet, and late changes (pending charges resolving, refunds,
     disputes) appear once `now` passes their seeded time, so a test that freezes `now` gets a frozen
-    account and one that moves it sees newer versions of the same charges.
+    account and one that moves it sees newer versions of the same charges. Every change is also
+    an event in `GET /v1/events`, kept 30 days (`EVENT_RETENTION_S`).
     """
 
     seed: int = 42
@@ -108,6 +162,8 @@ class EmulatorConfig:
     api_key: str = field(default=LOCAL_STRIPE_API_KEY, repr=False)
     now: int | None = None
     faults: FaultConfig = field(default_factory=FaultConfig)
+    changes: tuple[ChargeChange, ...] = ()
+    """Hand-made late changes (see `ChargeChange`), applied in `at` order."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.charges_per_day <= MAX_CHARGES_PER_DAY:

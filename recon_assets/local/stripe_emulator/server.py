@@ -14,6 +14,7 @@ import base64
 import contextlib
 import hmac
 import json
+import re
 import socket
 import struct
 import threading
@@ -26,7 +27,8 @@ from types import TracebackType
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from recon_assets.local.stripe_emulator.charges import ChargeGenerator
-from recon_assets.local.stripe_emulator.config import EmulatorConfig
+from recon_assets.local.stripe_emulator.config import API_VERSION, EmulatorConfig
+from recon_assets.local.stripe_emulator.events import EVENTS_URL, EventLog, type_filter
 from recon_assets.local.stripe_emulator.faults import (
     Counters,
     EmulatorStats,
@@ -37,8 +39,6 @@ from recon_assets.local.stripe_emulator.faults import (
     malformed_kind,
 )
 
-DEFAULT_API_VERSION = "2026-10-28.endive"
-"""What the emulator claims to speak when a client sends no Stripe-Version (stripe 16.1's pin)."""
 LIST_URL = "/v1/charges"
 _HAS_MORE = b'],"has_more":true,"url":"/v1/charges"}'
 _NO_MORE = b'],"has_more":false,"url":"/v1/charges"}'
@@ -47,6 +47,8 @@ _LIST_PARAMS = frozenset(
     {"limit", "starting_after", "ending_before", "created"}
     | {f"created[{op}]" for op in ("gt", "gte", "lt", "lte")}
 )
+_EVENT_PARAMS = _LIST_PARAMS | {"type", "types[]"}
+_TYPES_ITEM = re.compile(r"^types\[\d*\]$")
 
 
 class ApiError(Exception):
@@ -112,12 +114,55 @@ def _int_param(name: str, raw: str) -> int:
         ) from None
 
 
+def _paging(params: dict[str, str]) -> tuple[int, int | None, int | None, str | None, str | None]:
+    """A list call's (limit, created gte, created lt, starting_after, ending_before), checked as
+    Stripe checks them."""
+    limit = 10
+    if "limit" in params:
+        limit = _int_param("limit", params["limit"])
+        if limit < 1:
+            raise ApiError(
+                400,
+                "invalid_request_error",
+                "This value must be greater than or equal to 1.",
+                param="limit",
+            )
+        if limit > 100:
+            raise ApiError(
+                400,
+                "invalid_request_error",
+                "This value must be less than or equal to 100.",
+                param="limit",
+            )
+    gte: int | None = None
+    lt: int | None = None
+    for name, raw in params.items():
+        if name.startswith("created"):
+            v = _int_param(name, raw)
+            if name in ("created", "created[gt]", "created[gte]"):
+                lo = {"created": v, "created[gt]": v + 1, "created[gte]": v}[name]
+                gte = lo if gte is None else max(gte, lo)
+            if name in ("created", "created[lt]", "created[lte]"):
+                hi = {"created": v + 1, "created[lt]": v, "created[lte]": v + 1}[name]
+                lt = hi if lt is None else min(lt, hi)
+    after, before = params.get("starting_after"), params.get("ending_before")
+    if after is not None and before is not None:
+        raise ApiError(
+            400,
+            "invalid_request_error",
+            "You may only specify one of these parameters: ending_before, starting_after.",
+            param="ending_before",
+        )
+    return limit, gte, lt, after, before
+
+
 class _App:
     """Request handling, independent of the socket plumbing."""
 
     def __init__(self, cfg: EmulatorConfig) -> None:
         self.cfg = cfg
         self.gen = ChargeGenerator(cfg)
+        self.events = EventLog(self.gen)
         self.plan = FaultPlan(cfg.seed, cfg.faults)
         self.counters = Counters()
         f = cfg.faults
@@ -176,6 +221,8 @@ class _App:
         path = url.path.rstrip("/") if url.path != "/" else url.path
         if h.command == "GET" and path == LIST_URL:
             return self._list(url.query)
+        if h.command == "GET" and path == EVENTS_URL:
+            return self._list_events(url.query)
         if h.command == "GET" and path.startswith(LIST_URL + "/") and path.count("/") == 3:
             return self._retrieve(unquote(path[len(LIST_URL) + 1 :]), url.query)
         raise ApiError(
@@ -220,56 +267,7 @@ class _App:
                 raise ApiError(
                     400, "invalid_request_error", f"Received unknown parameter: {name}", param=name
                 )
-        limit = 10
-        if "limit" in params:
-            limit = _int_param("limit", params["limit"])
-            if limit < 1:
-                raise ApiError(
-                    400,
-                    "invalid_request_error",
-                    "This value must be greater than or equal to 1.",
-                    param="limit",
-                )
-            if limit > 100:
-                raise ApiError(
-                    400,
-                    "invalid_request_error",
-                    "This value must be less than or equal to 100.",
-                    param="limit",
-                )
-        gte: int | None = None
-        lt: int | None = None
-
-        def lower(v: int) -> None:
-            nonlocal gte
-            gte = v if gte is None else max(gte, v)
-
-        def upper(v: int) -> None:
-            nonlocal lt
-            lt = v if lt is None else min(lt, v)
-
-        for name, raw in params.items():
-            if name.startswith("created"):
-                v = _int_param(name, raw)
-                if name == "created":
-                    lower(v)
-                    upper(v + 1)
-                elif name == "created[gt]":
-                    lower(v + 1)
-                elif name == "created[gte]":
-                    lower(v)
-                elif name == "created[lt]":
-                    upper(v)
-                else:
-                    upper(v + 1)
-        after, before = params.get("starting_after"), params.get("ending_before")
-        if after is not None and before is not None:
-            raise ApiError(
-                400,
-                "invalid_request_error",
-                "You may only specify one of these parameters: ending_before, starting_after.",
-                param="ending_before",
-            )
+        limit, gte, lt, after, before = _paging(params)
         gen = self.gen
         now = gen.now()
         lo, hi = gen.bounds(gte, lt, now)
@@ -293,6 +291,45 @@ class _App:
             chunks.pop()
         chunks.append(_HAS_MORE if has_more else _NO_MORE)
         return chunks, len(texts), n_malformed
+
+    def _list_events(self, query: str) -> tuple[list[bytes], int, int]:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        types = [v for k, v in pairs if _TYPES_ITEM.match(k)]
+        params = {k: v for k, v in pairs if not _TYPES_ITEM.match(k)}
+        for name in params:
+            if name not in _EVENT_PARAMS:
+                raise ApiError(
+                    400, "invalid_request_error", f"Received unknown parameter: {name}", param=name
+                )
+        limit, gte, lt, after, before = _paging(params)
+        events = self.events.list(gte, lt, self.gen.now(), type_filter(params.get("type"), types))
+        ids = [e.id for e in events]
+        cursor = after if after is not None else before
+        if cursor is not None and cursor not in ids:
+            raise ApiError(
+                400,
+                "invalid_request_error",
+                f"No such event: '{cursor}'",
+                code="resource_missing",
+                param="starting_after" if after is not None else "ending_before",
+            )
+        if before is not None:  # the page just newer than the cursor, still newest first
+            end = ids.index(before)
+            page = events[max(0, end - limit) : end]
+            has_more = end - limit > 0
+        else:
+            begin = 0 if after is None else ids.index(after) + 1
+            page = events[begin : begin + limit]
+            has_more = begin + limit < len(events)
+        chunks = [b'{"object":"list","data":[']
+        for e in page:
+            chunks += (self.events.render(e).encode(), b",")
+        if page:
+            chunks.pop()
+        chunks.append(
+            b'],"has_more":' + (b"true" if has_more else b"false") + b',"url":"/v1/events"}'
+        )
+        return chunks, 0, 0
 
     def _cursor(self, param: str, charge_id: str, now: int) -> int:
         g = self.gen.position_of(charge_id, now)
@@ -372,7 +409,7 @@ class _App:
         self._send(h, plan, status, [err.payload()], extra=extra)
 
     def _head(self, h: _Handler, plan: RequestFault, status: int, length: int, extra: str) -> bytes:
-        version = h.headers.get("Stripe-Version") or DEFAULT_API_VERSION
+        version = h.headers.get("Stripe-Version") or API_VERSION
         return (
             f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
             "Server: nginx\r\n"

@@ -1,0 +1,123 @@
+"""Stripe's Events API over the emulated account: every change its charges go through, as events.
+
+The account's events are not stored: they are the seeded changes of its charges
+(`charges.seeded_changes`, the very bits that decide what a charge looks like at a given `now`)
+plus the hand-made `ChargeChange`s. An event created at `t` carries the charge rendered at `t`,
+so its object is the charge as it was then; a dispute event carries a Dispute naming the charge,
+as Stripe's do. Only events created within the last 30 days (of the emulator's clock) are
+listed, whatever the filter asks, which is what a pipeline that was down for longer must notice
+on its own.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from recon_assets.local.stripe_emulator.charges import (
+    MAX_SEEDED_DELAY,
+    ChargeGenerator,
+    change_event_type,
+)
+from recon_assets.local.stripe_emulator.config import API_VERSION, EVENT_RETENTION_S
+from recon_assets.local.stripe_emulator.ids import ALNUM_TABLE
+
+EVENTS_URL = "/v1/events"
+
+
+@dataclass(frozen=True)
+class Event:
+    created: int
+    id: str
+    type: str
+    position: int
+    """The charge's position in the account (`ChargeGenerator`)."""
+
+
+def type_filter(type_: str | None, types: list[str]) -> Callable[[str], bool]:
+    """Stripe's `type` (one name, `*` wildcards allowed) and `types[]` (exact names), ANDed."""
+    wanted = set(types)
+
+    def keep(name: str) -> bool:
+        if type_ is not None and not fnmatch.fnmatchcase(name, type_):
+            return False
+        return not wanted or name in wanted
+
+    return keep
+
+
+class EventLog:
+    """The account's events, derived on demand from its generator."""
+
+    def __init__(self, gen: ChargeGenerator) -> None:
+        self.gen = gen
+        self._seed = gen.cfg.seed
+
+    def event_id(self, position: int, type_: str, created: int) -> str:
+        digest = hashlib.blake2b(
+            f"{self._seed}:{position}:{type_}:{created}".encode(), digest_size=24, person=b"evt"
+        ).digest()
+        return "evt_3" + digest[:23].translate(ALNUM_TABLE).decode()
+
+    def list(
+        self, gte: int | None, lt: int | None, now: int, keep: Callable[[str], bool]
+    ) -> list[Event]:
+        """Events with gte <= created < lt that exist at `now` (created within the retention and
+        not after `now`), newest first by (created, id)."""
+        lo = max(gte if gte is not None else 0, now - EVENT_RETENTION_S)
+        hi = min(lt if lt is not None else now + 1, now + 1)
+        if hi <= lo:
+            return []
+        gen, tl = self.gen, self.gen.timeline
+        out: list[Event] = []
+        # only charges created in [lo - longest seeded delay, hi) can have seeded changes in range
+        p0, p1 = tl.lower(lo - MAX_SEEDED_DELAY), tl.lower(hi)
+        if p0 < p1:
+            k0, k1 = tl.locate(p0)[0], tl.locate(p1 - 1)[0]
+            for k in range(k0, k1 + 1):
+                for t, type_, g in gen.day_changes(k):
+                    if lo <= t < hi and keep(type_):
+                        out.append(Event(t, self.event_id(g, type_, t), type_, g))
+        for g, changes in gen.changes.items():
+            for ch in changes:
+                type_ = change_event_type(ch)
+                if lo <= ch.at < hi and keep(type_):
+                    out.append(Event(ch.at, self.event_id(g, type_, ch.at), type_, g))
+        out.sort(key=lambda e: (e.created, e.id), reverse=True)
+        return out
+
+    def render(self, event: Event) -> str:
+        """The event's JSON: Stripe's envelope around the object as it was at `created`."""
+        text = self.gen.render_span(event.position, event.position + 1, event.created)[0]
+        if event.type.startswith("charge.dispute."):
+            text = self._dispute(json.loads(text), event)
+        return (
+            f'{{"id":"{event.id}","object":"event","api_version":"{API_VERSION}",'
+            f'"created":{event.created},"data":{{"object":{text}}},"livemode":false,'
+            f'"pending_webhooks":0,"request":{{"id":null,"idempotency_key":null}},'
+            f'"type":"{event.type}"}}'
+        )
+
+    @staticmethod
+    def _dispute(charge: dict, event: Event) -> str:
+        return json.dumps(
+            {
+                "id": "dp_" + event.id[5:],
+                "object": "dispute",
+                "amount": charge["amount_captured"],
+                "balance_transactions": [],
+                "charge": charge["id"],
+                "created": event.created,
+                "currency": charge["currency"],
+                "is_charge_refundable": False,
+                "livemode": False,
+                "metadata": {},
+                "payment_intent": charge.get("payment_intent"),
+                "reason": "fraudulent",
+                "status": "needs_response",
+            },
+            separators=(",", ":"),
+        )
