@@ -25,6 +25,7 @@ from recon_assets.warehouse.loader import (
 )
 from tests.warehouse_fixtures import (
     LoadOp,
+    check_events_cursor_moves_with_its_load,
     check_keyed_ledger_load,
     days_from,
     load_ops,
@@ -332,3 +333,7 @@ def test_s3_stage_is_streamed_through_a_temp_dir(
 
 def test_load_by_id_and_the_load_log(stage: LocalStageStore, db: Path) -> None:
     check_keyed_ledger_load(DuckDBLoader(db), stage)
+
+
+def test_events_cursor_moves_only_with_its_load(stage: LocalStageStore, db: Path) -> None:
+    check_events_cursor_moves_with_its_load(DuckDBLoader(db), stage)

@@ -27,6 +27,7 @@ from recon_assets.warehouse.loader import (
 from recon_assets.warehouse.snowflake_loader import SnowflakeLoader
 from tests.warehouse_fixtures import (
     LoadOp,
+    check_events_cursor_moves_with_its_load,
     check_keyed_ledger_load,
     days_from,
     load_ops,
@@ -398,3 +399,9 @@ class _RecordingConnection:
 
 def test_load_by_id_and_the_load_log(loader: SnowflakeLoader, store: S3StageStore) -> None:
     check_keyed_ledger_load(loader, store)
+
+
+def test_events_cursor_moves_only_with_its_load(
+    loader: SnowflakeLoader, store: S3StageStore
+) -> None:
+    check_events_cursor_moves_with_its_load(loader, store)

@@ -308,3 +308,42 @@ def check_keyed_ledger_load(loader: Any, store: StageStore) -> None:
     assert again.ok and again.loaded_by_day == {day: 3}
     assert sorted(tuple(r) for r in loader.query(latest)) == before
     assert len(loader.query("select * from raw.ledger_dropped_refs")) == 1
+
+
+def check_events_cursor_moves_with_its_load(loader: Any, store: StageStore) -> None:
+    """The events cursor (raw.stripe_event_reads) is written by the load of the charges the read
+    re-pulled, in its transaction: a load that fails records no read, so the cursor never moves
+    past charges that did not land. Both loaders must pass exactly this."""
+    from recon_assets.defs.stripe_assets import EVENTS_CURSOR_SQL
+    from recon_assets.stage.manifest import EventsRead, KeyedFile, KeyedManifest
+
+    day = date(2024, 11, 3)
+    stage_days(store, "stripe_charges", {day: 2}, "run-day")
+    loader.load(store, "stripe_charges", [day], run_id="run-day")
+    assert loader.query(EVENTS_CURSOR_SQL) == []
+    writer = PartitionedParquetWriter(
+        store, "stripe_charges", dataset_schema("stripe_charges"), "run-ev",
+        prefix="stripe_charges/_events_files",
+    )  # fmt: skip
+    refunded = {**make_row("stripe_charges", day, 1, "a"), "amount_refunded": 50}  # same id
+    writer.append_row(day, refunded, SYNCED_AT + timedelta(hours=1))
+    (staged,) = writer.commit()
+    read = EventsRead(read_from=1_730_000_000, read_until=1_730_600_000, events=9, charges=1)
+    good = KeyedManifest("stripe_charges", "run-ev", "events", (KeyedFile(day, staged.key, 1),),
+                         events_read=read)  # fmt: skip
+    # a manifest that claims more rows than its file holds fails the load's count check
+    bad = KeyedManifest("stripe_charges", "run-bad", "events", (KeyedFile(day, staged.key, 5),),
+                        events_read=EventsRead(1_730_000_000, 1_731_000_000, 9, 5))  # fmt: skip
+    with pytest.raises(Exception, match=r"(?i)count|rows"):
+        loader.load_keyed(store, bad, run_id="run-bad")
+    assert loader.query("select count(*) from raw.stripe_event_reads") == [(0,)]
+    result = loader.load_keyed(store, good, run_id="run-ev")
+    assert (result.replaced_rows, result.inserted_rows) == (1, 1)
+    (row,) = loader.query(
+        "select read_from, read_until, events, charges, run_id from raw.stripe_event_reads"
+    )
+    as_unix = [int(v.replace(tzinfo=v.tzinfo or UTC).timestamp()) for v in row[:2]]
+    assert as_unix == [read.read_from, read.read_until]
+    assert tuple(row[2:]) == (9, 1, "run-ev")
+    (cursor,) = loader.query(EVENTS_CURSOR_SQL)
+    assert int(cursor[0].replace(tzinfo=cursor[0].tzinfo or UTC).timestamp()) == read.read_until

@@ -72,11 +72,24 @@ class KeyedFile:
 
 
 @dataclass(frozen=True)
+class EventsRead:
+    """One read of Stripe's charge events: `[read_from, read_until)` in unix seconds, Stripe's
+    clock. Recorded by the load of the charges it re-pulled, in the same transaction, so the
+    stored cursor (the latest `read_until`) moves only with the charges it stands for."""
+
+    read_from: int
+    read_until: int
+    events: int
+    charges: int
+
+
+@dataclass(frozen=True)
 class KeyedManifest:
     """Files whose rows replace rows of the same id, not whole days.
 
-    Written by a Stripe look-up by id (`kind="lookup"`, with each id's outcome) or by the
-    ledger's changed-entries extract (`kind="changes"`). Named by run id, so the loader of the
+    Written by a Stripe look-up by id (`kind="lookup"`, with each id's outcome), by the charges
+    Stripe's events named (`kind="events"`, with the read they came from) or by the ledger's
+    changed-entries extract (`kind="changes"`). Named by run id, so the loader of the
     same run finds exactly its own files; `lookups` is `(charge_id, result, detail)`.
     """
 
@@ -86,6 +99,7 @@ class KeyedManifest:
     files: tuple[KeyedFile, ...]
     lookups: tuple[tuple[str, str, str | None], ...] = ()
     written_at: str = ""
+    events_read: EventsRead | None = None
 
     @property
     def rows(self) -> int:
@@ -102,6 +116,7 @@ class KeyedManifest:
                 ],
                 "lookups": [list(x) for x in self.lookups],
                 "written_at": self.written_at,
+                "events_read": asdict(self.events_read) if self.events_read else None,
             },
             sort_keys=True,
         )
@@ -119,6 +134,7 @@ class KeyedManifest:
             ),
             lookups=tuple((a, b, c) for a, b, c in d.get("lookups", [])),
             written_at=d.get("written_at", ""),
+            events_read=EventsRead(**d["events_read"]) if d.get("events_read") else None,
         )
 
 

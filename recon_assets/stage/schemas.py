@@ -104,6 +104,19 @@ STRIPE_LOOKUPS_SCHEMA = pa.schema(
 """`raw.stripe_charge_lookups`: what `GET /v1/charges/{id}` said of each id a ledger entry named
 that the warehouse did not hold. `not_found` is the only proof of `missing_in_stripe`."""
 
+STRIPE_EVENT_READS_SCHEMA = pa.schema(
+    [
+        pa.field("read_from", UTC_US, nullable=False),
+        pa.field("read_until", UTC_US, nullable=False),
+        pa.field("events", pa.int64(), nullable=False),
+        pa.field("charges", pa.int64(), nullable=False),
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("loaded_at", UTC_US, nullable=False),
+    ]
+)
+"""`raw.stripe_event_reads`: every committed read of Stripe's charge events. The latest
+`read_until` is the events cursor: every charge event created before it has been applied."""
+
 LEDGER_DROPPED_REFS_SCHEMA = pa.schema(
     [
         pa.field("external_ref", pa.string(), nullable=False),

@@ -14,7 +14,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,6 +146,25 @@ class ChargesClient:
         what = f"GET /v1/charges for created in [{window.start}, {window.end})"
         pages: list[Page] = []
         resp = self._get("/v1/charges", params, what, lambda r: pages.append(page_from_response(r)))
+        assert resp is not None
+        self.counters.add(bytes_received=len(resp.body))
+        return pages[-1]
+
+    def list_events(
+        self, types: Sequence[str], created_gte: int, starting_after: str | None = None
+    ) -> Page:
+        """One page, newest first, of `GET /v1/events` of `types` created at or after
+        `created_gte`; its items are the parsed events."""
+        params: dict[str, Any] = {
+            "limit": PAGE_LIMIT,
+            "types": list(types),
+            "created": {"gte": created_gte},
+        }
+        if starting_after:
+            params["starting_after"] = starting_after
+        what = f"GET /v1/events created at or after {created_gte}"
+        pages: list[Page] = []
+        resp = self._get("/v1/events", params, what, lambda r: pages.append(page_from_response(r)))
         assert resp is not None
         self.counters.add(bytes_received=len(resp.body))
         return pages[-1]

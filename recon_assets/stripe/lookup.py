@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -84,16 +85,61 @@ def lookup_charges(
     }
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
         fetched = list(pool.map(client.retrieve, plain))
-    synced = clock()
+    staged = stage_charges_by_id(
+        store, run_id, LOOKUP_KIND, list(zip(plain, fetched, strict=True)), clock()
+    )
+    outcomes.update(staged.outcomes)
+    manifest = KeyedManifest(
+        DATASET,
+        run_id,
+        LOOKUP_KIND,
+        staged.files,
+        lookups=tuple((cid, r, d) for cid, (r, d) in sorted(outcomes.items())),
+        written_at=staged.synced.isoformat(),
+    )
+    write_keyed_manifest(store, manifest)
+    results = [r for r, _ in outcomes.values()]
+    return LookupResult(
+        requested=len(plain),
+        found=results.count("found"),
+        not_found=results.count("not_found"),
+        quarantined=results.count("quarantined"),
+        manifest=manifest,
+        counters=client.counters.as_dict(),
+        seconds=time.perf_counter() - started,
+        found_by_day=staged.found_by_day,
+    )
+
+
+@dataclass(frozen=True)
+class StagedById:
+    files: tuple[KeyedFile, ...]
+    outcomes: dict[str, tuple[str, str | None]]
+    """Per id: ("found" | "not_found" | "quarantined", detail)."""
+    found_by_day: dict[date, int]
+    synced: datetime
+
+
+def stage_charges_by_id(
+    store: StageStore,
+    run_id: str,
+    kind: str,
+    objects: Sequence[tuple[str, Any]],
+    synced: datetime,
+) -> StagedById:
+    """Stage charges fetched one by one (a look-up, an event's object): each valid charge on its
+    own created day under `<dataset>/_<kind>_files/`, each invalid one in the quarantine, None
+    (Stripe's 404) recorded as not found. Nothing is published unless all of it is."""
     writer = PartitionedParquetWriter(
-        store, DATASET, STRIPE_CHARGES_SCHEMA, run_id, prefix=f"{DATASET}/_lookup_files"
+        store, DATASET, STRIPE_CHARGES_SCHEMA, run_id, prefix=f"{DATASET}/_{kind}_files"
     )
     quarantine = PartitionedParquetWriter(
-        store, DATASET, QUARANTINE_SCHEMA, run_id, prefix=f"{QUARANTINE_PREFIX}/_lookups"
+        store, DATASET, QUARANTINE_SCHEMA, run_id, prefix=f"{QUARANTINE_PREFIX}/_{kind}"
     )
+    outcomes: dict[str, tuple[str, str | None]] = {}
     found_by_day: dict[date, int] = {}
     try:
-        for cid, obj in zip(plain, fetched, strict=True):
+        for cid, obj in objects:
             if obj is None:
                 outcomes[cid] = ("not_found", "HTTP 404 from GET /v1/charges/{id}")
                 continue
@@ -115,35 +161,17 @@ def lookup_charges(
                 outcomes[cid] = ("not_found", f"Stripe answered with another id ({charge.id})")
                 continue
             day = business_day_of(charge.created)
-            row = charge.model_dump()
-            writer.append_columns(day, charge_columns([row]), 1, synced)
+            writer.append_columns(day, charge_columns([charge.model_dump()]), 1, synced)
             found_by_day[day] = found_by_day.get(day, 0) + 1
             outcomes[cid] = ("found", None)
         files = writer.commit()
         quarantine.commit()
-        manifest = KeyedManifest(
-            DATASET,
-            run_id,
-            LOOKUP_KIND,
-            tuple(KeyedFile(f.day, f.key, f.rows) for f in files),
-            lookups=tuple((cid, r, d) for cid, (r, d) in sorted(outcomes.items())),
-            written_at=synced.isoformat(),
-        )
-        write_keyed_manifest(store, manifest)
     except BaseException:
         writer.abort()
         quarantine.abort()
         raise
-    results = [r for r, _ in outcomes.values()]
-    return LookupResult(
-        requested=len(plain),
-        found=results.count("found"),
-        not_found=results.count("not_found"),
-        quarantined=results.count("quarantined"),
-        manifest=manifest,
-        counters=client.counters.as_dict(),
-        seconds=time.perf_counter() - started,
-        found_by_day=found_by_day,
+    return StagedById(
+        tuple(KeyedFile(f.day, f.key, f.rows) for f in files), outcomes, found_by_day, synced
     )
 
 

@@ -202,6 +202,12 @@ class DuckDBLoader:
                         "VALUES (?, ?, ?, ?, ?::TIMESTAMPTZ)",
                         [cid, res, detail, rid, loaded_at],
                     )
+                if (ev := manifest.events_read) is not None:
+                    con.execute(
+                        f"INSERT INTO {RAW_SCHEMA}.stripe_event_reads VALUES (to_timestamp(?), "
+                        "to_timestamp(?), ?, ?, ?, ?::TIMESTAMPTZ)",
+                        [ev.read_from, ev.read_until, ev.events, ev.charges, rid, loaded_at],
+                    )
                 con.commit()
             except BaseException:
                 con.rollback()

@@ -23,6 +23,7 @@ from recon_assets.stage.schemas import (
     LEDGER_ENTRIES_SCHEMA,
     LOAD_LOG_SCHEMA,
     STRIPE_CHARGES_SCHEMA,
+    STRIPE_EVENT_READS_SCHEMA,
     STRIPE_LOOKUPS_SCHEMA,
 )
 from recon_assets.stage.store import StageStore
@@ -37,6 +38,7 @@ validated against this mapping before it is ever put into SQL."""
 BOOKKEEPING: Mapping[str, pa.Schema] = {
     "load_log": LOAD_LOG_SCHEMA,
     "stripe_charge_lookups": STRIPE_LOOKUPS_SCHEMA,
+    "stripe_event_reads": STRIPE_EVENT_READS_SCHEMA,
     "ledger_dropped_refs": LEDGER_DROPPED_REFS_SCHEMA,
 }
 """The loaders' own tables in the raw schema, created with the data tables and written inside

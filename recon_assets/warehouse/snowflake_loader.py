@@ -299,6 +299,13 @@ class SnowflakeLoader:
                                 f"{_str(cid)}, {_str(res)}, "
                                 f"{_str(detail) if detail is not None else 'NULL'}, {_str(rid)}, {ts})"
                             )
+                        if (ev := manifest.events_read) is not None:
+                            cur.execute(
+                                f"INSERT INTO {self.table_name('stripe_event_reads')} VALUES ("
+                                f"TO_TIMESTAMP_TZ({int(ev.read_from)}), "
+                                f"TO_TIMESTAMP_TZ({int(ev.read_until)}), {int(ev.events)}, "
+                                f"{int(ev.charges)}, {_str(rid)}, {ts})"
+                            )
                         cur.execute("COMMIT")
                     except BaseException:
                         with contextlib.suppress(Exception):

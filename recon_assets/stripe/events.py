@@ -1,0 +1,249 @@
+"""Late changes from Stripe's Events API: the charges that changed since the stored cursor, at
+their latest state, staged for a load by id.
+
+A day's charges keep changing after the day: bank debits settle days later, authorizations are
+captured (in full or for less), refunds and disputes land weeks later. The nightly re-states a
+few trailing days; everything older is reached through `GET /v1/events`, which Stripe keeps for
+30 days. Each run reads the charge events created since the cursor (minus an overlap, since an
+event can become listable a moment after a later one), keeps the newest state of each charge
+the warehouse holds, and stages it; the load by id then makes the marts rebuild that charge on
+its own day, whatever day the run covers.
+
+The newest state is the newest event's object when that is unambiguous (a charge, rendered in
+our pinned API version, and no other event of that charge in the same second); otherwise the
+charge is retrieved by id through the same client and limiter (a dispute or refund event carries
+a Dispute or a Refund, not the charge).
+
+The cursor lives in the warehouse (`raw.stripe_event_reads`, written in the load's transaction),
+never only in memory. A cursor older than the retention means events were lost: the run fails
+and names the days a single backfill run must re-pull (every charge created from the horizon
+before the cursor through the oldest day events still cover); a run whose own range covers
+those days is what that backfill is, and it restarts the cursor at the oldest event Stripe holds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from recon_assets.stage.manifest import EventsRead, KeyedManifest, write_keyed_manifest
+from recon_assets.stage.store import StageStore
+from recon_assets.stripe.client import STRIPE_API_VERSION, ChargesClient
+from recon_assets.stripe.lookup import stage_charges_by_id
+from recon_assets.stripe.pull import DATASET
+from recon_assets.timewindows import business_day_of, day_window
+
+EVENTS_KIND = "events"
+STRIPE_EVENT_RETENTION_S = 30 * 86400
+"""Stripe lists events of the last 30 days only."""
+CHARGE_EVENT_TYPES = (
+    "charge.captured",
+    "charge.expired",
+    "charge.failed",
+    "charge.refunded",
+    "charge.succeeded",
+    "charge.updated",
+    "charge.dispute.created",
+    "charge.dispute.updated",
+    "charge.dispute.closed",
+    "charge.dispute.funds_withdrawn",
+    "charge.dispute.funds_reinstated",
+    "charge.refund.updated",
+)
+"""Every event that changes a field the reconciliation or the report reads (at most 20 types
+per request)."""
+
+
+class EventsRetentionError(RuntimeError):
+    """The cursor is older than Stripe keeps events: changes were lost; names the backfill."""
+
+
+@dataclass
+class ChargeEvents:
+    """What one read of the events said, per charge: its newest event's time and, when that
+    event's object can be trusted as the charge's latest state, the object (else None)."""
+
+    events: int = 0
+    newest: int | None = None
+    latest: dict[str, tuple[int, Any]] = field(default_factory=dict)
+    types: Counter[str] = field(default_factory=Counter)
+
+
+def charge_id_of(event: Any) -> str | None:
+    """The charge an event is about: its object (a charge), or the object's `charge`."""
+    obj = event.get("data", {}).get("object") if isinstance(event, dict) else None
+    if not isinstance(obj, dict):
+        return None
+    if obj.get("object") == "charge":
+        cid = obj.get("id")
+    else:
+        cid = obj.get("charge")
+        if isinstance(cid, dict):  # expanded
+            cid = cid.get("id")
+    return cid if isinstance(cid, str) and cid else None
+
+
+def read_charge_events(client: ChargesClient, since: int) -> ChargeEvents:
+    """Page through the charge events created at or after `since`, newest first."""
+    out = ChargeEvents()
+    after: str | None = None
+    while True:
+        page = client.list_events(CHARGE_EVENT_TYPES, since, after)
+        for ev in page.items:
+            out.events += 1
+            created = ev.get("created") if isinstance(ev, dict) else None
+            if not isinstance(created, int):
+                continue
+            out.types[str(ev.get("type"))] += 1
+            out.newest = created if out.newest is None else max(out.newest, created)
+            cid = charge_id_of(ev)
+            if cid is None:
+                continue
+            obj = ev["data"]["object"]
+            usable = obj.get("object") == "charge" and ev.get("api_version") == STRIPE_API_VERSION
+            seen = out.latest.get(cid)
+            if seen is None or created > seen[0]:
+                out.latest[cid] = (created, obj if usable else None)
+            elif created == seen[0]:
+                # two events of one charge in one second: their order is not the change order
+                out.latest[cid] = (created, None)
+        if not page.has_more or page.last_id is None:
+            return out
+        after = page.last_id
+
+
+def backfill_days(cursor: int, stripe_now: int, horizon_days: int) -> tuple[date, date]:
+    """The days whose charges may have changed in the events Stripe no longer holds: created
+    from `horizon_days` before the cursor's day through the oldest day events still cover."""
+    first = business_day_of(cursor) - timedelta(days=horizon_days)
+    last = business_day_of(stripe_now - STRIPE_EVENT_RETENTION_S)
+    return first, max(first, last)
+
+
+def plan_read(
+    cursor: int | None,
+    earliest_loaded: date | None,
+    stripe_now: int,
+    run_days: Sequence[date],
+    horizon_days: int,
+) -> int:
+    """Where this run's read starts (unix seconds), or `EventsRetentionError`.
+
+    No cursor yet: from the first loaded day (or the run's first), at most 30 days back. A cursor
+    older than the retention is accepted only by a run whose own range re-pulls every day
+    `backfill_days` names; the read then starts at the oldest event Stripe still holds.
+    """
+    oldest_kept = stripe_now - STRIPE_EVENT_RETENTION_S
+    if cursor is None:
+        first = min(d for d in [earliest_loaded, *run_days] if d is not None)
+        return max(day_window(first).start, oldest_kept)
+    if cursor >= oldest_kept:
+        return cursor
+    first, last = backfill_days(cursor, stripe_now, horizon_days)
+    if run_days and min(run_days) <= first and max(run_days) >= last:
+        return oldest_kept
+    since = datetime.fromtimestamp(cursor, UTC).isoformat()
+    raise EventsRetentionError(
+        f"Stripe events were last read up to {since}, more than 30 days ago (Stripe keeps "
+        "events for 30 days), so changes to charges in between cannot be read any more. "
+        f"Re-pull the days those charges may belong to: backfill {first.isoformat()} through "
+        f"{last.isoformat()} as ONE run (in the UI: Materialize all, partition range "
+        f"{first.isoformat()}...{last.isoformat()}; or `dagster asset materialize -m "
+        f"recon_assets.definitions --select '*' --partition-range "
+        f"{first.isoformat()}...{last.isoformat()}`); that run restarts the events cursor. "
+        "The range starts RECON_DEEP_RESTATE_DAYS ({horizon_days}) days before the "
+        "last read: the oldest a charge can be and still change."
+    )
+
+
+@dataclass(frozen=True)
+class EventsResult:
+    read_from: int
+    read_until: int
+    events: int
+    types: dict[str, int]
+    changed: int
+    """Distinct charges the events named."""
+    not_held: int
+    """Of those, charges the warehouse does not hold (their day will be pulled whole)."""
+    repulled: int
+    """Charges staged at their latest state."""
+    retrieved: int
+    """Of those, fetched by id (the event's object was not the charge's latest state)."""
+    not_found: int
+    quarantined: int
+    found_by_day: dict[date, int]
+    manifest: KeyedManifest
+    counters: dict[str, int]
+    seconds: float
+
+
+def sync_charge_events(
+    client: ChargesClient,
+    store: StageStore,
+    run_id: str,
+    *,
+    cursor: int | None,
+    earliest_loaded: date | None,
+    run_days: Sequence[date],
+    now_hint: int,
+    held: Callable[[Sequence[str]], set[str]],
+    horizon_days: int,
+    overlap_s: int,
+    concurrency: int = 4,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> EventsResult:
+    """Read the events since the cursor, stage the latest state of every held charge they name,
+    write the run's events manifest (with the read, for the loader to record).
+
+    `now_hint` is a time Stripe's clock has certainly passed (the end of the run's range, at
+    most the wall clock); the newest event read moves it further. `held(ids)` says which ids the
+    warehouse holds.
+    """
+    started = time.perf_counter()
+    since = plan_read(cursor, earliest_loaded, now_hint, run_days, horizon_days)
+    read_from = max(0, since - overlap_s)
+    got = read_charge_events(client, read_from)
+    stripe_now = max(now_hint, got.newest or 0)
+    if stripe_now > now_hint:  # Stripe's clock is later than assumed: check again
+        since = plan_read(cursor, earliest_loaded, stripe_now, run_days, horizon_days)
+    read_until = max(since, now_hint, (got.newest or 0) + 1)
+    ids = sorted(got.latest)
+    held_ids = held(ids) if ids else set()
+    keep = [cid for cid in ids if cid in held_ids]
+    to_fetch = [cid for cid in keep if got.latest[cid][1] is None]
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        fetched = dict(zip(to_fetch, pool.map(client.retrieve, to_fetch), strict=True))
+    objects = [(cid, fetched[cid] if cid in fetched else got.latest[cid][1]) for cid in keep]
+    staged = stage_charges_by_id(store, run_id, EVENTS_KIND, objects, clock())
+    results = Counter(r for r, _ in staged.outcomes.values())
+    manifest = KeyedManifest(
+        DATASET,
+        run_id,
+        EVENTS_KIND,
+        staged.files,
+        written_at=staged.synced.isoformat(),
+        events_read=EventsRead(read_from, read_until, got.events, results["found"]),
+    )
+    write_keyed_manifest(store, manifest)
+    return EventsResult(
+        read_from=read_from,
+        read_until=read_until,
+        events=got.events,
+        types=dict(got.types),
+        changed=len(ids),
+        not_held=len(ids) - len(keep),
+        repulled=results["found"],
+        retrieved=len(to_fetch),
+        not_found=results["not_found"],
+        quarantined=results["quarantined"],
+        found_by_day=staged.found_by_day,
+        manifest=manifest,
+        counters=client.counters.as_dict(),
+        seconds=time.perf_counter() - started,
+    )

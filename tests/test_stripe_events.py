@@ -1,0 +1,184 @@
+"""Stripe's Events API: the emulator lists exactly the changes its charges go through, as Stripe
+does (filters, paging, 30-day retention), and the client side turns events into the latest state
+of each charge and a cursor that never skips silently."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+import stripe
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from recon_assets.local.stripe_emulator import ChargeGenerator, EmulatorConfig, StripeEmulator
+from recon_assets.local.stripe_emulator.config import EVENT_RETENTION_S, ChargeChange
+from recon_assets.local.stripe_emulator.events import EventLog, type_filter
+from recon_assets.stripe.client import ChargesClient
+from recon_assets.stripe.events import (
+    CHARGE_EVENT_TYPES,
+    STRIPE_EVENT_RETENTION_S,
+    EventsRetentionError,
+    backfill_days,
+    plan_read,
+    read_charge_events,
+)
+from recon_assets.stripe.ratelimit import RateLimiter
+from recon_assets.timewindows import day_window
+
+NOW = int(datetime(2024, 3, 20, 12, tzinfo=UTC).timestamp())
+FIELDS = ("status", "captured", "amount_captured", "amount_refunded", "disputed", "description")
+
+
+def cfg(**kw: object) -> EmulatorConfig:
+    base: dict = dict(seed=7, charges_per_day=400, start_date=date(2024, 2, 1),
+                      end_date=date(2024, 3, 25), now=NOW)  # fmt: skip
+    base.update(kw)
+    return EmulatorConfig(**base)
+
+
+def expected_change(type_: str, old: dict, new: dict) -> bool:
+    """Does the charge's change between just before and at the event fit the event's type?"""
+    if type_ == "charge.succeeded":
+        return old["status"] == "pending" and new["status"] == "succeeded"
+    if type_ == "charge.failed":
+        return old["status"] == "pending" and new["status"] == "failed"
+    if type_ == "charge.captured":
+        return not old["captured"] and new["captured"] and new["amount_captured"] > 0
+    if type_ == "charge.refunded":
+        return new["amount_refunded"] > old["amount_refunded"]
+    if type_ == "charge.dispute.created":
+        return not old["disputed"] and new["disputed"]
+    if type_ == "charge.updated":
+        return old["description"] != new["description"]
+    return False
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), start_day=st.integers(0, 40), hours=st.integers(1, 96))
+def test_events_are_exactly_the_changes_of_the_account(
+    seed: int, start_day: int, hours: int
+) -> None:
+    """Every event's charge changed at that instant as its type says; every charge that changed
+    between two instants has an event in between."""
+    c = cfg(seed=seed)
+    gen = ChargeGenerator(c)
+    log = EventLog(gen)
+    t0 = day_window(date(2024, 2, 1) + timedelta(days=start_day)).start
+    t1 = t0 + hours * 3600
+    events = log.list(t0, t1 + 1, t1 + 1, lambda _: True)
+    by_charge: dict[int, list] = {}
+    for e in events:
+        old = gen.get(gen.charge_id(e.position), now=e.created - 1)
+        new = gen.get(gen.charge_id(e.position), now=e.created)
+        assert old is not None and new is not None
+        assert expected_change(e.type, old, new), (e, old, new)
+        by_charge.setdefault(e.position, []).append(e)
+    # charges created up to 73 h before t0 can change in [t0, t1]
+    lo = t0 - 80 * 3600
+    for g in range(gen.timeline.lower(lo), gen.timeline.lower(t1)):
+        cid = gen.charge_id(g)
+        a, b = gen.get(cid, now=max(t0 - 1, gen.created_at(g))), gen.get(cid, now=t1)
+        assert a is not None and b is not None
+        if any(a[f] != b[f] for f in FIELDS) and gen.created_at(g) < t0:
+            assert g in by_charge, (cid, a, b)
+
+
+def test_paging_filters_and_retention_over_http() -> None:
+    old_cid = None
+    gen = ChargeGenerator(cfg())
+    w = day_window(date(2024, 2, 10))
+    old_cid = next(iter(gen.iter_charges(w.start, w.end)))["id"]
+    recent = next(iter(gen.iter_charges(NOW - 86400, NOW - 3600)))["id"]
+    changes = (
+        ChargeChange(old_cid, w.end + 3600, "refund"),  # 38 days ago: past the retention
+        ChargeChange(recent, NOW - 600, "update", description="re-described"),
+    )
+    with StripeEmulator(cfg(changes=changes), host="127.0.0.1", port=0) as emu:
+        sdk = stripe.StripeClient(cfg().api_key, base_addresses={"api": emu.base_url})
+
+        def listing(**params: object) -> dict:
+            return sdk.raw_request("get", "/v1/events", **params).data
+
+        everything = []
+        after = None
+        while True:
+            page = listing(limit=7, **({"starting_after": after} if after else {}))
+            everything += page["data"]
+            if not page["has_more"]:
+                break
+            after = page["data"][-1]["id"]
+        assert len(everything) > 20
+        keys = [(e["created"], e["id"]) for e in everything]
+        assert keys == sorted(keys, reverse=True) and len(set(keys)) == len(keys)
+        assert min(e["created"] for e in everything) >= NOW - EVENT_RETENTION_S
+        assert old_cid not in {e["data"]["object"].get("id") for e in everything}
+        # ending_before: the page just newer than a cursor, newest first
+        mid = everything[10]["id"]
+        newer = listing(limit=3, ending_before=mid)["data"]
+        assert [e["id"] for e in newer] == [e["id"] for e in everything[7:10]]
+        # filters
+        updated = listing(type="charge.updated")["data"]
+        assert [e["data"]["object"]["id"] for e in updated] == [recent]
+        assert updated[0]["data"]["object"]["description"] == "re-described"
+        disputes = listing(type="charge.dispute.*", limit=100)["data"]
+        assert all(e["data"]["object"]["object"] == "dispute" for e in disputes)
+        two = listing(types=["charge.refunded", "charge.captured"], limit=100)["data"]
+        assert {e["type"] for e in two} <= {"charge.refunded", "charge.captured"}
+        # an unknown cursor is Stripe's 400, not an empty page
+        with pytest.raises(stripe.InvalidRequestError):
+            listing(starting_after="evt_nope")
+
+
+def test_latest_state_per_charge_and_when_to_retrieve() -> None:
+    gen = ChargeGenerator(cfg())
+    a, b = (c["id"] for c in list(gen.iter_charges(NOW - 2 * 86400, NOW - 86400))[:2])
+    changes = (
+        ChargeChange(a, NOW - 5000, "refund", amount=50),
+        ChargeChange(a, NOW - 4000, "update", description="later"),
+        ChargeChange(b, NOW - 3000, "refund", amount=10),  # two events of b in one second
+        ChargeChange(b, NOW - 3000, "dispute"),
+    )
+    with StripeEmulator(cfg(changes=changes), host="127.0.0.1", port=0) as emu:
+        client = ChargesClient(cfg().api_key, api_base=emu.base_url, rate_limiter=RateLimiter(1e6))
+        got = read_charge_events(client, NOW - 6000)
+    assert got.events == sum(got.types.values())
+    created, obj = got.latest[a]
+    assert created == NOW - 4000 and obj["description"] == "later"  # the newest event's object
+    assert obj["amount_refunded"] == 50
+    assert got.latest[b] == (NOW - 3000, None)  # ambiguous order in one second: retrieve
+
+
+def test_event_types_fit_one_request_and_a_filter_matches_stripe() -> None:
+    assert len(CHARGE_EVENT_TYPES) <= 20
+    keep = type_filter("charge.dispute.*", [])
+    assert keep("charge.dispute.created") and not keep("charge.refunded")
+    assert type_filter(None, ["charge.refunded"])("charge.refunded")
+
+
+DAY = 86400
+
+
+def test_plan_read_never_skips_silently() -> None:
+    now = int(datetime(2024, 6, 1, 12, tzinfo=UTC).timestamp())
+    days = [date(2024, 5, 31)]
+    # no cursor yet: from the first loaded day, at most 30 days back
+    assert plan_read(None, date(2024, 5, 20), now, days, 120) == day_window(date(2024, 5, 20)).start
+    assert plan_read(None, date(2023, 1, 1), now, days, 120) == now - STRIPE_EVENT_RETENTION_S
+    # a cursor within the retention: from the cursor
+    assert plan_read(now - 3 * DAY, None, now, days, 120) == now - 3 * DAY
+    # older than the retention: refused, naming the backfill range
+    cursor = now - 40 * DAY
+    first, last = backfill_days(cursor, now, 120)
+    assert first == date(2024, 4, 22) - timedelta(days=120)
+    assert last == date(2024, 5, 2)
+    with pytest.raises(EventsRetentionError) as err:
+        plan_read(cursor, None, now, days, 120)
+    assert f"backfill {first.isoformat()} through {last.isoformat()}" in str(err.value)
+    assert "RECON_DEEP_RESTATE_DAYS" in str(err.value)
+    # a run that re-pulls that whole range is the backfill: it reads from the oldest event kept
+    covering = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    assert plan_read(cursor, None, now, covering, 120) == now - STRIPE_EVENT_RETENTION_S
+    # ... and one that covers only part of it is still refused
+    with pytest.raises(EventsRetentionError):
+        plan_read(cursor, None, now, covering[1:], 120)
