@@ -96,6 +96,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"   ledger_entries: {meta['ledger_entries']['rows']} staged")
     for key in ("raw/stripe_charges", "raw/ledger_entries"):
         print(f"   {key}: {meta[key]['rows']} rows loaded into {settings.duckdb_path}")
+    ev = meta["raw/stripe_charge_events"]
+    print(
+        f"   stripe events: {ev['events_read']} read, {ev['charges_repulled']} charges re-pulled "
+        f"({ev['retrieved_by_id']} by id), {ev['days_reopened']} earlier days reopened"
+    )
     lk = meta["raw/stripe_charge_lookups"]
     print(
         f"   stripe look-ups by id: {lk['lookups']} ({lk['found']} found, "

@@ -74,6 +74,11 @@ class ReconSettings:
     ledger_changes_lookback_minutes: int = 60
     """How far before the newest `updated_at` the warehouse holds the ledger changes are read
     again: covers transactions that committed after a later one (re-loading by id is safe)."""
+    stripe_events_overlap_minutes: int = 10
+    """How far before the stored cursor Stripe's events are read again: an event can become
+    listable a moment after a later one (re-loading a charge by id is safe)."""
+    emulator_changes: Path | None = None
+    """Local only: a JSON file of hand-made late changes the emulator applies (demo, tests)."""
 
     @property
     def is_local(self) -> bool:
@@ -160,6 +165,14 @@ class ReconSettings:
             stripe_max_lookups=_int(e, "RECON_STRIPE_MAX_LOOKUPS", 10_000, minimum=0),
             ledger_changes_lookback_minutes=_int(
                 e, "RECON_LEDGER_CHANGES_LOOKBACK_MINUTES", 60, minimum=0
+            ),
+            stripe_events_overlap_minutes=_int(
+                e, "RECON_STRIPE_EVENTS_OVERLAP_MINUTES", 10, minimum=0
+            ),
+            emulator_changes=(
+                Path(e["RECON_EMULATOR_CHANGES"]).resolve()
+                if e.get("RECON_EMULATOR_CHANGES")
+                else None
             ),
         )
 

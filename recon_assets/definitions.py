@@ -26,7 +26,11 @@ from recon_assets.defs.resources import (
     StripeResource,
     WarehouseResource,
 )
-from recon_assets.defs.stripe_assets import build_stripe_charges_asset, build_stripe_lookups_asset
+from recon_assets.defs.stripe_assets import (
+    build_stripe_charges_asset,
+    build_stripe_events_asset,
+    build_stripe_lookups_asset,
+)
 from recon_assets.defs.warehouse_assets import build_raw_asset
 
 
@@ -50,6 +54,7 @@ def build_resources(settings: ReconSettings) -> dict[str, object]:
             emulator_charges_per_day=settings.emulator_charges_per_day,
             emulator_start_date=settings.start_date.isoformat(),
             emulator_now=settings.emulator_now,
+            emulator_changes=str(settings.emulator_changes) if settings.emulator_changes else None,
             **stripe_common,
         )
         ledger = LedgerResource(
@@ -106,6 +111,11 @@ def build_definitions(settings: ReconSettings) -> dg.Definitions:
         ),
         build_raw_asset("stripe_charges", partitions, kind),
         build_raw_asset("ledger_entries", partitions, kind),
+        build_stripe_events_asset(
+            partitions,
+            settings.deep_restate_days,
+            timedelta(minutes=settings.stripe_events_overlap_minutes),
+        ),
         build_stripe_lookups_asset(partitions, settings.stripe_max_lookups),
         build_dbt_assets(
             partitions_def=partitions,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date
+from pathlib import Path
 
 import dagster as dg
 from dagster_aws.s3 import S3Resource
@@ -40,6 +41,9 @@ class StripeResource(dg.ConfigurableResource):
     emulator_now: int | None = Field(
         default=None, description="Freeze the emulator's clock (unix s); None = wall clock."
     )
+    emulator_changes: str | None = Field(
+        default=None, description="RECON_EMULATOR_CHANGES: a JSON file of hand-made changes."
+    )
 
     @contextmanager
     def charges_client(self) -> Iterator[ChargesClient]:
@@ -59,6 +63,7 @@ class StripeResource(dg.ConfigurableResource):
             date.fromisoformat(self.emulator_start_date),
             self.api_key,
             now=self.emulator_now,
+            changes_file=Path(self.emulator_changes) if self.emulator_changes else None,
         )
         with StripeEmulator(cfg, host="127.0.0.1", port=0) as emu:
             yield ChargesClient(
@@ -92,8 +97,6 @@ class LedgerResource(dg.ConfigurableResource):
             raise dg.DagsterInvariantViolationError(
                 "no ledger: set RECON_LEDGER_DSN (required when RECON_ENV=prod)"
             )
-        from pathlib import Path
-
         from recon_assets.local.postgres import EmbeddedPostgres
 
         return EmbeddedPostgres(Path(self.embedded_data_dir)).start()

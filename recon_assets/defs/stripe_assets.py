@@ -1,9 +1,14 @@
 """`stripe_charges`: the charges created on each US-Eastern day, staged as Parquet."""
 
+import time
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
+
 import dagster as dg
 
 from recon_assets.defs.metadata import stage_metadata
 from recon_assets.defs.resources import StageResource, StripeResource, WarehouseResource
+from recon_assets.stripe.events import sync_charge_events
 from recon_assets.stripe.lookup import UNKNOWN_REFS_SQL, lookup_charges
 from recon_assets.stripe.pull import pull_charges
 from recon_assets.timewindows import days_of_range
@@ -73,6 +78,120 @@ def build_stripe_charges_asset(
 
 
 LOOKUPS_KEY = dg.AssetKey(["raw", "stripe_charge_lookups"])
+EVENTS_KEY = dg.AssetKey(["raw", "stripe_charge_events"])
+
+HELD_SQL = "select distinct id from raw.stripe_charges where id in ({})"
+EVENTS_CURSOR_SQL = "select max(read_until) from raw.stripe_event_reads having count(*) > 0"
+"""The events cursor: no row before the first read (never a NULL some engines render as 0)."""
+FIRST_LOADED_SQL = (
+    "select min(partition_date) from raw.load_log "
+    "where dataset = 'stripe_charges' and load_kind = 'day' having count(*) > 0"
+)
+
+
+def _unix(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        if value.tzinfo is None:  # a TIMESTAMP_NTZ read back: the loaders write UTC
+            value = value.replace(tzinfo=UTC)
+        return int(value.timestamp())
+    raise TypeError(f"expected a timestamp, got {type(value).__name__}")
+
+
+def _as_date(value: object) -> date | None:
+    if value is None or isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value))
+
+
+def build_stripe_events_asset(
+    partitions: dg.PartitionsDefinition, horizon_days: int, overlap: timedelta
+) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=EVENTS_KEY,
+        deps=[dg.AssetKey(["raw", "stripe_charges"])],
+        partitions_def=partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        group_name="warehouse",
+        kinds={"stripe", "parquet"},
+        owners=OWNERS,
+        description=(
+            "Late changes to charges of any day (bank debits settling, late and partial "
+            "captures, refunds, disputes): reads Stripe's charge events since the cursor stored "
+            "in raw.stripe_event_reads, takes each held charge's latest state (the newest "
+            "event's object, or GET /v1/charges/{id} through the shared limiter), stages it and "
+            "loads it by id, so the marts rebuild it on its own day whatever day the run covers. "
+            "A cursor older than Stripe's 30 days of events fails the run and names the range "
+            "a backfill must cover."
+        ),
+    )
+    def stripe_charge_events(
+        context: dg.AssetExecutionContext,
+        stripe: StripeResource,
+        stage: StageResource,
+        warehouse: WarehouseResource,
+    ) -> dg.MaterializeResult:
+        window = context.partition_time_window
+        days = days_of_range(window.start, window.end)
+        loader = warehouse.loader(stage.uri)
+        cursor = next((_unix(r[0]) for r in loader.query(EVENTS_CURSOR_SQL)), None)
+        earliest = next((_as_date(r[0]) for r in loader.query(FIRST_LOADED_SQL)), None)
+
+        def held(ids: Sequence[str]) -> set[str]:
+            out: set[str] = set()
+            for i in range(0, len(ids), 1000):
+                chunk = list(ids[i : i + 1000])
+                sql = HELD_SQL.format(", ".join("?" * len(chunk)))
+                out |= {str(r[0]) for r in loader.query(sql, chunk)}
+            return out
+
+        store = stage.store()
+        with stripe.charges_client() as client:
+            result = sync_charge_events(
+                client,
+                store,
+                context.run.run_id,
+                cursor=cursor,
+                earliest_loaded=earliest,
+                run_days=days,
+                now_hint=min(int(window.end.timestamp()), int(time.time())),
+                held=held,
+                horizon_days=horizon_days,
+                overlap_s=int(overlap.total_seconds()),
+                concurrency=stripe.concurrency,
+            )
+        loaded = loader.load_keyed(store, result.manifest, run_id=context.run.run_id)
+        reopened = sorted(d for d in result.found_by_day if d not in days)
+        context.log.info(
+            f"{result.events} charge events since "
+            f"{datetime.fromtimestamp(result.read_from, UTC).isoformat()}: "
+            f"{result.repulled} charges re-pulled, {len(reopened)} earlier days reopened"
+        )
+        return dg.MaterializeResult(
+            metadata={
+                "events_read": dg.MetadataValue.int(result.events),
+                "charges_changed": dg.MetadataValue.int(result.changed),
+                "charges_repulled": dg.MetadataValue.int(result.repulled),
+                "retrieved_by_id": dg.MetadataValue.int(result.retrieved),
+                "not_held": dg.MetadataValue.int(result.not_held),
+                "quarantined": dg.MetadataValue.int(result.quarantined),
+                "repulled_outside_run": dg.MetadataValue.int(
+                    sum(n for d, n in result.found_by_day.items() if d not in days)
+                ),
+                "days_reopened": dg.MetadataValue.int(len(reopened)),
+                "reopened_days": dg.MetadataValue.json([d.isoformat() for d in reopened]),
+                "event_types": dg.MetadataValue.json(dict(sorted(result.types.items()))),
+                "read_from": dg.MetadataValue.timestamp(float(result.read_from)),
+                "cursor": dg.MetadataValue.timestamp(float(result.read_until)),
+                "requests": dg.MetadataValue.int(result.counters["requests"]),
+                "retries": dg.MetadataValue.int(result.counters["retries"]),
+                "rows_replaced_by_id": dg.MetadataValue.int(loaded.replaced_rows),
+                "seconds": dg.MetadataValue.float(round(result.seconds, 3)),
+            }
+        )
+
+    return stripe_charge_events
 
 
 def build_stripe_lookups_asset(
@@ -80,7 +199,8 @@ def build_stripe_lookups_asset(
 ) -> dg.AssetsDefinition:
     @dg.asset(
         key=LOOKUPS_KEY,
-        deps=[dg.AssetKey(["raw", "stripe_charges"]), dg.AssetKey(["raw", "ledger_entries"])],
+        # after the events: a charge they brought in needs no look-up
+        deps=[dg.AssetKey(["raw", "ledger_entries"]), EVENTS_KEY],
         partitions_def=partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
         group_name="warehouse",

@@ -7,7 +7,9 @@ generator, seed and clock) describe the same business.
 
 from __future__ import annotations
 
+import json
 from datetime import date, datetime, timedelta
+from pathlib import Path
 
 from recon_assets.config import ReconSettings
 from recon_assets.ledger.connection import connect
@@ -15,6 +17,7 @@ from recon_assets.ledger.migrations import apply_migrations
 from recon_assets.local.ledger_seeder import BreakRates, SeedResult, seed_ledger_from_emulator
 from recon_assets.local.postgres import ledger_dsn
 from recon_assets.local.stripe_emulator import EmulatorConfig
+from recon_assets.local.stripe_emulator.config import ChargeChange
 
 
 def emulator_config(
@@ -24,10 +27,17 @@ def emulator_config(
     api_key: str,
     now: int | None = None,
     today: date | None = None,
+    changes_file: Path | None = None,
 ) -> EmulatorConfig:
     """The local account: from the first partition to the day after tomorrow (so every complete
-    day the schedule can ask for exists), on the wall clock unless `now` freezes it."""
+    day the schedule can ask for exists), on the wall clock unless `now` freezes it, with the
+    hand-made late changes of `changes_file` (a JSON list of `ChargeChange` fields)."""
     today = today or date.today()
+    changes = (
+        tuple(ChargeChange.from_json(d) for d in json.loads(changes_file.read_text()))
+        if changes_file
+        else ()
+    )
     return EmulatorConfig(
         seed=seed,
         charges_per_day=charges_per_day,
@@ -35,6 +45,7 @@ def emulator_config(
         end_date=max(today, start_date) + timedelta(days=2),
         api_key=api_key,
         now=now,
+        changes=changes,
     )
 
 
@@ -46,6 +57,7 @@ def settings_emulator_config(settings: ReconSettings) -> EmulatorConfig:
         settings.start_date,
         settings.stripe_api_key or "",
         now=settings.emulator_now,
+        changes_file=settings.emulator_changes,
     )
 
 
