@@ -28,8 +28,11 @@ LINEAGE = {
     "run_id", "looked_up_at", "loaded_at",
 }  # fmt: skip
 """Per-run lineage: when and by which run a row was read or written, not what it says."""
-HISTORY_TABLES = {"raw.load_log", "raw.stripe_charge_lookups"}
-"""Record what was loaded and looked up, in which order: history by design, not data."""
+HISTORY_TABLES = {
+    "raw.load_log", "raw.stripe_charge_lookups", "raw.stripe_event_reads",
+    "marts.fct_reconciliation_history", "marts.rpt_status_changes", "marts.rpt_break_history",
+}  # fmt: skip
+"""Record what was loaded, looked up and changed, in which order: history by design, not data."""
 
 
 def snapshot(db: Path) -> dict[str, list[tuple]]:
@@ -74,11 +77,12 @@ def assert_same_tables(got: dict[str, list[tuple]], want: dict[str, list[tuple]]
 
 
 def report_files(stage: Path) -> dict[str, str]:
-    """Every report file under the stage, without the lines that name a run."""
-    from recon_assets.warehouse.report import report_content
+    """Every report file under the stage, without the lines that name a run, and without the
+    history files and report state (when runs happened, by design)."""
+    from recon_assets.warehouse.report import HISTORY_FILE_PREFIX, report_content
 
     return {
         str(p.relative_to(stage)): report_content(p.read_text())
         for p in sorted((stage / "reports").rglob("*"))
-        if p.is_file()
+        if p.is_file() and not p.name.startswith((HISTORY_FILE_PREFIX, "_"))
     }

@@ -746,6 +746,41 @@ def read_days(db: Path) -> dict[date, tuple[str, str]]:
         con.close()
 
 
+def read_history(db: Path) -> list[tuple]:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return con.execute(
+            "select history_key, recon_status, valid_from, valid_to, changed_by_run "
+            "from marts.fct_reconciliation_history order by history_key"
+        ).fetchall()
+    finally:
+        con.close()
+
+
+def read_status_changes(db: Path) -> set[tuple]:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return set(
+            con.execute(
+                "select recon_key, status_before, status_after from marts.rpt_status_changes"
+            ).fetchall()
+        )
+    finally:
+        con.close()
+
+
+def read_break_history(db: Path) -> dict[str, tuple]:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        rows = con.execute(
+            "select recon_key, is_open, resolution, coalesce(current_status, last_break_status), "
+            "first_seen, days_open from marts.rpt_break_history"
+        ).fetchall()
+        return {r[0]: r[1:] for r in rows}
+    finally:
+        con.close()
+
+
 def without(rows: list[tuple], column: int) -> list[tuple]:
     return [r[:column] + r[column + 1 :] for r in rows]
 
@@ -861,6 +896,24 @@ def test_every_rule_then_late_data_reopens_exactly_what_it_touches(work: Path) -
     keep = [r for r in a.fct_full if r[1] in untouched]
     assert [r for r in b.fct_full if r[1] in untouched] == keep
 
+    # the history kept run A's version of every item run B changed, with before and after
+    history = read_history(db)
+    # 3 charges changed (a new version each); orphan 501 went away (its version closed)
+    assert len(history) == len(a.fct) + 3
+    assert sum(1 for h in history if h[3] is None) == len(b.fct)
+    changes = read_status_changes(db)
+    assert changes == {
+        ("charge:ch_pending", "pending_in_stripe", "matched"),
+        ("charge:ch_pending_ledger", "pending_in_ledger", "matched"),
+        ("charge:ch_missing", "missing_in_ledger", "late_posting"),
+        ("ledger_entry:501", "missing_in_stripe", None),
+    }
+    breaks = read_break_history(db)
+    assert breaks["ledger_entry:501"][:3] == (False, "went_away", "missing_in_stripe")
+    assert breaks["charge:ch_missing"][:3] == (True, None, "late_posting")  # still a break
+    assert "charge:ch_pending_ledger" not in breaks  # pending was never a break
+    first_seen = {k: v[3] for k, v in breaks.items()}
+
     # -- run C: the same window on unchanged raw data changes nothing
     dbt(db, work, "build", "--target", "local", "--vars", window_vars(d11, d13), session_tz="UTC")
     c = read_marts(db)
@@ -876,6 +929,9 @@ def test_every_rule_then_late_data_reopens_exactly_what_it_touches(work: Path) -
     e = read_marts(db)
     assert e.fct == b.fct
     assert e.rpt == b.rpt
+    # ... and neither the re-runs nor the full refresh added a version or lost the history
+    assert read_history(db) == history
+    assert {k: v[3] for k, v in read_break_history(db).items()} == first_seen
 
 
 @pytest.mark.timeout(300)
@@ -954,10 +1010,16 @@ def test_parse_prod_target_without_a_connection(tmp_path: Path) -> None:
     assert fct["incremental_strategy"] == "delete+insert"
     assert fct["unique_key"] == "recon_key"
     assert fct["tmp_relation_type"] == "transient"
-    # the report views read the facts: they change with them, in the same transaction
+    history = marts.pop("fct_reconciliation_history")
+    assert history["materialized"] == "incremental"
+    assert history["unique_key"] == "history_key"
+    assert history["full_refresh"] is False  # a --full-refresh never drops the history
+    # the report views read the tables: they change with them
     assert {k: v["materialized"] for k, v in marts.items()} == {
         "rpt_daily_reconciliation": "view",
         "rpt_reconciliation_days": "view",
+        "rpt_status_changes": "view",
+        "rpt_break_history": "view",
     }
 
 
@@ -1007,6 +1069,9 @@ def test_dagster_dbt_assets_build_a_partition_range(tmp_path: Path) -> None:
         "marts/fct_charge_reconciliation",
         "marts/rpt_daily_reconciliation",
         "marts/rpt_reconciliation_days",
+        "marts/fct_reconciliation_history",
+        "marts/rpt_status_changes",
+        "marts/rpt_break_history",
     }
     for spec in specs.values():
         assert spec.group_name == "reconciliation"

@@ -227,9 +227,25 @@ def test_prod_target_builds_and_restates_a_window(
     rpt_after = wh.rpt()
     assert [r for r in rpt_after if r[0] == d12] == []
 
+    # the history kept the first build's version of each changed item, on Snowflake too
+    changes = set(
+        wh.execute("select recon_key, status_before, status_after from MARTS.RPT_STATUS_CHANGES")
+    )
+    assert changes == {
+        ("charge:ch_pending", "pending_in_stripe", "matched"),
+        ("charge:ch_missing", "missing_in_ledger", "late_posting"),
+        ("ledger_entry:501", "missing_in_stripe", None),
+    }
+    versions = wh.execute("select count(*) from MARTS.FCT_RECONCILIATION_HISTORY")
+
     wh.dbt(tmp_path, "build", "--vars", window_vars(d11, d13))
     assert wh.fct() == after
     assert wh.rpt() == rpt_after
+    assert wh.execute("select count(*) from MARTS.FCT_RECONCILIATION_HISTORY") == versions
+    gone = wh.execute(
+        "select is_open, resolution from MARTS.RPT_BREAK_HISTORY where recon_key = 'ledger_entry:501'"
+    )
+    assert gone == [(False, "went_away")]
 
 
 def test_prod_target_stops_on_an_amount_that_overflows(

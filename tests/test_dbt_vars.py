@@ -141,3 +141,15 @@ def test_any_unaligned_start_is_rejected(day: date, minutes: int) -> None:
     start = et_midnight(day).astimezone(UTC) + timedelta(minutes=minutes)
     with pytest.raises(ValueError):
         build_dbt_vars(start, et_midnight(day + timedelta(2)), 3)
+
+
+def test_the_run_id_is_passed_only_when_it_is_a_plain_run_id() -> None:
+    day = date(2024, 3, 10)
+    window = (et_midnight(day), et_midnight(day + timedelta(1)))
+    run_id = "6c0ec224-811e-4bae-aa8c-d1e132d2c214"
+    assert build_dbt_vars(*window, 3, run_id=run_id)["dagster_run_id"] == run_id
+    assert "dagster_run_id" not in build_dbt_vars(*window, 3)
+    # it is put into SQL by the history model: anything but a run id is refused
+    for bad in ("x'; drop table marts.fct_reconciliation_history; --", "", "a" * 65):
+        with pytest.raises(ValueError, match="run_id"):
+            build_dbt_vars(*window, 3, run_id=bad)

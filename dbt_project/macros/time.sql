@@ -142,3 +142,27 @@
 {% macro duckdb__instant_type() -%}timestamptz{%- endmacro %}
 
 {% macro snowflake__instant_type() -%}timestamp_ntz{%- endmacro %}
+
+
+{#- Whole days from instant a to instant b (b later), counted by the warehouse's day boundaries. -#}
+{% macro days_between(a, b) -%}
+    {{ return(adapter.dispatch('days_between', 'recon')(a, b)) }}
+{%- endmacro %}
+
+{% macro duckdb__days_between(a, b) -%}
+    cast(floor((epoch({{ b }}) - epoch({{ a }})) / 86400) as bigint)
+{%- endmacro %}
+
+{% macro snowflake__days_between(a, b) -%}
+    floor(datediff(second, {{ a }}, {{ b }}) / 86400)
+{%- endmacro %}
+
+
+{#- The instant a query runs, in the adapter's instant type. -#}
+{% macro now_instant() -%}
+    {{ return(adapter.dispatch('now_instant', 'recon')()) }}
+{%- endmacro %}
+
+{% macro duckdb__now_instant() -%}now(){%- endmacro %}
+
+{% macro snowflake__now_instant() -%}cast(convert_timezone('UTC', current_timestamp()) as timestamp_ntz){%- endmacro %}

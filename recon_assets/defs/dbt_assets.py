@@ -229,7 +229,9 @@ def build_dbt_assets(
     def recon_dbt_models(context: AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
         """Re-state the run's US-Eastern days: the partition (range) window becomes the dbt vars."""
         window = context.partition_time_window
-        dbt_vars = build_dbt_vars(window.start, window.end, tolerance_days)
+        dbt_vars = build_dbt_vars(
+            window.start, window.end, tolerance_days, run_id=context.run.run_id
+        )
         context.log.info(f"dbt build for {dbt_vars}")
         with _environ(env):
             invocation = dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context)

@@ -4,16 +4,19 @@ becomes the dbt models' incremental window.
 Pure and Dagster-free so it is unit-testable on its own (DST days included). The window is
 half-open everywhere: `min_reporting_date` is included, `max_reporting_date_exclusive` is not.
 The models compare `date >= min and date < max_exclusive`, never `between`. Every var here is
-read by the models (int_recon__touched_charges, the day status, int_recon__charges).
+read by the models (int_recon__touched_charges, the day status, int_recon__charges,
+fct_reconciliation_history).
 """
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 from recon_assets.timewindows import days_of_range
 
 DbtVars = dict[str, str | int]
+_RUN_ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 
 
 def _require_aware(name: str, value: datetime) -> None:
@@ -33,6 +36,7 @@ def build_dbt_vars(
     tolerance_days: int,
     *,
     as_of: datetime | None = None,
+    run_id: str | None = None,
 ) -> DbtVars:
     """The dbt vars for the US-Eastern days of `[window_start, window_end)`.
 
@@ -43,7 +47,8 @@ def build_dbt_vars(
     Returns JSON-serialisable values: `min_reporting_date` (inclusive) and
     `max_reporting_date_exclusive` (ISO dates, ET),
     `tolerance_days`, and `as_of` (ISO UTC) only when given, so that by default the models take
-    "as of" from the ledger data itself.
+    "as of" from the ledger data itself; `dagster_run_id` when given (the history's
+    `changed_by_run`; a plain run id, so it is safe to put in SQL).
     """
     _require_aware("window_start", window_start)
     _require_aware("window_end", window_end)
@@ -63,4 +68,8 @@ def build_dbt_vars(
     if as_of is not None:
         _require_aware("as_of", as_of)
         out["as_of"] = _utc_iso(as_of)
+    if run_id is not None:
+        if not _RUN_ID.match(run_id):
+            raise ValueError("run_id must be letters, digits and dashes (a Dagster run id)")
+        out["dagster_run_id"] = run_id
     return out

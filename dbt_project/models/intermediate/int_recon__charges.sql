@@ -37,6 +37,8 @@ joined as (
         c.captured,
         c.currency,
         c.amount_captured,
+        c.amount_refunded,
+        c.disputed,
         c.synced_at,
         {{ recon.add_days('c.created_at', recon.tolerance_days()) }} as booking_deadline,
         {%- if var('as_of', none) is not none %}
@@ -90,6 +92,8 @@ select
     created_at as charge_created_at,
     status as stripe_status,
     captured as stripe_captured,
+    amount_refunded as stripe_amount_refunded,
+    disputed as stripe_disputed,
     ledger_entry_count,
     last_posted_at as ledger_posted_at,
     booking_deadline,

@@ -19,6 +19,8 @@ with charges as (
         charge_created_at,
         stripe_status,
         stripe_captured,
+        stripe_amount_refunded,
+        stripe_disputed,
         ledger_entry_count,
         ledger_posted_at,
         booking_deadline
@@ -41,6 +43,8 @@ orphans as (
         cast(null as {{ recon.instant_type() }}) as charge_created_at,
         cast(null as varchar) as stripe_status,
         cast(null as boolean) as stripe_captured,
+        cast(null as bigint) as stripe_amount_refunded,
+        cast(null as boolean) as stripe_disputed,
         1 as ledger_entry_count,
         ledger_posted_at,
         cast(null as {{ recon.instant_type() }}) as booking_deadline

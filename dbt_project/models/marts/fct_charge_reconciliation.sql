@@ -29,6 +29,8 @@ select
     i.charge_created_at,
     i.stripe_status,
     i.stripe_captured,
+    cast(i.stripe_amount_refunded as bigint) as stripe_amount_refunded,
+    i.stripe_disputed,
     cast(i.ledger_entry_count as bigint) as ledger_entry_count,
     i.ledger_posted_at,
     i.booking_deadline,

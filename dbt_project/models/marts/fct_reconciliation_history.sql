@@ -1,0 +1,116 @@
+{{ config(unique_key='history_key', full_refresh=false) }}
+{#-
+  Every state each reconciliation item (charge or orphan entry) has had: one row per version,
+  valid from the build that first showed it until the build that replaced it (`valid_to` NULL:
+  the current version), with the Dagster run that made the change. A version is the item's
+  status plus everything ops see change on it: Stripe's status, capture, captured / refunded
+  amounts and dispute flag, and the ledger's entries and amount. So a late capture, a refund or
+  a dispute is a new version even when the status stays the same.
+
+  Incremental and flat with history: only items the fact table rebuilt since the history last
+  saw it are compared (fact rows whose raw_loaded_through is after the newest one recorded here,
+  plus the ids this build touched), against their open versions. An open version whose item is
+  gone from the fact table (an orphan entry whose charge arrived) is closed without a successor.
+  `full_refresh=false`: a --full-refresh of the marts never drops the history.
+-#}
+-- depends_on: {{ ref('int_recon__touched_charges') }}
+{%- set now = recon.utc_literal(run_started_at.isoformat()) %}
+{%- set tracked = ['recon_status', 'stripe_status', 'stripe_captured', 'stripe_amount',
+                   'stripe_amount_refunded', 'stripe_disputed', 'currency', 'ledger_entry_ids',
+                   'ledger_amount'] %}
+{%- set cols = ['recon_key', 'charge_id', 'reporting_date', 'recon_status', 'is_break',
+                'currency', 'stripe_status', 'stripe_captured', 'stripe_amount',
+                'stripe_amount_refunded', 'stripe_disputed', 'ledger_entry_ids', 'ledger_amount',
+                'amount_diff', 'raw_loaded_through'] %}
+with current_items as (
+
+    select
+        {%- for c in cols %}
+        f.{{ c }},
+        {%- endfor %}
+        {% for c in tracked -%}
+        coalesce(cast(f.{{ c }} as varchar), '~'){% if not loop.last %} || '|' || {% endif %}
+        {%- endfor %} as version_text
+    from {{ ref('fct_charge_reconciliation') }} as f
+    {%- if is_incremental() %}
+    where f.raw_loaded_through > (select max(raw_loaded_through) from {{ this }})
+       or coalesce(f.charge_id, '') in (
+            select charge_id from {{ ref('int_recon__touched_charges') }})
+    {%- endif %}
+
+),
+{%- if is_incremental() %}
+
+open_versions as (
+
+    select h.*
+    from {{ this }} as h
+    where h.valid_to is null
+      and coalesce(h.charge_id, '') in (
+          select coalesce(charge_id, '') from current_items
+          union
+          select charge_id from {{ ref('int_recon__touched_charges') }}
+      )
+
+),
+
+changed as (
+
+    select c.*, o.recon_status as previous_status
+    from current_items as c
+    left join open_versions as o
+        on o.recon_key = c.recon_key
+    where o.recon_key is null or o.version_text <> c.version_text
+
+),
+
+closed as (
+
+    select
+        o.history_key,
+        {%- for c in cols %}
+        o.{{ c }},
+        {%- endfor %}
+        o.version_text,
+        o.previous_status,
+        o.valid_from,
+        {{ now }} as valid_to,
+        o.changed_by_run
+    from open_versions as o
+    where o.recon_key in (select recon_key from changed)
+       or o.recon_key not in (select recon_key from current_items)
+    {#- an open version of a touched id whose item is gone: its charge id was compared, the
+        key has no current row -#}
+
+),
+{%- else %}
+
+changed as (
+
+    select c.*, cast(null as varchar) as previous_status
+    from current_items as c
+
+),
+{%- endif %}
+
+opened as (
+
+    select
+        c.recon_key || '@' || '{{ invocation_id }}' as history_key,
+        {%- for c in cols %}
+        c.{{ c }},
+        {%- endfor %}
+        c.version_text,
+        c.previous_status,
+        {{ now }} as valid_from,
+        cast(null as {{ recon.instant_type() }}) as valid_to,
+        cast('{{ var("dagster_run_id") or invocation_id }}' as varchar) as changed_by_run
+    from changed as c
+
+)
+
+select * from opened
+{%- if is_incremental() %}
+union all
+select * from closed
+{%- endif %}
