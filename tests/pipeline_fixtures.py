@@ -77,12 +77,17 @@ def assert_same_tables(got: dict[str, list[tuple]], want: dict[str, list[tuple]]
 
 
 def report_files(stage: Path) -> dict[str, str]:
-    """Every report file under the stage, without the lines that name a run, and without the
-    history files and report state (when runs happened, by design)."""
-    from recon_assets.warehouse.report import HISTORY_FILE_PREFIX, report_content
+    """Every day's break CSV under the stage, without the columns that depend on when runs
+    happened (first seen, days open, since the last report): the data two loading orders must
+    agree on. The HTML (generation time, run link, history) and the report state are not."""
+    import csv
+    import io
 
-    return {
-        str(p.relative_to(stage)): report_content(p.read_text())
-        for p in sorted((stage / "reports").rglob("*"))
-        if p.is_file() and not p.name.startswith((HISTORY_FILE_PREFIX, "_"))
-    }
+    from recon_assets.warehouse.report import HISTORY_CSV_COLUMNS
+
+    out = {}
+    for p in sorted((stage / "reports").rglob("*.csv")):
+        rows = list(csv.reader(io.StringIO(p.read_text())))
+        keep = [i for i, name in enumerate(rows[0]) if name not in HISTORY_CSV_COLUMNS]
+        out[str(p.relative_to(stage))] = "\n".join(",".join(r[i] for i in keep) for r in rows)
+    return out

@@ -198,11 +198,11 @@ def test_late_changes_reach_their_day_through_events_alone(world: World) -> None
         [D],
     )
     assert loads == [(1,)]
-    reopened = [r["reopened_days"] for r in w.event_runs[1:]]
+    reopened = [r["run_reopened_days"] for r in w.event_runs[1:]]
     assert all(D.isoformat() in days for days in reopened)  # type: ignore[operator]
-    assert all(int(r["charges_repulled"]) >= 1 for r in w.event_runs[1:])  # type: ignore[call-overload]
+    assert all(int(r["run_charges_repulled"]) >= 1 for r in w.event_runs[1:])  # type: ignore[call-overload]
     # the dispute event carries a Dispute, not the charge: it was retrieved by id
-    assert int(w.event_runs[-1]["retrieved_by_id"]) >= 1  # type: ignore[call-overload]
+    assert int(w.event_runs[-1]["run_retrieved_by_id"]) >= 1  # type: ignore[call-overload]
 
     # the history has each before and after, on day D, with the run that changed it
     changes = {
@@ -237,9 +237,9 @@ def test_late_changes_reach_their_day_through_events_alone(world: World) -> None
 
     # day D was signed off (final) once the bank debit settled; the captures, the refund and the
     # dispute came after, and its history lists each, before and after
-    history = (w.home / "stage" / "reports" / D.isoformat() / f"history_{D}.md").read_text()
-    signed_off = history.split("## Changed after sign-off")[1]
-    assert "4 changes since its first final report" in signed_off, history
+    html = (w.home / "stage" / "reports" / D.isoformat() / f"reconciliation_{D}.html").read_text()
+    signed_off = html.split('id="changed-after-signoff"')[1].split("<h2>")[0]
+    assert "<b>4 changes</b> since its first final report" in signed_off, signed_off
     for k in ("capture", "partial", "refund", "dispute"):
         assert ids[k] in signed_off
     assert ids["settle"] not in signed_off  # it changed before the day was final

@@ -106,8 +106,9 @@ def test_week_reconciles_to_ground_truth_and_reruns_change_nothing(
 
     # the ops report files exist for every day and list every break
     for d in (FIRST, LAST):
-        md = Path(settings.stage_uri) / "reports" / d.isoformat() / f"reconciliation_{d}.md"
-        text = md.read_text()
+        folder = Path(settings.stage_uri) / "reports" / d.isoformat()
+        text = (folder / f"reconciliation_{d}.html").read_text()
+        csv_rows = (folder / f"reconciliation_{d}.csv").read_text().splitlines()[1:]
         breaks = [
             t
             for t in truth
@@ -115,7 +116,11 @@ def test_week_reconciles_to_ground_truth_and_reruns_change_nothing(
             and t.recon_status
             not in ("matched", "not_booked", "pending_in_stripe", "pending_in_ledger")
         ]
-        assert f"**{len(breaks)} breaks**" in text
+        assert f"<h2>Breaks ({len(breaks):,})</h2>" in text
+        assert len(csv_rows) == len(breaks)
+        assert sorted(r.split(",")[2] for r in csv_rows) == sorted(
+            t.charge_id or "" for t in breaks
+        )
 
     before = snapshot(settings.duckdb_path)
     assert before["raw.stripe_charges"] and before["marts.fct_charge_reconciliation"]

@@ -1,38 +1,38 @@
 """`reconciliation_report`: the ops-facing daily report, as files on the stage and in the UI."""
 
-from datetime import UTC, date, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import dagster as dg
 
 from recon_assets.defs.resources import StageResource, WarehouseResource
 from recon_assets.stage.store import StageStore
 from recon_assets.timewindows import days_of_range
+from recon_assets.warehouse.html_report import RunInfo, render_day_html, render_index_html
 from recon_assets.warehouse.report import (
-    HISTORY_FILE_PREFIX,
+    DayHistory,
     DayReport,
     ReportState,
     fetch_history,
+    fetch_index,
     fetch_reports,
     rebuilt_days_outside,
     render_breaks_csv,
-    render_history_markdown,
-    render_markdown,
-    report_content,
+    render_summary_markdown,
 )
 
 REPORT_KEY = dg.AssetKey("reconciliation_report")
 UPSTREAM = [
     dg.AssetKey(["marts", "rpt_daily_reconciliation"]),
     dg.AssetKey(["marts", "fct_charge_reconciliation"]),
+    dg.AssetKey(["marts", "rpt_break_history"]),
+    dg.AssetKey(["marts", "rpt_status_changes"]),
 ]
+INDEX_KEY = "reports/index.html"
 
 
 def report_key(day: str, ext: str) -> str:
     return f"reports/{day}/reconciliation_{day}.{ext}"
-
-
-def history_key(day: str) -> str:
-    return f"reports/{day}/{HISTORY_FILE_PREFIX}{day}.md"
 
 
 def state_key(day: str) -> str:
@@ -51,23 +51,58 @@ def _read(store: StageStore, key: str) -> str | None:
         return None
 
 
-def build_report_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+@dataclass(frozen=True)
+class ReportLinks:
+    dagster_url: str | None
+    """The Dagster webserver's base URL (RECON_DAGSTER_URL): reports link to their run."""
+    stripe_dashboard_url: str
+    """Stripe's dashboard payments URL a charge id is appended to."""
+
+
+def day_metadata(report: DayReport, history: DayHistory, uri: str) -> dict[str, object]:
+    """The day's own figures, recorded on that day's materialization (so plots are per day)."""
+    since = history.since_last_report()
+    return {
+        "items": dg.MetadataValue.int(report.items),
+        "breaks": dg.MetadataValue.int(report.break_count),
+        "match_rate": dg.MetadataValue.float(round(report.match_rate or 0.0, 6)),
+        "final": dg.MetadataValue.bool(report.day_status == "final"),
+        "day_status": dg.MetadataValue.text(
+            report.day_status
+            + (f": {report.day_status_reason}" if report.day_status_reason else "")
+        ),
+        "new_breaks": dg.MetadataValue.int(since["new"]),
+        "still_open_breaks": dg.MetadataValue.int(since["still open"]),
+        "resolved_breaks": dg.MetadataValue.int(since["resolved"]),
+        "changed_after_signoff": dg.MetadataValue.int(len(history.changes_after_signoff)),
+        "break_amount_by_currency": dg.MetadataValue.json(
+            {t.currency: t.break_amount for t in report.totals()}
+        ),
+        "status_counts": dg.MetadataValue.json(report.counts_by_status()),
+        "report": dg.MetadataValue.url(uri) if "://" in uri else dg.MetadataValue.path(uri),
+        "summary": dg.MetadataValue.md(render_summary_markdown(report)),
+    }
+
+
+def build_report_asset(
+    partitions: dg.PartitionsDefinition, links: ReportLinks
+) -> dg.AssetsDefinition:
     @dg.asset(
         key=REPORT_KEY,
         deps=UPSTREAM,
         partitions_def=partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
         group_name="reconciliation",
-        kinds={"csv", "markdown"},
+        kinds={"html", "csv"},
         owners=["team:finance-ops"],
         description=(
-            "What finance ops opens at 9 AM US-Eastern: for each day, totals by currency and "
-            "reconciliation status, and every break with its amounts. Written to "
-            "<stage>/reports/<day>/reconciliation_<day>.md and .csv (breaks, integer minor "
-            "units), with history_<day>.md beside them: each break new, still open or resolved "
-            "since the day's last report (first seen, days open, how it was resolved), and "
-            "every change made to the day after its first final report, before and after. The "
-            "latest day's summary is shown here."
+            "What finance ops opens at 9 AM US-Eastern, per day: "
+            "`{stage}/reports/{day}/reconciliation_{day}.html` (self-contained: final or "
+            "preliminary and why, totals and match rate per currency, every break with its "
+            "charge, customer, amounts, first seen and days open, what is new or resolved since "
+            "the last report, what changed after sign-off, a 30-day trend, a status legend), "
+            "the same breaks as CSV in minor units, and `{stage}/reports/index.html` of all "
+            "days. Each day's figures are on that day's materialization."
         ),
     )
     def reconciliation_report(
@@ -76,75 +111,59 @@ def build_report_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
         tw = context.partition_time_window
         days = days_of_range(tw.start, tw.end)
         store = stage.store()
-        note = f"Dagster run {context.run.run_id}."
+        run_id = context.run.run_id
         with warehouse.query() as query:
             reports = fetch_reports(query, days)
-            states = {
-                d: ReportState.from_json(_read(store, state_key(d.isoformat()))) for d in days
-            }
-            histories = {d: fetch_history(query, d, states[d]) for d in days}
-            # Past days this run's data reopened (a late posting, a look-up, a change): their
-            # report is rewritten when, and only when, its content changed; their history when
-            # it has something new (a refund changes no status, but a signed-off day lists it).
+            states = {r.day: ReportState.from_json(_read(store, state_key(r.day.isoformat())))
+                      for r in reports}  # fmt: skip
+            histories = {d: fetch_history(query, d, st) for d, st in states.items()}
+            # Past days this run's data reopened (a late posting, a look-up, an event): their
+            # report is rewritten when its data changed ("restated"), or when the day was
+            # signed off and something changed on it (a refund changes no status).
             restated: list[DayReport] = []
-            history_only: list[date] = []
+            rewritten: list[DayReport] = []
             for d in rebuilt_days_outside(query, days):
-                before = _read(store, report_key(d.isoformat(), "md"))
-                if before is None:
+                state = ReportState.from_json(_read(store, state_key(d.isoformat())))
+                if state.last_report_at is None:
                     continue  # never reported: nothing to restate
                 (r,) = fetch_reports(query, [d])
-                states[d] = ReportState.from_json(_read(store, state_key(d.isoformat())))
-                histories[d] = fetch_history(query, d, states[d])
-                if report_content(before) != report_content(render_markdown(r)):
+                states[d], histories[d] = state, fetch_history(query, d, state)
+                if r.fingerprint() != state.fingerprint:
                     restated.append(r)
                 elif histories[d].changes_after_signoff:
-                    history_only.append(d)
-        lines = [f"{r.day.isoformat()} ({r.break_count} breaks, {r.day_status})" for r in restated]
-        uris: dict[str, list[str]] = {}
+                    rewritten.append(r)
+            index = fetch_index(query)
         now = datetime.now(UTC)
-        for r in [*restated, *reports]:
+        run = RunInfo(
+            now,
+            run_id,
+            f"{links.dagster_url.rstrip('/')}/runs/{run_id}" if links.dagster_url else None,
+            links.stripe_dashboard_url,
+        )
+        lines = [(r.day, r.break_count, r.day_status) for r in restated]
+        for r in [*restated, *rewritten, *reports]:
             day = r.day.isoformat()
             extra = lines if r is reports[-1] else ()
-            _write(store, report_key(day, "md"), render_markdown(r, note, restated=extra))
-            _write(store, report_key(day, "csv"), render_breaks_csv(r))
-            uris[day] = [store.uri(report_key(day, "md")), store.uri(report_key(day, "csv"))]
-        for r in [*restated, *reports]:
-            _write(
-                store,
-                history_key(r.day.isoformat()),
-                render_history_markdown(histories[r.day], note),
+            _write(store, report_key(day, "html"), render_day_html(r, histories[r.day], run, extra))
+            _write(store, report_key(day, "csv"), render_breaks_csv(r, histories[r.day]))
+            # last: the day's state moves only once its files are written
+            _write(store, state_key(day), states[r.day].after_report(now, r).to_json())
+        _write(store, INDEX_KEY, render_index_html(index, run))
+        for r in reports:
+            meta = day_metadata(
+                r, histories[r.day], store.uri(report_key(r.day.isoformat(), "html"))
             )
-            # last: the day's state moves only once its files are all written
-            state = states[r.day].after_report(now, r.day_status == "final")
-            _write(store, state_key(r.day.isoformat()), state.to_json())
-            uris[r.day.isoformat()].append(store.uri(history_key(r.day.isoformat())))
-        for d in history_only:  # the report stands; the changes since sign-off are listed
-            _write(store, history_key(d.isoformat()), render_history_markdown(histories[d], note))
-        latest = reports[-1]
-        since = {r.day.isoformat(): histories[r.day].since_last_report() for r in reports}
-        signed_off_changes = {
-            d.isoformat(): len(h.changes_after_signoff)
-            for d, h in sorted(histories.items())
-            if h.changes_after_signoff
-        }
+            context.add_asset_metadata(meta, partition_key=r.day.isoformat())
         return dg.MaterializeResult(
             metadata={
-                "items": dg.MetadataValue.int(sum(r.items for r in reports)),
-                "breaks": dg.MetadataValue.int(sum(r.break_count for r in reports)),
-                "breaks_by_day": dg.MetadataValue.json(
-                    {r.day.isoformat(): r.break_count for r in reports}
+                "run_days": dg.MetadataValue.int(len(reports)),
+                "restated_since_last_report": dg.MetadataValue.json(
+                    [f"{d.isoformat()} ({n} breaks, {st})" for d, n, st in lines]
                 ),
-                "status_counts_by_day": dg.MetadataValue.json(
-                    {r.day.isoformat(): r.counts_by_status() for r in reports}
+                "rewritten_after_signoff": dg.MetadataValue.json(
+                    [r.day.isoformat() for r in rewritten]
                 ),
-                "report_files": dg.MetadataValue.json(uris),
-                "restated_since_last_report": dg.MetadataValue.json(lines),
-                "day_status": dg.MetadataValue.json(
-                    {r.day.isoformat(): [r.day_status, r.day_status_reason] for r in reports}
-                ),
-                "breaks_since_last_report": dg.MetadataValue.json(since),
-                "changed_after_signoff": dg.MetadataValue.json(signed_off_changes),
-                "latest_day": dg.MetadataValue.md(render_markdown(latest, max_breaks=20)),
+                "index": dg.MetadataValue.path(store.uri(INDEX_KEY)),
             }
         )
 

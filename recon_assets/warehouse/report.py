@@ -1,23 +1,25 @@
-"""The ops-facing daily reconciliation report, read from the marts.
+"""The ops-facing daily reconciliation report, read from the marts (the data; rendering to HTML is
+`html_report`).
 
-What finance ops opens at 9 AM: per day, the totals by currency and status, and every break
-(each status but matched, not_booked and pending_*) with its amounts. Amounts stay integers in
-minor units in the data and the CSV; only the Markdown shows major units, using each currency's
-own ISO 4217 exponent (JPY and KRW have none), never one global `/100`.
+What finance ops opens at 9 AM: per day, totals per currency (Stripe, ledger, difference, items,
+match rate, breaks), every break (each status but matched, not_booked and pending_*) with what
+ops needs to act on it, a 30-day trend, and the break history. Amounts stay integers in minor
+units in the data and the CSV; only what a person reads shows major units, using each
+currency's own ISO 4217 exponent (JPY and KRW have none), never one global `/100`.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from dataclasses import dataclass, fields
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from recon_assets.currencies import exponent
-from recon_assets.timewindows import BUSINESS_TZ
 
 Query = Callable[[str, Sequence[object]], list[tuple[object, ...]]]
 
@@ -45,12 +47,73 @@ class SummaryRow:
 class BreakRow:
     reporting_date: date
     recon_status: str
-    charge_id: str
+    charge_id: str | None
     ledger_entry_ids: str | None
     currency: str
     stripe_amount: int | None
     ledger_amount: int | None
     amount_diff: int
+    recon_key: str = ""
+    charge_created_at: datetime | None = None
+    customer_id: str | None = None
+    ledger_currency: str | None = None
+
+
+@dataclass(frozen=True)
+class CurrencyTotals:
+    currency: str
+    items: int
+    stripe_amount: int
+    ledger_amount: int
+    matched: int
+    judged: int
+    """Items whose status is settled either way: all but not_booked and the pending ones."""
+    breaks: int
+    break_amount: int
+    """Sum of |ledger - Stripe| over the breaks, minor units."""
+
+    @property
+    def difference(self) -> int:
+        return self.ledger_amount - self.stripe_amount
+
+    @property
+    def match_rate(self) -> float | None:
+        return self.matched / self.judged if self.judged else None
+
+
+@dataclass(frozen=True)
+class TrendPoint:
+    day: date
+    breaks: int
+    break_amount_by_currency: dict[str, int]
+
+
+STATUS_LEGEND: dict[str, tuple[bool, str, str]] = {
+    "matched": (False, "one ledger entry, same currency and amount, booked within T", "nothing"),
+    "not_booked": (False, "failed or uncaptured charge, nothing booked (correct)", "nothing"),
+    "pending_in_stripe": (False, "the charge is still pending in Stripe",
+                          "wait; it is re-checked nightly"),
+    "pending_in_ledger": (False, "no booking yet, the deadline (created + T) has not passed, or "
+                          "the ledger is not loaded through it", "wait"),
+    "pending_stripe_lookup": (False, "a ledger entry names a charge not yet looked up in Stripe",
+                              "wait for the next run"),
+    "missing_in_ledger": (True, "settled in Stripe, not booked by the deadline, ledger loaded "
+                          "without gaps through it", "book it"),
+    "duplicate_in_ledger": (True, "booked more than once", "reverse the extra entries"),
+    "currency_mismatch": (True, "booked in another currency", "correct the entry"),
+    "amount_mismatch": (True, "booked amount differs from `amount_captured`", "correct the entry"),
+    "late_posting": (True, "booked after the deadline", "review the booking process"),
+    "unexpected_ledger_entry": (True, "booked although the charge failed or was not captured",
+                                "reverse it"),
+    "missing_in_stripe": (True, "Stripe answered 404 for the entry's charge id (or the entry "
+                          "names none)", "investigate the entry"),
+    "unreadable_in_stripe": (True, "Stripe has the charge but it failed validation "
+                             "(quarantined)", "data platform: see the quarantine"),
+}  # fmt: skip
+"""Every status: (is a break, what it means, what ops does). The README's table and the
+report's legend say exactly this (a test holds them together)."""
+
+NOT_JUDGED = ("not_booked", "pending_in_stripe", "pending_in_ledger", "pending_stripe_lookup")
 
 
 @dataclass(frozen=True)
@@ -62,6 +125,8 @@ class DayReport:
     """`final` once the Stripe day is loaded, the ledger is loaded without gaps through the
     day's last booking deadline, and nothing of the day is pending; else `preliminary`."""
     day_status_reason: str = "not reconciled yet"
+    trend: tuple[TrendPoint, ...] = ()
+    """The 30 days ending with this one (days without data have no point)."""
 
     @property
     def items(self) -> int:
@@ -76,6 +141,43 @@ class DayReport:
         for r in self.summary:
             out[r.recon_status] = out.get(r.recon_status, 0) + r.item_count
         return dict(sorted(out.items()))
+
+    def totals(self) -> list[CurrencyTotals]:
+        out = []
+        for cur in sorted({r.currency for r in self.summary}):
+            rows = [r for r in self.summary if r.currency == cur]
+            breaks = [b for b in self.breaks if b.currency == cur]
+            out.append(
+                CurrencyTotals(
+                    cur,
+                    items=sum(r.item_count for r in rows),
+                    stripe_amount=sum(r.stripe_amount for r in rows),
+                    ledger_amount=sum(r.ledger_amount for r in rows),
+                    matched=sum(r.item_count for r in rows if r.recon_status == "matched"),
+                    judged=sum(r.item_count for r in rows if r.recon_status not in NOT_JUDGED),
+                    breaks=len(breaks),
+                    break_amount=sum(abs(b.amount_diff) for b in breaks),
+                )
+            )
+        return out
+
+    @property
+    def match_rate(self) -> float | None:
+        t = self.totals()
+        judged = sum(x.judged for x in t)
+        return sum(x.matched for x in t) / judged if judged else None
+
+    def fingerprint(self) -> str:
+        """The report's data, as text: two loading orders must agree on it, and a past day is
+        "restated" exactly when it changes (the history and the run are not part of it)."""
+        parts = [self.day.isoformat(), self.day_status, self.day_status_reason]
+        parts += [repr(astuple_row(r)) for r in self.summary]
+        parts += [repr(astuple_row(b)) for b in self.breaks]
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def astuple_row(row: object) -> tuple:
+    return tuple(getattr(row, f.name) for f in fields(row))  # type: ignore[arg-type]
 
 
 _SUMMARY_SQL = """
@@ -98,138 +200,188 @@ order by 1
 """
 _BREAKS_SQL = """
 select reporting_date, recon_status, charge_id, ledger_entry_ids, currency,
-       stripe_amount, ledger_amount, amount_diff
+       stripe_amount, ledger_amount, amount_diff, recon_key, charge_created_at, customer_id,
+       ledger_currency
 from marts.fct_charge_reconciliation
 where reporting_date >= ? and reporting_date < ? and is_break
 order by reporting_date, recon_status, charge_id, ledger_entry_ids
 """
+_TREND_SQL = """
+select reporting_date, currency, count(*), sum(abs(amount_diff))
+from marts.fct_charge_reconciliation
+where reporting_date >= ? and reporting_date < ? and is_break
+group by reporting_date, currency
+"""
+_REPORTED_DAYS_SQL = """
+select distinct partition_date from raw.load_log
+where dataset = 'stripe_charges' and load_kind = 'day'
+order by 1
+"""
+TREND_DAYS = 30
 
 
 def fetch_reports(query: Query, days: Sequence[date]) -> list[DayReport]:
-    """One report per day of `days` (contiguous), read with two range queries (half-open)."""
-    from datetime import timedelta
-
+    """One report per day of `days` (contiguous), read with a few range queries (half-open)."""
     if not days:
         return []
     first, end = min(days), max(days) + timedelta(days=1)
     summary = [SummaryRow(*r) for r in query(_SUMMARY_SQL, [first, end])]  # type: ignore[arg-type]
     breaks = [BreakRow(*r) for r in query(_BREAKS_SQL, [first, end])]  # type: ignore[arg-type]
     status = {r[0]: (str(r[1]), str(r[2] or "")) for r in query(_DAYS_SQL, [first, end])}
-    return [
-        DayReport(
-            d,
-            [r for r in summary if r.reporting_date == d],
-            [b for b in breaks if b.reporting_date == d],
-            *status.get(d, ("preliminary", "nothing reconciled for this day yet")),
+    trend_rows = query(_TREND_SQL, [first - timedelta(days=TREND_DAYS - 1), end])
+    by_day: dict[date, dict[str, tuple[int, int]]] = {}
+    for d, cur, n, amount in trend_rows:
+        by_day.setdefault(d, {})[str(cur)] = (int(n), int(amount))  # type: ignore[call-overload,index]
+    reports = []
+    for d in sorted(days):
+        window = [d - timedelta(days=i) for i in range(TREND_DAYS - 1, -1, -1)]
+        trend = tuple(
+            TrendPoint(
+                w,
+                sum(n for n, _ in by_day.get(w, {}).values()),
+                {c: a for c, (_, a) in sorted(by_day.get(w, {}).items())},
+            )
+            for w in window
         )
-        for d in sorted(days)
+        reports.append(
+            DayReport(
+                d,
+                [r for r in summary if r.reporting_date == d],
+                [b for b in breaks if b.reporting_date == d],
+                *status.get(d, ("preliminary", "nothing reconciled for this day yet")),
+                trend=trend,
+            )
+        )
+    return reports
+
+
+_INDEX_SQL = """
+select d.reporting_date, d.day_status,
+       coalesce(sum(r.item_count), 0),
+       coalesce(sum(case when r.is_break then r.item_count end), 0),
+       coalesce(sum(case when r.recon_status = 'matched' then r.item_count end), 0),
+       coalesce(sum(case when r.recon_status not in ({not_judged}) then r.item_count end), 0)
+from marts.rpt_reconciliation_days as d
+left join marts.rpt_daily_reconciliation as r on r.reporting_date = d.reporting_date
+where d.reporting_date in ({reported})
+group by d.reporting_date, d.day_status
+""".format(
+    not_judged=", ".join(f"'{s}'" for s in NOT_JUDGED),
+    reported=_REPORTED_DAYS_SQL.replace("order by 1", "").strip(),
+)
+
+
+@dataclass(frozen=True)
+class IndexRow:
+    day: date
+    day_status: str
+    items: int
+    breaks: int
+    match_rate: float | None
+
+
+def reported_days(query: Query) -> list[date]:
+    """Every day whose Stripe charges were loaded as a whole day: the days that have reports."""
+    return [r[0] for r in query(_REPORTED_DAYS_SQL, [])]  # type: ignore[misc]
+
+
+def fetch_index(query: Query) -> list[IndexRow]:
+    """Every day that has a report (its Stripe day was loaded whole), with its headline."""
+    return [
+        IndexRow(d, str(st), int(n), int(b), int(m) / int(j) if j else None)  # type: ignore[call-overload]
+        for d, st, n, b, m, j in query(_INDEX_SQL, [])
     ]
 
 
 def rebuilt_days_outside(query: Query, days: Sequence[date]) -> list[date]:
     """Days outside `days` whose fact rows the latest build rewrote: candidates for
     "restated since the last report" (the caller keeps those whose report really changed)."""
-    from datetime import timedelta
-
     first, end = min(days), max(days) + timedelta(days=1)
     return [r[0] for r in query(_REBUILT_SQL, [first, end])]  # type: ignore[misc]
 
 
-def render_breaks_csv(report: DayReport) -> str:
+CSV_COLUMNS = [
+    "reporting_date", "recon_status", "charge_id", "charge_created_at", "customer_id",
+    "currency", "stripe_amount_minor", "ledger_currency", "ledger_amount_minor",
+    "amount_diff_minor", "ledger_entry_ids", "first_seen", "days_open", "since_last_report",
+]  # fmt: skip
+HISTORY_CSV_COLUMNS = ("first_seen", "days_open", "since_last_report")
+"""Columns that depend on when runs happened; every other column is a function of the data."""
+
+
+def render_breaks_csv(report: DayReport, history: DayHistory | None = None) -> str:
+    """The day's breaks in minor units with ISO-8601 UTC timestamps; amount_diff_minor is
+    ledger minus Stripe (negative: the ledger has less)."""
+    by_key = {b.recon_key: b for b in (history.breaks if history else [])}
+    last = history.state.last_report_at if history else None
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(
-        [
-            "reporting_date",
-            "recon_status",
-            "charge_id",
-            "ledger_entry_ids",
-            "currency",
-            "stripe_amount_minor",
-            "ledger_amount_minor",
-            "amount_diff_minor",
-        ]
-    )
+    w.writerow(CSV_COLUMNS)
     for b in report.breaks:
+        h = by_key.get(b.recon_key)
         w.writerow(
             [
                 b.reporting_date.isoformat(),
                 b.recon_status,
-                b.charge_id,
-                b.ledger_entry_ids or "",
+                b.charge_id or "",
+                _iso(b.charge_created_at),
+                b.customer_id or "",
                 b.currency,
                 "" if b.stripe_amount is None else b.stripe_amount,
+                b.ledger_currency or "",
                 "" if b.ledger_amount is None else b.ledger_amount,
                 b.amount_diff,
+                b.ledger_entry_ids or "",
+                _iso(h.first_seen) if h else "",
+                h.days_open if h else "",
+                (h.since(last) or "") if h else "",
             ]
         )
     return buf.getvalue()
 
 
-RUN_NOTE_PREFIX = "_Run:"
-"""Lines that name the run (and what it restated) start with this; everything else in a report
-is a function of the marts alone, so two orders of loading give the same text."""
+def _iso(t: datetime | None) -> str:
+    return "" if t is None else _utc(t).isoformat().replace("+00:00", "Z")
 
 
-def report_content(markdown: str) -> str:
-    """A report without the lines that name a run: what two loading orders must agree on."""
-    return "\n".join(ln for ln in markdown.splitlines() if not ln.startswith(RUN_NOTE_PREFIX))
-
-
-def render_markdown(
-    report: DayReport,
-    as_of_note: str = "",
-    max_breaks: int = 50,
-    restated: Sequence[str] = (),
-) -> str:
-    lines = [f"# Stripe vs ledger reconciliation, {report.day.isoformat()} (US-Eastern)", ""]
-    # the run's own lines, one block whatever they say, so the rest never depends on them
-    if as_of_note:
-        lines.append(f"{RUN_NOTE_PREFIX} {as_of_note}_")
-    lines += [f"{RUN_NOTE_PREFIX} restated since the last report: {r}_" for r in restated]
-    lines += ["", f"**{report.day_status.upper()}**: {report.day_status_reason or 'complete'}", ""]
-    lines += [
-        f"{report.items} items, **{report.break_count} breaks**.",
+def render_summary_markdown(report: DayReport, max_breaks: int = 10) -> str:
+    """The short summary the Dagster UI shows on the day's materialization."""
+    rate = report.match_rate
+    lines = [
+        f"**{report.day.isoformat()}: {report.day_status.upper()}**"
+        + (f" ({report.day_status_reason})" if report.day_status_reason else ""),
         "",
-        "| currency | status | items | Stripe | ledger | break |",
-        "|---|---|---:|---:|---:|---|",
+        f"{report.items} items, **{report.break_count} breaks**, match rate "
+        + (f"{rate:.2%}" if rate is not None else "n/a")
+        + ".",
+        "",
+        "| currency | items | Stripe | ledger | difference | match rate | breaks |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for r in report.summary:
+    for t in report.totals():
         lines.append(
-            f"| {r.currency} | {r.recon_status} | {r.item_count} | "
-            f"{format_minor(r.stripe_amount, r.currency)} | "
-            f"{format_minor(r.ledger_amount, r.currency)} | {'yes' if r.is_break else ''} |"
+            f"| {t.currency} | {t.items} | {format_minor(t.stripe_amount, t.currency)} | "
+            f"{format_minor(t.ledger_amount, t.currency)} | "
+            f"{format_minor(t.difference, t.currency)} | "
+            + (f"{t.match_rate:.2%}" if t.match_rate is not None else "n/a")
+            + f" | {t.breaks} |"
         )
     if report.breaks:
-        lines += [
-            "",
-            f"## Breaks ({report.break_count}"
-            + (
-                f", first {max_breaks} shown; all in the CSV"
-                if report.break_count > max_breaks
-                else ""
-            )
-            + ")",
-            "",
-            "| status | charge | ledger entries | Stripe | ledger | difference |",
-            "|---|---|---|---:|---:|---:|",
-        ]
+        lines += ["", "| status | charge / entry | Stripe | ledger | ledger - Stripe |",
+                  "|---|---|---:|---:|---:|"]  # fmt: skip
         for b in report.breaks[:max_breaks]:
             lines.append(
-                f"| {b.recon_status} | {b.charge_id} | {b.ledger_entry_ids or ''} | "
+                f"| {b.recon_status} | {b.charge_id or b.recon_key} | "
                 f"{format_minor(b.stripe_amount, b.currency)} | "
-                f"{format_minor(b.ledger_amount, b.currency)} | "
+                f"{format_minor(b.ledger_amount, b.ledger_currency or b.currency)} | "
                 f"{format_minor(b.amount_diff, b.currency)} |"
             )
+        if report.break_count > max_breaks:
+            lines.append(f"\n… and {report.break_count - max_breaks} more in the report.")
     return "\n".join(lines) + "\n"
 
 
 # -- history: what changed since the last report, and after a day was signed off ----------------
-
-HISTORY_FILE_PREFIX = "history_"
-"""`reports/<day>/history_<day>.md`: the day's breaks against its last report, and every change
-made to the day after its first final report. History by design: it depends on when runs
-happened, so it lives beside the day's report, not in it (whose text is a function of the data)."""
 
 
 @dataclass(frozen=True)
@@ -239,12 +391,15 @@ class ReportState:
     last_report_at: datetime | None = None
     first_final_at: datetime | None = None
     """When the day's report first said FINAL: finance ops' sign-off point."""
+    fingerprint: str | None = None
+    """`DayReport.fingerprint()` of the last report: a past day is restated when it changes."""
 
     def to_json(self) -> str:
         return json.dumps(
             {
                 "last_report_at": self.last_report_at.isoformat() if self.last_report_at else None,
                 "first_final_at": self.first_final_at.isoformat() if self.first_final_at else None,
+                "fingerprint": self.fingerprint,
             },
             sort_keys=True,
         )
@@ -254,15 +409,14 @@ class ReportState:
         if not text:
             return cls()
         d = json.loads(text)
-        return cls(
-            *(
-                datetime.fromisoformat(d[k]) if d.get(k) else None
-                for k in ("last_report_at", "first_final_at")
-            )
-        )
+        at = {k: datetime.fromisoformat(d[k]) if d.get(k) else None
+              for k in ("last_report_at", "first_final_at")}  # fmt: skip
+        return cls(at["last_report_at"], at["first_final_at"], d.get("fingerprint"))
 
-    def after_report(self, now: datetime, final: bool) -> ReportState:
-        return ReportState(now, self.first_final_at or (now if final else None))
+    def after_report(self, now: datetime, report: DayReport) -> ReportState:
+        final = report.day_status == "final"
+        return ReportState(now, self.first_final_at or (now if final else None),
+                           report.fingerprint())  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -272,7 +426,9 @@ class BreakHistoryRow:
     currency: str
     first_seen: datetime
     is_open: bool
-    status: str
+    status: str | None
+    """The current status; None once the item is gone (an orphan whose charge arrived)."""
+    last_break_status: str
     resolved_at: datetime | None
     resolution: str | None
     days_open: int
@@ -284,8 +440,10 @@ class BreakHistoryRow:
             if last_report_at is None or _utc(self.first_seen) > last_report_at:
                 return "new"
             return "still open"
-        if self.resolved_at is not None and (
-            last_report_at is None or _utc(self.resolved_at) > last_report_at
+        if (
+            last_report_at is not None
+            and self.resolved_at is not None
+            and _utc(self.resolved_at) > last_report_at
         ):
             return "resolved"
         return None
@@ -311,9 +469,8 @@ class ChangeRow:
 
 
 _BREAK_HISTORY_SQL = """
-select recon_key, charge_id, currency, first_seen, is_open,
-       coalesce(current_status, last_break_status), resolved_at, resolution, days_open,
-       amount_diff
+select recon_key, charge_id, currency, first_seen, is_open, current_status,
+       last_break_status, resolved_at, resolution, days_open, amount_diff
 from marts.rpt_break_history
 where reporting_date = ?
 order by is_open desc, first_seen, recon_key
@@ -359,71 +516,3 @@ def fetch_history(query: Query, day: date, state: ReportState) -> DayHistory:
         changes = [ChangeRow(*r) for r in query(_CHANGES_SQL, [day])]  # type: ignore[arg-type]
         changes = [c for c in changes if _utc(c.changed_at) > signed]
     return DayHistory(day, state, breaks, changes)
-
-
-def _when(t: datetime | None) -> str:
-    if t is None:
-        return ""
-    return _utc(t).astimezone(BUSINESS_TZ).strftime("%Y-%m-%d %H:%M %Z")
-
-
-def _pair(before: object, after: object, fmt: Callable[[object], str] = str) -> str:
-    if before == after:
-        return fmt(after) if after is not None else ""
-    return (
-        f"{fmt(before) if before is not None else '—'} → {fmt(after) if after is not None else '—'}"
-    )
-
-
-def render_history_markdown(h: DayHistory, run_note: str = "") -> str:
-    day = h.day.isoformat()
-    lines = [f"# Break history, {day} (US-Eastern)", ""]
-    if run_note:
-        lines += [f"{RUN_NOTE_PREFIX} {run_note}_", ""]
-    last = h.state.last_report_at
-    counts = h.since_last_report()
-    lines.append(
-        f"Since the last report ({_when(last) or 'none before'}): **{counts['new']} new**, "
-        f"{counts['still open']} still open, {counts['resolved']} resolved."
-    )
-    listed = [(b, b.since(last)) for b in h.breaks]
-    listed = [(b, s) for b, s in listed if s is not None]
-    if listed:
-        lines += [
-            "",
-            "| since last report | status | charge / entry | first seen | days open | "
-            "resolved | how |",
-            "|---|---|---|---|---:|---|---|",
-        ]
-        for b, s in listed:
-            lines.append(
-                f"| {s} | {b.status} | {b.charge_id or b.recon_key} | {_when(b.first_seen)} | "
-                f"{b.days_open} | {_when(b.resolved_at)} | {b.resolution or ''} |"
-            )
-    lines += ["", "## Changed after sign-off", ""]
-    if h.state.first_final_at is None:
-        lines.append("Not signed off yet: the day has had no final report.")
-    elif not h.changes_after_signoff:
-        lines.append(
-            f"Nothing changed since its first final report ({_when(h.state.first_final_at)})."
-        )
-    else:
-        lines += [
-            f"{len(h.changes_after_signoff)} changes since its first final report "
-            f"({_when(h.state.first_final_at)}), before → after:",
-            "",
-            "| changed at | charge / entry | status | Stripe captured | refunded | disputed | "
-            "ledger | run |",
-            "|---|---|---|---:|---:|---|---:|---|",
-        ]
-        for c in h.changes_after_signoff:
-            money = lambda v, cur=c.currency: format_minor(v, cur)  # noqa: E731
-            lines.append(
-                f"| {_when(c.changed_at)} | {c.charge_id or c.recon_key} | "
-                f"{_pair(c.status_before, c.status_after or 'gone')} | "
-                f"{_pair(c.stripe_before, c.stripe_after, money)} | "
-                f"{_pair(c.refunded_before, c.refunded_after, money)} | "
-                f"{_pair(c.disputed_before, c.disputed_after)} | "
-                f"{_pair(c.ledger_before, c.ledger_after, money)} | {c.changed_by_run or ''} |"
-            )
-    return "\n".join(lines) + "\n"

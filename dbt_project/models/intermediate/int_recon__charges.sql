@@ -39,6 +39,7 @@ joined as (
         c.amount_captured,
         c.amount_refunded,
         c.disputed,
+        c.customer_id,
         c.synced_at,
         {{ recon.add_days('c.created_at', recon.tolerance_days()) }} as booking_deadline,
         {%- if var('as_of', none) is not none %}
@@ -94,6 +95,8 @@ select
     captured as stripe_captured,
     amount_refunded as stripe_amount_refunded,
     disputed as stripe_disputed,
+    customer_id,
+    ledger_currency,
     ledger_entry_count,
     last_posted_at as ledger_posted_at,
     booking_deadline,

@@ -21,6 +21,8 @@ with charges as (
         stripe_captured,
         stripe_amount_refunded,
         stripe_disputed,
+        customer_id,
+        ledger_currency,
         ledger_entry_count,
         ledger_posted_at,
         booking_deadline
@@ -45,6 +47,8 @@ orphans as (
         cast(null as boolean) as stripe_captured,
         cast(null as bigint) as stripe_amount_refunded,
         cast(null as boolean) as stripe_disputed,
+        cast(null as varchar) as customer_id,
+        currency as ledger_currency,
         1 as ledger_entry_count,
         ledger_posted_at,
         cast(null as {{ recon.instant_type() }}) as booking_deadline

@@ -31,6 +31,8 @@ select
     i.stripe_captured,
     cast(i.stripe_amount_refunded as bigint) as stripe_amount_refunded,
     i.stripe_disputed,
+    i.customer_id,
+    i.ledger_currency,
     cast(i.ledger_entry_count as bigint) as ledger_entry_count,
     i.ledger_posted_at,
     i.booking_deadline,
