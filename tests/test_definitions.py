@@ -13,7 +13,12 @@ import pytest
 from recon_assets.cli import materialize_range
 from recon_assets.config import ReconSettings
 from recon_assets.definitions import build_definitions
-from recon_assets.defs.automation import RANGE_END_TAG, RANGE_START_TAG, trailing_window
+from recon_assets.defs.automation import (
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+    catch_up_window,
+    trailing_window,
+)
 from recon_assets.local.bootstrap import settings_emulator_config
 from recon_assets.local.stripe_emulator import ChargeGenerator
 from recon_assets.timewindows import BUSINESS_TZ, day_window
@@ -79,20 +84,22 @@ def test_stripe_charges_three_day_range_in_one_run(settings: ReconSettings) -> N
     assert result.success
     mats = result.asset_materializations_for_node("stripe_charges")
     assert sorted(m.partition for m in mats) == ["2024-06-03", "2024-06-04", "2024-06-05"]
-    assert len({m.metadata["rows"].value for m in mats}) == 1  # one run, one result for the range
-    mat = mats[0]
-    meta = {k: v.value for k, v in mat.metadata.items()}
     gen = ChargeGenerator(settings_emulator_config(settings))
     expected = {
         d.isoformat(): gen.count(day_window(d).start, day_window(d).end)
         for d in (first, date(2024, 6, 4), last)
     }
-    assert {d: v["staged"] for d, v in meta["per_day"].items()} == expected
-    assert meta["rows"] == meta["fetched"] == sum(expected.values())
-    assert meta["quarantined"] == 0 and meta["retries"] == 0
-    assert len(meta["staged_uris"]) == 3
-    assert meta["requests"] >= sum(expected.values()) / 100
-    for k in ("bytes", "seconds", "rows_per_s", "rate_limited_429", "schema_drift"):
+    # each day's own figures on that day's materialization (Dagster's plots are per day) ...
+    per_day = {m.partition: {k: v.value for k, v in m.metadata.items()} for m in mats}
+    assert {d: m["rows"] for d, m in per_day.items()} == expected
+    assert {d: m["fetched"] for d, m in per_day.items()} == expected
+    assert all(m["quarantined"] == 0 and m["staged_uri"] for m in per_day.values())
+    assert len({m["staged_uri"] for m in per_day.values()}) == 3
+    # ... and the run's own figures, named as the run's, the same on every day
+    meta = per_day["2024-06-03"]
+    assert meta["run_rows"] == sum(expected.values()) and meta["run_retries"] == 0
+    assert meta["run_requests"] >= sum(expected.values()) / 100
+    for k in ("run_seconds", "run_rows_per_s", "run_rate_limited_429", "schema_drift"):
         assert k in meta
     checks = result.get_asset_check_evaluations()
     assert [c.passed for c in checks] == [True]
@@ -115,28 +122,88 @@ def test_trailing_window(today: date, restate: int, expected: tuple[date, date] 
 
 
 def test_nightly_schedule_requests_yesterday_and_the_restatement_window(
-    settings: ReconSettings,
+    settings: ReconSettings, instance: dg.DagsterInstance
 ) -> None:
     defs = build_definitions(settings)
     schedule = defs.resolve_schedule_def("nightly_reconciliation_schedule")
     assert schedule.execution_timezone == "America/New_York"
+    reported(instance, settings.start_date, date(2024, 11, 2))  # every night ran
     ctx = dg.build_schedule_context(
-        scheduled_execution_time=datetime(2024, 11, 4, 1, 0, tzinfo=BUSINESS_TZ)
+        instance=instance,
+        scheduled_execution_time=datetime(2024, 11, 4, 1, 0, tzinfo=BUSINESS_TZ),
     )
     (req,) = schedule.evaluate_tick(ctx).run_requests or []
     assert req.tags[RANGE_START_TAG] == "2024-10-31"  # >= T days back, over the DST change
     assert req.tags[RANGE_END_TAG] == "2024-11-03"
+    assert "recon/caught_up_from" not in req.tags
+
+
+@pytest.fixture
+def instance(tmp_path: Path) -> dg.DagsterInstance:
+    """A real (sqlite) instance for schedule ticks, in a folder that outlives the test: Dagster
+    remembers the last instance it saw for loading definitions, so one removed mid-run (as
+    `instance_for_test` does) breaks every later `resolve_*` in the process."""
+    home = tmp_path / "dagster-home"
+    home.mkdir()
+    return dg.DagsterInstance.local_temp(str(home))
+
+
+def reported(instance: dg.DagsterInstance, first: date, last: date) -> None:
+    """Record the report as materialized for [first, last], as runs would have."""
+    d = first
+    while d <= last:
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(dg.AssetKey("reconciliation_report"), partition=d.isoformat())
+        )
+        d += timedelta(days=1)
+
+
+def test_missed_nights_are_caught_up_by_the_next_tick_as_one_run(
+    settings: ReconSettings, instance: dg.DagsterInstance
+) -> None:
+    """The daemon was down for 6 nights: the next tick's one run starts at the first day whose
+    report is missing, not just at the trailing window."""
+    defs = build_definitions(settings)
+    schedule = defs.resolve_schedule_def("nightly_reconciliation_schedule")
+    reported(instance, settings.start_date, date(2024, 10, 24))
+    reported(instance, date(2024, 10, 27), date(2024, 10, 27))  # one night in between ran
+    ctx = dg.build_schedule_context(
+        instance=instance,
+        scheduled_execution_time=datetime(2024, 11, 4, 1, 0, tzinfo=BUSINESS_TZ),
+    )
+    (req,) = schedule.evaluate_tick(ctx).run_requests or []
+    assert (req.tags[RANGE_START_TAG], req.tags[RANGE_END_TAG]) == ("2024-10-25", "2024-11-03")
+    assert req.tags["recon/caught_up_from"] == "2024-10-25"
+    assert req.run_key == "nightly-2024-11-03"
+
+
+@pytest.mark.parametrize(
+    ("done_until", "catchup", "expected_first"),
+    [
+        (date(2024, 11, 2), 31, date(2024, 10, 31)),  # nothing missed: the trailing window
+        (date(2024, 10, 20), 31, date(2024, 10, 21)),  # missed days: from the first of them
+        (date(2024, 9, 1), 10, date(2024, 10, 25)),  # older gaps are a backfill's, not a tick's
+    ],
+)
+def test_catch_up_window(done_until: date, catchup: int, expected_first: date) -> None:
+    done = {
+        date(2024, 6, 1) + timedelta(days=i)
+        for i in range((done_until - date(2024, 6, 1)).days + 1)
+    }
+    got = catch_up_window(date(2024, 11, 4), 3, date(2024, 6, 1), done, catchup)
+    assert got == (expected_first, date(2024, 11, 3))
 
 
 def test_weekly_deep_restatement_requests_the_last_120_days_as_one_run(
-    settings: ReconSettings,
+    settings: ReconSettings, instance: dg.DagsterInstance
 ) -> None:
     defs = build_definitions(settings)
     schedule = defs.resolve_schedule_def("deep_restatement_schedule")
     assert schedule.execution_timezone == "America/New_York"
     assert schedule.cron_schedule == "0 3 * * 0"  # Sundays, after the nightly run
     ctx = dg.build_schedule_context(
-        scheduled_execution_time=datetime(2024, 11, 10, 3, 0, tzinfo=BUSINESS_TZ)
+        instance=instance,
+        scheduled_execution_time=datetime(2024, 11, 10, 3, 0, tzinfo=BUSINESS_TZ),
     )
     (req,) = schedule.evaluate_tick(ctx).run_requests or []
     assert req.tags[RANGE_END_TAG] == "2024-11-09"

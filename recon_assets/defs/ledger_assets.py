@@ -5,7 +5,7 @@ from datetime import timedelta
 
 import dagster as dg
 
-from recon_assets.defs.metadata import stage_metadata
+from recon_assets.defs.metadata import record_days, stage_metadata
 from recon_assets.defs.resources import LedgerResource, StageResource, WarehouseResource
 from recon_assets.defs.stripe_assets import OWNERS
 from recon_assets.ledger.connection import describe_dsn
@@ -32,10 +32,20 @@ def build_ledger_entries_asset(
         group_name="ledger",
         kinds={"postgres", "parquet", "s3"},
         owners=OWNERS,
-        check_specs=[dg.AssetCheckSpec(COUNT_CHECK, asset=DATASET, blocking=True)],
+        check_specs=[
+            dg.AssetCheckSpec(
+                COUNT_CHECK,
+                asset=DATASET,
+                blocking=True,
+                description=(
+                    "Blocking, ERROR: rows staged per day equal the ledger's own count in the "
+                    "same snapshot, so a short extract never reaches the warehouse."
+                ),
+            )
+        ],
         description=(
             "Every ledger entry posted on the US-Eastern day (posted_at, half-open), streamed "
-            "from Postgres into one zstd Parquet file per day (<stage>/ledger_entries/<day>/), "
+            "from Postgres into one zstd Parquet file per day (`{stage}/ledger_entries/{day}/`), "
             "in one REPEATABLE READ snapshot with the day counts. The same snapshot also stages "
             "every entry inserted or edited (updated_at) since the newest extract the warehouse "
             "holds (minus a look-back) on any ledger day already loaded: a backdated posting or "
@@ -73,8 +83,10 @@ def build_ledger_entries_asset(
             for d, c in result.per_day.items()
             if c.staged != c.fetched
         }
+        run_meta, per_day = stage_metadata(result)
+        record_days(context, days, per_day)
         return dg.MaterializeResult(
-            metadata=stage_metadata(result),
+            metadata=run_meta,
             check_results=[
                 dg.AssetCheckResult(
                     check_name=COUNT_CHECK,

@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
-from recon_assets.defs.metadata import stage_metadata
+from recon_assets.defs.metadata import by_id_metadata, record_days, stage_metadata
 from recon_assets.defs.resources import StageResource, StripeResource, WarehouseResource
 from recon_assets.stripe.events import sync_charge_events
 from recon_assets.stripe.lookup import UNKNOWN_REFS_SQL, lookup_charges
@@ -27,12 +27,23 @@ def build_stripe_charges_asset(
         group_name="stripe",
         kinds={"stripe", "parquet", "s3"},
         owners=OWNERS,
-        check_specs=[dg.AssetCheckSpec(QUARANTINE_CHECK, asset="stripe_charges", blocking=True)],
+        check_specs=[
+            dg.AssetCheckSpec(
+                QUARANTINE_CHECK,
+                asset="stripe_charges",
+                blocking=True,
+                description=(
+                    "Blocking, ERROR: at most 1 % of the charges fetched for the range failed "
+                    "validation (they are in the quarantine, counted). More stops the run "
+                    "before anything is loaded."
+                ),
+            )
+        ],
         description=(
             "Every Stripe charge created on the US-Eastern day, pulled from GET /v1/charges in "
             "parallel time slices and staged as one zstd Parquet file per day "
-            "(<stage>/stripe_charges/<day>/). Records that fail validation go to "
-            "<stage>/quarantine/stripe_charges/<day>/ with the raw payload and the error; "
+            "(`{stage}/stripe_charges/{day}/`). Records that fail validation go to "
+            "`{stage}/quarantine/stripe_charges/{day}/` with the raw payload and the error; "
             "fetched = staged + quarantined is enforced. Re-materializing a day re-pulls its "
             "current versions (captures, refunds, disputes change charges after their day)."
         ),
@@ -57,8 +68,10 @@ def build_stripe_charges_asset(
             f"staged {result.staged} charges, quarantined {result.quarantined}, "
             f"{result.rows_per_s:.0f} charges/s"
         )
+        run_meta, per_day = stage_metadata(result)
+        record_days(context, days, per_day)
         return dg.MaterializeResult(
-            metadata=stage_metadata(result),
+            metadata=run_meta,
             check_results=[
                 dg.AssetCheckResult(
                     check_name=QUARANTINE_CHECK,
@@ -168,26 +181,32 @@ def build_stripe_events_asset(
             f"{datetime.fromtimestamp(result.read_from, UTC).isoformat()}: "
             f"{result.repulled} charges re-pulled, {len(reopened)} earlier days reopened"
         )
+        # The events of a run are the run's, not any day's: no per-day figures but the charges
+        # of each run day that were re-pulled.
+        record_days(
+            context,
+            days,
+            {
+                d: {"charges_repulled": dg.MetadataValue.int(n)}
+                for d, n in result.found_by_day.items()
+            },
+        )
         return dg.MaterializeResult(
             metadata={
-                "events_read": dg.MetadataValue.int(result.events),
-                "charges_changed": dg.MetadataValue.int(result.changed),
-                "charges_repulled": dg.MetadataValue.int(result.repulled),
-                "retrieved_by_id": dg.MetadataValue.int(result.retrieved),
-                "not_held": dg.MetadataValue.int(result.not_held),
-                "quarantined": dg.MetadataValue.int(result.quarantined),
-                "repulled_outside_run": dg.MetadataValue.int(
-                    sum(n for d, n in result.found_by_day.items() if d not in days)
-                ),
-                "days_reopened": dg.MetadataValue.int(len(reopened)),
-                "reopened_days": dg.MetadataValue.json([d.isoformat() for d in reopened]),
-                "event_types": dg.MetadataValue.json(dict(sorted(result.types.items()))),
-                "read_from": dg.MetadataValue.timestamp(float(result.read_from)),
-                "cursor": dg.MetadataValue.timestamp(float(result.read_until)),
-                "requests": dg.MetadataValue.int(result.counters["requests"]),
-                "retries": dg.MetadataValue.int(result.counters["retries"]),
-                "rows_replaced_by_id": dg.MetadataValue.int(loaded.replaced_rows),
-                "seconds": dg.MetadataValue.float(round(result.seconds, 3)),
+                "run_events_read": dg.MetadataValue.int(result.events),
+                "run_charges_changed": dg.MetadataValue.int(result.changed),
+                "run_charges_repulled": dg.MetadataValue.int(result.repulled),
+                "run_retrieved_by_id": dg.MetadataValue.int(result.retrieved),
+                "run_not_held": dg.MetadataValue.int(result.not_held),
+                "run_quarantined": dg.MetadataValue.int(result.quarantined),
+                **by_id_metadata(result.found_by_day, days),
+                "run_event_types": dg.MetadataValue.json(dict(sorted(result.types.items()))),
+                "run_read_from": dg.MetadataValue.timestamp(float(result.read_from)),
+                "run_cursor": dg.MetadataValue.timestamp(float(result.read_until)),
+                "run_requests": dg.MetadataValue.int(result.counters["requests"]),
+                "run_retries": dg.MetadataValue.int(result.counters["retries"]),
+                "run_rows_replaced_by_id": dg.MetadataValue.int(loaded.replaced_rows),
+                "run_seconds": dg.MetadataValue.float(round(result.seconds, 3)),
             }
         )
 
@@ -236,20 +255,24 @@ def build_stripe_lookups_asset(
             )
         loaded = loader.load_keyed(store, result.manifest, run_id=context.run.run_id)
         c = result.counters
+        days = days_of_range(context.partition_time_window.start, context.partition_time_window.end)
+        record_days(
+            context,
+            days,
+            {d: {"charges_found": dg.MetadataValue.int(n)} for d, n in result.found_by_day.items()},
+        )
         return dg.MaterializeResult(
             metadata={
-                "lookups": dg.MetadataValue.int(result.requested),
-                "found": dg.MetadataValue.int(result.found),
-                "not_found_404": dg.MetadataValue.int(result.not_found),
-                "quarantined": dg.MetadataValue.int(result.quarantined),
-                "requests": dg.MetadataValue.int(c["requests"]),
-                "retries": dg.MetadataValue.int(c["retries"]),
+                "run_lookups": dg.MetadataValue.int(result.requested),
+                "run_found": dg.MetadataValue.int(result.found),
+                "run_not_found_404": dg.MetadataValue.int(result.not_found),
+                "run_quarantined": dg.MetadataValue.int(result.quarantined),
+                "run_requests": dg.MetadataValue.int(c["requests"]),
+                "run_retries": dg.MetadataValue.int(c["retries"]),
                 "max_lookups": dg.MetadataValue.int(max_lookups),
-                "found_by_day": dg.MetadataValue.json(
-                    {d.isoformat(): n for d, n in sorted(result.found_by_day.items())}
-                ),
-                "rows_replaced_by_id": dg.MetadataValue.int(loaded.replaced_rows),
-                "seconds": dg.MetadataValue.float(round(result.seconds, 3)),
+                **by_id_metadata(result.found_by_day, days),
+                "run_rows_replaced_by_id": dg.MetadataValue.int(loaded.replaced_rows),
+                "run_seconds": dg.MetadataValue.float(round(result.seconds, 3)),
             }
         )
 

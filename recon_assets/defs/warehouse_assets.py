@@ -7,6 +7,7 @@ alerts) instead of reaching the marts.
 
 import dagster as dg
 
+from recon_assets.defs.metadata import record_days
 from recon_assets.defs.resources import StageResource, WarehouseResource
 from recon_assets.defs.stripe_assets import OWNERS
 from recon_assets.stage.manifest import read_keyed_manifest
@@ -28,7 +29,17 @@ def build_raw_asset(
         group_name="warehouse",
         kinds={warehouse_kind, "parquet"},
         owners=OWNERS,
-        check_specs=[dg.AssetCheckSpec(LOAD_CHECK, asset=key, blocking=True)],
+        check_specs=[
+            dg.AssetCheckSpec(
+                LOAD_CHECK,
+                asset=key,
+                blocking=True,
+                description=(
+                    "Blocking, ERROR: rows loaded per day equal rows staged (checked inside the "
+                    "load's transaction, which rolls back otherwise)."
+                ),
+            )
+        ],
         description=(
             f"raw.{dataset}: the current staged file of each US-Eastern day (named by the day's "
             "manifest), loaded by replacing the range's rows in one transaction (delete, then "
@@ -50,8 +61,8 @@ def build_raw_asset(
             # The late changes this run's extract staged, loaded before the days: the changes
             # cursor (the newest _synced_at loaded) only moves once they are in.
             keyed = loader.load_keyed(store, changes, run_id=context.run.run_id)
-            keyed_meta["late_changes_loaded"] = dg.MetadataValue.int(keyed.inserted_rows)
-            keyed_meta["late_changes_by_day"] = dg.MetadataValue.json(
+            keyed_meta["run_late_changes_loaded"] = dg.MetadataValue.int(keyed.inserted_rows)
+            keyed_meta["run_late_changes_by_day"] = dg.MetadataValue.json(
                 keyed.to_metadata()["rows_by_day"]
             )
         result = loader.load(store, dataset, days, run_id=context.run.run_id)
@@ -60,14 +71,23 @@ def build_raw_asset(
             d.day.isoformat(): {"staged": d.staged_rows, "loaded": d.loaded_rows}
             for d in result.mismatched_days
         }
+        record_days(
+            context,
+            days,
+            {
+                d.day: {
+                    "rows": dg.MetadataValue.int(d.loaded_rows),
+                    "rows_staged": dg.MetadataValue.int(d.staged_rows),
+                    "staged_by_run": dg.MetadataValue.text(d.run_id),
+                }
+                for d in result.days
+            },
+        )
         return dg.MaterializeResult(
             metadata={
-                "rows": dg.MetadataValue.int(result.loaded_total),
-                "rows_staged": dg.MetadataValue.int(result.staged_total),
-                "rows_replaced": dg.MetadataValue.int(meta["rows_replaced"]),
+                "run_rows": dg.MetadataValue.int(result.loaded_total),
+                "run_rows_replaced": dg.MetadataValue.int(meta["rows_replaced"]),
                 "table": dg.MetadataValue.text(meta["table"]),
-                "rows_loaded_by_day": dg.MetadataValue.json(meta["rows_loaded_by_day"]),
-                "run_ids_by_day": dg.MetadataValue.json(meta["run_ids_by_day"]),
                 **keyed_meta,
             },
             check_results=[
