@@ -10,8 +10,10 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 LOCAL_STRIPE_API_KEY = "sk_test_recon_local_emulator"
 """The key the local emulator accepts: a test-mode placeholder, not a secret."""
@@ -65,8 +67,17 @@ class ReconSettings:
     """Days the weekly deep re-statement re-pulls and rebuilds: what late refunds, disputes and
     settlements beyond the nightly window (and beyond Stripe's 30 days of events) still change."""
     deep_restate_cron: str = "0 3 * * 0"
+    catchup_days: int = 31
+    """How far back the nightly tick looks for days whose report is missing or failed."""
     at_risk_hour: int = 7
-    slack_webhook_configured: bool = False
+    alert_webhook_env: str | None = None
+    """Which variable holds the alerts webhook URL (a credential, read by Dagster as an EnvVar):
+    RECON_ALERT_WEBHOOK_URL, or the older RECON_SLACK_WEBHOOK_URL; None when neither is set."""
+    slack_bot_configured: bool = False
+    """RECON_SLACK_BOT_TOKEN is set: alerts go to Slack through dagster-slack."""
+    slack_channel: str | None = None
+    slack_api_url: str | None = None
+    alert_report_ready: bool = False
     stripe_max_lookups: int = 10_000
     """Ledger-named charges looked up by id per run at most; more fails asking for a backfill.
     Sized for the first backfill of a range, whose first ledger day books charges of the day
@@ -79,6 +90,10 @@ class ReconSettings:
     listable a moment after a later one (re-loading a charge by id is safe)."""
     emulator_changes: Path | None = None
     """Local only: a JSON file of hand-made late changes the emulator applies (demo, tests)."""
+    dagster_url: str | None = None
+    """The Dagster webserver's base URL: reports and alerts link to their run under it."""
+    stripe_dashboard_url: str = "https://dashboard.stripe.com/test/payments/"
+    """Where a charge id links to in the report (live keys: without `/test`)."""
 
     @property
     def is_local(self) -> bool:
@@ -111,7 +126,12 @@ class ReconSettings:
             # Production runs go to ephemeral run workers: a local folder would vanish with them.
             raise ConfigError("RECON_STAGE_URI must be an s3:// URI when RECON_ENV=prod")
         try:
-            start = date.fromisoformat(e.get("RECON_START_DATE", DEFAULT_START_DATE.isoformat()))
+            raw_start = e.get("RECON_START_DATE") or ""
+            start = (
+                date.fromisoformat(raw_start)
+                if raw_start
+                else (local_start_date() if env == "local" else DEFAULT_START_DATE)
+            )
         except ValueError as exc:
             raise ConfigError("RECON_START_DATE must be an ISO date (YYYY-MM-DD)") from exc
         # Locally the emulator accepts any rate; Stripe's documented limit is the prod default.
@@ -135,6 +155,10 @@ class ReconSettings:
             missing = [v for v in _SNOWFLAKE_VARS if not e.get(v)]
             if missing:
                 raise ConfigError(f"RECON_WAREHOUSE=snowflake needs {', '.join(missing)}")
+        if e.get("RECON_SLACK_BOT_TOKEN") and not e.get("RECON_SLACK_CHANNEL"):
+            raise ConfigError(
+                "RECON_SLACK_BOT_TOKEN is set: RECON_SLACK_CHANNEL must name a channel"
+            )
         return cls(
             env=env,
             home=home,
@@ -160,8 +184,16 @@ class ReconSettings:
             schedule_cron=e.get("RECON_SCHEDULE_CRON") or "0 1 * * *",
             deep_restate_days=_int(e, "RECON_DEEP_RESTATE_DAYS", 120, minimum=0),
             deep_restate_cron=e.get("RECON_DEEP_RESTATE_CRON") or "0 3 * * 0",
+            catchup_days=_int(e, "RECON_CATCHUP_DAYS", 31, minimum=1),
             at_risk_hour=_int(e, "RECON_AT_RISK_HOUR", 7, minimum=0),
-            slack_webhook_configured=bool(e.get("RECON_SLACK_WEBHOOK_URL")),
+            alert_webhook_env=next(
+                (v for v in ("RECON_ALERT_WEBHOOK_URL", "RECON_SLACK_WEBHOOK_URL") if e.get(v)),
+                None,
+            ),
+            slack_bot_configured=bool(e.get("RECON_SLACK_BOT_TOKEN")),
+            slack_channel=e.get("RECON_SLACK_CHANNEL") or None,
+            slack_api_url=_url(e, "RECON_SLACK_API_URL", None),
+            alert_report_ready=_bool(e, "RECON_ALERT_REPORT_READY"),
             stripe_max_lookups=_int(e, "RECON_STRIPE_MAX_LOOKUPS", 10_000, minimum=0),
             ledger_changes_lookback_minutes=_int(
                 e, "RECON_LEDGER_CHANGES_LOOKBACK_MINUTES", 60, minimum=0
@@ -169,12 +201,55 @@ class ReconSettings:
             stripe_events_overlap_minutes=_int(
                 e, "RECON_STRIPE_EVENTS_OVERLAP_MINUTES", 10, minimum=0
             ),
+            dagster_url=_url(
+                e, "RECON_DAGSTER_URL", "http://127.0.0.1:3000" if env == "local" else None
+            ),
+            stripe_dashboard_url=_url(
+                e,
+                "RECON_STRIPE_DASHBOARD_URL",
+                "https://dashboard.stripe.com/"
+                + ("test/payments/" if env == "local" or _test_key(api_key) else "payments/"),
+            )
+            or "",
             emulator_changes=(
                 Path(e["RECON_EMULATOR_CHANGES"]).resolve()
                 if e.get("RECON_EMULATOR_CHANGES")
                 else None
             ),
         )
+
+
+def local_start_date(today: date | None = None) -> date:
+    """Locally, the first partition is the first day of last month: the UI opens on a few weeks
+    of days, not on a thousand missing ones (production: DEFAULT_START_DATE, the history the
+    ledger and Stripe hold)."""
+    today = today or datetime.now(ZoneInfo("America/New_York")).date()
+    first_of_month = today.replace(day=1)
+    return (first_of_month - timedelta(days=1)).replace(day=1)
+
+
+def _bool(e: Mapping[str, str], name: str) -> bool:
+    raw = (e.get(name) or "").strip().lower()
+    if raw in ("", "0", "false", "no"):
+        return False
+    if raw in ("1", "true", "yes"):
+        return True
+    raise ConfigError(f"{name} must be true or false")
+
+
+def _test_key(api_key: str | None) -> bool:
+    return bool(api_key) and "_test_" in str(api_key)
+
+
+def _url(e: Mapping[str, str], name: str, default: str | None) -> str | None:
+    """An http(s) URL (never printed back: it may carry a token), or the default."""
+    raw = (e.get(name) or "").strip()
+    if not raw:
+        return default
+    parsed = urlsplit(raw)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ConfigError(f"{name} must be an http(s) URL")
+    return raw
 
 
 def _int(e: Mapping[str, str], name: str, default: int, minimum: int) -> int:

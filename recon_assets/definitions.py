@@ -12,6 +12,7 @@ from datetime import timedelta
 
 import dagster as dg
 from dagster_aws.s3 import S3Resource
+from dagster_slack import SlackResource
 from dagster_snowflake import SnowflakeResource
 
 from recon_assets.config import ReconSettings
@@ -19,7 +20,7 @@ from recon_assets.defs.automation import AlertResource, build_automation
 from recon_assets.defs.dbt_assets import build_dbt_assets, dbt_project, dbt_resource
 from recon_assets.defs.ledger_assets import build_ledger_entries_asset
 from recon_assets.defs.partitions import daily_partitions
-from recon_assets.defs.report_assets import build_report_asset
+from recon_assets.defs.report_assets import ReportLinks, build_report_asset
 from recon_assets.defs.resources import (
     LedgerResource,
     StageResource,
@@ -87,9 +88,15 @@ def build_resources(settings: ReconSettings) -> dict[str, object]:
             snowflake_storage_integration=settings.snowflake_storage_integration,
         )
     alerts = AlertResource(
-        slack_webhook_url=dg.EnvVar("RECON_SLACK_WEBHOOK_URL")
-        if settings.slack_webhook_configured
-        else None
+        log_path=str(settings.home / "alerts.log") if settings.is_local else None,
+        webhook_url=dg.EnvVar(settings.alert_webhook_env) if settings.alert_webhook_env else None,
+        slack=SlackResource(token=dg.EnvVar("RECON_SLACK_BOT_TOKEN"))
+        if settings.slack_bot_configured
+        else None,
+        slack_channel=settings.slack_channel,
+        slack_api_url=settings.slack_api_url,
+        dagster_url=settings.dagster_url,
+        report_ready=settings.alert_report_ready,
     )
     return {
         "stripe": stripe,
@@ -123,10 +130,14 @@ def build_definitions(settings: ReconSettings) -> dg.Definitions:
             tolerance_days=settings.tolerance_days,
             dbt_env={"RECON_DUCKDB_PATH": str(settings.duckdb_path)} if kind == "duckdb" else None,
         ),
-        build_report_asset(partitions),
+        build_report_asset(
+            partitions, ReportLinks(settings.dagster_url, settings.stripe_dashboard_url)
+        ),
     ]
     automation = build_automation(
         assets,
+        partitions=partitions,
+        catchup_days=settings.catchup_days,
         start_date=settings.start_date,
         restate_days=settings.restate_days,
         schedule_cron=settings.schedule_cron,
@@ -164,6 +175,11 @@ def build_definitions(settings: ReconSettings) -> dg.Definitions:
         schedules=automation["schedules"],
         sensors=automation["sensors"],
         resources=build_resources(settings),
+        # Every run (schedule, UI, backfill, CLI) executes its steps in the run's own process:
+        # the multiprocess default starts a process per step, and each one re-imports the code
+        # location (20-65 s apart under load) for steps that take seconds. The graph is a chain
+        # but for the pull and the ledger extract, so little parallelism is lost.
+        executor=dg.in_process_executor,
     )
 
 

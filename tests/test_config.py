@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from recon_assets.config import LOCAL_STRIPE_API_KEY, ConfigError, ReconSettings
+from recon_assets.config import LOCAL_STRIPE_API_KEY, ConfigError, ReconSettings, local_start_date
 
 SNOWFLAKE = {
     "SNOWFLAKE_ACCOUNT": "acct",
@@ -26,7 +26,10 @@ def test_local_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     assert s.home == tmp_path / ".recon"
     assert s.stage_uri == str(tmp_path / ".recon" / "stage")
     assert s.duckdb_path == tmp_path / ".recon" / "warehouse.duckdb"
-    assert s.start_date == date(2024, 1, 1)
+    # locally the first partition is the first of last month: the UI opens on a few weeks
+    assert s.start_date == local_start_date()
+    assert local_start_date(date(2026, 12, 1)) == date(2026, 11, 1)
+    assert local_start_date(date(2026, 1, 31)) == date(2025, 12, 1)
     assert s.stripe_api_key == LOCAL_STRIPE_API_KEY
     assert s.stripe_api_base is None  # local: the resource starts the emulator
 
@@ -59,6 +62,10 @@ def test_prod_requires_key_and_s3_stage() -> None:
         ({"RECON_START_DATE": "01/02/2024"}, "RECON_START_DATE"),
         ({"RECON_STRIPE_RATE": "-1"}, "RECON_STRIPE_RATE"),
         ({"RECON_RESTATE_DAYS": "2", "RECON_TOLERANCE_DAYS": "3"}, "RESTATE"),
+        ({"RECON_DAGSTER_URL": "dagster:3000"}, "RECON_DAGSTER_URL"),
+        ({"RECON_SLACK_BOT_TOKEN": "xoxb-1"}, "RECON_SLACK_CHANNEL"),
+        ({"RECON_ALERT_REPORT_READY": "maybe"}, "RECON_ALERT_REPORT_READY"),
+        ({"RECON_CATCHUP_DAYS": "0"}, "RECON_CATCHUP_DAYS"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], match: str) -> None:

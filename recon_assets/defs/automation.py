@@ -2,21 +2,28 @@
 
 - `nightly_reconciliation` runs at 01:00 US-Eastern: yesterday plus a trailing re-statement
   window (>= the tolerance window T, so every day is re-evaluated until its status is final), as
-  ONE run over the range. Dagster schedules do not catch up missed ticks; the trailing window
-  covers a daemon that was down for fewer days than it spans.
+  ONE run over the range. Dagster schedules do not catch up missed ticks, so the tick does: it
+  starts the range at the earliest day of the last RECON_CATCHUP_DAYS whose report is missing or
+  whose last attempt failed (a daemon that was down N nights is caught up by one run).
 - A time-partition freshness check on the report with ERROR severity (the default, WARN, alerts
   nobody), evaluated by a sensor: yesterday's report must exist by 09:00 ET.
 - A deadline-at-risk sensor: from 07:00 ET, if yesterday's report is still missing, one alert a
   day, early enough for an engineer to act before finance opens it.
-- A run-failure sensor: any failed run (a failed blocking ERROR check fails its run) alerts.
+- Run-status sensors: a failed run alerts once (naming its days, failed step and failed checks);
+  a run that succeeded but has a failed ERROR check (the 09:00 freshness check runs in its own
+  run) alerts once per check; optionally, "report ready" once the nightly wrote yesterday's
+  report. Dagster's run-status cursor is what makes each alert go out exactly once.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import dagster as dg
+from dagster_slack import SlackResource
 
-from recon_assets.alerts import send_alert
+from recon_assets.alerts import Alert, LogSink, SlackSink, WebhookSink, send_alert
 from recon_assets.defs.report_assets import REPORT_KEY
 from recon_assets.timewindows import BUSINESS_TZ
 
@@ -57,34 +64,122 @@ def at_risk_alert(
     )
 
 
+def catch_up_window(
+    today: date, restate_days: int, start_date: date, done: set[date], catchup_days: int
+) -> tuple[date, date] | None:
+    """The trailing window, started earlier at the first day of the last `catchup_days` that is
+    not `done` (its report missing, or its last attempt failed): missed nights in one run."""
+    window = trailing_window(today, restate_days, start_date)
+    if window is None:
+        return None
+    first, last = window
+    lookback = max(start_date, last - timedelta(days=max(catchup_days, 1) - 1))
+    d = lookback
+    while d < first:
+        if d not in done:
+            return d, last
+        d += timedelta(days=1)
+    return first, last
+
+
 def range_request(
-    context: dg.ScheduleEvaluationContext, kind: str, days_back: int, start_date: date
+    context: dg.ScheduleEvaluationContext,
+    kind: str,
+    days_back: int,
+    start_date: date,
+    done: Callable[[date, date], set[date]] | None = None,
+    catchup_days: int = 0,
 ) -> dg.RunRequest | dg.SkipReason:
-    """One run over `[yesterday - days_back, yesterday]` (ET) at the tick's time, keyed by kind
-    and day so a tick evaluated twice never launches twice."""
+    """One run over `[yesterday - days_back, yesterday]` (ET) at the tick's time, started
+    earlier to catch up missed days when `done` says which days are done, keyed by kind and
+    day so a tick evaluated twice never launches twice."""
     now = context.scheduled_execution_time or datetime.now(BUSINESS_TZ)
-    window = trailing_window(now.astimezone(BUSINESS_TZ).date(), days_back, start_date)
+    today = now.astimezone(BUSINESS_TZ).date()
+    window = trailing_window(today, days_back, start_date)
     if window is None:
         return dg.SkipReason("no complete US-Eastern day since RECON_START_DATE yet")
     first, last = window
-    return dg.RunRequest(
-        run_key=f"{kind}-{last.isoformat()}",
-        tags={RANGE_START_TAG: first.isoformat(), RANGE_END_TAG: last.isoformat()},
-    )
+    if done is not None and catchup_days:
+        lookback = max(start_date, last - timedelta(days=catchup_days - 1))
+        caught = catch_up_window(today, days_back, start_date, done(lookback, last), catchup_days)
+        assert caught is not None
+        first = caught[0]
+    tags = {RANGE_START_TAG: first.isoformat(), RANGE_END_TAG: last.isoformat()}
+    if first < window[0]:
+        tags["recon/caught_up_from"] = first.isoformat()
+    return dg.RunRequest(run_key=f"{kind}-{last.isoformat()}", tags=tags)
 
 
 class AlertResource(dg.ConfigurableResource):
-    slack_webhook_url: str | None = None
+    """Where alerts go. Every field that is a credential comes from an `EnvVar`."""
 
-    def send(self, text: str) -> bool:
-        return send_alert(text, self.slack_webhook_url)
+    log_path: str | None = None
+    """Locally: a JSON-lines alerts log under RECON_HOME (the console always gets them)."""
+    webhook_url: str | None = None
+    """A generic JSON webhook (a Slack incoming webhook reads its `text`)."""
+    slack: SlackResource | None = None
+    slack_channel: str | None = None
+    slack_api_url: str | None = None
+    """Only to point the Slack client elsewhere (a test's local server); unset in production."""
+    dagster_url: str | None = None
+    """The webserver's base URL: alerts link to `<url>/runs/<run id>`."""
+    report_ready: bool = False
+
+    def run_url(self, run_id: str) -> str | None:
+        return f"{self.dagster_url.rstrip('/')}/runs/{run_id}" if self.dagster_url else None
+
+    def _slack_client(self) -> Any:
+        assert self.slack is not None
+        client = self.slack.get_client()
+        if self.slack_api_url:
+            client.base_url = self.slack_api_url
+        return client
+
+    def sinks(self) -> list[Any]:
+        out: list[Any] = [LogSink(Path(self.log_path) if self.log_path else None)]
+        if self.webhook_url:
+            out.append(WebhookSink(self.webhook_url))
+        if self.slack is not None and self.slack_channel:
+            out.append(SlackSink(self._slack_client, self.slack_channel))
+        return out
+
+    def send(self, alert: Alert) -> dict[str, bool]:
+        return send_alert(alert, self.sinks())
+
+
+def run_days(run: dg.DagsterRun) -> str | None:
+    """The US-Eastern day (or range) a run covered, from its partition tags."""
+    start, end = run.tags.get(RANGE_START_TAG), run.tags.get(RANGE_END_TAG)
+    if start and end:
+        return start if start == end else f"{start}..{end}"
+    return run.tags.get("dagster/partition")
+
+
+def root_cause(error: Any) -> str:
+    """The innermost error's message: Dagster wraps what the step raised."""
+    while getattr(error, "cause", None) is not None:
+        error = error.cause
+    return str(getattr(error, "message", error)).strip()
+
+
+def failed_checks(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    """`asset: check` of every ERROR-severity check that failed in the run."""
+    out = []
+    for rec in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
+        ev = rec.dagster_event.event_specific_data if rec.dagster_event else None
+        if ev is None or ev.passed or ev.severity != dg.AssetCheckSeverity.ERROR:
+            continue
+        out.append(f"{ev.asset_key.to_user_string()}: {ev.check_name}")
+    return sorted(set(out))
 
 
 def build_automation(
     assets: Sequence[dg.AssetsDefinition],
     *,
+    partitions: dg.PartitionsDefinition,
     start_date: date,
     restate_days: int,
+    catchup_days: int = 31,
     schedule_cron: str = "0 1 * * *",
     deadline_cron: str = "0 9 * * *",
     at_risk_hour: int = 7,
@@ -103,9 +198,24 @@ def build_automation(
         cron_schedule=schedule_cron,
         execution_timezone=BUSINESS_TZ.key,
         default_status=dg.DefaultScheduleStatus.RUNNING,
+        description=(
+            f"Every night: one run over yesterday and the {restate_days} days before it "
+            "(late changes re-stated), started earlier at the first day of the last "
+            f"{catchup_days} whose report is missing or whose last attempt failed, so nights "
+            "the daemon missed are caught up by the same single run."
+        ),
     )
     def nightly_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
-        return range_request(context, "nightly", restate_days, start_date)
+        def done(first: date, last: date) -> set[date]:
+            keys = [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
+            statuses = context.instance.get_status_by_partition(REPORT_KEY, keys, partitions) or {}
+            return {
+                date.fromisoformat(k)
+                for k, v in statuses.items()
+                if v == dg.AssetPartitionStatus.MATERIALIZED
+            }
+
+        return range_request(context, "nightly", restate_days, start_date, done, catchup_days)
 
     @dg.schedule(
         name="deep_restatement_schedule",
@@ -156,21 +266,89 @@ def build_automation(
         )
         if text is None:
             return dg.SkipReason("report on time, not yet at-risk time, or already alerted")
-        alerts.send(text)
+        alerts.send(Alert("deadline_at_risk", "the report is not ready", text, day=cursor))
         context.update_cursor(cursor)
         return dg.SkipReason(f"alerted: {text}")
 
     @dg.run_failure_sensor(
-        name="run_failure_alert_sensor", default_status=dg.DefaultSensorStatus.RUNNING
+        name="run_failure_alert_sensor",
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        monitor_all_code_locations=False,
+        description=(
+            "One alert per failed run: its days, the step that failed and its message, the "
+            "ERROR checks that failed, and a link to the run."
+        ),
     )
     def run_failure_alert(context: dg.RunFailureSensorContext, alerts: AlertResource) -> None:
         run = context.dagster_run
-        message = context.failure_event.message or "no message"
-        alerts.send(f"recon: run {run.run_id} of {run.job_name} failed: {message[:500]}")
+        steps = [
+            f"step {e.step_key}: {root_cause(e.step_failure_data.error)[:400]}"
+            for e in context.get_step_failure_events()
+            if e.step_failure_data.error is not None
+        ]
+        message = "\n".join(steps) or context.failure_event.message or "no message"
+        checks = failed_checks(context.instance, run.run_id)
+        detail = message[:1200] + (f"\nFailed checks: {', '.join(checks)}" if checks else "")
+        alerts.send(
+            Alert(
+                "run_failed",
+                f"run of {run.job_name} failed",
+                detail,
+                day=run_days(run),
+                run_url=alerts.run_url(run.run_id),
+                run_id=run.run_id,
+            )
+        )
+
+    @dg.run_status_sensor(
+        run_status=dg.DagsterRunStatus.SUCCESS,
+        name="run_success_alert_sensor",
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        monitor_all_code_locations=False,
+        description=(
+            "For each successful run: one alert per failed ERROR check (the 09:00 freshness "
+            "check is evaluated in its own run), and, if RECON_ALERT_REPORT_READY is set, "
+            "'report ready' when the run wrote yesterday's report."
+        ),
+    )
+    def run_success_alert(context: dg.RunStatusSensorContext, alerts: AlertResource) -> None:
+        run = context.dagster_run
+        for check in failed_checks(context.instance, run.run_id):
+            alerts.send(
+                Alert(
+                    "check_failed",
+                    f"check {check} failed",
+                    "An ERROR-severity check failed; its day is not trustworthy until it passes.",
+                    day=run_days(run),
+                    run_url=alerts.run_url(run.run_id),
+                    run_id=run.run_id,
+                )
+            )
+        if alerts.report_ready:
+            yesterday = (datetime.now(BUSINESS_TZ) - timedelta(days=1)).date().isoformat()
+            days = {
+                e.dagster_event.event_specific_data.materialization.partition
+                for e in context.instance.all_logs(
+                    run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+                )
+                if e.dagster_event
+                and e.dagster_event.event_specific_data.materialization.asset_key == REPORT_KEY
+            }
+            if yesterday in days:
+                alerts.send(
+                    Alert(
+                        "report_ready",
+                        "the reconciliation report is ready",
+                        "Yesterday's report was written.",
+                        day=yesterday,
+                        run_url=alerts.run_url(run.run_id),
+                        run_id=run.run_id,
+                    )
+                )
 
     return {
         "jobs": [job],
         "schedules": [nightly_schedule, deep_restatement],
-        "sensors": [freshness_sensor, deadline_at_risk, run_failure_alert],
+        "sensors": [freshness_sensor, deadline_at_risk, run_failure_alert, run_success_alert],
         "asset_checks": list(freshness),
     }
