@@ -7,7 +7,9 @@
   DAGSTER_HOME, for the UI, backfills and the schedule.
 - `recon prepare`: the dbt manifest (never parsed at import).
 - `recon stop`: stop the embedded Postgres (left running between commands for reuse).
-- `recon emulator ...`: serve the Stripe emulator on its own.
+- `recon backfill --start D1 --end D2`: one range run, step by step (local: the ledger seeded).
+- `recon report [DAY]`: a day's totals from the local warehouse, and where its HTML report is.
+- `recon emulator ...`: serve the Stripe emulator on its own (its options pass through).
 
 Every command reads its settings from the environment when it runs, like the code location.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,7 +35,13 @@ def last_complete_days(n: int, today: date | None = None) -> list[date]:
 
 
 def materialize_range(
-    defs: Any, first: date, last: date, *, instance: Any = None, selection: str | None = None
+    defs: Any,
+    first: date,
+    last: date,
+    *,
+    instance: Any = None,
+    selection: str | None = None,
+    tags: dict[str, str] | None = None,
 ) -> Any:
     """Materialize the graph (or `selection`) for partitions [first, last] in ONE run."""
     import dagster as dg
@@ -44,6 +53,7 @@ def materialize_range(
         resources=defs.resources,
         instance=instance or dg.DagsterInstance.ephemeral(),
         tags={
+            **(tags or {}),
             "dagster/asset_partition_range_start": first.isoformat(),
             "dagster/asset_partition_range_end": last.isoformat(),
         },
@@ -58,67 +68,168 @@ def dagster_home(settings: ReconSettings) -> Path:
     return home
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    import dagster as dg
+def log_file(settings: ReconSettings, what: str) -> Path:
+    """Where a command's full log goes (Dagster's DEBUG lines, dbt's output, warnings)."""
+    folder = settings.home / "logs"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{what}-{datetime.now(BUSINESS_TZ):%Y%m%d-%H%M%S}.log"
+
+
+def _timed(fn: Any) -> Any:
+    t = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t
+
+
+def _quiet_definitions(settings: ReconSettings) -> Any:
+    import warnings
 
     from recon_assets.definitions import build_definitions
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return build_definitions(settings)
+
+
+def _local_instance(settings: ReconSettings) -> Any:
+    """The project-local Dagster instance (RECON_HOME/dagster), so the UI shows CLI runs."""
+    import warnings
+
+    import dagster as dg
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return dg.DagsterInstance.from_config(str(dagster_home(settings)))
+
+
+def _print_days(settings: ReconSettings, result: Any) -> None:
+    """Each day's headline and its HTML report, from the report's per-day materializations."""
+    from recon_assets.defs.report_assets import INDEX_KEY
+
+    for m in sorted(
+        result.asset_materializations_for_node("reconciliation_report"), key=lambda m: m.partition
+    ):
+        meta = {k: v.value for k, v in m.metadata.items()}
+        status = str(meta["day_status"]).split(":")[0].upper()
+        print(
+            f"  {m.partition}  {status:<11} {meta['items']:>7,} items  {meta['breaks']:>4,} breaks"
+            f"  match rate {float(meta['match_rate']):.2%}"
+        )
+        print(f"              {meta['report']}")
+    print(f"  all days:   {settings.stage_uri.rstrip('/')}/{INDEX_KEY}")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from recon_assets.definitions import dbt_target
+    from recon_assets.defs.dbt_assets import ensure_manifest
     from recon_assets.local.bootstrap import bootstrap_local
+    from recon_assets.progress import quiet, run_range
 
     settings = ReconSettings.from_env()
     if not settings.is_local:
-        raise SystemExit(
-            "recon demo runs on the embedded default: unset RECON_ENV or set it to local"
-        )
-    from recon_assets.definitions import dbt_target
-    from recon_assets.defs.dbt_assets import ensure_manifest
-
+        print("recon demo runs on the embedded default only (RECON_ENV=local)", file=sys.stderr)
+        return 2
     days = last_complete_days(args.days)
     first, last = days[0], days[-1]
-    print(f"recon demo: RECON_HOME={settings.home}")
-    ensure_manifest(dbt_target(settings))  # a fresh clone has none; a pull may have changed dbt
-    print(f"1. ledger: embedded Postgres, seeded for {first}..{last} from the emulator's charges")
-    seed = bootstrap_local(settings, first, last)
-    print(f"   {len(seed.ground_truth)} expected reconciliation items written")
-    print(f"2. pipeline: Stripe emulator -> stage -> DuckDB -> dbt -> report, {first}..{last}")
-    os.environ.setdefault("DAGSTER_HOME", str(dagster_home(settings)))
-    result = materialize_range(
-        build_definitions(settings), first, last, instance=dg.DagsterInstance.get()
-    )
-    meta: dict[str, dict[str, Any]] = {}
-    for event in result.get_asset_materialization_events():
-        mat = event.step_materialization_data.materialization
-        meta[mat.asset_key.to_user_string()] = {k: v.value for k, v in mat.metadata.items()}
-    sc = meta["stripe_charges"]
+    log = log_file(settings, "demo")
+    print(f"recon demo, {first}..{last} (US-Eastern), state in {settings.home}")
+    print(f"  full log: {log}")
+    with open(log, "ab") as fh, quiet(fh):  # nothing of the framework on the terminal
+        _, s1 = _timed(lambda: ensure_manifest(dbt_target(settings)))
+        seed, s2 = _timed(lambda: bootstrap_local(settings, first, last))
+        defs = _quiet_definitions(settings)
+        instance = _local_instance(settings)
+    print(f"  {'dbt manifest':<22} {'ready (parsed only when missing or stale)':<76} {s1:6.1f} s")
     print(
-        f"   stripe_charges: {sc['rows']} staged, {sc['quarantined']} quarantined, "
-        f"{sc['requests']} requests, {sc['rows_per_s']} charges/s"
+        f"  {'seed the ledger':<22} "
+        f"{f'embedded Postgres, {len(seed.ground_truth):,} items of ground truth':<76} {s2:6.1f} s"
     )
-    print(f"   ledger_entries: {meta['ledger_entries']['rows']} staged")
-    for key in ("raw/stripe_charges", "raw/ledger_entries"):
-        print(f"   {key}: {meta[key]['rows']} rows loaded into {settings.duckdb_path}")
-    ev = meta["raw/stripe_charge_events"]
+    t = time.perf_counter()
+    result = run_range(defs, first, last, instance, log)
+    print(f"  one Dagster run over {len(days)} days: {time.perf_counter() - t:.1f} s")
+    print("What finance ops opens at 9 AM:")
+    _print_days(settings, result)
+    print(f"Next: `recon report {last}`, or `recon dev` for the Dagster UI.")
+    return 0
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    from recon_assets.definitions import dbt_target
+    from recon_assets.defs.dbt_assets import ensure_manifest
+    from recon_assets.progress import quiet, run_range
+
+    settings = ReconSettings.from_env()
+    first, last = args.start, args.end
+    if last < first:
+        print("recon backfill: --end is before --start", file=sys.stderr)
+        return 2
+    if first < settings.start_date:
+        print(f"recon backfill: --start is before RECON_START_DATE ({settings.start_date})",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    log = log_file(settings, "backfill")
+    print(f"recon backfill {first}..{last}: one run, full log in {log}")
+    with open(log, "ab") as fh, quiet(fh):
+        ensure_manifest(dbt_target(settings))
+        if settings.is_local:
+            from recon_assets.local.bootstrap import bootstrap_local
+
+            bootstrap_local(settings, first, last)
+        defs = _quiet_definitions(settings)
+        instance = _local_instance(settings)
+    t = time.perf_counter()
+    try:
+        result = run_range(defs, first, last, instance, log)
+    except Exception as exc:
+        print(f"recon backfill failed: {type(exc).__name__}: {str(exc)[:500]}", file=sys.stderr)
+        return 1
+    print(f"  done in {time.perf_counter() - t:.1f} s")
+    _print_days(settings, result)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """A day's headline and totals, read from the local warehouse; where its HTML is."""
+    import duckdb
+
+    from recon_assets.defs.report_assets import report_key
+    from recon_assets.warehouse.report import fetch_reports, format_minor, reported_days
+
+    settings = ReconSettings.from_env()
+    if settings.warehouse != "duckdb":
+        print("recon report reads the local DuckDB warehouse; in production open the HTML "
+              f"reports under {settings.stage_uri}/reports/", file=sys.stderr)  # fmt: skip
+        return 2
+    if not settings.duckdb_path.exists():
+        print(f"no warehouse at {settings.duckdb_path}: run `recon demo` first", file=sys.stderr)
+        return 1
+    con = duckdb.connect(str(settings.duckdb_path), read_only=True)
+    try:
+
+        def query(sql: str, params: Any) -> list[tuple[object, ...]]:
+            return con.execute(sql, list(params)).fetchall()
+
+        days = reported_days(query)
+        day = args.day or (days[-1] if days else None)
+        if day is None:
+            print("no day has been reported yet: run `recon demo` first", file=sys.stderr)
+            return 1
+        (r,) = fetch_reports(query, [day])
+    finally:
+        con.close()
+    rate = r.match_rate
     print(
-        f"   stripe events: {ev['events_read']} read, {ev['charges_repulled']} charges re-pulled "
-        f"({ev['retrieved_by_id']} by id), {ev['days_reopened']} earlier days reopened"
+        f"{day}: {r.day_status.upper()}"
+        + (f" ({r.day_status_reason})" if r.day_status_reason else "")
     )
-    lk = meta["raw/stripe_charge_lookups"]
-    print(
-        f"   stripe look-ups by id: {lk['lookups']} ({lk['found']} found, "
-        f"{lk['not_found_404']} not found, {lk['quarantined']} unreadable)"
-    )
-    rep = meta["reconciliation_report"]
-    print("3. report (what finance ops opens at 9 AM):")
-    for day, counts in rep["status_counts_by_day"].items():
-        status, why = rep["day_status"][day]
-        print(f"   {day}: {rep['breaks_by_day'][day]} breaks, {status}  {counts}")
-        if why:
-            print(f"      {why}")
-    for day, files in rep["report_files"].items():
-        print(f"   {day}: {files[0]}")
-    print(
-        f"   query it: duckdb {settings.duckdb_path} "
-        '"select * from marts.rpt_daily_reconciliation order by 1, 2, 3"'
-    )
+    print(f"  {r.items:,} items, {r.break_count:,} breaks, match rate "
+          + (f"{rate:.2%}" if rate is not None else "n/a"))  # fmt: skip
+    print(f"  {'currency':<9}{'items':>8}{'Stripe':>22}{'ledger':>22}{'breaks':>8}")
+    for t in r.totals():
+        print(f"  {t.currency:<9}{t.items:>8,}{format_minor(t.stripe_amount, t.currency):>22}"
+              f"{format_minor(t.ledger_amount, t.currency):>22}{t.breaks:>8,}")  # fmt: skip
+    html = Path(settings.stage_uri) / report_key(day.isoformat(), "html")
+    print(f"  report: {html}" + ("" if html.exists() else " (not written yet)"))
     return 0
 
 
@@ -174,20 +285,31 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("demo", help="run the whole pipeline on the embedded default")
     p.add_argument("--days", type=int, default=3, help="how many recent complete days")
     p.set_defaults(fn=cmd_demo)
+    p = sub.add_parser(
+        "backfill", help="materialize a range of days as ONE run, with progress (local: seeded)"
+    )
+    p.add_argument("--start", type=date.fromisoformat, required=True, help="first day, ISO")
+    p.add_argument("--end", type=date.fromisoformat, required=True, help="last day, inclusive")
+    p.set_defaults(fn=cmd_backfill)
+    p = sub.add_parser("report", help="a day's totals and where its HTML report is")
+    p.add_argument("day", nargs="?", type=date.fromisoformat, help="ISO day (default: latest)")
+    p.set_defaults(fn=cmd_report)
     p = sub.add_parser("dev", help="bootstrap the embedded default, then `dagster dev`")
     p.add_argument("--days", type=int, default=7, help="days of ledger to seed")
     p.set_defaults(fn=cmd_dev, rest=[])  # unknown options go on to `dagster dev`, e.g. -p 3001
     p = sub.add_parser("stop", help="stop the embedded Postgres under RECON_HOME")
     p.set_defaults(fn=cmd_stop)
-    p = sub.add_parser("emulator", help="serve the Stripe emulator (see its --help)")
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(fn=cmd_emulator)
+    p = sub.add_parser(
+        "emulator", help="serve the Stripe emulator; its options pass through (recon emulator -h)",
+        add_help=False,
+    )  # fmt: skip
+    p.set_defaults(fn=cmd_emulator, rest=[])
     p = sub.add_parser("prepare", help="prepare the dbt manifest(s)")
     p.add_argument("--targets", nargs="+", default=["local"], choices=["local", "prod"])
     p.set_defaults(fn=cmd_prepare)
     args, unknown = parser.parse_known_args(argv)
     if unknown:
-        if args.fn is not cmd_dev:
+        if args.fn not in (cmd_dev, cmd_emulator):
             parser.error(f"unrecognized arguments: {' '.join(unknown)}")
         args.rest = unknown
     return int(args.fn(args))
