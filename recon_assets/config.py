@@ -31,6 +31,17 @@ _SNOWFLAKE_VARS = (
 )
 
 
+SECRET_VARIABLES = (
+    "STRIPE_API_KEY",
+    "RECON_LEDGER_DSN",
+    "SNOWFLAKE_PASSWORD",
+    "RECON_ALERT_WEBHOOK_URL",
+    "RECON_SLACK_WEBHOOK_URL",
+    "RECON_SLACK_BOT_TOKEN",
+)
+"""Variables whose values are credentials: never logged, never in metadata or Dagster's storage."""
+
+
 class ConfigError(ValueError):
     """A setting is missing or malformed; the message names the variable, never its value."""
 
@@ -90,6 +101,10 @@ class ReconSettings:
     listable a moment after a later one (re-loading a charge by id is safe)."""
     emulator_changes: Path | None = None
     """Local only: a JSON file of hand-made late changes the emulator applies (demo, tests)."""
+    secrets_in_environment: frozenset[str] = frozenset()
+    """Which secret variables came from the process environment: resources get those as
+    `dg.EnvVar` (resolved inside the run, never written into Dagster's storage). Settings built
+    from an explicit mapping (tests, scripts) have none."""
     dagster_url: str | None = None
     """The Dagster webserver's base URL: reports and alerts link to their run under it."""
     stripe_dashboard_url: str = "https://dashboard.stripe.com/test/payments/"
@@ -112,6 +127,7 @@ class ReconSettings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ReconSettings:
         """Build settings from `environ` (default `os.environ`), validating every value."""
         e = os.environ if environ is None else environ
+        in_env = frozenset(v for v in SECRET_VARIABLES if environ is None and e.get(v))
         env = e.get("RECON_ENV", "local").strip().lower()
         if env not in ("local", "prod"):
             raise ConfigError(f"RECON_ENV must be 'local' or 'prod', got {env!r}")
@@ -160,6 +176,7 @@ class ReconSettings:
                 "RECON_SLACK_BOT_TOKEN is set: RECON_SLACK_CHANNEL must name a channel"
             )
         return cls(
+            secrets_in_environment=in_env,
             env=env,
             home=home,
             stripe_api_key=api_key,

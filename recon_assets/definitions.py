@@ -9,6 +9,7 @@ prepared (`recon prepare`); it is never parsed here, except under `dagster dev`.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import dagster as dg
 from dagster_aws.s3 import S3Resource
@@ -40,6 +41,13 @@ def dbt_target(settings: ReconSettings) -> str:
 
 
 def build_resources(settings: ReconSettings) -> dict[str, object]:
+    def secret(name: str, value: str | None) -> Any:
+        """A credential as a resource gets it: an `EnvVar` whenever it came from the process
+        environment, so Dagster resolves it inside the run and stores only its name."""
+        if value is None:
+            return None
+        return dg.EnvVar(name) if name in settings.secrets_in_environment else value
+
     stripe_common = {
         "api_base": settings.stripe_api_base,
         "rate_per_s": settings.stripe_rate_per_s,
@@ -49,7 +57,7 @@ def build_resources(settings: ReconSettings) -> dict[str, object]:
     }
     if settings.is_local:
         stripe = StripeResource(
-            api_key=settings.stripe_api_key or "",
+            api_key=secret("STRIPE_API_KEY", settings.stripe_api_key) or "",
             emulate=settings.stripe_api_base is None,
             emulator_seed=settings.emulator_seed,
             emulator_charges_per_day=settings.emulator_charges_per_day,
@@ -59,12 +67,14 @@ def build_resources(settings: ReconSettings) -> dict[str, object]:
             **stripe_common,
         )
         ledger = LedgerResource(
-            dsn=settings.ledger_dsn,
+            dsn=secret("RECON_LEDGER_DSN", settings.ledger_dsn),
             embedded_data_dir=str(settings.home / "postgres" / "data"),
         )
     else:
-        stripe = StripeResource(api_key=dg.EnvVar("STRIPE_API_KEY"), **stripe_common)
-        ledger = LedgerResource(dsn=dg.EnvVar("RECON_LEDGER_DSN"))
+        stripe = StripeResource(
+            api_key=secret("STRIPE_API_KEY", settings.stripe_api_key), **stripe_common
+        )
+        ledger = LedgerResource(dsn=secret("RECON_LEDGER_DSN", settings.ledger_dsn))
     s3 = (
         S3Resource(endpoint_url=settings.s3_endpoint_url)
         if settings.stage_uri.startswith("s3://")
@@ -92,7 +102,7 @@ def build_resources(settings: ReconSettings) -> dict[str, object]:
         webhook_url=dg.EnvVar(settings.alert_webhook_env) if settings.alert_webhook_env else None,
         slack=SlackResource(token=dg.EnvVar("RECON_SLACK_BOT_TOKEN"))
         if settings.slack_bot_configured
-        else None,
+        else None,  # alert credentials are only ever read from the process environment
         slack_channel=settings.slack_channel,
         slack_api_url=settings.slack_api_url,
         dagster_url=settings.dagster_url,
