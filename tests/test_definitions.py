@@ -256,3 +256,48 @@ def test_the_demo_prepares_a_missing_or_stale_manifest(tmp_path: Path) -> None:
     ensure_manifest("local", project)
     assert manifest_is_current(project)
     assert "-- edited" in (project / "target" / "local" / "manifest.json").read_text()
+
+
+def test_a_failed_blocking_check_publishes_nothing_and_the_load_refuses_the_day(
+    tmp_path: Path, dbt_manifest: Path
+) -> None:
+    """The quarantine check fails (5 % malformed charges > 1 %): the day's current-file pointer
+    does not move, and a later load of the day refuses it, naming the check, instead of loading
+    the previous version as if it were current. A clean re-pull makes the day loadable again."""
+    from recon_assets.local.stripe_emulator import EmulatorConfig, FaultConfig, StripeEmulator
+    from recon_assets.stage.manifest import manifest_key
+
+    day = date(2024, 6, 3)
+    base = EmulatorConfig(
+        seed=5, charges_per_day=400, start_date=date(2024, 6, 1), end_date=date(2024, 6, 10),
+        now=NOW,
+    )  # fmt: skip
+    home = tmp_path / "recon"
+
+    def run(cfg: EmulatorConfig, selection: str) -> dg.ExecuteInProcessResult:
+        with StripeEmulator(cfg, host="127.0.0.1", port=0) as emu:
+            s = ReconSettings.from_env(
+                {
+                    "RECON_HOME": str(home),
+                    "RECON_START_DATE": "2024-06-01",
+                    "STRIPE_API_BASE": emu.base_url,
+                    "STRIPE_API_KEY": cfg.api_key,
+                }
+            )
+            return materialize_range(build_definitions(s), day, day, selection=selection)
+
+    run(base, "stripe_charges")  # a good version of the day first
+    pointer = home / "stage" / manifest_key("stripe_charges", day)
+    good = pointer.read_text()
+    broken = EmulatorConfig(**{**base.__dict__, "faults": FaultConfig(malformed_rate=0.05)})
+    with pytest.raises(Exception, match="quarantine_rate_below_threshold"):
+        run(broken, "stripe_charges")
+    assert pointer.read_text() == good  # the pointer did not move
+    with pytest.raises(Exception) as err:
+        run(base, "raw/stripe_charges")
+    assert "failed the blocking check 'quarantine_rate_below_threshold'" in str(err.value)
+    # a clean re-pull publishes the day again, and the load takes it
+    run(base, "stripe_charges")
+    assert pointer.read_text() != good
+    result = run(base, "raw/stripe_charges")
+    assert result.success

@@ -1,7 +1,7 @@
 """`ledger_entries`: the ledger's entries posted on each US-Eastern day, staged as Parquet,
 plus the entries inserted or edited since the warehouse last saw the ledger."""
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
@@ -10,6 +10,7 @@ from recon_assets.defs.resources import LedgerResource, StageResource, Warehouse
 from recon_assets.defs.stripe_assets import OWNERS
 from recon_assets.ledger.connection import describe_dsn
 from recon_assets.ledger.stage import stage_ledger
+from recon_assets.stage.manifest import CheckFailure, record_check_failure
 from recon_assets.timewindows import days_of_range
 
 DATASET = "ledger_entries"
@@ -83,6 +84,14 @@ def build_ledger_entries_asset(
             for d, c in result.per_day.items()
             if c.staged != c.fetched
         }
+        if mismatched:  # stage_ledger published nothing: say why, for the loads to refuse
+            now = datetime.now(UTC).isoformat()
+            for d in days:
+                record_check_failure(
+                    stage.store(),
+                    CheckFailure(DATASET, d, COUNT_CHECK, context.run.run_id,
+                                 f"staged != the ledger's count on {sorted(mismatched)}", now),
+                )  # fmt: skip
         run_meta, per_day = stage_metadata(result)
         record_days(context, days, per_day)
         return dg.MaterializeResult(

@@ -8,9 +8,10 @@ import dagster as dg
 
 from recon_assets.defs.metadata import by_id_metadata, record_days, stage_metadata
 from recon_assets.defs.resources import StageResource, StripeResource, WarehouseResource
+from recon_assets.stage.manifest import CheckFailure, publish_manifest, record_check_failure
 from recon_assets.stripe.events import sync_charge_events
 from recon_assets.stripe.lookup import UNKNOWN_REFS_SQL, lookup_charges
-from recon_assets.stripe.pull import pull_charges
+from recon_assets.stripe.pull import DATASET, pull_charges
 from recon_assets.timewindows import days_of_range
 
 OWNERS = ["team:data-platform"]
@@ -54,16 +55,32 @@ def build_stripe_charges_asset(
         window = context.partition_time_window
         days = days_of_range(window.start, window.end)
         context.log.info(f"pulling charges for {days[0]}..{days[-1]} ({len(days)} days)")
+        store = stage.store()
         with stripe.charges_client() as client:
             result = pull_charges(
                 client,
-                stage.store(),
+                store,
                 days,
                 context.run.run_id,
                 windows_per_day=stripe.windows_per_day,
                 concurrency=stripe.concurrency,
+                publish=False,
             )
         rate = result.quarantined / result.fetched if result.fetched else 0.0
+        if rate <= quarantine_threshold:  # the staged days become current only now
+            for m in result.manifests:
+                publish_manifest(store, m)
+        else:
+            now = datetime.now(UTC).isoformat()
+            for d in days:
+                record_check_failure(
+                    store,
+                    CheckFailure(
+                        DATASET, d, QUARANTINE_CHECK, context.run.run_id,
+                        f"quarantine rate {rate:.4%} of the range is above "
+                        f"{quarantine_threshold:.2%}", now,
+                    ),
+                )  # fmt: skip
         context.log.info(
             f"staged {result.staged} charges, quarantined {result.quarantined}, "
             f"{result.rows_per_s:.0f} charges/s"

@@ -45,10 +45,9 @@ def manifest_key(dataset: str, day: date) -> str:
     return f"{dataset}/{day.isoformat()}/_latest.json"
 
 
-def write_manifest(
-    store: StageStore, staged: StagedFile, run_id: str, quarantined: int, written_at: str
-) -> DayManifest:
-    m = DayManifest(
+def day_manifest(staged: StagedFile, run_id: str, quarantined: int, written_at: str) -> DayManifest:
+    """The manifest that would make `staged` the current version of its day (not written)."""
+    return DayManifest(
         dataset=staged.dataset,
         day=staged.day,
         run_id=run_id,
@@ -59,9 +58,55 @@ def write_manifest(
         quarantined=quarantined,
         written_at=written_at,
     )
-    with store.open_atomic(manifest_key(staged.dataset, staged.day)) as fh:
+
+
+def publish_manifest(store: StageStore, m: DayManifest) -> DayManifest:
+    """Make `m`'s file the current version of its day: only once its blocking checks passed."""
+    with store.open_atomic(manifest_key(m.dataset, m.day)) as fh:
         fh.write(m.to_json().encode())
     return m
+
+
+def write_manifest(
+    store: StageStore, staged: StagedFile, run_id: str, quarantined: int, written_at: str
+) -> DayManifest:
+    return publish_manifest(store, day_manifest(staged, run_id, quarantined, written_at))
+
+
+@dataclass(frozen=True)
+class CheckFailure:
+    """A day whose latest staging failed a blocking check: its file was never published, and a
+    load of the day is refused (naming the check) until a later staging passes."""
+
+    dataset: str
+    day: date
+    check: str
+    run_id: str
+    detail: str
+    written_at: str
+
+    def to_json(self) -> str:
+        d = asdict(self)
+        d["day"] = self.day.isoformat()
+        return json.dumps(d, sort_keys=True)
+
+
+def check_failure_key(dataset: str, day: date) -> str:
+    return f"{dataset}/{day.isoformat()}/_check_failed.json"
+
+
+def record_check_failure(store: StageStore, failure: CheckFailure) -> None:
+    with store.open_atomic(check_failure_key(failure.dataset, failure.day)) as fh:
+        fh.write(failure.to_json().encode())
+
+
+def read_check_failure(store: StageStore, dataset: str, day: date) -> CheckFailure | None:
+    text = _read_text_or_none(store, check_failure_key(dataset, day))
+    if text is None:
+        return None
+    d = json.loads(text)
+    d["day"] = date.fromisoformat(d["day"])
+    return CheckFailure(**d)
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from recon_assets.stage.manifest import write_manifest
+from recon_assets.stage.manifest import day_manifest, publish_manifest
 from recon_assets.stage.result import DayCounts, StageResult
 from recon_assets.stage.schemas import QUARANTINE_SCHEMA, STRIPE_CHARGES_SCHEMA
 from recon_assets.stage.store import StageStore
@@ -208,8 +208,13 @@ def pull_charges(
     concurrency: int = 4,
     row_group_rows: int = DEFAULT_ROW_GROUP_ROWS,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    publish: bool = True,
 ) -> PullResult:
-    """Pull every charge created on `days` (US-Eastern) and stage them, one file per day."""
+    """Pull every charge created on `days` (US-Eastern) and stage them, one file per day.
+
+    With `publish=False` the day manifests are returned, not written: the caller publishes them
+    (`publish_manifest`) once its blocking checks pass, so a day that fails one keeps its
+    previous version as the current one."""
     started = time.perf_counter()
     days = sorted(set(days))
     jobs = [(d, w) for d in days for w in split_window(day_window(d), windows_per_day)]
@@ -356,9 +361,9 @@ def pull_charges(
             gc.enable()
 
     written_at = clock().isoformat()
-    manifests = [
-        write_manifest(store, f, run_id, per_day[f.day].quarantined, written_at) for f in files
-    ]
+    manifests = [day_manifest(f, run_id, per_day[f.day].quarantined, written_at) for f in files]
+    if publish:
+        manifests = [publish_manifest(store, m) for m in manifests]
     return StageResult(
         run_id=run_id,
         days=days,

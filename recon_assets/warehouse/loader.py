@@ -17,7 +17,13 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
-from recon_assets.stage.manifest import DayManifest, KeyedManifest, read_manifest
+from recon_assets.stage.manifest import (
+    CheckFailure,
+    DayManifest,
+    KeyedManifest,
+    read_check_failure,
+    read_manifest,
+)
 from recon_assets.stage.schemas import (
     LEDGER_DROPPED_REFS_SCHEMA,
     LEDGER_ENTRIES_SCHEMA,
@@ -51,6 +57,19 @@ PARTITION_COLUMN = "_partition_date"
 
 class LoadError(RuntimeError):
     """A load did not commit; the warehouse still holds the previous rows of the range."""
+
+
+class StagedCheckFailedError(LoadError):
+    """The day's latest staging failed a blocking check: loading its previous version would
+    pass off stale data as current, so the load is refused, naming the check."""
+
+    def __init__(self, failure: CheckFailure) -> None:
+        self.failure = failure
+        super().__init__(
+            f"refusing to load {failure.dataset} on {failure.day.isoformat()}: its latest "
+            f"staging (run {failure.run_id}) failed the blocking check {failure.check!r} "
+            f"({failure.detail}); fix the cause and re-materialize the day, nothing was loaded"
+        )
 
 
 class MissingManifestError(LoadError):
@@ -287,6 +306,9 @@ def plan_load(store: StageStore, dataset: str, days: Iterable[date]) -> LoadPlan
     d = first
     while d < end:
         m = read_manifest(store, dataset, d)
+        failure = read_check_failure(store, dataset, d)
+        if failure is not None and (m is None or failure.written_at > m.written_at):
+            raise StagedCheckFailedError(failure)
         if m is None:
             missing.append(d)
         else:
