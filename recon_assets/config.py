@@ -8,6 +8,7 @@ masks them so a stray log line or Dagster metadata entry cannot leak them.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -137,10 +138,18 @@ class ReconSettings:
             api_key = LOCAL_STRIPE_API_KEY
         if env == "prod" and api_key is None:
             raise ConfigError("STRIPE_API_KEY is required when RECON_ENV=prod")
-        stage_uri = e.get("RECON_STAGE_URI") or str(home / "stage")
+        stage_uri = _stage_uri(e.get("RECON_STAGE_URI") or str(home / "stage"))
         if env == "prod" and not stage_uri.startswith("s3://"):
             # Production runs go to ephemeral run workers: a local folder would vanish with them.
             raise ConfigError("RECON_STAGE_URI must be an s3:// URI when RECON_ENV=prod")
+        ledger_dsn = e.get("RECON_LEDGER_DSN") or None
+        if ledger_dsn is not None:
+            _check_dsn(ledger_dsn)
+        elif env == "prod":
+            # checked when the location loads, not when the first run needs the ledger
+            raise ConfigError("RECON_LEDGER_DSN is required when RECON_ENV=prod")
+        if e.get("STRIPE_API_BASE"):
+            _url(e, "STRIPE_API_BASE", None)
         try:
             raw_start = e.get("RECON_START_DATE") or ""
             start = (
@@ -187,7 +196,7 @@ class ReconSettings:
             stripe_max_retries=_int(e, "RECON_STRIPE_MAX_RETRIES", 8, minimum=0),
             stripe_windows_per_day=_int(e, "RECON_STRIPE_WINDOWS_PER_DAY", 8, minimum=1),
             stripe_concurrency=_int(e, "RECON_STRIPE_CONCURRENCY", default_concurrency, minimum=1),
-            ledger_dsn=e.get("RECON_LEDGER_DSN") or None,
+            ledger_dsn=ledger_dsn,
             duckdb_path=Path(e.get("RECON_DUCKDB_PATH") or home / "warehouse.duckdb").resolve(),
             restate_days=restate,
             tolerance_days=tolerance,
@@ -234,6 +243,39 @@ class ReconSettings:
                 else None
             ),
         )
+
+
+def _stage_uri(raw: str) -> str:
+    """`s3://bucket/prefix` or an absolute local folder; anything else (`s3:/typo`, `s3//x`,
+    `http://...`) is refused instead of becoming a folder named `s3:` under the working dir."""
+    raw = raw.strip()
+    if "://" in raw or raw.lower().startswith("s3:"):
+        parsed = urlsplit(raw)
+        if parsed.scheme != "s3" or not parsed.netloc or not raw.startswith("s3://"):
+            raise ConfigError("RECON_STAGE_URI must be s3://bucket/prefix or a local folder path")
+        if not _BUCKET.match(parsed.netloc):
+            raise ConfigError("RECON_STAGE_URI names an invalid S3 bucket")
+        return raw.rstrip("/")
+    return str(Path(raw).expanduser().resolve())
+
+
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+def _check_dsn(dsn: str) -> None:
+    """A PostgreSQL URI or key=value DSN; the message names the variable, never the value."""
+    if dsn.startswith(("postgresql://", "postgres://")):
+        parsed = urlsplit(dsn)
+        if not parsed.hostname and "host=" not in (parsed.query or ""):
+            raise ConfigError("RECON_LEDGER_DSN has no host")
+        if not parsed.path.strip("/"):
+            raise ConfigError("RECON_LEDGER_DSN names no database")
+        return
+    if "=" in dsn and "dbname=" in dsn:
+        return
+    raise ConfigError(
+        "RECON_LEDGER_DSN must be a postgresql:// URI or a 'key=value' DSN with dbname"
+    )
 
 
 def local_start_date(today: date | None = None) -> date:

@@ -41,7 +41,8 @@ def test_explicit_api_base_wins_in_every_mode() -> None:
                 "RECON_ENV": env,
                 "STRIPE_API_KEY": "rk_live_x",
                 "STRIPE_API_BASE": "http://127.0.0.1:9",
-                "RECON_STAGE_URI": "s3://b/p",
+                "RECON_STAGE_URI": "s3://recon-b/p",
+                "RECON_LEDGER_DSN": "postgresql://reader@db/ledger",
                 **SNOWFLAKE,
             }
         )
@@ -50,7 +51,7 @@ def test_explicit_api_base_wins_in_every_mode() -> None:
 
 def test_prod_requires_key_and_s3_stage() -> None:
     with pytest.raises(ConfigError, match="STRIPE_API_KEY"):
-        ReconSettings.from_env({"RECON_ENV": "prod", "RECON_STAGE_URI": "s3://b/p"})
+        ReconSettings.from_env({"RECON_ENV": "prod", "RECON_STAGE_URI": "s3://recon-b/p"})
     with pytest.raises(ConfigError, match="RECON_STAGE_URI"):
         ReconSettings.from_env({"RECON_ENV": "prod", "STRIPE_API_KEY": "rk_live_x"})
 
@@ -78,7 +79,7 @@ def test_secrets_never_in_repr() -> None:
         {
             "RECON_ENV": "prod",
             "STRIPE_API_KEY": "rk_live_SECRET123",
-            "RECON_STAGE_URI": "s3://b/p",
+            "RECON_STAGE_URI": "s3://recon-b/p",
             "RECON_LEDGER_DSN": "postgresql://u:hunter2@db/ledger",
             **SNOWFLAKE,
         }
@@ -94,3 +95,32 @@ def test_snowflake_warehouse_names_missing_variables() -> None:
         ReconSettings.from_env(
             {"RECON_WAREHOUSE": "snowflake", "SNOWFLAKE_USER": "u", "SNOWFLAKE_DATABASE": "d"}
         )
+
+
+@pytest.mark.parametrize(
+    ("env", "match"),
+    [
+        ({"RECON_STAGE_URI": "s3:/typo-bucket/recon"}, "RECON_STAGE_URI"),
+        ({"RECON_STAGE_URI": "http://bucket/recon"}, "RECON_STAGE_URI"),
+        ({"RECON_STAGE_URI": "s3://Bad_Bucket/recon"}, "RECON_STAGE_URI"),
+        ({"RECON_LEDGER_DSN": "postgresql://u:hunter2@/ledger"}, "RECON_LEDGER_DSN"),
+        ({"RECON_LEDGER_DSN": "mysql://u:hunter2@db/ledger"}, "RECON_LEDGER_DSN"),
+        ({"STRIPE_API_BASE": "localhost:12111"}, "STRIPE_API_BASE"),
+    ],
+)
+def test_malformed_uris_and_dsns_are_refused_in_every_mode_without_the_secret(
+    env: dict[str, str], match: str
+) -> None:
+    with pytest.raises(ConfigError, match=match) as err:
+        ReconSettings.from_env(env)
+    assert "hunter2" not in str(err.value)
+
+
+def test_prod_refuses_to_load_without_the_ledger() -> None:
+    """Every production setting is required when the location loads, not inside a run."""
+    env = {"RECON_ENV": "prod", "STRIPE_API_KEY": "rk_live_x", "RECON_STAGE_URI": "s3://b-1/p",
+           **SNOWFLAKE}  # fmt: skip
+    with pytest.raises(ConfigError, match="RECON_LEDGER_DSN"):
+        ReconSettings.from_env(env)
+    ok = ReconSettings.from_env({**env, "RECON_LEDGER_DSN": "postgresql://r@db:5432/ledger"})
+    assert ok.stage_uri == "s3://b-1/p"

@@ -46,7 +46,7 @@ def test_an_explicit_dsn_wins_in_every_mode(tmp_path: Path) -> None:
     prod = {
         "RECON_ENV": "prod",
         "STRIPE_API_KEY": "rk_x",
-        "RECON_STAGE_URI": "s3://b/p",
+        "RECON_STAGE_URI": "s3://recon-b/p",
         "RECON_WAREHOUSE": "duckdb",  # only the ledger setting matters here
     }
     assert ledger_dsn(_settings(tmp_path, RECON_LEDGER_DSN=dsn, **prod)) == dsn
