@@ -139,6 +139,7 @@ def build_definitions(settings: ReconSettings) -> dg.Definitions:
             target=dbt_target(settings),
             tolerance_days=settings.tolerance_days,
             dbt_env={"RECON_DUCKDB_PATH": str(settings.duckdb_path)} if kind == "duckdb" else None,
+            work_dir=settings.home / "dbt-runs" if settings.is_local else None,
         ),
         build_report_asset(
             partitions, ReportLinks(settings.dagster_url, settings.stripe_dashboard_url)

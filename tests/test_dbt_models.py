@@ -1047,11 +1047,17 @@ def test_dagster_dbt_assets_build_a_partition_range(tmp_path: Path) -> None:
 
     manifest = prepare_manifest(project_dir, "local")
     assert manifest == project_dir / "target" / "local" / "manifest.json"
+    runs = tmp_path / "dbt-runs"
+    for i in range(4):  # leftovers of earlier (or killed) runs, oldest first
+        (runs / f"old-{i}").mkdir(parents=True)
+        os.utime(runs / f"old-{i}", (1_700_000_000 + i, 1_700_000_000 + i))
     assets = build_dbt_assets(
         partitions_def=daily_partitions(date(2023, 11, 1)),
         target="local",
         project_dir=project_dir,
         dbt_env={"RECON_DUCKDB_PATH": str(db)},
+        work_dir=runs,
+        keep_runs=3,
     )
     specs = {k.to_user_string(): s for k, s in assets.specs_by_key.items()}
     assert set(specs) == {
@@ -1101,6 +1107,12 @@ def test_dagster_dbt_assets_build_a_partition_range(tmp_path: Path) -> None:
         },
     )
     assert result.success
+    # the run's dbt artifacts and logs went to the work dir, none into the code folder, and
+    # only the newest runs are kept
+    assert (runs / result.run_id / "run_results.json").exists()
+    assert list((runs / result.run_id / "logs").glob("*.log"))
+    assert sorted(p.name for p in runs.iterdir()) == sorted([result.run_id, "old-2", "old-3"])
+    assert not list((project_dir / "target").glob("recon_dbt_models-*"))
     evaluations = result.get_asset_check_evaluations()
     assert evaluations and all(e.passed for e in evaluations)
     materialized = {

@@ -17,7 +17,9 @@ asset function by identity, and a string annotation fails that check.
 
 import json
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -91,6 +93,17 @@ class ReconDbtCliResource(DbtCliResource):
 
     def _initialize_dbt_core_adapter(self, args: Sequence[str]) -> Any:
         return None  # only for fetch_row_counts / fetch_column_metadata, which we never call
+
+
+def prune_run_folders(runs: Path, keep: int) -> list[Path]:
+    """Remove all but the newest `keep` per-run dbt folders under `runs` (a killed run's too)."""
+    if not runs.is_dir():
+        return []
+    folders = sorted((p for p in runs.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+    stale = folders[: max(0, len(folders) - keep)]
+    for p in stale:
+        shutil.rmtree(p, ignore_errors=True)
+    return stale
 
 
 def dbt_resource(project: DbtProject, dbt_executable: str | None = None) -> DbtCliResource:
@@ -197,6 +210,8 @@ def build_dbt_assets(
     dbt_env: Mapping[str, str] | None = None,
     owners: Sequence[str] = DEFAULT_OWNERS,
     select: str = "fqn:*",
+    work_dir: Path | None = None,
+    keep_runs: int = 5,
 ) -> dg.AssetsDefinition:
     """The dbt models of `project_dir` as one multi-asset, partitioned by `partitions_def`
     (`recon_assets.defs.partitions.daily_partitions(start_date)`), run as one `dbt build` per
@@ -205,6 +220,9 @@ def build_dbt_assets(
     `dbt_env` holds variables the dbt profile reads, set for the dbt subprocess (for `local`:
     `{"RECON_DUCKDB_PATH": str(settings.duckdb_path)}` so dbt reads the file the loader wrote).
     The resource key is `dbt` (see `dbt_resource`).
+
+    Each invocation's artifacts go to `work_dir/<run id>` (default: the system's temp folder),
+    never into the code folder, and only the newest `keep_runs` of them are kept.
     """
     project = dbt_project(target, project_dir)
     if using_dagster_dev():
@@ -233,8 +251,15 @@ def build_dbt_assets(
             window.start, window.end, tolerance_days, run_id=context.run.run_id
         )
         context.log.info(f"dbt build for {dbt_vars}")
+        runs = work_dir or Path(tempfile.gettempdir()) / "recon-dbt"
+        target_path = runs / context.run.run_id
+        prune_run_folders(runs, keep=keep_runs - 1)
         with _environ(env):
-            invocation = dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context)
+            invocation = dbt.cli(
+                ["build", "--vars", json.dumps(dbt_vars), "--log-path", str(target_path / "logs")],
+                context=context,
+                target_path=target_path,
+            )
         yield from invocation.stream()
 
     return recon_dbt_models
