@@ -23,6 +23,7 @@ from recon_assets.local.bootstrap import settings_emulator_config
 from recon_assets.local.stripe_emulator import ChargeGenerator
 from recon_assets.timewindows import BUSINESS_TZ, day_window
 
+REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.timeout(300)
 NOW = int(datetime(2024, 6, 20, tzinfo=BUSINESS_TZ).timestamp())
 
@@ -301,3 +302,24 @@ def test_a_failed_blocking_check_publishes_nothing_and_the_load_refuses_the_day(
     assert pointer.read_text() != good
     result = run(base, "raw/stripe_charges")
     assert result.success
+
+
+def test_every_asset_check_schedule_and_sensor_says_what_it_is(settings: ReconSettings) -> None:
+    """Descriptions render as written (no angle brackets the UI's Markdown swallows), dbt
+    models show their YAML description (not their SQL), and the location is named recon."""
+    defs = build_definitions(settings)
+    graph = defs.resolve_asset_graph()
+    for node in graph.asset_nodes:
+        text = node.description or ""
+        assert text, f"{node.key.to_user_string()} has no description"
+        assert "<" not in text, node.key.to_user_string()
+        assert not text.lstrip().lower().startswith(("select", "with", "{{", "{%")), (
+            f"{node.key.to_user_string()} shows its SQL"
+        )
+    for spec in graph.asset_check_keys:
+        assert graph.get_check_spec(spec).description, spec
+    for s in defs.schedules or []:
+        assert s.description, s.name
+    for sensor in defs.sensors or []:
+        assert sensor.description or sensor.name == "report_freshness_sensor", sensor.name
+    assert "location_name: recon" in (REPO / "workspace.yaml").read_text()

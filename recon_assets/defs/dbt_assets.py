@@ -36,6 +36,7 @@ from dagster_dbt import (
 )
 from dagster_dbt.dbt_project import using_dagster_dev
 
+from recon_assets.defs.partitions import WRITER_POOL
 from recon_assets.warehouse.dbt_vars import build_dbt_vars
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
@@ -178,6 +179,37 @@ class ReconDbtTranslator(DagsterDbtTranslator):
     def get_owners(self, dbt_resource_props: Mapping[str, Any]) -> Sequence[str] | None:
         return self._owners
 
+    def get_asset_check_spec(
+        self,
+        asset_spec: dg.AssetSpec,
+        manifest: Mapping[str, Any],
+        unique_id: str,
+        project: DbtProject | None,
+    ) -> dg.AssetCheckSpec | None:
+        """dagster-dbt's check, described: what the dbt test asserts, on which column."""
+        spec = super().get_asset_check_spec(asset_spec, manifest, unique_id, project)
+        if spec is None or spec.description:
+            return spec
+        test = manifest.get("nodes", {}).get(unique_id, {})
+        meta = test.get("test_metadata") or {}
+        what = meta.get("name") or "singular test"
+        column = test.get("column_name")
+        severity = (test.get("config") or {}).get("severity", "error").upper()
+        text = test.get("description") or (
+            f"dbt test `{what}`"
+            + (f" on `{column}`" if column else "")
+            + f", severity {severity}: "
+            "a failure fails the run and dbt skips every model downstream of it."
+        )
+        return spec._replace(description=text)
+
+    def get_description(self, dbt_resource_props: Mapping[str, Any]) -> str:
+        """The model's YAML description, as written: dagster-dbt's default appends the raw SQL
+        (Jinja included), which the catalog then shows as the description."""
+        text = (dbt_resource_props.get("description") or "").strip()
+        kind = dbt_resource_props.get("resource_type", "model")
+        return text or f"dbt {kind} {dbt_resource_props.get('name', '')}"
+
 
 @contextmanager
 def _environ(overrides: Mapping[str, str] | None) -> Iterator[None]:
@@ -243,6 +275,7 @@ def build_dbt_assets(
         backfill_policy=dg.BackfillPolicy.single_run(),
         dagster_dbt_translator=ReconDbtTranslator(owners),
         project=project,
+        pool=WRITER_POOL,
     )
     def recon_dbt_models(context: AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
         """Re-state the run's US-Eastern days: the partition (range) window becomes the dbt vars."""
