@@ -17,9 +17,11 @@ Every command reads its settings from the environment when it runs, like the cod
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
+from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -61,11 +63,48 @@ def materialize_range(
     )
 
 
+INSTANCE_YAML = Path(__file__).with_name("dagster.yaml")
+
+
 def dagster_home(settings: ReconSettings) -> Path:
-    """Dagster's instance for local runs lives under RECON_HOME (git-ignored), never committed."""
+    """Dagster's instance for local runs: under RECON_HOME (git-ignored), never committed, with
+    the project's dagster.yaml installed and its storage initialised exactly once. Under a file
+    lock: two first commands at once would otherwise both migrate the sqlite storage (two
+    alembic heads, and every later command fails)."""
+    import fcntl
+    import warnings
+
     home = settings.home / "dagster"
     home.mkdir(parents=True, exist_ok=True)
+    with open(home / ".init.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (home / "dagster.yaml").exists():
+            (home / "dagster.yaml").write_text(INSTANCE_YAML.read_text())
+        if not (home / ".initialised").exists():
+            import dagster as dg
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                dg.DagsterInstance.from_config(str(home)).dispose()
+            (home / ".initialised").touch()
     return home
+
+
+@contextlib.contextmanager
+def one_local_writer(settings: ReconSettings) -> Iterator[None]:
+    """Runs started from the command line execute in this process, not through the run queue:
+    locally they take RECON_HOME's writer lock, so a second command waits for the first
+    (DuckDB allows one writing process per file) instead of failing on a raw file-lock error."""
+    import fcntl
+
+    settings.home.mkdir(parents=True, exist_ok=True)
+    with open(settings.home / ".writer.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print("  another recon run is writing this RECON_HOME: waiting for it to finish")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def log_file(settings: ReconSettings, what: str) -> Path:
@@ -120,17 +159,22 @@ def _print_days(settings: ReconSettings, result: Any) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from recon_assets.definitions import dbt_target
-    from recon_assets.defs.dbt_assets import ensure_manifest
-    from recon_assets.local.bootstrap import bootstrap_local
-    from recon_assets.progress import quiet, run_range
-
     settings = ReconSettings.from_env()
     if not settings.is_local:
         print("recon demo runs on the embedded default only (RECON_ENV=local)", file=sys.stderr)
         return 2
     days = last_complete_days(args.days)
     first, last = days[0], days[-1]
+    with one_local_writer(settings):
+        return _demo(settings, days, first, last)
+
+
+def _demo(settings: ReconSettings, days: list[date], first: date, last: date) -> int:
+    from recon_assets.definitions import dbt_target
+    from recon_assets.defs.dbt_assets import ensure_manifest
+    from recon_assets.local.bootstrap import bootstrap_local
+    from recon_assets.progress import quiet, run_range
+
     log = log_file(settings, "demo")
     print(f"recon demo, {first}..{last} (US-Eastern), state in {settings.home}")
     print(f"  full log: {log}")
@@ -154,10 +198,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
-    from recon_assets.definitions import dbt_target
-    from recon_assets.defs.dbt_assets import ensure_manifest
-    from recon_assets.progress import quiet, run_range
-
     settings = ReconSettings.from_env()
     first, last = args.start, args.end
     if last < first:
@@ -167,6 +207,15 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         print(f"recon backfill: --start is before RECON_START_DATE ({settings.start_date})",
               file=sys.stderr)  # fmt: skip
         return 2
+    with one_local_writer(settings) if settings.is_local else contextlib.nullcontext():
+        return _backfill(settings, first, last)
+
+
+def _backfill(settings: ReconSettings, first: date, last: date) -> int:
+    from recon_assets.definitions import dbt_target
+    from recon_assets.defs.dbt_assets import ensure_manifest
+    from recon_assets.progress import quiet, run_range
+
     log = log_file(settings, "backfill")
     print(f"recon backfill {first}..{last}: one run, full log in {log}")
     with open(log, "ab") as fh, quiet(fh):

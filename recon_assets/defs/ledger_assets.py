@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from recon_assets.defs.metadata import record_days, stage_metadata
+from recon_assets.defs.partitions import WRITER_POOL
 from recon_assets.defs.resources import LedgerResource, StageResource, WarehouseResource
 from recon_assets.defs.stripe_assets import OWNERS
 from recon_assets.ledger.connection import describe_dsn
@@ -30,6 +31,7 @@ def build_ledger_entries_asset(
         name=DATASET,
         partitions_def=partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
+        pool=WRITER_POOL,
         group_name="ledger",
         kinds={"postgres", "parquet", "s3"},
         owners=OWNERS,
@@ -73,7 +75,7 @@ def build_ledger_entries_asset(
         )
         result = stage_ledger(
             dsn,
-            stage.store(),
+            stage.store_for_writing(context),
             days,
             context.run.run_id,
             changed_since=since,

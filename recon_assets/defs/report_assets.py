@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
+from recon_assets.defs.partitions import WRITER_POOL
 from recon_assets.defs.resources import StageResource, WarehouseResource
 from recon_assets.stage.store import StageStore
 from recon_assets.timewindows import days_of_range
@@ -89,6 +90,7 @@ def build_report_asset(
 ) -> dg.AssetsDefinition:
     @dg.asset(
         key=REPORT_KEY,
+        pool=WRITER_POOL,
         deps=UPSTREAM,
         partitions_def=partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),

@@ -81,6 +81,14 @@ class StageResource(dg.ConfigurableResource):
         client = self.s3.get_client() if self.uri.startswith("s3://") and self.s3 else None
         return stage_store_from_uri(self.uri, client)
 
+    def store_for_writing(self, context: dg.AssetExecutionContext) -> StageStore:
+        """The store, with abandoned temp files of killed runs (older than an hour) removed."""
+        store = self.store()
+        removed = getattr(store, "remove_stale_temp_files", lambda: 0)()
+        if removed:
+            context.log.info(f"removed {removed} stale temp files of unfinished writes")
+        return store
+
 
 class LedgerResource(dg.ConfigurableResource):
     """The ledger's Postgres: `RECON_LEDGER_DSN`, else (local mode) the embedded server."""

@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 import dagster as dg
 
 from recon_assets.defs.metadata import by_id_metadata, record_days, stage_metadata
+from recon_assets.defs.partitions import WRITER_POOL
 from recon_assets.defs.resources import StageResource, StripeResource, WarehouseResource
 from recon_assets.stage.manifest import CheckFailure, publish_manifest, record_check_failure
 from recon_assets.stripe.events import sync_charge_events
@@ -23,6 +24,7 @@ def build_stripe_charges_asset(
 ) -> dg.AssetsDefinition:
     @dg.asset(
         name="stripe_charges",
+        pool=WRITER_POOL,
         partitions_def=partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
         group_name="stripe",
@@ -55,7 +57,7 @@ def build_stripe_charges_asset(
         window = context.partition_time_window
         days = days_of_range(window.start, window.end)
         context.log.info(f"pulling charges for {days[0]}..{days[-1]} ({len(days)} days)")
-        store = stage.store()
+        store = stage.store_for_writing(context)
         with stripe.charges_client() as client:
             result = pull_charges(
                 client,
@@ -140,6 +142,7 @@ def build_stripe_events_asset(
 ) -> dg.AssetsDefinition:
     @dg.asset(
         key=EVENTS_KEY,
+        pool=WRITER_POOL,
         deps=[dg.AssetKey(["raw", "stripe_charges"])],
         partitions_def=partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
@@ -235,6 +238,7 @@ def build_stripe_lookups_asset(
 ) -> dg.AssetsDefinition:
     @dg.asset(
         key=LOOKUPS_KEY,
+        pool=WRITER_POOL,
         # after the events: a charge they brought in needs no look-up
         deps=[dg.AssetKey(["raw", "ledger_entries"]), EVENTS_KEY],
         partitions_def=partitions,

@@ -8,6 +8,7 @@ alerts) instead of reaching the marts.
 import dagster as dg
 
 from recon_assets.defs.metadata import record_days
+from recon_assets.defs.partitions import WRITER_POOL
 from recon_assets.defs.resources import StageResource, WarehouseResource
 from recon_assets.defs.stripe_assets import OWNERS
 from recon_assets.stage.manifest import read_keyed_manifest
@@ -23,6 +24,7 @@ def build_raw_asset(
 
     @dg.asset(
         key=key,
+        pool=WRITER_POOL,
         deps=[dg.AssetKey(dataset)],
         partitions_def=partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),

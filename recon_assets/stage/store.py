@@ -8,8 +8,10 @@ S3 writer holds one part (8 MiB) in memory, never the file.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -69,6 +71,21 @@ class LocalStageStore(StageStore):
 
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
+
+    def remove_stale_temp_files(self, older_than_s: float = 3600.0) -> int:
+        """Remove the temp files of writes that never finished (a run killed with -9): they
+        are never published, so only their age says they are abandoned. S3 needs no such pass:
+        an unfinished multipart upload is aborted by the bucket's lifecycle rule."""
+        if not self.root.exists():
+            return 0
+        cutoff = time.time() - older_than_s
+        removed = 0
+        for p in self.root.rglob(".*.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                if p.is_file() and p.stat().st_mtime < cutoff:
+                    p.unlink()
+                    removed += 1
+        return removed
 
     def list_keys(self, prefix: str) -> list[str]:
         base = self.path(prefix)
