@@ -455,7 +455,8 @@ class EmbeddedPostgres:
             raise EmbeddedPostgresError(
                 f"no PostgreSQL binaries found in {DEBIAN_PG_ROOT}/*/bin and the `pgserver` "
                 "package is not installed. Install one: `apt-get install postgresql` (preferred), "
-                "or `uv pip install pgserver`, or set RECON_LEDGER_DSN to an existing server."
+                "or the project's `embedded-pg` extra (`uv pip install -e '.[embedded-pg]'`), or "
+                "set RECON_LEDGER_DSN to an existing server."
             ) from None
         log.warning(
             "no system PostgreSQL: using pgserver (Unix socket only; as root it changes "
