@@ -24,6 +24,7 @@ from recon_assets.defs.partitions import daily_partitions
 from recon_assets.defs.report_assets import ReportLinks, build_report_asset
 from recon_assets.defs.resources import (
     LedgerResource,
+    LocalStripeResource,
     StageResource,
     StripeResource,
     WarehouseResource,
@@ -56,15 +57,21 @@ def build_resources(settings: ReconSettings) -> dict[str, object]:
         "concurrency": settings.stripe_concurrency,
     }
     if settings.is_local:
-        stripe = StripeResource(
-            api_key=secret("STRIPE_API_KEY", settings.stripe_api_key) or "",
-            emulate=settings.stripe_api_base is None,
-            emulator_seed=settings.emulator_seed,
-            emulator_charges_per_day=settings.emulator_charges_per_day,
-            emulator_start_date=settings.start_date.isoformat(),
-            emulator_now=settings.emulator_now,
-            emulator_changes=str(settings.emulator_changes) if settings.emulator_changes else None,
-            **stripe_common,
+        api_key = secret("STRIPE_API_KEY", settings.stripe_api_key) or ""
+        stripe: StripeResource = (
+            StripeResource(api_key=api_key, **stripe_common)
+            if settings.stripe_api_base
+            else LocalStripeResource(
+                api_key=api_key,
+                emulator_seed=settings.emulator_seed,
+                emulator_charges_per_day=settings.emulator_charges_per_day,
+                emulator_start_date=settings.start_date.isoformat(),
+                emulator_now=settings.emulator_now,
+                emulator_changes=str(settings.emulator_changes)
+                if settings.emulator_changes
+                else None,
+                **stripe_common,
+            )
         )
         ledger = LedgerResource(
             dsn=secret("RECON_LEDGER_DSN", settings.ledger_dsn),

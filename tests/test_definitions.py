@@ -323,3 +323,32 @@ def test_every_asset_check_schedule_and_sensor_says_what_it_is(settings: ReconSe
     for sensor in defs.sensors or []:
         assert sensor.description or sensor.name == "report_freshness_sensor", sensor.name
     assert "location_name: recon" in (REPO / "workspace.yaml").read_text()
+
+
+def test_local_tooling_is_wired_only_where_it_runs(dbt_manifest: Path) -> None:
+    """With a real Stripe (STRIPE_API_BASE) and ledger (RECON_LEDGER_DSN), as in production,
+    loading the location imports nothing of the emulator, the embedded Postgres or the seeder."""
+    code = (
+        "import sys, warnings\n"
+        "warnings.simplefilter('ignore')\n"
+        "from recon_assets.config import ReconSettings\n"
+        "from recon_assets.definitions import build_definitions\n"
+        "from recon_assets.defs.resources import LocalStripeResource, StripeResource\n"
+        "d = build_definitions(ReconSettings.from_env())\n"
+        "r = d.resources['stripe']\n"
+        "assert type(r) is StripeResource, type(r)\n"
+        "print(sorted(m for m in sys.modules if m.startswith('recon_assets.local')))\n"
+    )
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "RECON_HOME": "/tmp/recon-wiring",
+        "STRIPE_API_BASE": "http://127.0.0.1:9",
+        "STRIPE_API_KEY": "sk_test_x",
+        "RECON_LEDGER_DSN": "postgresql://reader@db:5432/ledger",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
+        cwd=REPO, check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]", out.stdout

@@ -24,20 +24,37 @@ from recon_assets.warehouse.loader import WarehouseLoader
 
 
 class StripeResource(dg.ConfigurableResource):
-    """Stripe's API, or (local mode with no `STRIPE_API_BASE`) an in-process emulator."""
+    """Stripe's API: the production resource, and the local one when STRIPE_API_BASE is set.
+    No value has a default here: every one comes from `ReconSettings`, the one place defaults
+    live."""
 
     api_key: str = Field(description="Restricted read-only key; from STRIPE_API_KEY.")
     api_base: str | None = Field(default=None, description="STRIPE_API_BASE; None = Stripe.")
-    rate_per_s: float = 25.0
-    max_retries: int = 8
-    windows_per_day: int = 8
-    concurrency: int = 4
-    emulate: bool = Field(
-        default=False, description="Start the project's Stripe emulator for the run."
-    )
-    emulator_seed: int = 42
-    emulator_charges_per_day: int = 2000
-    emulator_start_date: str = "2024-01-01"
+    rate_per_s: float
+    max_retries: int
+    windows_per_day: int
+    concurrency: int
+
+    def _client(self, api_base: str | None) -> ChargesClient:
+        return ChargesClient(
+            self.api_key,
+            api_base=api_base,
+            rate_limiter=RateLimiter(self.rate_per_s),
+            retry=RetryPolicy(max_retries=self.max_retries),
+        )
+
+    @contextmanager
+    def charges_client(self) -> Iterator[ChargesClient]:
+        yield self._client(self.api_base)
+
+
+class LocalStripeResource(StripeResource):
+    """Local mode without STRIPE_API_BASE only: the project's emulator, started for the run.
+    Production never builds it, so it never imports `recon_assets.local`."""
+
+    emulator_seed: int
+    emulator_charges_per_day: int
+    emulator_start_date: str
     emulator_now: int | None = Field(
         default=None, description="Freeze the emulator's clock (unix s); None = wall clock."
     )
@@ -47,13 +64,6 @@ class StripeResource(dg.ConfigurableResource):
 
     @contextmanager
     def charges_client(self) -> Iterator[ChargesClient]:
-        limiter = RateLimiter(self.rate_per_s)
-        retry = RetryPolicy(max_retries=self.max_retries)
-        if not self.emulate:
-            yield ChargesClient(
-                self.api_key, api_base=self.api_base, rate_limiter=limiter, retry=retry
-            )
-            return
         from recon_assets.local.bootstrap import emulator_config
         from recon_assets.local.stripe_emulator import StripeEmulator
 
@@ -66,9 +76,7 @@ class StripeResource(dg.ConfigurableResource):
             changes_file=Path(self.emulator_changes) if self.emulator_changes else None,
         )
         with StripeEmulator(cfg, host="127.0.0.1", port=0) as emu:
-            yield ChargesClient(
-                self.api_key, api_base=emu.base_url, rate_limiter=limiter, retry=retry
-            )
+            yield self._client(emu.base_url)
 
 
 class StageResource(dg.ConfigurableResource):
@@ -110,6 +118,10 @@ class LedgerResource(dg.ConfigurableResource):
         return EmbeddedPostgres(Path(self.embedded_data_dir)).start()
 
 
+_STAGES_ENSURED: set[tuple[str, str, str]] = set()
+"""Snowflake external stages this process already created or checked."""
+
+
 class WarehouseResource(dg.ConfigurableResource):
     """The warehouse the raw tables are loaded into: a DuckDB file, or Snowflake."""
 
@@ -138,7 +150,11 @@ class WarehouseResource(dg.ConfigurableResource):
             query_tag=True,
         )
         if self.snowflake_storage_integration:
-            loader.ensure_stage(stage_uri, self.snowflake_storage_integration)
+            # once per process: its DDL round trips would otherwise run before every load
+            key = (self.snowflake_database, self.snowflake_stage, stage_uri)
+            if key not in _STAGES_ENSURED:
+                loader.ensure_stage(stage_uri, self.snowflake_storage_integration)
+                _STAGES_ENSURED.add(key)
         return loader
 
     @contextmanager

@@ -20,6 +20,7 @@ from typing import Any
 
 import stripe
 
+from recon_assets.config import STRIPE_DOCUMENTED_RATE_PER_S
 from recon_assets.stripe.ratelimit import RateLimiter
 from recon_assets.timewindows import Window
 
@@ -121,7 +122,7 @@ class ChargesClient:
         if api_base:
             kwargs["base_addresses"] = {"api": api_base.rstrip("/")}
         self._sdk = stripe.StripeClient(api_key, **kwargs)
-        self.limiter = rate_limiter or RateLimiter(25.0)
+        self.limiter = rate_limiter or RateLimiter(STRIPE_DOCUMENTED_RATE_PER_S)
         self.retry = retry or RetryPolicy()
         self.counters = FetchCounters()
         self._rng = random.Random(seed)
