@@ -19,7 +19,7 @@ from recon_assets.local.bootstrap import seed_local_ledger, settings_emulator_co
 from tests.ledger_fixtures import TEMPLATE_DB, _create_db, _db_dsn, _drop_db
 from tests.pipeline_fixtures import assert_same_tables, snapshot
 
-pytestmark = [pytest.mark.timeout(900), pytest.mark.xdist_group("faults")]
+pytestmark = [pytest.mark.timeout(900)]
 
 RECON = Path(sys.executable).with_name("recon")
 
@@ -53,6 +53,7 @@ def ledger_db(ledger_pg: object) -> object:
     _drop_db(server_dsn, name)
 
 
+@pytest.mark.xdist_group("faults-overlap")
 def test_two_overlapping_runs_at_once_end_well_and_equal_one_run(
     ledger_db: str, dbt_manifest: Path, tmp_path: Path
 ) -> None:
@@ -86,6 +87,7 @@ def test_two_overlapping_runs_at_once_end_well_and_equal_one_run(
     )
 
 
+@pytest.mark.xdist_group("faults-kill")
 @pytest.mark.parametrize("step", ["pull Stripe charges", "load charges", "dbt build"])
 def test_kill_9_during_a_step_then_a_rerun_equals_a_clean_run(
     step: str, ledger_db: str, dbt_manifest: Path, tmp_path: Path
@@ -128,6 +130,7 @@ def test_kill_9_during_a_step_then_a_rerun_equals_a_clean_run(
     )
 
 
+@pytest.mark.xdist_group("faults-network")
 def test_network_faults_during_a_whole_graph_run_change_nothing(
     ledger_db: str, dbt_manifest: Path, tmp_path: Path
 ) -> None:
