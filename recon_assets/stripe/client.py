@@ -142,14 +142,8 @@ class ChargesClient:
             "limit": PAGE_LIMIT,
             "created": {"gte": window.start, "lt": window.end},
         }
-        if starting_after:
-            params["starting_after"] = starting_after
         what = f"GET /v1/charges for created in [{window.start}, {window.end})"
-        pages: list[Page] = []
-        resp = self._get("/v1/charges", params, what, lambda r: pages.append(page_from_response(r)))
-        assert resp is not None
-        self.counters.add(bytes_received=len(resp.body))
-        return pages[-1]
+        return self._list("/v1/charges", params, starting_after, what)
 
     def list_events(
         self, types: Sequence[str], created_gte: int, starting_after: str | None = None
@@ -161,11 +155,18 @@ class ChargesClient:
             "types": list(types),
             "created": {"gte": created_gte},
         }
+        what = f"GET /v1/events created at or after {created_gte}"
+        return self._list("/v1/events", params, starting_after, what)
+
+    def _list(
+        self, path: str, params: dict[str, Any], starting_after: str | None, what: str
+    ) -> Page:
+        """One page of a list endpoint; a body that is not a list object is a bad body and is
+        retried like any other."""
         if starting_after:
             params["starting_after"] = starting_after
-        what = f"GET /v1/events created at or after {created_gte}"
         pages: list[Page] = []
-        resp = self._get("/v1/events", params, what, lambda r: pages.append(page_from_response(r)))
+        resp = self._get(path, params, what, lambda r: pages.append(page_from_response(r)))
         assert resp is not None
         self.counters.add(bytes_received=len(resp.body))
         return pages[-1]
