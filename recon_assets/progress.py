@@ -124,7 +124,6 @@ def run_range(defs: Any, first: date, last: date, instance: Any, log_path: Path)
         except BaseException as exc:
             outcome["error"] = exc
 
-    started = time.perf_counter()
     with open(log_path, "ab") as log, quiet(log) as say:
         worker = threading.Thread(target=work, name="recon-run", daemon=True)
         worker.start()
@@ -136,7 +135,7 @@ def run_range(defs: Any, first: date, last: date, instance: Any, log_path: Path)
                 runs = instance.get_runs(filters=dg.RunsFilter(tags={INVOCATION_TAG: invocation}))
                 run_id = runs[0].run_id if runs else None
             if run_id is not None:
-                _report_steps(instance, run_id, seen, started, say)
+                _report_steps(instance, run_id, seen, say)
             if not alive:
                 break
             time.sleep(0.3)
@@ -146,9 +145,7 @@ def run_range(defs: Any, first: date, last: date, instance: Any, log_path: Path)
     return outcome["result"]
 
 
-def _report_steps(
-    instance: Any, run_id: str, seen: set[str], started: float, say: Callable[[str], None]
-) -> None:
+def _report_steps(instance: Any, run_id: str, seen: set[str], say: Callable[[str], None]) -> None:
     import dagster as dg
 
     ends = instance.all_logs(

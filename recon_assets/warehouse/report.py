@@ -15,7 +15,7 @@ import hashlib
 import io
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import astuple, dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
@@ -171,13 +171,9 @@ class DayReport:
         """The report's data, as text: two loading orders must agree on it, and a past day is
         "restated" exactly when it changes (the history and the run are not part of it)."""
         parts = [self.day.isoformat(), self.day_status, self.day_status_reason]
-        parts += [repr(astuple_row(r)) for r in self.summary]
-        parts += [repr(astuple_row(b)) for b in self.breaks]
+        parts += [repr(astuple(r)) for r in self.summary]
+        parts += [repr(astuple(b)) for b in self.breaks]
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()
-
-
-def astuple_row(row: object) -> tuple:
-    return tuple(getattr(row, f.name) for f in fields(row))  # type: ignore[arg-type]
 
 
 _SUMMARY_SQL = """
