@@ -1047,7 +1047,8 @@ def test_dagster_dbt_assets_build_a_partition_range(tmp_path: Path) -> None:
 
     manifest = prepare_manifest(project_dir, "local")
     assert manifest == project_dir / "target" / "local" / "manifest.json"
-    runs = tmp_path / "dbt-runs"
+    work = tmp_path / "dbt-work"
+    runs = work / "runs"
     for i in range(4):  # leftovers of earlier (or killed) runs, oldest first
         (runs / f"old-{i}").mkdir(parents=True)
         os.utime(runs / f"old-{i}", (1_700_000_000 + i, 1_700_000_000 + i))
@@ -1056,7 +1057,7 @@ def test_dagster_dbt_assets_build_a_partition_range(tmp_path: Path) -> None:
         target="local",
         project_dir=project_dir,
         dbt_env={"RECON_DUCKDB_PATH": str(db)},
-        work_dir=runs,
+        work_dir=work,
         keep_runs=3,
     )
     specs = {k.to_user_string(): s for k, s in assets.specs_by_key.items()}
@@ -1097,21 +1098,46 @@ def test_dagster_dbt_assets_build_a_partition_range(tmp_path: Path) -> None:
         "unique_fct_charge_reconciliation_recon_key",
     ) in checks
 
-    first, end = date(2024, 3, 9), date(2024, 3, 11)  # partition keys are inclusive in Dagster
-    result = dg.materialize(
-        [assets],
-        resources={"dbt": dbt_resource(dbt_project("local", project_dir))},
-        tags={
-            "dagster/asset_partition_range_start": first.isoformat(),
-            "dagster/asset_partition_range_end": end.isoformat(),
-        },
-    )
+    def build(first: date, end: date) -> dg.ExecuteInProcessResult:
+        return dg.materialize(
+            [assets],
+            resources={"dbt": dbt_resource(dbt_project("local", project_dir))},
+            tags={  # partition keys are inclusive in Dagster
+                "dagster/asset_partition_range_start": first.isoformat(),
+                "dagster/asset_partition_range_end": end.isoformat(),
+            },
+        )
+
+    def parse_messages(run_id: str) -> list[str]:
+        lines = (runs / run_id / "dbt.log").read_text().splitlines()
+        msgs = [json.loads(line)["info"]["msg"] for line in lines if line.startswith("{")]
+        return [m for m in msgs if "pars" in m.lower()]
+
+    earlier = build(date(2024, 3, 8), date(2024, 3, 8))
+    assert earlier.success
+    result = build(date(2024, 3, 9), date(2024, 3, 11))
     assert result.success
-    # the run's dbt artifacts and logs went to the work dir, none into the code folder, and
-    # only the newest runs are kept
-    assert (runs / result.run_id / "run_results.json").exists()
-    assert list((runs / result.run_id / "logs").glob("*.log"))
-    assert sorted(p.name for p in runs.iterdir()) == sorted([result.run_id, "old-2", "old-3"])
+    # the window and the run id reached dbt without --vars and without this process's
+    # environment: the second run, on other days, reused the first one's parse
+    assert "RECON_DBT_RUN_VARS" not in os.environ and "RECON_DUCKDB_PATH" not in os.environ
+    later = parse_messages(result.run_id)
+    assert any("skipping parsing" in m for m in later), later
+    assert not any("full parse" in m.lower() or "unable to do partial" in m.lower() for m in later)
+    with duckdb.connect(str(db), read_only=True) as con:
+        changed_by = set(
+            con.sql(
+                "select distinct reporting_date, changed_by_run"
+                " from marts.fct_reconciliation_history"
+            ).fetchall()
+        )
+    assert (date(2024, 3, 8), earlier.run_id) in changed_by  # the first build writes every day
+    # dbt's artifacts went to one stable target folder in the work dir and the logs to one
+    # folder per run, none into the code folder, and only the newest runs are kept
+    assert (work / "target-local" / "run_results.json").exists()
+    assert (work / "target-local" / "partial_parse.msgpack").exists()
+    assert sorted(p.name for p in runs.iterdir()) == sorted(
+        [earlier.run_id, result.run_id, "old-3"]
+    )
     assert not list((project_dir / "target").glob("recon_dbt_models-*"))
     evaluations = result.get_asset_check_evaluations()
     assert evaluations and all(e.passed for e in evaluations)
@@ -1123,9 +1149,9 @@ def test_dagster_dbt_assets_build_a_partition_range(tmp_path: Path) -> None:
     assert ("marts/fct_charge_reconciliation", "2024-03-10") in materialized
     assert len(materialized) == len(specs) * 3
 
-    # First build of a new table = every day (not just the window); the window's days match.
+    # The window's days match (the first build of a new table covered every day).
     got = read_marts(db)
-    window = {first + timedelta(i) for i in range(3)}
+    window = {date(2024, 3, 9) + timedelta(i) for i in range(3)}
     want = expected_fct(cs)
     assert [r for r in got.fct if r[0] in window] == [r for r in want if r[0] in window]
 

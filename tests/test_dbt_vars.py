@@ -153,3 +153,20 @@ def test_the_run_id_is_passed_only_when_it_is_a_plain_run_id() -> None:
     for bad in ("x'; drop table marts.fct_reconciliation_history; --", "", "a" * 65):
         with pytest.raises(ValueError, match="run_id"):
             build_dbt_vars(*window, 3, run_id=bad)
+
+
+def test_launcher_arguments_round_trip_and_leave_dbt_arguments_alone() -> None:
+    """`recon-dbt` takes its `--recon-env` pairs out wherever they are and hands dbt the rest in
+    order; values may hold `=` and JSON."""
+    from recon_assets.warehouse.dbt_launch import env_args, split_env_args
+
+    env = {"RECON_DUCKDB_PATH": "/d/w=1.duckdb", "RECON_DBT_RUN_VARS": '{"a": "b c"}'}
+    argv = ["build", *env_args(env), "--select", "fqn:*"]
+    assert split_env_args(argv) == (env, ["build", "--select", "fqn:*"])
+    assert split_env_args(["parse"]) == ({}, ["parse"])
+    with pytest.raises(ValueError, match="not an environment variable name"):
+        env_args({"lower; rm": "x"})
+    with pytest.raises(SystemExit, match="NAME=VALUE"):
+        split_env_args(["build", "--recon-env"])
+    with pytest.raises(SystemExit, match="NAME=VALUE"):
+        split_env_args(["--recon-env", "novalue", "build"])

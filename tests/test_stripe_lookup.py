@@ -20,6 +20,8 @@ from recon_assets.timewindows import business_day_of, day_window
 from recon_assets.warehouse.duckdb_loader import DuckDBLoader
 from tests.stripe_fixtures import client_for, running_emulator
 
+WORKERS = 2  # lookup threads (callers always say)
+
 DAY = date(2024, 10, 1)
 
 
@@ -37,7 +39,12 @@ def test_found_missing_and_unreadable_are_told_apart(local_stage: LocalStageStor
         weird = "ch_1/../../v1/charges"  # never put into a path
         client = client_for(emu)
         result = lookup_charges(
-            client, local_stage, [*good, *bad, ghost, weird, good[0]], "run-lookup", max_lookups=10
+            client,
+            local_stage,
+            [*good, *bad, ghost, weird, good[0]],
+            "run-lookup",
+            max_lookups=10,
+            concurrency=WORKERS,
         )
     outcomes = {cid: r for cid, r, _ in result.manifest.lookups}
     assert outcomes == {
@@ -67,7 +74,9 @@ def test_more_ids_than_the_bound_fail_before_any_request(local_stage: LocalStage
         client = client_for(emu)
         ids = [f"ch_{i:024d}" for i in range(11)]
         with pytest.raises(LookupLimitError, match=r"11 ledger charge entries.*bound of 10"):
-            lookup_charges(client, local_stage, ids, "run-too-many", max_lookups=10)
+            lookup_charges(
+                client, local_stage, ids, "run-too-many", max_lookups=10, concurrency=WORKERS
+            )
         assert client.counters.requests == 0
     assert not local_stage.list_keys("stripe_charges")
 
@@ -100,7 +109,9 @@ def test_lookups_load_by_id_and_are_not_repeated(tmp_path: Path) -> None:
         con.close()
         ids = [str(r[0]) for r in loader.query(UNKNOWN_REFS_SQL)]
         assert ids == sorted([wanted, ghost])
-        result = lookup_charges(client_for(emu), store, ids, "run-1", max_lookups=5)
+        result = lookup_charges(
+            client_for(emu), store, ids, "run-1", max_lookups=5, concurrency=WORKERS
+        )
     loaded = loader.load_keyed(store, result.manifest, run_id="run-1")
     assert (loaded.inserted_rows, loaded.lookups) == (1, 2)
     rows = loader.query("select id from raw.stripe_charges order by id")

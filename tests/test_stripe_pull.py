@@ -29,6 +29,8 @@ from recon_assets.stripe.pull import iter_window, pull_charges
 from recon_assets.timewindows import BUSINESS_TZ, Window, business_day_of, day_window
 from tests.stripe_fixtures import client_for, running_emulator
 
+WINDOWS, WORKERS = 8, 2  # the pull's sub-windows per day and fetch threads (callers always say)
+
 pytestmark = pytest.mark.timeout(120)
 
 
@@ -106,7 +108,9 @@ def test_dst_days_are_pulled_exactly(
 ) -> None:
     w = day_window(day)
     assert w.seconds == hours * 3600
-    result = pull_charges(client_for(emulator), local_stage, [day], "run-dst", windows_per_day=7)
+    result = pull_charges(
+        client_for(emulator), local_stage, [day], "run-dst", windows_per_day=7, concurrency=WORKERS
+    )
     table, manifest = staged_table(local_stage, day)
     assert sorted(table.column("id").to_pylist()) == sorted(expected_ids(emulator, w))
     assert manifest.rows == table.num_rows == result.staged
@@ -123,7 +127,14 @@ def test_staged_columns_keep_minor_units_and_lineage(
     emulator: StripeEmulator, local_stage: LocalStageStore
 ) -> None:
     day = date(2024, 6, 3)
-    pull_charges(client_for(emulator), local_stage, [day], "run-cols")
+    pull_charges(
+        client_for(emulator),
+        local_stage,
+        [day],
+        "run-cols",
+        windows_per_day=WINDOWS,
+        concurrency=WORKERS,
+    )
     table, manifest = staged_table(local_stage, day)
     by_id = {r["id"]: r for r in table.to_pylist()}
     w = day_window(day)
@@ -142,7 +153,9 @@ def test_range_is_split_into_one_file_per_day(
     emulator: StripeEmulator, local_stage: LocalStageStore
 ) -> None:
     days = [date(2024, 7, 1), date(2024, 7, 2), date(2024, 7, 3)]
-    result = pull_charges(client_for(emulator), local_stage, days, "run-range", concurrency=3)
+    result = pull_charges(
+        client_for(emulator), local_stage, days, "run-range", concurrency=3, windows_per_day=WINDOWS
+    )
     assert [f.day for f in result.files] == days
     for d in days:
         table, m = staged_table(local_stage, d)
@@ -158,7 +171,9 @@ def test_429_storm_is_recovered_and_the_rate_respected(local_stage: LocalStageSt
         client = client_for(emu, rate=40.0)
         day = date(2024, 8, 6)
         started = time.monotonic()
-        result = pull_charges(client, local_stage, [day], "run-429", concurrency=4)
+        result = pull_charges(
+            client, local_stage, [day], "run-429", concurrency=4, windows_per_day=WINDOWS
+        )
         elapsed = time.monotonic() - started
         assert result.counters["rate_limited_429"] == 12 == emu.stats.rate_limited
         assert result.staged == len(expected_ids(emu, day_window(day)))
@@ -173,7 +188,9 @@ def test_server_side_rate_limit_is_respected(local_stage: LocalStageStore) -> No
     with running_emulator(faults=FaultConfig(rate_limit_per_s=30, rate_limit_burst=5)) as emu:
         client = client_for(emu, rate=200.0)
         day = date(2024, 8, 7)
-        result = pull_charges(client, local_stage, [day], "run-rl", concurrency=4)
+        result = pull_charges(
+            client, local_stage, [day], "run-rl", concurrency=4, windows_per_day=WINDOWS
+        )
         assert result.staged == len(expected_ids(emu, day_window(day)))
         assert result.counters["rate_limited_429"] > 0
         assert client.limiter.rate < 200.0
@@ -183,7 +200,14 @@ def test_5xx_resets_and_truncated_bodies_are_retried(local_stage: LocalStageStor
     faults = FaultConfig(error_5xx_rate=0.15, reset_rate=0.1, truncate_rate=0.1)
     with running_emulator(faults=faults) as emu:
         day = date(2024, 9, 10)
-        result = pull_charges(client_for(emu), local_stage, [day], "run-5xx")
+        result = pull_charges(
+            client_for(emu),
+            local_stage,
+            [day],
+            "run-5xx",
+            windows_per_day=WINDOWS,
+            concurrency=WORKERS,
+        )
         stats = emu.stats
         c = result.counters
         assert result.staged == len(expected_ids(emu, day_window(day)))
@@ -201,7 +225,9 @@ def test_retry_budget_exhausted_fails_clearly_and_stages_nothing(
         client = client_for(emu, retry=RetryPolicy(max_retries=2, base_s=0.001, cap_s=0.01))
         days = [date(2024, 9, 11), date(2024, 9, 12)]
         with pytest.raises(StripeFetchError, match=r"after 2 retries; last failure: HTTP 5\d\d"):
-            pull_charges(client, local_stage, days, "run-fail")
+            pull_charges(
+                client, local_stage, days, "run-fail", windows_per_day=WINDOWS, concurrency=WORKERS
+            )
     assert local_stage.list_keys("") == []
     assert (
         not any(p.is_file() for p in local_stage.root.rglob("*"))
@@ -215,12 +241,21 @@ def test_failure_after_some_days_leaves_previous_version_in_force(
 ) -> None:
     days = [date(2024, 9, 13), date(2024, 9, 14)]
     with running_emulator() as emu:
-        pull_charges(client_for(emu), local_stage, days, "run-good")
+        pull_charges(
+            client_for(emu),
+            local_stage,
+            days,
+            "run-good",
+            windows_per_day=WINDOWS,
+            concurrency=WORKERS,
+        )
     before = {d: read_manifest(local_stage, "stripe_charges", d) for d in days}
     with running_emulator(faults=FaultConfig(error_5xx_rate=1.0)) as emu:
         client = client_for(emu, retry=RetryPolicy(max_retries=1, base_s=0.001, cap_s=0.01))
         with pytest.raises(StripeFetchError):
-            pull_charges(client, local_stage, days, "run-bad")
+            pull_charges(
+                client, local_stage, days, "run-bad", windows_per_day=WINDOWS, concurrency=WORKERS
+            )
     assert {d: read_manifest(local_stage, "stripe_charges", d) for d in days} == before
     assert not [k for k in local_stage.list_keys("") if "run-bad" in k]
 
@@ -230,7 +265,14 @@ def test_malformed_charges_are_quarantined_and_counts_conserved(
 ) -> None:
     with running_emulator(faults=FaultConfig(malformed_rate=0.05)) as emu:
         days = [date(2024, 10, 1), date(2024, 10, 2)]
-        result = pull_charges(client_for(emu), local_stage, days, "run-bad-records")
+        result = pull_charges(
+            client_for(emu),
+            local_stage,
+            days,
+            "run-bad-records",
+            windows_per_day=WINDOWS,
+            concurrency=WORKERS,
+        )
         for d in days:
             ids = expected_ids(emu, day_window(d))
             kinds = {i: emu.malformed_kind(i) for i in ids}
@@ -271,7 +313,14 @@ def test_wrong_api_key_fails_fast_without_the_key(
     client = client_for(emulator, api_key=secret)
     started = time.monotonic()
     with pytest.raises(StripeAuthError) as info:
-        pull_charges(client, local_stage, [date(2024, 5, 1)], "run-key")
+        pull_charges(
+            client,
+            local_stage,
+            [date(2024, 5, 1)],
+            "run-key",
+            windows_per_day=WINDOWS,
+            concurrency=WORKERS,
+        )
     assert time.monotonic() - started < 10
     text = str(info.value) + repr(info.value) + str(info.value.__cause__) + str(client)
     assert secret not in text and "SECRET_KEY" not in text
@@ -309,7 +358,9 @@ def test_s3_stage_on_moto(emulator: StripeEmulator, s3_client: object, s3_bucket
 
     store = S3StageStore(s3_client, s3_bucket, "recon/stage")
     days = [date(2024, 12, 1), date(2024, 12, 2)]
-    result = pull_charges(client_for(emulator), store, days, "run-s3")
+    result = pull_charges(
+        client_for(emulator), store, days, "run-s3", windows_per_day=WINDOWS, concurrency=WORKERS
+    )
     keys = store.list_keys("stripe_charges")
     assert keys == sorted(
         [f"stripe_charges/{d}/stripe_charges__{d}__run-s3.parquet" for d in days]
@@ -333,7 +384,14 @@ def test_s3_failed_pull_leaves_no_object(s3_client: object, s3_bucket: str) -> N
     with running_emulator(faults=FaultConfig(error_5xx_rate=1.0)) as emu:
         client = client_for(emu, retry=RetryPolicy(max_retries=1, base_s=0.001, cap_s=0.01))
         with pytest.raises(StripeFetchError):
-            pull_charges(client, store, [date(2024, 12, 3)], "run-s3-bad")
+            pull_charges(
+                client,
+                store,
+                [date(2024, 12, 3)],
+                "run-s3-bad",
+                windows_per_day=WINDOWS,
+                concurrency=WORKERS,
+            )
     assert store.list_keys("") == []
     uploads = s3_client.list_multipart_uploads(Bucket=s3_bucket)  # type: ignore[attr-defined]
     assert not uploads.get("Uploads")
@@ -356,7 +414,14 @@ def test_any_mix_of_malformed_records_is_conserved(
     with running_emulator(
         seed=seed, charges_per_day=300, faults=FaultConfig(malformed_rate=rate)
     ) as emu:
-        result = pull_charges(client_for(emu), store, [day], f"run-{seed}")
+        result = pull_charges(
+            client_for(emu),
+            store,
+            [day],
+            f"run-{seed}",
+            windows_per_day=WINDOWS,
+            concurrency=WORKERS,
+        )
         ids = expected_ids(emu, day_window(day))
         invalid = {i for i in ids if emu.malformed_kind(i) in INVALID_KINDS}
     counts = result.per_day[day]

@@ -1,12 +1,12 @@
 {#-
-  The incremental window of the marts, from `--vars` (recon_assets.warehouse.dbt_vars):
+  The incremental window of the marts, from the run vars (`run_var`, recon_assets.warehouse.dbt_vars):
   `min_reporting_date` (inclusive) and `max_reporting_date_exclusive`, US-Eastern dates.
   Half-open on purpose: a range is `>= min and < max`, never `between`.
   Without both vars there is no window and a build covers every day.
 -#}
 {% macro reporting_window() -%}
-    {%- set lo = var('min_reporting_date', none) -%}
-    {%- set hi = var('max_reporting_date_exclusive', none) -%}
+    {%- set lo = recon.run_var('min_reporting_date') -%}
+    {%- set hi = recon.run_var('max_reporting_date_exclusive') -%}
     {%- if lo is none and hi is none -%}
         {{ return(none) }}
     {%- endif -%}
@@ -26,7 +26,7 @@
 
 {# T, the tolerance in days, validated as a non-negative integer. #}
 {% macro tolerance_days() -%}
-    {%- set raw = var('tolerance_days', 3) -%}
+    {%- set raw = recon.run_var('tolerance_days', 3) -%}
     {%- if not modules.re.match('^[0-9]+$', raw | string) -%}
         {{ exceptions.raise_compiler_error("var tolerance_days must be a non-negative integer, got " ~ raw) }}
     {%- endif -%}

@@ -21,7 +21,6 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +36,8 @@ from dagster_dbt import (
 from dagster_dbt.dbt_project import using_dagster_dev
 
 from recon_assets.defs.partitions import WRITER_POOL
-from recon_assets.warehouse.dbt_vars import build_dbt_vars
+from recon_assets.warehouse.dbt_launch import env_args
+from recon_assets.warehouse.dbt_vars import RUN_VARS_ENV, build_dbt_vars
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
 """The dbt project shipped with the code location (top level `dbt_project/`)."""
@@ -49,13 +49,22 @@ DBT_ASSETS_NAME = "recon_dbt_models"
 
 
 def default_dbt_executable() -> str:
-    """The `dbt` of this interpreter's environment when there is one, else `dbt` on PATH.
+    """`recon-dbt` (dbt behind `recon_assets.warehouse.dbt_launch`) of this interpreter's
+    environment when there is one, else the one on PATH.
 
     dagster-dbt runs dbt as a subprocess and only looks on PATH; a Dagster started as
-    `.venv/bin/dagster` without an activated venv would otherwise not find it.
+    `.venv/bin/dagster` without an activated venv would otherwise not find it. The launcher is
+    what lets a run hand dbt its own environment without touching the Dagster process's.
     """
-    candidate = Path(sys.executable).with_name("dbt")
-    return str(candidate) if candidate.exists() else "dbt"
+    candidate = Path(sys.executable).with_name("recon-dbt")
+    return str(candidate) if candidate.exists() else "recon-dbt"
+
+
+def _is_this_environments(executable: str) -> bool:
+    return Path(executable).parent == Path(sys.executable).parent and Path(executable).name in (
+        "dbt",
+        "recon-dbt",
+    )
 
 
 def dbt_project(target: str = "local", project_dir: Path = DBT_PROJECT_DIR) -> DbtProject:
@@ -78,8 +87,9 @@ class ReconDbtCliResource(DbtCliResource):
     Measured on the 2-core machine: `dbt --version` in a subprocess (to learn the version of
     the executable, 3.2 s) and an in-process dbt adapter (1.9 s), which dagster-dbt only uses
     for the opt-in row-count and column metadata this project does not ask for. The version is
-    the installed dbt-core's, which is the executable's whenever it is this environment's `dbt`
-    (the default, `default_dbt_executable`); another executable keeps dagster-dbt's own check.
+    the installed dbt-core's, which is the executable's whenever it is this environment's `dbt` or
+    `recon-dbt` (the default, `default_dbt_executable`); another executable keeps dagster-dbt's
+    own check.
     """
 
     @property
@@ -88,7 +98,7 @@ class ReconDbtCliResource(DbtCliResource):
 
         from packaging.version import parse
 
-        if Path(self.dbt_executable) == Path(sys.executable).with_name("dbt"):
+        if _is_this_environments(self.dbt_executable):
             return parse(version("dbt-core"))
         return DbtCliResource._cli_version.func(self)  # type: ignore[attr-defined]
 
@@ -127,9 +137,9 @@ def prepare_manifest(
     for `prod`).
     """
     project = dbt_project(target, project_dir)
-    DbtCliResource(
-        project_dir=project, dbt_executable=dbt_executable or default_dbt_executable()
-    ).cli(["parse", "--quiet"], target_path=project.target_path).wait()
+    dbt_resource(project, dbt_executable).cli(
+        ["parse", "--quiet"], target_path=project.target_path
+    ).wait()
     if not project.manifest_path.exists():
         raise FileNotFoundError(f"dbt parse wrote no manifest at {project.manifest_path}")
     return project.manifest_path
@@ -211,28 +221,6 @@ class ReconDbtTranslator(DagsterDbtTranslator):
         return text or f"dbt {kind} {dbt_resource_props.get('name', '')}"
 
 
-@contextmanager
-def _environ(overrides: Mapping[str, str] | None) -> Iterator[None]:
-    """Set variables for the dbt subprocess only while it is being started.
-
-    DbtCliResource copies `os.environ` when it starts dbt and has no `env` argument; the settings
-    (e.g. which DuckDB file the loader wrote) must reach the profile's `env_var()` calls.
-    """
-    if not overrides:
-        yield
-        return
-    saved = {k: os.environ.get(k) for k in overrides}
-    os.environ.update(overrides)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 def build_dbt_assets(
     *,
     partitions_def: dg.TimeWindowPartitionsDefinition,
@@ -249,12 +237,17 @@ def build_dbt_assets(
     (`recon_assets.defs.partitions.daily_partitions(start_date)`), run as one `dbt build` per
     Dagster run whatever the number of partitions.
 
-    `dbt_env` holds variables the dbt profile reads, set for the dbt subprocess (for `local`:
-    `{"RECON_DUCKDB_PATH": str(settings.duckdb_path)}` so dbt reads the file the loader wrote).
-    The resource key is `dbt` (see `dbt_resource`).
+    `dbt_env` holds variables the dbt profile reads, set in the dbt process only (through
+    `recon-dbt`; for `local`: `{"RECON_DUCKDB_PATH": str(settings.duckdb_path)}` so dbt reads the
+    file the loader wrote). The run's window reaches the models the same way
+    (`RECON_DBT_RUN_VARS`), not as `--vars`, which would force a full parse on every run. The
+    resource key is `dbt` (see `dbt_resource`).
 
-    Each invocation's artifacts go to `work_dir/<run id>` (default: the system's temp folder),
-    never into the code folder, and only the newest `keep_runs` of them are kept.
+    dbt's target folder is `work_dir/target-<target>` (default: under the system's temp folder),
+    never the code folder, and it stays the same from run to run so that dbt's partial parse
+    (`partial_parse.msgpack`) is reused: only changed files are parsed again. Runs that write are
+    one at a time (the `recon_writer` pool), so they never share it at once. Each run's logs go
+    to `work_dir/runs/<run id>`, of which the newest `keep_runs` are kept.
     """
     project = dbt_project(target, project_dir)
     if using_dagster_dev():
@@ -265,7 +258,7 @@ def build_dbt_assets(
             f"no dbt manifest at {project.manifest_path}: run "
             f"recon_assets.defs.dbt_assets.prepare_manifest(target={target!r}) first"
         )
-    env = dict(dbt_env or {})
+    launcher_env = env_args(dict(dbt_env or {}))
 
     @dbt_assets(
         manifest=project.manifest_path,
@@ -284,15 +277,36 @@ def build_dbt_assets(
             window.start, window.end, tolerance_days, run_id=context.run.run_id
         )
         context.log.info(f"dbt build for {dbt_vars}")
-        runs = work_dir or Path(tempfile.gettempdir()) / "recon-dbt"
-        target_path = runs / context.run.run_id
-        prune_run_folders(runs, keep=keep_runs - 1)
-        with _environ(env):
-            invocation = dbt.cli(
-                ["build", "--vars", json.dumps(dbt_vars), "--log-path", str(target_path / "logs")],
-                context=context,
-                target_path=target_path,
-            )
+        work = work_dir or Path(tempfile.gettempdir()) / "recon-dbt"
+        target_path = stable_target_path(work, target, project)
+        logs = work / "runs" / context.run.run_id
+        prune_run_folders(work / "runs", keep=keep_runs - 1)
+        invocation = dbt.cli(
+            [
+                *launcher_env,
+                *env_args({RUN_VARS_ENV: json.dumps(dbt_vars)}),
+                "build",
+                "--log-path",
+                str(logs),
+            ],
+            context=context,
+            target_path=target_path,
+        )
         yield from invocation.stream()
 
     return recon_dbt_models
+
+
+def stable_target_path(work: Path, target: str, project: DbtProject) -> Path:
+    """dbt's target folder for `target` under `work`, the same for every run.
+
+    A new folder starts from the prepared manifest's `partial_parse.msgpack`, so even the first
+    run parses only what differs from it (dbt checks file hashes, the profile and the vars and
+    parses again whatever changed).
+    """
+    path = work / f"target-{target}"
+    seed = project.project_dir / project.target_path / "partial_parse.msgpack"
+    if not (path / "partial_parse.msgpack").exists() and seed.exists():
+        path.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(seed, path / "partial_parse.msgpack")
+    return path

@@ -195,7 +195,7 @@ def sync_charge_events(
     held: Callable[[Sequence[str]], set[str]],
     horizon_days: int,
     overlap_s: int,
-    concurrency: int = 4,
+    concurrency: int,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> EventsResult:
     """Read the events since the cursor, stage the latest state of every held charge they name,

@@ -66,7 +66,7 @@ def lookup_charges(
     run_id: str,
     *,
     max_lookups: int,
-    concurrency: int = 4,
+    concurrency: int,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> LookupResult:
     """Look up each id once; stage what Stripe returns; write the run's lookup manifest."""

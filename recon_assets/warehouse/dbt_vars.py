@@ -1,5 +1,10 @@
-"""The `--vars` of a dbt build for a partition time window: the one place where a Dagster window
+"""The vars of a dbt build for a partition time window: the one place where a Dagster window
 becomes the dbt models' incremental window.
+
+They reach dbt as the JSON environment variable `RUN_VARS_ENV` of the dbt process (set by
+`recon-dbt`), which the `run_var` macro reads when the models execute; `--vars` would change
+dbt's parse hash on every run and force a full parse. By hand, `dbt build --vars '{...}'` with
+the same names still works (`run_var` falls back to `var`).
 
 Pure and Dagster-free so it is unit-testable on its own (DST days included). The window is
 half-open everywhere: `min_reporting_date` is included, `max_reporting_date_exclusive` is not.
@@ -16,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from recon_assets.timewindows import days_of_range
 
 DbtVars = dict[str, str | int]
+RUN_VARS_ENV = "RECON_DBT_RUN_VARS"
 _RUN_ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 
 

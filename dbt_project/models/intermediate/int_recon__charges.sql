@@ -42,8 +42,8 @@ joined as (
         c.customer_id,
         c.synced_at,
         {{ recon.add_days('c.created_at', recon.tolerance_days()) }} as booking_deadline,
-        {%- if var('as_of', none) is not none %}
-        {{ recon.utc_literal(var('as_of')) }} as as_of,
+        {%- if recon.run_var('as_of') is not none %}
+        {{ recon.utc_literal(recon.run_var('as_of')) }} as as_of,
         {%- else %}
         cov.covered_until as as_of,
         {%- endif %}

@@ -104,7 +104,7 @@ opened as (
         c.previous_status,
         {{ now }} as valid_from,
         cast(null as {{ recon.instant_type() }}) as valid_to,
-        cast('{{ var("dagster_run_id") or invocation_id }}' as varchar) as changed_by_run
+        cast('{{ recon.run_var("dagster_run_id") or invocation_id }}' as varchar) as changed_by_run
     from changed as c
 
 )
