@@ -87,3 +87,35 @@ def test_abort_removes_published_days(tmp_path: Path) -> None:
     w.append_row(date(2024, 1, 2), {"source": "s", "raw_payload": "{}", "error": "e"}, SYNCED)
     w.abort()
     assert store.list_keys("q") == []
+
+
+def test_a_killed_writes_temp_file_is_invisible_and_removed_once_stale(tmp_path: Path) -> None:
+    """kill -9 inside `open_atomic` leaves a temp file that no listing shows; the next writer
+    (`StageResource.store_for_writing`) removes it once it is older than an hour, never a
+    fresh one (a write still running) and never a published file."""
+    import signal
+    import subprocess
+    import sys
+
+    store = LocalStageStore(tmp_path / "stage")
+    with store.open_atomic("stripe_charges/2024-03-10/kept.parquet") as fh:
+        fh.write(b"published")
+    code = (
+        "import os, signal, sys\n"
+        "from recon_assets.stage.store import LocalStageStore\n"
+        "store = LocalStageStore(sys.argv[1])\n"
+        "with store.open_atomic('stripe_charges/2024-03-10/killed.parquet') as fh:\n"
+        "    fh.write(b'half a file'); fh.flush()\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(store.root)], check=False)
+    assert proc.returncode == -signal.SIGKILL
+    temps = list(store.root.rglob(".*.tmp"))
+    assert len(temps) == 1
+    assert store.list_keys("") == ["stripe_charges/2024-03-10/kept.parquet"]
+    assert store.remove_stale_temp_files() == 0  # might be a write in progress
+    old = temps[0].stat().st_mtime - 2 * 3600
+    os.utime(temps[0], (old, old))
+    assert store.remove_stale_temp_files() == 1
+    assert not list(store.root.rglob(".*.tmp"))
+    assert store.read_bytes("stripe_charges/2024-03-10/kept.parquet") == b"published"
