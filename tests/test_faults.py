@@ -182,3 +182,109 @@ def test_network_faults_during_a_whole_graph_run_change_nothing(
         snapshot(tmp_path / "faulty" / "warehouse.duckdb"),
         snapshot(tmp_path / "clean" / "warehouse.duckdb"),
     )
+
+
+def wait_for_worker_pid(home: Path, run_id: str, timeout_s: float = 300) -> int:
+    """The pid of a run's worker process, from the engine event Dagster writes when it starts."""
+    import re
+
+    import dagster as dg
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            for entry in instance.all_logs(run_id):
+                m = re.search(r"Started process for run \(pid: (\d+)\)", entry.message or "")
+                if m:
+                    return int(m.group(1))
+        time.sleep(0.2)
+    raise AssertionError(f"run {run_id} never reported its worker's pid")
+
+
+@pytest.mark.xdist_group("faults-daemon")
+def test_the_daemon_fails_a_dead_run_and_then_starts_the_run_queued_behind_it(
+    ledger_db: str, dbt_manifest: Path, tmp_path: Path
+) -> None:
+    """Through Dagster's own machinery with the shipped dagster.yaml: the daemon's run queue
+    starts run A; its worker is killed with -9; run B of the same day stays queued behind the
+    `recon_writer` pool while A holds it; run monitoring marks A failed once A's maximum runtime
+    has passed (A's tag shortens it to 15 s; the daemon polls every second) and only then B
+    starts and succeeds."""
+    import json
+
+    import yaml
+
+    from recon_assets.cli import dagster_home
+    from recon_assets.defs.automation import NIGHTLY_JOB
+
+    (day,) = last_complete_days(1)
+    now = int(datetime.now(UTC).timestamp())
+    env = recon_env(tmp_path / "home", ledger_db, now, (day - timedelta(days=2)).isoformat())
+    s = ReconSettings.from_env({k: v for k, v in env.items() if k.startswith("RECON_")})
+    home = dagster_home(s)
+    config = yaml.safe_load((home / "dagster.yaml").read_text())
+    assert config["concurrency"]["pools"] == {"granularity": "run", "default_limit": 1}
+    assert config["run_monitoring"]["enabled"] and config["run_monitoring"]["max_runtime_seconds"]
+    config["run_monitoring"]["poll_interval_seconds"] = 1
+    (home / "dagster.yaml").write_text(yaml.safe_dump(config))
+    env["DAGSTER_HOME"] = str(home)
+    root = Path(__file__).resolve().parents[1]
+    dagster = [str(Path(sys.executable).with_name("dagster"))]
+    workspace = ["-w", str(root / "workspace.yaml")]
+
+    def launch(**tags: str) -> None:
+        subprocess.run(
+            [*dagster, "job", "launch", *workspace, "-j", NIGHTLY_JOB,
+             "--tags", json.dumps({"dagster/partition": day.isoformat(), **tags})],
+            env=env, cwd=root, check=True, capture_output=True, timeout=300,
+        )  # fmt: skip
+
+    def runs() -> list[dict[str, object]]:
+        import dagster as dg
+
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            return [
+                {
+                    "id": r.dagster_run.run_id,
+                    "status": r.dagster_run.status.value,
+                    "start": r.start_time,
+                    "end": r.end_time,
+                }
+                for r in instance.get_run_records(order_by="create_timestamp", ascending=True)
+            ]
+
+    def wait_for(predicate: object, what: str, timeout_s: float = 400) -> list[dict[str, object]]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            got = runs()
+            if predicate(got):  # type: ignore[operator]
+                return got
+            time.sleep(0.5)
+        raise AssertionError(f"timed out waiting for {what}: {runs()}")
+
+    launch(**{"dagster/max_runtime": "15"})  # A's own limit: B, however slow, keeps the shipped one
+    (queued,) = runs()
+    assert queued["status"] == "QUEUED"
+    daemon = subprocess.Popen(
+        [str(Path(sys.executable).with_name("dagster-daemon")), "run", *workspace],
+        env=env, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        a_id = str(queued["id"])
+        wait_for(lambda rs: rs[0]["status"] == "STARTED", "run A to start")
+        pid = wait_for_worker_pid(home, a_id)
+        os.kill(pid, signal.SIGKILL)
+        launch()
+        got = wait_for(
+            lambda rs: len(rs) == 2 and rs[0]["status"] == "FAILURE" and rs[1]["status"] in (
+                "SUCCESS", "FAILURE"),
+            "A failed by run monitoring and B finished",
+        )  # fmt: skip
+    finally:
+        os.killpg(daemon.pid, signal.SIGTERM)
+        daemon.wait(timeout=60)
+    a, b = got
+    assert b["status"] == "SUCCESS", got
+    # B waited in the queue for the pool A held until A was marked failed
+    assert b["start"] is not None and a["end"] is not None and b["start"] >= a["end"]
