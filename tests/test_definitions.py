@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from datetime import date, datetime, timedelta
@@ -55,6 +56,31 @@ def test_import_reads_no_environment() -> None:
         check=True,
     )
     assert out.stdout.strip() == "ConfigError"
+
+
+def test_a_local_code_location_loads_no_integration_it_does_not_use(tmp_path: Path) -> None:
+    """Loading the code location costs what it needs: with a local stage, DuckDB and no Slack
+    bot, neither dagster-snowflake (snowpark, about 7 s) nor dagster-aws nor dagster-slack is
+    imported, nor the local emulator and embedded Postgres (a run starts them)."""
+    code = (
+        "import sys\n"
+        "import recon_assets.definitions as d\n"
+        "d.defs().resolve_all_job_defs()\n"
+        "heavy = ('dagster_snowflake', 'snowflake.connector', 'snowflake.snowpark', 'dagster_aws',"
+        " 'boto3', 'dagster_slack', 'slack_sdk', 'recon_assets.local')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("RECON_", "SNOWFLAKE_", "STRIPE_", "DAGSTER_"))
+    }
+    env["RECON_HOME"] = str(tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_graph_lineage_partitions_and_backfill_policy(settings: ReconSettings) -> None:

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster_slack import SlackResource
 
 from recon_assets.alerts import Alert, LogSink, SlackSink, WebhookSink, send_alert
 from recon_assets.defs.report_assets import REPORT_KEY
@@ -117,7 +116,8 @@ class AlertResource(dg.ConfigurableResource):
     """Locally: a JSON-lines alerts log under RECON_HOME (the console always gets them)."""
     webhook_url: str | None = None
     """A generic JSON webhook (a Slack incoming webhook reads its `text`)."""
-    slack: SlackResource | None = None
+    slack: dg.ConfigurableResource | None = None
+    """dagster-slack's SlackResource (imported only when a bot token is set)."""
     slack_channel: str | None = None
     slack_api_url: str | None = None
     """Only to point the Slack client elsewhere (a test's local server); unset in production."""

@@ -13,8 +13,6 @@ from datetime import date
 from pathlib import Path
 
 import dagster as dg
-from dagster_aws.s3 import S3Resource
-from dagster_snowflake import SnowflakeResource
 from pydantic import Field
 
 from recon_assets.stage.store import StageStore, stage_store_from_uri
@@ -83,7 +81,9 @@ class StageResource(dg.ConfigurableResource):
     """The stage: a local folder, or `s3://bucket/prefix` through dagster-aws's S3Resource."""
 
     uri: str
-    s3: S3Resource | None = None
+    # dagster-aws's S3Resource; annotated with the base class so that loading the code location
+    # never imports dagster-aws (about 2 s) where the stage is a local folder
+    s3: dg.ConfigurableResource | None = None
 
     def store(self) -> StageStore:
         client = self.s3.get_client() if self.uri.startswith("s3://") and self.s3 else None
@@ -127,7 +127,9 @@ class WarehouseResource(dg.ConfigurableResource):
 
     kind: str = Field(default="duckdb", description="duckdb | snowflake")
     duckdb_path: str | None = None
-    snowflake: SnowflakeResource | None = None
+    # dagster-snowflake's SnowflakeResource; annotated with the base class so that loading the
+    # code location never imports dagster-snowflake (about 7 s: it pulls in snowpark) for DuckDB
+    snowflake: dg.ConfigurableResource | None = None
     snowflake_database: str | None = None
     snowflake_stage: str = "RECON_STAGE"
     snowflake_storage_integration: str | None = None
