@@ -1,0 +1,226 @@
+"""The nightly run as the schedule runs it, with little and with much history loaded (issue 11).
+
+For each history length H (days already loaded before the nightly), in its own RECON_HOME:
+
+1. `recon backfill` loads the H days before the nightly's range (local mode: the project's Stripe
+   emulator in its own process, the embedded Postgres ledger, DuckDB), untimed setup;
+2. the nightly's range (yesterday and the `RECON_RESTATE_DAYS`=3 days before it, so
+   4 x `--per-day` charges, 10 k by default) runs `--runs` times through `recon backfill`, which
+   is one Dagster run over the range, in-process executor, as the schedule's run worker executes
+   it. Each time: the wall time of the run from its start to the report (as `recon backfill`
+   prints it), and the peak RSS of the whole process tree (sum over the process and all its
+   children, dbt and the emulator included, sampled every 50 ms);
+3. loading the code location (`recon_assets.definitions.defs()` in a fresh interpreter), which
+   the run worker pays before the run starts, `--runs` times.
+
+Runs of the history lengths are interleaved, so machine noise hits them alike; the table gives
+medians and min..max and the ratio of the longest history to the shortest. `--markdown` writes
+the section into docs/benchmarks.md.
+
+    .venv/bin/python bench/bench_nightly.py                       # 30 and 540 days, ~25 min
+    .venv/bin/python bench/bench_nightly.py --history 3 30 --runs 2   # a few minutes
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import date, timedelta
+from importlib.metadata import version
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+RESTATE_DAYS = 3
+
+
+def machine() -> str:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor() or "unknown",
+    )
+    mem = psutil.virtual_memory().total / 2**30
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    pkgs = ", ".join(
+        f"{p} {version(p)}" for p in ("dagster", "dagster-dbt", "dbt-core", "duckdb", "stripe")
+    )
+    return (
+        f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB, load {load}; "
+        f"Python {platform.python_version()}; {pkgs}"
+    )
+
+
+class TreeRss:
+    """Peak of the summed RSS of a process and all its descendants, sampled every 50 ms."""
+
+    def __init__(self, pid: int) -> None:
+        self.root = psutil.Process(pid)
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            total = 0
+            try:
+                procs = [self.root, *self.root.children(recursive=True)]
+            except psutil.Error:
+                break
+            for p in procs:
+                with contextlib.suppress(psutil.Error):
+                    total += p.memory_info().rss
+            self.peak = max(self.peak, total)
+            self._stop.wait(0.05)
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return self.peak
+
+
+def env_for(home: Path, per_day: int, start: date, now: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RECON_", "DAGSTER_"))}
+    env.update(
+        RECON_HOME=str(home),
+        RECON_START_DATE=start.isoformat(),
+        RECON_EMULATOR_CHARGES_PER_DAY=str(per_day),
+        RECON_EMULATOR_NOW=str(now),
+        RECON_RESTATE_DAYS=str(RESTATE_DAYS),
+        RECON_CATCHUP_DAYS="1",
+        DAGSTER_DISABLE_TELEMETRY="1",
+    )
+    return env
+
+
+def backfill(env: dict[str, str], first: date, last: date) -> tuple[float, int, float]:
+    """`recon backfill first..last`: (run seconds as printed, tree peak bytes, command wall)."""
+    t = time.perf_counter()
+    proc = subprocess.Popen(
+        [str(BIN / "recon"), "backfill", "--start", first.isoformat(), "--end", last.isoformat()],
+        env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    rss = TreeRss(proc.pid)
+    out, _ = proc.communicate()
+    peak = rss.stop()
+    wall = time.perf_counter() - t
+    if proc.returncode != 0:
+        raise SystemExit(f"recon backfill {first}..{last} failed:\n{out[-3000:]}")
+    m = re.search(r"done in ([0-9.]+) s", out)
+    if not m:
+        raise SystemExit(f"no run time in the output:\n{out[-2000:]}")
+    return float(m.group(1)), peak, wall
+
+
+def location_load(env: dict[str, str]) -> float:
+    code = (
+        "import time; t = time.perf_counter()\n"
+        "from recon_assets.definitions import defs\n"
+        "defs().resolve_all_job_defs()\n"
+        "print(time.perf_counter() - t)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def fmt(xs: list[float], unit: str = "s", scale: float = 1.0) -> str:
+    xs = [x / scale for x in xs]
+    return f"{statistics.median(xs):.1f} {unit} ({min(xs):.1f}..{max(xs):.1f})"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--history", type=int, nargs="+", default=[30, 540])
+    ap.add_argument("--per-day", type=int, default=2500, help="charges per day (nightly: 4 days)")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--markdown", type=Path, help="write the section into this file")
+    args = ap.parse_args()
+
+    last = date.today() - timedelta(days=1)
+    first = last - timedelta(days=RESTATE_DAYS)
+    now = int(time.time())
+    print(machine())
+    with tempfile.TemporaryDirectory(prefix="bench-nightly-") as tmp:
+        os.chmod(tmp, 0o711)  # the embedded Postgres runs as `postgres` and must traverse it
+        envs: dict[int, dict[str, str]] = {}
+        for h in args.history:
+            hist_first = first - timedelta(days=h)
+            env = env_for(Path(tmp) / f"h{h}", args.per_day, hist_first, now)
+            envs[h] = env
+            t = time.perf_counter()
+            backfill(env, hist_first, first - timedelta(days=1))
+            print(f"history {h} days ({h * args.per_day:,} charges) loaded in "
+                  f"{time.perf_counter() - t:.0f} s")  # fmt: skip
+        runs: dict[int, list[float]] = {h: [] for h in args.history}
+        peaks: dict[int, list[float]] = {h: [] for h in args.history}
+        loads: list[float] = []
+        for i in range(args.runs):
+            for h in args.history:
+                run_s, peak, _ = backfill(envs[h], first, last)
+                runs[h].append(run_s)
+                peaks[h].append(peak)
+                print(f"  run {i + 1}, history {h}: {run_s:.1f} s, tree peak {peak / 2**20:.0f} MB")
+            loads.append(location_load(envs[args.history[0]]))
+            print(f"  code location load: {loads[-1]:.1f} s")
+
+    lo, hi = min(args.history), max(args.history)
+    nightly = 4 * args.per_day
+    lines = [
+        "| history loaded | nightly run (start to report) | whole tree peak RSS |",
+        "|---|---|---|",
+        *(
+            f"| {h} days ({h * args.per_day:,} charges) | {fmt(runs[h])} | "
+            f"{fmt(peaks[h], 'MB', 2**20)} |"
+            for h in args.history
+        ),
+    ]
+    ratio = statistics.median(runs[hi]) / statistics.median(runs[lo])
+    text = "\n".join(
+        [
+            f"Nightly of {nightly:,} charges ({RESTATE_DAYS + 1} days x {args.per_day:,}), "
+            f"medians of {args.runs} interleaved runs (min..max).",
+            "",
+            *lines,
+            "",
+            f"- {hi} days of history vs {lo}: **{ratio:.2f}x** the run time.",
+            f"- Loading the code location (fresh interpreter, local mode): {fmt(loads)}.",
+            f"- Machine: {machine()}.",
+        ]
+    )
+    print()
+    print(text)
+    if args.markdown:
+        write_section(args.markdown, "nightly", text)
+
+
+def write_section(path: Path, name: str, text: str) -> None:
+    """Replace the text between `<!-- bench:name -->` and `<!-- /bench:name -->` in `path`."""
+    begin, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+    doc = path.read_text() if path.exists() else ""
+    block = f"{begin}\n{text}\n{end}"
+    if begin in doc and end in doc:
+        doc = doc[: doc.index(begin)] + block + doc[doc.index(end) + len(end) :]
+    else:
+        doc = doc.rstrip() + ("\n\n" if doc else "") + block + "\n"
+    path.write_text(doc)
+
+
+if __name__ == "__main__":
+    main()
