@@ -1,5 +1,5 @@
 {#-
-  Each Stripe charge with its ledger side and its recon_status: the rules table of
+  Each Stripe charge this build rebuilds (int_recon__touched_charges) with its ledger side and its recon_status: the rules table of
   docs/design.md, first rule that applies. Stripe statuses other than pending and succeeded
   (failed, or an unknown one after schema drift) count as "not succeeded", so every charge gets
   exactly one status. T is 24-hour days (macros/time.sql, add_days).
@@ -11,7 +11,7 @@
 -#}
 with charges as (
 
-    select * from {{ ref('stg_stripe__charges') }}
+    select * from {{ ref('int_stripe__charges_in_build') }}
 
 ),
 

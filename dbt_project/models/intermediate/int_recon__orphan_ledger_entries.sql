@@ -25,8 +25,8 @@ select
     e.entry_id,
     e.posted_at as ledger_posted_at,
     e.loaded_at as ledger_loaded_at
-from {{ ref('stg_ledger__entries') }} as e
-left join {{ ref('stg_stripe__charges') }} as c
+from {{ ref('int_ledger__entries_in_build') }} as e
+left join {{ ref('int_stripe__charges_in_build') }} as c
     on c.charge_id = e.external_ref
 left join {{ ref('stg_stripe__charge_lookups') }} as lk
     on lk.charge_id = e.external_ref

@@ -10,7 +10,9 @@
     - charges created within T+1 days before a newly loaded ledger day: their booking deadline
       may now be covered (pending_in_ledger may become missing_in_ledger);
     - the run's own reporting window (the partition range), so re-running a range re-states it.
-  Without a fact table yet, every id is touched (the first build is a full build).
+  Without a fact table yet, or under --full-refresh, every id is touched (a full build).
+  Read from the raw tables with cheap filters (load instants, day bounds), never from the
+  staging views: what a nightly costs must not grow with the history loaded.
   `loaded_through` is the load log's latest instant seen now: the fact rows built from this set
   carry it, and the next build starts from it.
 -#}
@@ -19,41 +21,31 @@
     {%- set fct = adapter.get_relation(database=target.database, schema='marts', identifier='fct_charge_reconciliation') -%}
 {%- endif -%}
 {%- set w = recon.reporting_window() -%}
-{%- set t = recon.tolerance_days() %}
+{%- set t = recon.tolerance_days() -%}
+{%- set charges_src = source('raw', 'stripe_charges') -%}
+{%- set entries_src = source('raw', 'ledger_entries') -%}
+{%- set created = recon.utc_instant(charges_src, 'created') -%}
+{%- set posted = recon.utc_instant(entries_src, 'posted_at') %}
 -- depends_on: {{ ref('stg_ledger__dropped_refs') }}
 -- depends_on: {{ ref('stg_stripe__charge_lookups') }}
-with charges as (
+with
+{%- if fct is none or flags.FULL_REFRESH %}
 
-    select charge_id, created_date_et, loaded_at from {{ ref('stg_stripe__charges') }}
+touched as (
 
-),
+    select id as charge_id from {{ charges_src }}
+    union
+    select coalesce(external_ref, '') as charge_id from {{ entries_src }}
 
-entries as (
+)
 
-    {#- every entry type: an entry that stopped being a `charge` entry reopens its charge too;
-        no reference at all is the id '' (the orphan rows of such entries) -#}
-    select coalesce(external_ref, '') as charge_id, posted_date_et, loaded_at
-    from {{ ref('stg_ledger__entries') }}
-
-),
+{%- else %}
 
 loads as (
 
     select * from {{ ref('stg_recon__load_log') }}
 
 ),
-
-{%- if fct is none %}
-
-touched as (
-
-    select charge_id from charges
-    union
-    select charge_id from entries
-
-)
-
-{%- else %}
 
 since as (
 
@@ -63,7 +55,9 @@ since as (
 
 new_ledger_days as (
 
-    select distinct l.partition_date
+    select distinct
+        {{ recon.et_day_start(recon.date_add_days('l.partition_date', -(t + 1))) }} as from_instant,
+        {{ recon.et_day_start(recon.date_add_days('l.partition_date', 1)) }} as until_instant
     from loads as l
     cross join since as s
     where l.dataset = 'ledger_entries'
@@ -72,13 +66,18 @@ new_ledger_days as (
 
 ),
 
+{#- Raw rows, not the staging views' latest versions: every version loaded since counts, so
+    ranking the versions of the whole history is never needed to know what a build touches
+    (a superset at worst, and rebuilding an unchanged charge gives the same row). Day bounds are
+    instants (a US-Eastern date D holds [start of D, start of D+1)), compared with the raw
+    timestamps directly. -#}
 touched as (
 
-    select c.charge_id from charges as c cross join since as s
-    where s.loaded_through is null or c.loaded_at > s.loaded_through
+    select c.id as charge_id from {{ charges_src }} as c cross join since as s
+    where s.loaded_through is null or {{ recon.utc_instant(charges_src, '_loaded_at') }} > s.loaded_through
     union
-    select e.charge_id from entries as e cross join since as s
-    where s.loaded_through is null or e.loaded_at > s.loaded_through
+    select coalesce(e.external_ref, '') as charge_id from {{ entries_src }} as e cross join since as s
+    where s.loaded_through is null or {{ recon.utc_instant(entries_src, '_loaded_at') }} > s.loaded_through
     union
     select r.charge_id from {{ ref('stg_ledger__dropped_refs') }} as r cross join since as s
     where s.loaded_through is null or r.loaded_at > s.loaded_through
@@ -86,19 +85,19 @@ touched as (
     select k.charge_id from {{ ref('stg_stripe__charge_lookups') }} as k cross join since as s
     where s.loaded_through is null or k.looked_up_at > s.loaded_through
     union
-    select c.charge_id from charges as c
+    select c.id as charge_id from {{ charges_src }} as c
     inner join new_ledger_days as d
-        on c.created_date_et >= {{ recon.date_add_days('d.partition_date', -(t + 1)) }}
-        and c.created_date_et <= d.partition_date
+        on {{ created }} >= d.from_instant
+        and {{ created }} < d.until_instant
     {%- if w is not none %}
     union
-    select charge_id from charges
-    where created_date_et >= cast('{{ w.min }}' as date)
-      and created_date_et < cast('{{ w.max_exclusive }}' as date)
+    select id as charge_id from {{ charges_src }}
+    where {{ created }} >= {{ recon.et_day_start("cast('" ~ w.min ~ "' as date)") }}
+      and {{ created }} < {{ recon.et_day_start("cast('" ~ w.max_exclusive ~ "' as date)") }}
     union
-    select charge_id from entries
-    where posted_date_et >= cast('{{ w.min }}' as date)
-      and posted_date_et < cast('{{ w.max_exclusive }}' as date)
+    select coalesce(external_ref, '') as charge_id from {{ entries_src }}
+    where {{ posted }} >= {{ recon.et_day_start("cast('" ~ w.min ~ "' as date)") }}
+      and {{ posted }} < {{ recon.et_day_start("cast('" ~ w.max_exclusive ~ "' as date)") }}
     {%- endif %}
 
 )
@@ -107,5 +106,5 @@ touched as (
 
 select distinct
     t.charge_id,
-    (select max(loaded_at) from loads) as loaded_through
+    (select max(loaded_at) from {{ ref('stg_recon__load_log') }}) as loaded_through
 from touched as t
