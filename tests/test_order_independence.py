@@ -28,6 +28,7 @@ from recon_assets.config import ReconSettings
 from recon_assets.definitions import build_definitions
 from recon_assets.local.bootstrap import seed_local_ledger, settings_emulator_config
 from recon_assets.local.ledger_seeder import SeedResult
+from recon_assets.warehouse.report import ReportState, fetch_histories, fetch_reports
 from tests.ledger_fixtures import TEMPLATE_DB, _create_db, _db_dsn, _drop_db
 from tests.pipeline_fixtures import assert_same_tables, report_files, snapshot
 
@@ -179,6 +180,36 @@ def test_a_week_as_three_out_of_order_backfills(world: World) -> None:
         # the week ends where the fortnight does, so its ground truth is the fortnight's
         got = {r for r in fct_rows(s.duckdb_path) if r[0] >= week[0]}
         assert got == {r for r in truth_rows(world.seed) if r[0] >= week[0]}
+        assert_batched_reads_are_per_day_reads(s.duckdb_path)
     finally:
         shutil.rmtree(home.parent, ignore_errors=True)
         shutil.rmtree(one_home.parent, ignore_errors=True)
+
+
+def assert_batched_reads_are_per_day_reads(db: Path) -> None:
+    """The report reads a scattered set of days (those a night reopened) in one range query
+    per view; that must give each day exactly what reading it alone gives."""
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+
+        def query(sql: str, params: object) -> list[tuple[object, ...]]:
+            return con.execute(sql, list(params)).fetchall()  # type: ignore[call-overload]
+
+        days = DAYS[::3]  # not contiguous: the range holds days that must be left out
+        signed = ReportState(
+            datetime(2024, 3, 1, tzinfo=UTC), datetime(2024, 3, 1, tzinfo=UTC), None
+        )
+        states = {d: (signed if i % 2 else ReportState()) for i, d in enumerate(days)}
+        batched = fetch_histories(query, states)
+        assert list(batched) == days
+        assert sum(len(h.breaks) for h in batched.values()) > 0
+        for d, st in states.items():
+            assert batched[d] == fetch_histories(query, {d: st})[d]
+        reports = fetch_reports(query, list(reversed(days)))
+        assert [r.day for r in reports] == days
+        assert [r.fingerprint() for r in reports] == [
+            fetch_reports(query, [d])[0].fingerprint() for d in days
+        ]
+        assert all(r.trend == fetch_reports(query, [r.day])[0].trend for r in reports)
+    finally:
+        con.close()

@@ -1,7 +1,7 @@
 """`reconciliation_report`: the ops-facing daily report, as files on the stage and in the UI."""
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import dagster as dg
 
@@ -14,7 +14,7 @@ from recon_assets.warehouse.report import (
     DayHistory,
     DayReport,
     ReportState,
-    fetch_history,
+    fetch_histories,
     fetch_index,
     fetch_reports,
     rebuilt_days_outside,
@@ -118,21 +118,23 @@ def build_report_asset(
             reports = fetch_reports(query, days)
             states = {r.day: ReportState.from_json(_read(store, state_key(r.day.isoformat())))
                       for r in reports}  # fmt: skip
-            histories = {d: fetch_history(query, d, st) for d, st in states.items()}
             # Past days this run's data reopened (a late posting, a look-up, an event): their
             # report is rewritten when its data changed ("restated"), or when the day was
-            # signed off and something changed on it (a refund changes no status).
-            restated: list[DayReport] = []
-            rewritten: list[DayReport] = []
+            # signed off and something changed on it (a refund changes no status). A night of
+            # late events reopens hundreds of days: they are read in one batch, not per day.
+            reopened: dict[date, ReportState] = {}
             for d in rebuilt_days_outside(query, days):
                 state = ReportState.from_json(_read(store, state_key(d.isoformat())))
-                if state.last_report_at is None:
-                    continue  # never reported: nothing to restate
-                (r,) = fetch_reports(query, [d])
-                states[d], histories[d] = state, fetch_history(query, d, state)
-                if r.fingerprint() != state.fingerprint:
+                if state.last_report_at is not None:  # never reported: nothing to restate
+                    reopened[d] = state
+            states.update(reopened)
+            histories = fetch_histories(query, states)
+            restated: list[DayReport] = []
+            rewritten: list[DayReport] = []
+            for r in fetch_reports(query, list(reopened)):
+                if r.fingerprint() != reopened[r.day].fingerprint:
                     restated.append(r)
-                elif histories[d].changes_after_signoff:
+                elif histories[r.day].changes_after_signoff:
                     rewritten.append(r)
             index = fetch_index(query)
         now = datetime.now(UTC)

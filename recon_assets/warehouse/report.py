@@ -14,7 +14,7 @@ import csv
 import hashlib
 import io
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import astuple, dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -217,19 +217,31 @@ TREND_DAYS = 30
 
 
 def fetch_reports(query: Query, days: Sequence[date]) -> list[DayReport]:
-    """One report per day of `days` (contiguous), read with a few range queries (half-open)."""
+    """One report per day of `days` (any set of days), sorted, read with one range query per
+    table over `[min, max]` (half-open) whatever the number of days: the report rewrites
+    hundreds of past days after a night of late events, and per-day queries cost that many
+    round trips (and, on Snowflake, that many warehouse queries)."""
     if not days:
         return []
+    wanted = set(days)
     first, end = min(days), max(days) + timedelta(days=1)
-    summary = [SummaryRow(*r) for r in query(_SUMMARY_SQL, [first, end])]  # type: ignore[arg-type]
-    breaks = [BreakRow(*r) for r in query(_BREAKS_SQL, [first, end])]  # type: ignore[arg-type]
+    summary: dict[date, list[SummaryRow]] = {}
+    for r in query(_SUMMARY_SQL, [first, end]):
+        row = SummaryRow(*r)  # type: ignore[arg-type]
+        if row.reporting_date in wanted:
+            summary.setdefault(row.reporting_date, []).append(row)
+    breaks: dict[date, list[BreakRow]] = {}
+    for r in query(_BREAKS_SQL, [first, end]):
+        b = BreakRow(*r)  # type: ignore[arg-type]
+        if b.reporting_date in wanted:
+            breaks.setdefault(b.reporting_date, []).append(b)
     status = {r[0]: (str(r[1]), str(r[2] or "")) for r in query(_DAYS_SQL, [first, end])}
     trend_rows = query(_TREND_SQL, [first - timedelta(days=TREND_DAYS - 1), end])
     by_day: dict[date, dict[str, tuple[int, int]]] = {}
     for d, cur, n, amount in trend_rows:
         by_day.setdefault(d, {})[str(cur)] = (int(n), int(amount))  # type: ignore[call-overload,index]
     reports = []
-    for d in sorted(days):
+    for d in sorted(wanted):
         window = [d - timedelta(days=i) for i in range(TREND_DAYS - 1, -1, -1)]
         trend = tuple(
             TrendPoint(
@@ -242,8 +254,8 @@ def fetch_reports(query: Query, days: Sequence[date]) -> list[DayReport]:
         reports.append(
             DayReport(
                 d,
-                [r for r in summary if r.reporting_date == d],
-                [b for b in breaks if b.reporting_date == d],
+                summary.get(d, []),
+                breaks.get(d, []),
                 *status.get(d, ("preliminary", "nothing reconciled for this day yet")),
                 trend=trend,
             )
@@ -465,18 +477,18 @@ class ChangeRow:
 
 
 _BREAK_HISTORY_SQL = """
-select recon_key, charge_id, currency, first_seen, is_open, current_status,
+select reporting_date, recon_key, charge_id, currency, first_seen, is_open, current_status,
        last_break_status, resolved_at, resolution, days_open, amount_diff
 from marts.rpt_break_history
-where reporting_date = ?
+where reporting_date >= ? and reporting_date < ?
 order by is_open desc, first_seen, recon_key
 """
 _CHANGES_SQL = """
-select recon_key, charge_id, currency, changed_at, changed_by_run, status_before, status_after,
+select reporting_date, recon_key, charge_id, currency, changed_at, changed_by_run, status_before, status_after,
        stripe_amount_before, stripe_amount_after, stripe_refunded_before, stripe_refunded_after,
        stripe_disputed_before, stripe_disputed_after, ledger_amount_before, ledger_amount_after
 from marts.rpt_status_changes
-where reporting_date = ?
+where reporting_date >= ? and reporting_date < ?
 order by changed_at, recon_key
 """
 
@@ -502,13 +514,29 @@ class DayHistory:
         return out
 
 
-def fetch_history(query: Query, day: date, state: ReportState) -> DayHistory:
-    breaks = [BreakHistoryRow(*r) for r in query(_BREAK_HISTORY_SQL, [day])]  # type: ignore[arg-type]
-    changes: list[ChangeRow] = []
-    if state.first_final_at is not None:
+def fetch_histories(query: Query, states: Mapping[date, ReportState]) -> dict[date, DayHistory]:
+    """Each day's break history and changes after sign-off, for any set of days, in one range
+    query per view: both views rank the whole history, so a query costs about the same for one
+    day as for a year of days (0.2-0.3 s each at 540 days loaded, measured)."""
+    if not states:
+        return {}
+    first, end = min(states), max(states) + timedelta(days=1)
+    breaks: dict[date, list[BreakHistoryRow]] = {}
+    for d, *rest in query(_BREAK_HISTORY_SQL, [first, end]):
+        if d in states:
+            breaks.setdefault(d, []).append(BreakHistoryRow(*rest))  # type: ignore[arg-type,index]
+    signed_off = {d: st.first_final_at for d, st in states.items() if st.first_final_at}
+    changes: dict[date, list[ChangeRow]] = {}
+    if signed_off:
         # compared here, not in SQL: a bound instant means different things to DuckDB
         # (TIMESTAMPTZ, session zone) and Snowflake (TIMESTAMP_NTZ, UTC)
-        signed = state.first_final_at
-        changes = [ChangeRow(*r) for r in query(_CHANGES_SQL, [day])]  # type: ignore[arg-type]
-        changes = [c for c in changes if _utc(c.changed_at) > signed]
-    return DayHistory(day, state, breaks, changes)
+        lo, hi = min(signed_off), max(signed_off) + timedelta(days=1)
+        for d, *rest in query(_CHANGES_SQL, [lo, hi]):
+            c = ChangeRow(*rest)  # type: ignore[arg-type]
+            signed = signed_off.get(d)  # type: ignore[call-overload]
+            if signed is not None and _utc(c.changed_at) > signed:
+                changes.setdefault(d, []).append(c)  # type: ignore[arg-type]
+    return {
+        d: DayHistory(d, st, breaks.get(d, []), changes.get(d, []))
+        for d, st in sorted(states.items())
+    }
