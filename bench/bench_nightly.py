@@ -19,12 +19,19 @@ the section into docs/benchmarks.md.
 
     .venv/bin/python bench/bench_nightly.py                       # 30 and 540 days, ~25 min
     .venv/bin/python bench/bench_nightly.py --history 3 30 --runs 2   # a few minutes
+    .venv/bin/python bench/bench_nightly.py --homes /var/tmp/recon-bench  # keep the histories
+
+With `--homes DIR` each history is built once into `DIR/h<H>` (its settings saved beside it in
+`bench-env.json`) and reused by later runs of the bench: building 540 days takes ~15 min, and
+the nightly's range then stays the one the history was built for. Re-running a nightly on a
+home is safe (that is the contract), so the figures stay comparable.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import platform
 import re
@@ -94,6 +101,34 @@ class TreeRss:
         return self.peak
 
 
+def prepared_home(home: Path, h: int, per_day: int) -> tuple[dict[str, str], tuple[date, date]]:
+    """A home with `h` days loaded before the nightly's range, built now or (with its saved
+    settings) reused; returns its environment and the nightly's range."""
+    saved = home / "bench-env.json"
+    if saved.exists():
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("RECON_", "DAGSTER_"))}
+        env.update(json.loads(saved.read_text()))
+        hist_first = date.fromisoformat(env["RECON_START_DATE"])
+        if env["RECON_EMULATOR_CHARGES_PER_DAY"] != str(per_day):
+            raise SystemExit(f"{home} was built with another --per-day")
+        first = hist_first + timedelta(days=h)
+        print(f"history {h} days: reusing {home}")
+        return env, (first, first + timedelta(days=RESTATE_DAYS))
+    last = date.today() - timedelta(days=1)
+    first = last - timedelta(days=RESTATE_DAYS)
+    hist_first = first - timedelta(days=h)
+    env = env_for(home, per_day, hist_first, int(time.time()))
+    t = time.perf_counter()
+    backfill(env, hist_first, first - timedelta(days=1))
+    print(f"history {h} days ({h * per_day:,} charges) loaded in "
+          f"{time.perf_counter() - t:.0f} s")  # fmt: skip
+    home.mkdir(parents=True, exist_ok=True)
+    saved.write_text(
+        json.dumps({k: v for k, v in env.items() if k.startswith(("RECON_", "DAGSTER_"))})
+    )
+    return env, (first, last)
+
+
 def env_for(home: Path, per_day: int, start: date, now: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RECON_", "DAGSTER_"))}
     env.update(
@@ -151,23 +186,24 @@ def main() -> None:
     ap.add_argument("--per-day", type=int, default=2500, help="charges per day (nightly: 4 days)")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--markdown", type=Path, help="write the section into this file")
+    ap.add_argument("--homes", type=Path, help="build each history once here and reuse it")
     args = ap.parse_args()
 
-    last = date.today() - timedelta(days=1)
-    first = last - timedelta(days=RESTATE_DAYS)
-    now = int(time.time())
     print(machine())
-    with tempfile.TemporaryDirectory(prefix="bench-nightly-") as tmp:
+    with contextlib.ExitStack() as stack:
+        if args.homes:
+            args.homes.mkdir(parents=True, exist_ok=True)
+            tmp = str(args.homes)
+        else:
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-nightly-"))
         os.chmod(tmp, 0o711)  # the embedded Postgres runs as `postgres` and must traverse it
         envs: dict[int, dict[str, str]] = {}
+        ranges: dict[int, tuple[date, date]] = {}
         for h in args.history:
-            hist_first = first - timedelta(days=h)
-            env = env_for(Path(tmp) / f"h{h}", args.per_day, hist_first, now)
-            envs[h] = env
-            t = time.perf_counter()
-            backfill(env, hist_first, first - timedelta(days=1))
-            print(f"history {h} days ({h * args.per_day:,} charges) loaded in "
-                  f"{time.perf_counter() - t:.0f} s")  # fmt: skip
+            envs[h], ranges[h] = prepared_home(Path(tmp) / f"h{h}", h, args.per_day)
+        if len(set(ranges.values())) != 1:
+            raise SystemExit(f"the homes were built for different nightly ranges: {ranges}")
+        first, last = ranges[args.history[0]]
         runs: dict[int, list[float]] = {h: [] for h in args.history}
         peaks: dict[int, list[float]] = {h: [] for h in args.history}
         loads: list[float] = []
