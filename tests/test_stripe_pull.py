@@ -430,3 +430,22 @@ def test_any_mix_of_malformed_records_is_conserved(
     table, m = staged_table(store, day)
     assert set(table.column("id").to_pylist()) == set(ids) - invalid
     assert m.rows == counts.staged and m.quarantined == counts.quarantined
+
+
+def test_page_bodies_are_parsed_by_the_client_and_never_logged_by_the_sdk(
+    emulator: StripeEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The client takes each 2xx body from the SDK's HTTP client and parses it once itself.
+
+    With the `stripe` logger at DEBUG (someone debugging a night), the SDK used to format and log
+    every page body: charge data, customers and emails, in the logs. Now the SDK only ever sees
+    `{}` for a success, so no charge id reaches its log, while the pages are exact.
+    """
+    day = date(2024, 9, 4)
+    window = day_window(day)
+    with caplog.at_level("DEBUG", logger="stripe"):
+        got = [c["id"] for page in iter_window(client_for(emulator), window) for c in page.items]
+    assert sorted(got) == sorted(expected_ids(emulator, window))
+    sdk_lines = [r.getMessage() for r in caplog.records if r.name.startswith("stripe")]
+    assert any("API response body" in line for line in sdk_lines)  # the SDK did log, at DEBUG
+    assert not any(cid in line for line in sdk_lines for cid in got[:5])

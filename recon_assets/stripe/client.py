@@ -4,12 +4,20 @@ Built on `stripe.StripeClient` with a pinned API version (so a Stripe-side defau
 alter the objects we parse) and `base_addresses` from `STRIPE_API_BASE` (the emulator locally).
 The SDK is told to retry nothing: it never retries a plain 429 and honours no Retry-After, so
 every retry decision is made here, where the shared rate limiter and the counters live.
-`raw_request` hands back the body text, which the pull validates with pydantic straight from
-JSON: StripeObjects (about 1,000 charges/s) never get built.
+`raw_request` is used so StripeObjects (about 1,000 charges/s) never get built.
+
+The body of a successful response is parsed once, here, not by the SDK: `raw_request` still
+parses every body into OrderedDicts (`object_pairs_hook`) and formats all of it into a debug log
+line whether or not anything logs at debug, which together cost about four times our own
+`json.loads` plus strict validation of a 100-charge page (measured in bench_stripe_pull.py).
+`_BodyHandoffClient`, the SDK's own `RequestsClient` underneath, keeps a 2xx body for the
+calling thread and gives the SDK `{}` in its place. Requests, auth, the pinned version and every
+non-2xx response (the SDK's typed errors) still go through the SDK unchanged.
 """
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import threading
@@ -79,6 +87,63 @@ class RetryPolicy:
 
 
 @dataclass(frozen=True)
+class Response:
+    """A successful response: its text and that text parsed once (plain dicts and lists)."""
+
+    body: str
+    data: Any
+
+
+class _BodyHandoffClient(stripe.RequestsClient):
+    """`stripe.RequestsClient` that hands a 2xx body to the caller instead of to the SDK.
+
+    The SDK sees `{}` for a success (it has nothing to decode or log), and the real bytes wait in
+    a thread-local slot until `take_body` in the same thread, right after `raw_request` returns:
+    the SDK calls its HTTP client synchronously in the caller's thread. Other statuses pass
+    through, so the SDK still raises `RateLimitError`, `AuthenticationError` and the rest.
+    """
+
+    _PLACEHOLDER = b"{}"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._bodies = threading.local()
+
+    def request(
+        self, method: str, url: str, headers: Any, post_data: Any = None
+    ) -> tuple[bytes, int, Any]:
+        self._bodies.body = None  # a failed request must never leave an older body behind
+        content, status, rheaders = super().request(method, url, headers, post_data)
+        if 200 <= status < 300:
+            self._bodies.body = content
+            return self._PLACEHOLDER, status, rheaders
+        return content, status, rheaders
+
+    def take_body(self) -> bytes:
+        body: bytes | None = getattr(self._bodies, "body", None)
+        if body is None:
+            raise stripe.APIError("no response body was received", http_status=200)
+        self._bodies.body = None
+        return body
+
+
+def parse_response(content: bytes) -> Response:
+    """A 2xx body as text and parsed JSON; anything else is a bad body (retried by `_get`).
+
+    A module function so the throughput benchmark replays captured bodies through exactly this
+    code, without HTTP.
+    """
+    try:
+        body = content.decode("utf-8")
+        data = json.loads(body)
+    except ValueError:  # UnicodeDecodeError and JSONDecodeError are both ValueErrors
+        raise stripe.APIError("response body is not JSON (truncated?)", http_status=200) from None
+    if not isinstance(data, dict):
+        raise stripe.APIError("response is not an object", http_status=200)
+    return Response(body, data)
+
+
+@dataclass(frozen=True)
 class Page:
     body: str
     items: list[Any]
@@ -86,12 +151,8 @@ class Page:
     last_id: str | None
 
 
-def page_from_response(resp: stripe.StripeResponse) -> Page:
-    """A list response as a `Page`, reusing the objects the SDK already parsed from the body.
-
-    A module function rather than inline in `list_page` so the throughput benchmark replays
-    captured bodies through exactly this code, without HTTP.
-    """
+def page_from_response(resp: Response) -> Page:
+    """A list response as a `Page`, reusing the objects already parsed from the body."""
     data = resp.data
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
         raise stripe.APIError("response is not a list object", http_status=200)
@@ -114,10 +175,11 @@ class ChargesClient:
         seed: int | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        self._http = _BodyHandoffClient(timeout=timeout_s)
         kwargs: dict[str, Any] = {
             "stripe_version": STRIPE_API_VERSION,
             "max_network_retries": 0,
-            "http_client": stripe.RequestsClient(timeout=timeout_s),
+            "http_client": self._http,
         }
         if api_base:
             kwargs["base_addresses"] = {"api": api_base.rstrip("/")}
@@ -190,8 +252,8 @@ class ChargesClient:
         path: str,
         params: dict[str, Any],
         what: str,
-        check: Callable[[stripe.StripeResponse], object] | None = None,
-    ) -> stripe.StripeResponse | None:
+        check: Callable[[Response], object] | None = None,
+    ) -> Response | None:
         """One GET with the shared limiter and our retries; `check` runs inside the retry, so a
         body that parses but is not what was asked for counts as a bad body and is retried."""
         attempt = 0
@@ -199,9 +261,8 @@ class ChargesClient:
             self.limiter.acquire()
             self.counters.add(requests=1)
             try:
-                resp = self._sdk.raw_request("get", path, **params)
-                if not isinstance(resp.data, dict):
-                    raise stripe.APIError("response is not an object", http_status=200)
+                self._sdk.raw_request("get", path, **params)
+                resp = parse_response(self._http.take_body())
                 if check is not None:
                     check(resp)
                 return resp

@@ -6,7 +6,7 @@ model (new Stripe fields must not break a night's run) but counted as schema dri
 `status` is a plain string for the same reason, with its known values listed here so drift in
 them is visible rather than fatal.
 
-Two ways in, one definition: `CHARGE_LIST` validates a whole page as the SDK already parsed it
+Two ways in, one definition: `CHARGE_LIST` validates a whole page as the client already parsed it
 (python mode, the pull's fast path), and the models validate JSON text record by record (the
 path that writes quarantine reasons). Strict python mode over `json.loads` output rejects exactly
 what strict JSON mode rejects for these fields (checked on wrong types, floats, bools, nulls,
@@ -87,9 +87,9 @@ class ChargePage(BaseModel):
 def _fields_typed_dict(model: type[BaseModel]) -> Any:
     """A TypedDict with `model`'s fields, types, constraints, optionality and config.
 
-    Why: validating the dicts the stripe SDK has already parsed into such a TypedDict (python
-    mode) costs about 5 us a charge, against about 9 us for re-parsing the page's JSON into
-    models, and plain dicts are quicker to turn into columns than model instances. Generating it
+    Why: validating the dicts the client has already parsed (`json.loads`) into such a
+    TypedDict (python mode) costs about 5 us a charge, against about 9 us for re-parsing the
+    page's JSON into models, and plain dicts are quicker to turn into columns than model instances. Generating it
     from the model keeps one definition of what a valid charge is. Every optional field defaults
     to None, so an absent key and `None` mean the same to the reader (`row.get(name)`).
     """
@@ -121,4 +121,4 @@ ChargeFields = _fields_typed_dict(Charge)
 """`Charge` as a TypedDict: same fields, same strictness, output is a plain dict."""
 
 CHARGE_LIST = TypeAdapter(list[ChargeFields])
-"""Validates a page's `data` (as the SDK parsed it) in one call: the pull's fast path."""
+"""Validates a page's `data` (as the client parsed it) in one call: the pull's fast path."""

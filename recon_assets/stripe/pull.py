@@ -3,13 +3,13 @@
 Each US-Eastern day is split into sub-windows of `created` that worker threads page through in
 parallel (Stripe's cursors are sequential, so splitting the time range is the only way to fan
 out), all sharing one rate limiter. Each worker validates the page it fetched (strictly, on the
-objects the SDK parsed) and turns it into columns; these flow through a bounded queue to a single
+objects the client parsed) and turns it into columns; these flow through a bounded queue to a single
 consumer that writes (and quarantines), so memory is bounded by the queue and one row group per
 open day, whatever the day's volume. A page holding anything suspect goes whole to the consumer,
 which judges it record by record from JSON, as the models define.
 
-The SDK's own work per page (HTTP through requests, a json parse into OrderedDicts, logging the
-body) costs about 50 us a charge and is most of a pull's CPU; see bench/bench_stripe_pull.py.
+Fetching a page (the SDK and requests over HTTP, then the client's one `json.loads` of the
+body) is most of a pull's CPU; see bench/bench_stripe_pull.py.
 
 Every record fetched ends in exactly one place, the staged day file or the quarantine, and the
 counts are checked (`fetched == staged + quarantined`) before anything is published. A failure
@@ -82,7 +82,7 @@ def _metadata_encoder() -> Callable[[dict[str, str]], str]:
 
 _metadata_json = _metadata_encoder()
 
-# A UTF-16 surrogate escape in a body: Python's json (the SDK) accepts a lone one, pydantic's
+# A UTF-16 surrogate escape in a body: Python's json (the client's parse) accepts a lone one, pydantic's
 # JSON parser does not. Such pages take the JSON path, so they are judged exactly as before.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
@@ -121,7 +121,7 @@ def charge_columns(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
 def clean_page_rows(page: Page, window: Window) -> list[dict[str, Any]] | None:
     """The page's charges as validated dicts when every one is valid and inside `window`.
 
-    The fast path: one strict validation of the objects the SDK has already parsed (no second
+    The fast path: one strict validation of the objects the client has already parsed (no second
     JSON parse). None sends the page down the record-by-record path, which decides what is
     quarantined and why; strict python-mode validation accepts and rejects the same values as
     the JSON-mode models (a string "12.50", a float 12.0 or `true` for an int are all rejected).
@@ -158,7 +158,7 @@ class PreparedPage:
 def prepare_page(page: Page, window: Window) -> PreparedPage:
     """Drift check, validation and columns of one page, in the thread that fetched it.
 
-    Why there: right after the SDK's parse the page's ~1.5 MB of objects are still in the CPU
+    Why there: right after the client's parse the page's ~1.5 MB of objects are still in the CPU
     cache, so touching them costs far less than in the writer thread several pages later, and
     only compact columns wait in the queue. Pure: shared state stays with the writer thread.
     """
