@@ -252,7 +252,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not settings.duckdb_path.exists():
         print(f"no warehouse at {settings.duckdb_path}: run `recon demo` first", file=sys.stderr)
         return 1
-    con = duckdb.connect(str(settings.duckdb_path), read_only=True)
+    con = duckdb.connect(
+        str(settings.duckdb_path),
+        read_only=True,
+        config={"memory_limit": settings.duckdb_memory_limit},
+    )
     try:
 
         def query(sql: str, params: Any) -> list[tuple[object, ...]]:

@@ -38,6 +38,15 @@ def dbt_target(settings: ReconSettings) -> str:
     return "local" if settings.warehouse == "duckdb" else "prod"
 
 
+def duckdb_dbt_env(settings: ReconSettings) -> dict[str, str]:
+    """What dbt's `local` profile reads, set in the dbt process only: the same warehouse file and
+    the same DuckDB memory limit as the run's own connections."""
+    return {
+        "RECON_DUCKDB_PATH": str(settings.duckdb_path),
+        "RECON_DUCKDB_MEMORY_LIMIT": settings.duckdb_memory_limit,
+    }
+
+
 def build_resources(settings: ReconSettings) -> dict[str, object]:
     def secret(name: str, value: str | None) -> Any:
         """A credential as a resource gets it: an `EnvVar` whenever it came from the process
@@ -92,7 +101,11 @@ def build_resources(settings: ReconSettings) -> dict[str, object]:
 
         slack = SlackResource(token=dg.EnvVar("RECON_SLACK_BOT_TOKEN"))
     if settings.warehouse == "duckdb":
-        warehouse = WarehouseResource(kind="duckdb", duckdb_path=str(settings.duckdb_path))
+        warehouse = WarehouseResource(
+            kind="duckdb",
+            duckdb_path=str(settings.duckdb_path),
+            duckdb_memory_limit=settings.duckdb_memory_limit,
+        )
     else:
         from dagster_snowflake import SnowflakeResource
 
@@ -149,7 +162,7 @@ def build_definitions(settings: ReconSettings) -> dg.Definitions:
             partitions_def=partitions,
             target=dbt_target(settings),
             tolerance_days=settings.tolerance_days,
-            dbt_env={"RECON_DUCKDB_PATH": str(settings.duckdb_path)} if kind == "duckdb" else None,
+            dbt_env=duckdb_dbt_env(settings) if kind == "duckdb" else None,
             work_dir=settings.home / "dbt-runs" if settings.is_local else None,
         ),
         build_report_asset(

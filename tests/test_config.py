@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from recon_assets.config import LOCAL_STRIPE_API_KEY, ConfigError, ReconSettings, local_start_date
+from recon_assets.config import (
+    DUCKDB_MEMORY_LIMIT,
+    LOCAL_STRIPE_API_KEY,
+    ConfigError,
+    ReconSettings,
+    local_start_date,
+)
 
 SNOWFLAKE = {
     "SNOWFLAKE_ACCOUNT": "acct",
@@ -32,6 +38,10 @@ def test_local_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     assert local_start_date(date(2026, 1, 31)) == date(2025, 12, 1)
     assert s.stripe_api_key == LOCAL_STRIPE_API_KEY
     assert s.stripe_api_base is None  # local: the resource starts the emulator
+    assert s.duckdb_memory_limit == DUCKDB_MEMORY_LIMIT
+    assert ReconSettings.from_env({"RECON_DUCKDB_MEMORY_LIMIT": "1.5GiB"}).duckdb_memory_limit == (
+        "1.5GiB"
+    )
 
 
 def test_explicit_api_base_wins_in_every_mode() -> None:
@@ -67,6 +77,9 @@ def test_prod_requires_key_and_s3_stage() -> None:
         ({"RECON_SLACK_BOT_TOKEN": "xoxb-1"}, "RECON_SLACK_CHANNEL"),
         ({"RECON_ALERT_REPORT_READY": "maybe"}, "RECON_ALERT_REPORT_READY"),
         ({"RECON_CATCHUP_DAYS": "0"}, "RECON_CATCHUP_DAYS"),
+        ({"RECON_DUCKDB_MEMORY_LIMIT": "lots"}, "RECON_DUCKDB_MEMORY_LIMIT"),
+        ({"RECON_DUCKDB_MEMORY_LIMIT": "256"}, "RECON_DUCKDB_MEMORY_LIMIT"),
+        ({"RECON_DUCKDB_MEMORY_LIMIT": "1GB; DROP TABLE x"}, "RECON_DUCKDB_MEMORY_LIMIT"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], match: str) -> None:
@@ -124,3 +137,10 @@ def test_prod_refuses_to_load_without_the_ledger() -> None:
         ReconSettings.from_env(env)
     ok = ReconSettings.from_env({**env, "RECON_LEDGER_DSN": "postgresql://r@db:5432/ledger"})
     assert ok.stage_uri == "s3://b-1/p"
+
+
+def test_dbt_profile_falls_back_to_the_same_duckdb_memory_limit() -> None:
+    """Dagster hands dbt RECON_DUCKDB_MEMORY_LIMIT; dbt run by hand uses the profile's default,
+    which must be the project's one default, not a second value that drifts."""
+    profile = (Path(__file__).resolve().parents[1] / "dbt_project" / "profiles.yml").read_text()
+    assert f"env_var('RECON_DUCKDB_MEMORY_LIMIT', '{DUCKDB_MEMORY_LIMIT}')" in profile

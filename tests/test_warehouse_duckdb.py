@@ -337,3 +337,27 @@ def test_load_by_id_and_the_load_log(stage: LocalStageStore, db: Path) -> None:
 
 def test_events_cursor_moves_only_with_its_load(stage: LocalStageStore, db: Path) -> None:
     check_events_cursor_moves_with_its_load(DuckDBLoader(db), stage)
+
+
+def test_every_connection_carries_the_configured_memory_limit(db: Path) -> None:
+    """DuckDB's default is 80 % of RAM, kept once taken: the loads and the report's reads open
+    their connections with the configured limit instead (and dbt gets it through its profile)."""
+    from recon_assets.config import ReconSettings
+    from recon_assets.definitions import duckdb_dbt_env
+    from recon_assets.defs.resources import WarehouseResource
+
+    with duckdb.connect(":memory:", config={"memory_limit": "100MB"}) as ref:
+        want = ref.execute("select current_setting('memory_limit')").fetchone()
+    with duckdb.connect(":memory:") as ref:
+        default = ref.execute("select current_setting('memory_limit')").fetchone()
+    assert want != default
+
+    loader = DuckDBLoader(db, memory_limit="100MB")
+    with loader._connect() as con:
+        assert con.execute("select current_setting('memory_limit')").fetchone() == want
+    wh = WarehouseResource(kind="duckdb", duckdb_path=str(db), duckdb_memory_limit="100MB")
+    with wh.query() as run:
+        assert tuple(run("select current_setting('memory_limit')", [])[0]) == want
+
+    settings = ReconSettings.from_env({"RECON_DUCKDB_MEMORY_LIMIT": "100MB"})
+    assert duckdb_dbt_env(settings)["RECON_DUCKDB_MEMORY_LIMIT"] == "100MB"

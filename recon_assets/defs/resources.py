@@ -15,6 +15,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
+from recon_assets.config import DUCKDB_MEMORY_LIMIT
 from recon_assets.stage.store import StageStore, stage_store_from_uri
 from recon_assets.stripe.client import ChargesClient, RetryPolicy
 from recon_assets.stripe.ratelimit import RateLimiter
@@ -127,6 +128,9 @@ class WarehouseResource(dg.ConfigurableResource):
 
     kind: str = Field(default="duckdb", description="duckdb | snowflake")
     duckdb_path: str | None = None
+    duckdb_memory_limit: str = Field(
+        default=DUCKDB_MEMORY_LIMIT, description="DuckDB's memory_limit for every connection"
+    )
     # dagster-snowflake's SnowflakeResource; annotated with the base class so that loading the
     # code location never imports dagster-snowflake (about 7 s: it pulls in snowpark) for DuckDB
     snowflake: dg.ConfigurableResource | None = None
@@ -140,7 +144,7 @@ class WarehouseResource(dg.ConfigurableResource):
 
             if not self.duckdb_path:
                 raise dg.DagsterInvariantViolationError("duckdb_path is not set")
-            return DuckDBLoader(self.duckdb_path)
+            return DuckDBLoader(self.duckdb_path, memory_limit=self.duckdb_memory_limit)
         if self.snowflake is None or not self.snowflake_database:
             raise dg.DagsterInvariantViolationError("Snowflake warehouse is not configured")
         from recon_assets.warehouse.snowflake_loader import SnowflakeLoader
@@ -167,7 +171,11 @@ class WarehouseResource(dg.ConfigurableResource):
 
             if not self.duckdb_path:
                 raise dg.DagsterInvariantViolationError("duckdb_path is not set")
-            con = duckdb.connect(self.duckdb_path, read_only=True)
+            con = duckdb.connect(
+                self.duckdb_path,
+                read_only=True,
+                config={"memory_limit": self.duckdb_memory_limit},
+            )
             try:
                 yield lambda sql, params: con.execute(sql, list(params)).fetchall()
             finally:

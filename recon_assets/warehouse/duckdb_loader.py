@@ -122,7 +122,8 @@ class DuckDBLoader:
     `db_path` is `<RECON_HOME>/warehouse.duckdb` unless RECON_DUCKDB_PATH overrides it; the
     caller resolves it (see `ReconSettings.duckdb_path`). `hooks` is the test seam for failing a
     load at its most delicate points. `lock_timeout_s` bounds how long a load waits for another
-    process (dbt, a second run) to release the file.
+    process (dbt, a second run) to release the file. `memory_limit` is DuckDB's, for each of
+    its connections (None: DuckDB's default, 80 % of RAM).
     """
 
     def __init__(
@@ -133,8 +134,10 @@ class DuckDBLoader:
         lock_timeout_s: float = 30.0,
         clock: Callable[[], datetime] | None = None,
         download_dir: str | Path | None = None,
+        memory_limit: str | None = None,
     ) -> None:
         self.db_path = Path(db_path)
+        self.memory_limit = memory_limit
         self.hooks = hooks
         self.lock_timeout_s = lock_timeout_s
         self._clock = clock or (lambda: datetime.now(UTC))
@@ -302,7 +305,11 @@ class DuckDBLoader:
         delay = 0.05
         while True:
             try:
-                con = duckdb.connect(str(self.db_path), read_only=read_only)
+                con = duckdb.connect(
+                    str(self.db_path),
+                    read_only=read_only,
+                    config={"memory_limit": self.memory_limit} if self.memory_limit else {},
+                )
                 break
             except duckdb.IOException as exc:
                 if "lock" not in str(exc).lower() or time.monotonic() >= deadline:
