@@ -25,7 +25,11 @@
 {%- set charges_src = source('raw', 'stripe_charges') -%}
 {%- set entries_src = source('raw', 'ledger_entries') -%}
 {%- set created = recon.utc_instant(charges_src, 'created') -%}
-{%- set posted = recon.utc_instant(entries_src, 'posted_at') %}
+{%- set posted = recon.utc_instant(entries_src, 'posted_at') -%}
+{%- if w is not none -%}
+    {%- set window_from = recon.et_day_start("cast('" ~ w.min ~ "' as date)") -%}
+    {%- set window_until = recon.et_day_start("cast('" ~ w.max_exclusive ~ "' as date)") -%}
+{%- endif %}
 -- depends_on: {{ ref('stg_ledger__dropped_refs') }}
 -- depends_on: {{ ref('stg_stripe__charge_lookups') }}
 with
@@ -92,12 +96,12 @@ touched as (
     {%- if w is not none %}
     union
     select id as charge_id from {{ charges_src }}
-    where {{ created }} >= {{ recon.et_day_start("cast('" ~ w.min ~ "' as date)") }}
-      and {{ created }} < {{ recon.et_day_start("cast('" ~ w.max_exclusive ~ "' as date)") }}
+    where {{ created }} >= {{ window_from }}
+      and {{ created }} < {{ window_until }}
     union
     select coalesce(external_ref, '') as charge_id from {{ entries_src }}
-    where {{ posted }} >= {{ recon.et_day_start("cast('" ~ w.min ~ "' as date)") }}
-      and {{ posted }} < {{ recon.et_day_start("cast('" ~ w.max_exclusive ~ "' as date)") }}
+    where {{ posted }} >= {{ window_from }}
+      and {{ posted }} < {{ window_until }}
     {%- endif %}
 
 )
