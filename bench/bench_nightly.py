@@ -13,7 +13,10 @@ For each history length H (days already loaded before the nightly), in its own R
 3. loading the code location (`recon_assets.definitions.defs()` in a fresh interpreter), which
    the run worker pays before the run starts, `--runs` times.
 
-Runs of the history lengths are interleaved, so machine noise hits them alike; the table gives
+`--variant KEY=VALUE` adds, for each history, the same nightly with those settings (say
+`RECON_DUCKDB_MEMORY_LIMIT=20GB`, to see what the default memory limit costs and saves).
+Runs of the history lengths and variants are interleaved, so machine noise hits them alike; the
+table gives
 medians and min..max and the ratio of the longest history to the shortest. `--markdown` writes
 the section into docs/benchmarks.md.
 
@@ -187,7 +190,19 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--markdown", type=Path, help="write the section into this file")
     ap.add_argument("--homes", type=Path, help="build each history once here and reuse it")
+    ap.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE[,KEY=VALUE]",
+        help="also run every nightly with these settings, interleaved (e.g. "
+        "RECON_DUCKDB_MEMORY_LIMIT=20GB: DuckDB's own default, 80 %% of RAM)",
+    )
     args = ap.parse_args()
+    variants: list[tuple[str, dict[str, str]]] = [("", {})]
+    for v in args.variant:
+        pairs = dict(kv.split("=", 1) for kv in v.split(","))
+        variants.append((", ".join(f"{k}={val}" for k, val in pairs.items()), pairs))
 
     print(machine())
     with contextlib.ExitStack() as stack:
@@ -204,15 +219,20 @@ def main() -> None:
         if len(set(ranges.values())) != 1:
             raise SystemExit(f"the homes were built for different nightly ranges: {ranges}")
         first, last = ranges[args.history[0]]
-        runs: dict[int, list[float]] = {h: [] for h in args.history}
-        peaks: dict[int, list[float]] = {h: [] for h in args.history}
+        cases = [(h, name) for h in args.history for name, _ in variants]
+        extra = dict(variants)
+        runs: dict[tuple[int, str], list[float]] = {c: [] for c in cases}
+        peaks: dict[tuple[int, str], list[float]] = {c: [] for c in cases}
         loads: list[float] = []
         for i in range(args.runs):
-            for h in args.history:
-                run_s, peak, _ = backfill(envs[h], first, last)
-                runs[h].append(run_s)
-                peaks[h].append(peak)
-                print(f"  run {i + 1}, history {h}: {run_s:.1f} s, tree peak {peak / 2**20:.0f} MB")
+            for h, name in cases:
+                run_s, peak, _ = backfill({**envs[h], **extra[name]}, first, last)
+                runs[h, name].append(run_s)
+                peaks[h, name].append(peak)
+                print(
+                    f"  run {i + 1}, history {h}{' ' + name if name else ''}: {run_s:.1f} s, "
+                    f"tree peak {peak / 2**20:.0f} MB"
+                )
             loads.append(location_load(envs[args.history[0]]))
             print(f"  code location load: {loads[-1]:.1f} s")
 
@@ -222,12 +242,12 @@ def main() -> None:
         "| history loaded | nightly run (start to report) | whole tree peak RSS |",
         "|---|---|---|",
         *(
-            f"| {h} days ({h * args.per_day:,} charges) | {fmt(runs[h])} | "
-            f"{fmt(peaks[h], 'MB', 2**20)} |"
-            for h in args.history
+            f"| {h} days ({h * args.per_day:,} charges){', ' + name if name else ''} | "
+            f"{fmt(runs[h, name])} | {fmt(peaks[h, name], 'MB', 2**20)} |"
+            for h, name in cases
         ),
     ]
-    ratio = statistics.median(runs[hi]) / statistics.median(runs[lo])
+    ratio = statistics.median(runs[hi, ""]) / statistics.median(runs[lo, ""])
     text = "\n".join(
         [
             f"Nightly of {nightly:,} charges ({RESTATE_DAYS + 1} days x {args.per_day:,}), "
