@@ -16,9 +16,8 @@ For each history length H (days already loaded before the nightly), in its own R
 `--variant KEY=VALUE` adds, for each history, the same nightly with those settings (say
 `RECON_DUCKDB_MEMORY_LIMIT=20GB`, to see what the default memory limit costs and saves).
 Runs of the history lengths and variants are interleaved, so machine noise hits them alike; the
-table gives
-medians and min..max and the ratio of the longest history to the shortest. `--markdown` writes
-the section into docs/benchmarks.md.
+table gives medians and min..max and the ratio of the longest history to the shortest.
+`--markdown` writes the section into docs/benchmarks.md.
 
     .venv/bin/python bench/bench_nightly.py                       # 30 and 540 days, ~25 min
     .venv/bin/python bench/bench_nightly.py --history 3 30 --runs 2   # a few minutes
