@@ -25,12 +25,12 @@ STRIPE_DOCUMENTED_RATE_PER_S = 25.0
 
 DUCKDB_MEMORY_LIMIT = "256MB"
 """DuckDB's memory limit in every process that opens the local warehouse (dbt, the loads, the
-report). DuckDB's own default is 80 % of the machine's RAM, and it keeps what it took: at 540
-days loaded, dbt's process peaked at ~1.2 GB and the run process at ~950 MB (the report's
-history reads), against ~450 and ~620 MB with 256 MB at the same speed (bench_nightly.py).
-Bigger sorts and joins spill to `<warehouse>.tmp`: a full
-refresh of 540 days took 109 s at 480 MB against 65 s at 2.9 GB without a limit. `dbt_project/profiles.yml` repeats this value
-as the default for a dbt run by hand; a test keeps the two equal."""
+report). DuckDB's own default is 80 % of the machine's RAM, and it keeps what it took: in a
+540-day nightly dbt's process peaked at ~1.2 GB and the run process at ~950 MB (the report's
+history reads), against ~450 and ~620 MB with 256 MB, for a few seconds more of dbt
+(bench_nightly.py). Bigger sorts and joins spill to `<warehouse>.tmp`: a full refresh of 540
+days took 109 s at 480 MB against 65 s at 2.9 GB without a limit. `dbt_project/profiles.yml`
+repeats this value as the default for dbt run by hand; a test keeps the two equal."""
 
 
 _SNOWFLAKE_VARS = (
