@@ -38,9 +38,15 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+BENCH = Path(__file__).resolve().parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+if str(BENCH) not in sys.path:
+    sys.path.insert(0, str(BENCH))
+
+from bench_stripe_pull import EMU_END, EMU_START, FROZEN_NOW, Emulator  # noqa: E402
+
 DAY = date(2024, 1, 3)
-EMU_START, EMU_END = date(2024, 1, 1), date(2024, 1, 8)
-FROZEN_NOW = 1_767_225_600  # 2026-01-01: every late change has landed, pages are reproducible
 THREADS, WINDOWS = 8, 8  # the production defaults (RECON_STRIPE_CONCURRENCY, _WINDOWS_PER_DAY)
 
 
@@ -86,32 +92,6 @@ def child(base_url: str, rate: float) -> dict[str, Any]:
     }
 
 
-class Emulator:
-    """The emulator in its own process with a server-side rate limit; always stopped."""
-
-    def __init__(self, rate: float, per_day: int) -> None:
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        cmd = [sys.executable, "-m", "recon_assets.local.stripe_emulator", "--port", "0"]
-        cmd += ["--charges-per-day", str(per_day), "--now", str(FROZEN_NOW)]
-        cmd += ["--start-date", EMU_START.isoformat(), "--end-date", EMU_END.isoformat()]
-        cmd += ["--rate-limit-per-s", str(rate)]
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout is not None
-        self.base_url = self.proc.stdout.readline().strip()
-        if not self.base_url.startswith("http"):
-            self.stop()
-            raise RuntimeError("emulator did not start")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
 def run_child(base_url: str, rate: float) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     spec = json.dumps({"base_url": base_url, "rate": rate})
@@ -155,7 +135,8 @@ def main() -> None:
     started = time.perf_counter()
     for _ in range(args.runs):  # interleaved: machine noise hits every rate alike
         for rate in args.rates:
-            emu = Emulator(rate, args.per_day)  # a fresh bucket per run
+            # a fresh server-side token bucket per run
+            emu = Emulator(args.per_day, ["--rate-limit-per-s", str(rate)])
             try:
                 res[rate].append(run_child(emu.base_url, rate))
             finally:

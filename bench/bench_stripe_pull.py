@@ -276,13 +276,16 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 class Emulator:
-    """The emulator as its own process (its own GIL), as in the demo; always stopped."""
+    """The emulator as its own process (its own GIL), as in the demo; always stopped.
 
-    def __init__(self) -> None:
+    Frozen at FROZEN_NOW over [EMU_START, EMU_END); `extra` adds command-line options (a server
+    rate limit, say)."""
+
+    def __init__(self, charges_per_day: int = CHARGES_PER_DAY, extra: Sequence[str] = ()) -> None:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         cmd = [sys.executable, "-m", "recon_assets.local.stripe_emulator", "--port", "0"]
-        cmd += ["--charges-per-day", str(CHARGES_PER_DAY), "--now", str(FROZEN_NOW)]
-        cmd += ["--start-date", EMU_START.isoformat(), "--end-date", EMU_END.isoformat()]
+        cmd += ["--charges-per-day", str(charges_per_day), "--now", str(FROZEN_NOW)]
+        cmd += ["--start-date", EMU_START.isoformat(), "--end-date", EMU_END.isoformat(), *extra]
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
         self.base_url = self.proc.stdout.readline().strip()
