@@ -239,9 +239,8 @@ def _backfill(settings: ReconSettings, first: date, last: date) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """A day's headline and totals, read from the local warehouse; where its HTML is."""
-    import duckdb
-
     from recon_assets.defs.report_assets import report_key
+    from recon_assets.warehouse.duckdb_loader import connect_duckdb
     from recon_assets.warehouse.report import fetch_reports, format_minor, reported_days
 
     settings = ReconSettings.from_env()
@@ -252,10 +251,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not settings.duckdb_path.exists():
         print(f"no warehouse at {settings.duckdb_path}: run `recon demo` first", file=sys.stderr)
         return 1
-    con = duckdb.connect(
-        str(settings.duckdb_path),
-        read_only=True,
-        config={"memory_limit": settings.duckdb_memory_limit},
+    con = connect_duckdb(
+        settings.duckdb_path, read_only=True, memory_limit=settings.duckdb_memory_limit
     )
     try:
 

@@ -167,14 +167,12 @@ class WarehouseResource(dg.ConfigurableResource):
     def query(self) -> Iterator[Callable[[str, Sequence[object]], list[tuple[object, ...]]]]:
         """A read-only `run(sql, params)` for the report: `?` placeholders on both engines."""
         if self.kind == "duckdb":
-            import duckdb
+            from recon_assets.warehouse.duckdb_loader import connect_duckdb
 
             if not self.duckdb_path:
                 raise dg.DagsterInvariantViolationError("duckdb_path is not set")
-            con = duckdb.connect(
-                self.duckdb_path,
-                read_only=True,
-                config={"memory_limit": self.duckdb_memory_limit},
+            con = connect_duckdb(
+                self.duckdb_path, read_only=True, memory_limit=self.duckdb_memory_limit
             )
             try:
                 yield lambda sql, params: con.execute(sql, list(params)).fetchall()

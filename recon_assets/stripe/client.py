@@ -91,7 +91,7 @@ class Response:
     """A successful response: its text and that text parsed once (plain dicts and lists)."""
 
     body: str
-    data: Any
+    data: dict[str, Any]
 
 
 class _BodyHandoffClient(stripe.RequestsClient):
@@ -154,7 +154,7 @@ class Page:
 def page_from_response(resp: Response) -> Page:
     """A list response as a `Page`, reusing the objects already parsed from the body."""
     data = resp.data
-    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+    if not isinstance(data.get("data"), list):  # parse_response made sure data is a dict
         raise stripe.APIError("response is not a list object", http_status=200)
     items = data["data"]
     last = items[-1].get("id") if items and isinstance(items[-1], dict) else None

@@ -116,6 +116,15 @@ def _prune_refs(con: duckdb.DuckDBPyConnection, run_id: str, loaded_at: datetime
     )
 
 
+def connect_duckdb(
+    path: str | Path, *, read_only: bool, memory_limit: str | None
+) -> duckdb.DuckDBPyConnection:
+    """The one way recon opens the warehouse file, so the loads, the report's reads and
+    `recon report` all run under the same memory limit (None: DuckDB's default, 80 % of RAM)."""
+    config = {"memory_limit": memory_limit} if memory_limit else {}
+    return duckdb.connect(str(path), read_only=read_only, config=config)
+
+
 class DuckDBLoader:
     """Loads manifest-named staged files into `raw.<dataset>` of a DuckDB file.
 
@@ -305,10 +314,8 @@ class DuckDBLoader:
         delay = 0.05
         while True:
             try:
-                con = duckdb.connect(
-                    str(self.db_path),
-                    read_only=read_only,
-                    config={"memory_limit": self.memory_limit} if self.memory_limit else {},
+                con = connect_duckdb(
+                    self.db_path, read_only=read_only, memory_limit=self.memory_limit
                 )
                 break
             except duckdb.IOException as exc:
