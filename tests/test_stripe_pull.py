@@ -7,11 +7,14 @@ account holds), never from the code under test.
 from __future__ import annotations
 
 import itertools
+import json
+import math
 import time
 from datetime import UTC, date, datetime
 
 import pyarrow.parquet as pq
 import pytest
+import stripe
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -24,7 +27,12 @@ from recon_assets.local.stripe_emulator import (
 )
 from recon_assets.stage.manifest import read_manifest
 from recon_assets.stage.store import LocalStageStore, StageStore
-from recon_assets.stripe.client import RetryPolicy, StripeAuthError, StripeFetchError
+from recon_assets.stripe.client import (
+    RetryPolicy,
+    StripeAuthError,
+    StripeFetchError,
+    parse_response,
+)
 from recon_assets.stripe.pull import iter_window, pull_charges
 from recon_assets.timewindows import BUSINESS_TZ, Window, business_day_of, day_window
 from tests.stripe_fixtures import client_for, running_emulator
@@ -449,3 +457,70 @@ def test_page_bodies_are_parsed_by_the_client_and_never_logged_by_the_sdk(
     sdk_lines = [r.getMessage() for r in caplog.records if r.name.startswith("stripe")]
     assert any("API response body" in line for line in sdk_lines)  # the SDK did log, at DEBUG
     assert not any(cid in line for line in sdk_lines for cid in got[:5])
+
+
+_json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**80), max_value=2**80)  # beyond 64 bits: orjson refuses these
+    | st.floats(allow_nan=True, allow_infinity=True)  # NaN/Infinity: json reads them
+    | st.text()  # lone surrogates included: orjson refuses their escapes
+)
+_json_values = st.recursive(
+    _json_scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+def _same_json(a: object, b: object) -> bool:
+    """Equal as JSON values, NaN equal to NaN, ints and floats told apart."""
+    if isinstance(a, float) and isinstance(b, float):
+        return (math.isnan(a) and math.isnan(b)) or a == b
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_same_json(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(_same_json(a[k], b[k]) for k in a)
+    return a == b
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    obj=st.dictionaries(st.text(), _json_values, max_size=6),
+    ensure_ascii=st.booleans(),
+    dup=st.booleans(),
+)
+def test_parse_response_reads_every_body_as_python_json_does(
+    obj: dict, ensure_ascii: bool, dup: bool
+) -> None:
+    """The client's fast parser must not change what a body means: the same values, key order
+    and types as `json.loads` for any body json reads (escapes, lone surrogates, NaN, integers
+    beyond 64 bits, repeated keys), and a bad body for any it does not."""
+    text = json.dumps(obj, ensure_ascii=ensure_ascii)
+    if dup:  # a repeated key (json keeps the last value), around the generated members
+        inner = text[1:-1]
+        text = '{"k": 1' + (", " + inner if inner else "") + ', "k": [2]}'
+    try:
+        raw = text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate unescaped: not a body HTTP can carry as UTF-8
+        raw = text.encode("utf-8", "surrogatepass")
+    try:
+        want = json.loads(raw.decode("utf-8"))
+    except ValueError:
+        with pytest.raises(stripe.APIError, match="not JSON"):
+            parse_response(raw)
+        return
+    got = parse_response(raw)
+    assert _same_json(got.data, want)
+    assert got.body == raw.decode("utf-8")
+
+
+@pytest.mark.parametrize("cut", [1, 10, 57])
+def test_parse_response_calls_a_cut_body_bad(cut: int) -> None:
+    body = json.dumps({"object": "list", "data": [{"id": "ch_1", "amount": 5}], "has_more": False})
+    with pytest.raises(stripe.APIError, match="not JSON"):
+        parse_response(body.encode()[:-cut])
+    with pytest.raises(stripe.APIError, match="not an object"):
+        parse_response(b"[1, 2]")

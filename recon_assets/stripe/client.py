@@ -10,6 +10,8 @@ The body of a successful response is parsed once, here, not by the SDK: `raw_req
 parses every body into OrderedDicts (`object_pairs_hook`) and formats all of it into a debug log
 line whether or not anything logs at debug, which together cost about four times our own
 `json.loads` plus strict validation of a 100-charge page (measured in bench_stripe_pull.py).
+Our parse is `orjson` where it reads a body exactly as `json.loads` would, `json` otherwise
+(see `_loads`), so what a body means does not depend on the parser.
 `_BodyHandoffClient`, the SDK's own `RequestsClient` underneath, keeps a 2xx body for the
 calling thread and gives the SDK `{}` in its place. Requests, auth, the pinned version and every
 non-2xx response (the SDK's typed errors) still go through the SDK unchanged.
@@ -26,6 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import stripe
 
 from recon_assets.config import STRIPE_DOCUMENTED_RATE_PER_S
@@ -127,6 +130,27 @@ class _BodyHandoffClient(stripe.RequestsClient):
         return body
 
 
+_DIGIT_MAP = bytes(0x30 if 0x30 <= b <= 0x39 else 0x78 for b in range(256))
+_LONG_NUMBER = b"0" * 19
+
+
+def _loads(content: bytes, body: str) -> Any:
+    """`json.loads(body)`'s result, from orjson where it gives the same (about 1.5x faster on
+    a page, the check included).
+
+    orjson refuses a few bodies json reads (a lone surrogate escape, NaN, a number beyond a
+    double's range): those get json. It also reads an integer beyond 64 bits as a float where
+    json keeps it exact, so a body with any run of 19 digits (ids and timestamps have fewer)
+    gets json too; finding one is a `translate` and a substring search, not a regex.
+    """
+    if _LONG_NUMBER not in content.translate(_DIGIT_MAP):
+        try:
+            return orjson.loads(content)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(body)
+
+
 def parse_response(content: bytes) -> Response:
     """A 2xx body as text and parsed JSON; anything else is a bad body (retried by `_get`).
 
@@ -135,7 +159,7 @@ def parse_response(content: bytes) -> Response:
     """
     try:
         body = content.decode("utf-8")
-        data = json.loads(body)
+        data = _loads(content, body)
     except ValueError:  # UnicodeDecodeError and JSONDecodeError are both ValueErrors
         raise stripe.APIError("response body is not JSON (truncated?)", http_status=200) from None
     if not isinstance(data, dict):

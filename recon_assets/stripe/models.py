@@ -8,8 +8,8 @@ them is visible rather than fatal.
 
 Two ways in, one definition: `CHARGE_LIST` validates a whole page as the client already parsed it
 (python mode, the pull's fast path), and the models validate JSON text record by record (the
-path that writes quarantine reasons). Strict python mode over `json.loads` output rejects exactly
-what strict JSON mode rejects for these fields (checked on wrong types, floats, bools, nulls,
+path that writes quarantine reasons). Strict python mode over the client's parsed JSON rejects
+exactly what strict JSON mode rejects for these fields (checked on wrong types, floats, bools, nulls,
 missing keys, big ints, bad nested values). The parsers differ in two corners: a lone UTF-16
 surrogate escape, which the pull routes to the JSON path, and nesting deeper than 200 levels,
 which pydantic's JSON parser refuses and Python's accepts; such a record would now be staged if
@@ -87,7 +87,7 @@ class ChargePage(BaseModel):
 def _fields_typed_dict(model: type[BaseModel]) -> Any:
     """A TypedDict with `model`'s fields, types, constraints, optionality and config.
 
-    Why: validating the dicts the client has already parsed (`json.loads`) into such a
+    Why: validating the dicts the client has already parsed (`parse_response`) into such a
     TypedDict (python mode) costs about 5 us a charge, against about 9 us for re-parsing the
     page's JSON into models, and plain dicts are quicker to turn into columns than model instances. Generating it
     from the model keeps one definition of what a valid charge is. Every optional field defaults

@@ -8,7 +8,7 @@ consumer that writes (and quarantines), so memory is bounded by the queue and on
 open day, whatever the day's volume. A page holding anything suspect goes whole to the consumer,
 which judges it record by record from JSON, as the models define.
 
-Fetching a page (the SDK and requests over HTTP, then the client's one `json.loads` of the
+Fetching a page (the SDK and requests over HTTP, then the client's one parse of the
 body) is most of a pull's CPU; see bench/bench_stripe_pull.py.
 
 Every record fetched ends in exactly one place, the staged day file or the quarantine, and the
