@@ -103,9 +103,11 @@ class TreeRss:
         return self.peak
 
 
-def prepared_home(home: Path, h: int, per_day: int) -> tuple[dict[str, str], tuple[date, date]]:
-    """A home with `h` days loaded before the nightly's range, built now or (with its saved
-    settings) reused; returns its environment and the nightly's range."""
+def prepared_home(
+    home: Path, h: int, per_day: int, last: date
+) -> tuple[dict[str, str], tuple[date, date]]:
+    """A home with `h` days loaded before the nightly's range (ending on `last`), built now or
+    (with its saved settings) reused; returns its environment and the nightly's range."""
     saved = home / "bench-env.json"
     if saved.exists():
         env = {k: v for k, v in os.environ.items() if not k.startswith(("RECON_", "DAGSTER_"))}
@@ -116,7 +118,6 @@ def prepared_home(home: Path, h: int, per_day: int) -> tuple[dict[str, str], tup
         first = hist_first + timedelta(days=h)
         print(f"history {h} days: reusing {home}")
         return env, (first, first + timedelta(days=RESTATE_DAYS))
-    last = date.today() - timedelta(days=1)
     first = last - timedelta(days=RESTATE_DAYS)
     hist_first = first - timedelta(days=h)
     env = env_for(home, per_day, hist_first, int(time.time()))
@@ -190,6 +191,13 @@ def main() -> None:
     ap.add_argument("--markdown", type=Path, help="write the section into this file")
     ap.add_argument("--homes", type=Path, help="build each history once here and reuse it")
     ap.add_argument(
+        "--last",
+        type=date.fromisoformat,
+        help="the nightly's last day for homes built now (default: yesterday); give the one "
+        "the homes already in --homes were built for to add a history length beside them",
+    )
+    ap.add_argument("--plot", type=Path, help="draw run time and peak RSS against history (PNG)")
+    ap.add_argument(
         "--variant",
         action="append",
         default=[],
@@ -213,8 +221,9 @@ def main() -> None:
         os.chmod(tmp, 0o711)  # the embedded Postgres runs as `postgres` and must traverse it
         envs: dict[int, dict[str, str]] = {}
         ranges: dict[int, tuple[date, date]] = {}
+        last_day = args.last or date.today() - timedelta(days=1)
         for h in args.history:
-            envs[h], ranges[h] = prepared_home(Path(tmp) / f"h{h}", h, args.per_day)
+            envs[h], ranges[h] = prepared_home(Path(tmp) / f"h{h}", h, args.per_day, last_day)
         if len(set(ranges.values())) != 1:
             raise SystemExit(f"the homes were built for different nightly ranges: {ranges}")
         first, last = ranges[args.history[0]]
@@ -263,6 +272,44 @@ def main() -> None:
     print(text)
     if args.markdown:
         write_section(args.markdown, "nightly", text)
+    if args.plot:
+        plot_nightly(args.plot, args.history, runs, peaks, nightly, args.runs)
+
+
+def plot_nightly(
+    path: Path,
+    history: list[int],
+    runs: dict[tuple[int, str], list[float]],
+    peaks: dict[tuple[int, str], list[float]],
+    nightly: int,
+    n_runs: int,
+) -> None:
+    """Run time and tree peak against days loaded: a flat line is the target, a slope is cost
+    the nightly pays for history it does not touch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    hs = sorted(history)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, data, scale, label in (
+        (ax1, runs, 1.0, "run, start to report (s)"),
+        (ax2, peaks, 2**20, "whole-tree peak RSS (MB)"),
+    ):
+        med = [statistics.median(data[h, ""]) / scale for h in hs]
+        lo = [med[i] - min(data[h, ""]) / scale for i, h in enumerate(hs)]
+        hi = [max(data[h, ""]) / scale - med[i] for i, h in enumerate(hs)]
+        ax.errorbar(hs, med, yerr=[lo, hi], marker="o", capsize=4)
+        ax.set_xlabel("days of history loaded")
+        ax.set_ylabel(label)
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+    ax1.set_title(f"nightly of {nightly:,} charges, median of {n_runs} (min..max)", fontsize=9)
+    ax2.set_title("dbt, the run process and the emulator included", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    print(f"plot: {path}")
 
 
 def write_section(path: Path, name: str, text: str) -> None:

@@ -151,7 +151,8 @@ def child_capture(base_url: str, days: Sequence[date], out: Path) -> dict[str, A
 def child_replay(capture: Path, days: Sequence[date], parse: str) -> dict[str, Any]:
     """(a): `pull_charges` fed captured bodies, pinned to one CPU.
 
-    `parse` is "ours" (the client's `parse_response`: one plain `json.loads`) or "sdk" (what
+    `parse` is "ours" (the client's `parse_response`: orjson where it reads a body as json
+    would), "json" (one plain `json.loads`, what `parse_response` was before orjson) or "sdk" (what
     `raw_request` did with a 200 body before the client kept bodies from the SDK: decode,
     `json.loads` into OrderedDicts, and `log_debug` formatting the whole body), so the two are
     compared in one run.
@@ -189,6 +190,9 @@ def child_replay(capture: Path, days: Sequence[date], parse: str) -> dict[str, A
                 text = raw.decode("utf-8")
                 log_debug("API response body", body=text)
                 resp = Response(text, stripe.StripeResponse(text, 200, {}).data)
+            elif parse == "json":
+                text = raw.decode("utf-8")
+                resp = Response(text, json.loads(text))
             else:
                 resp = parse_response(raw)
             dt = time.thread_time() - t0
@@ -429,6 +433,7 @@ def main() -> None:
             cases: list[tuple[str, dict[str, Any]]] = [
                 ("replay", {"mode": "replay", "days": small, "dir": cap}),
                 ("replay_sdk", {"mode": "replay", "days": small, "dir": cap, "parse": "sdk"}),
+                ("replay_json", {"mode": "replay", "days": small, "dir": cap, "parse": "json"}),
                 ("fetch4", {"mode": "fetch", "base_url": url, "days": small, "concurrency": 4}),
                 ("e2e4", {"mode": "e2e", "base_url": url, "days": small, "concurrency": 4}),
                 ("fetch2", {"mode": "fetch", "base_url": url, "days": small, "concurrency": 2}),
@@ -461,7 +466,7 @@ def main() -> None:
             "    body parse alone (ours)",
             res["replay"],
             lambda r: r["charges"] / max(r["parse_cpu_s"], 1e-9),
-            "per CPU-s: decode + json.loads",
+            "per CPU-s: decode + orjson (json where it differs)",
             show_rss=False,
             show_cpu=False,
         ),
@@ -469,6 +474,19 @@ def main() -> None:
             "(a') as (a), the SDK parsing bodies (before)",
             res["replay_sdk"],
             note="wall, pinned",
+        ),
+        Row(
+            "(a'') as (a), one plain json.loads per body",
+            res["replay_json"],
+            note="wall, pinned",
+        ),
+        Row(
+            "    json.loads body parse alone",
+            res["replay_json"],
+            lambda r: r["charges"] / max(r["parse_cpu_s"], 1e-9),
+            "per CPU-s: decode + json.loads",
+            show_rss=False,
+            show_cpu=False,
         ),
         Row(
             "    SDK body parse alone (before)",
@@ -521,8 +539,8 @@ def main() -> None:
     print()
     print_table(rows)
     print()
-    a_incl, a_excl, a_sdk = rows[0].median, rows[1].median, rows[3].median
-    f4, e4, f2, e2 = rows[5].median, rows[6].median, rows[7].median, rows[8].median
+    a_incl, a_excl, a_sdk, a_json = rows[0].median, rows[1].median, rows[3].median, rows[4].median
+    f4, e4, f2, e2 = rows[7].median, rows[8].median, rows[9].median, rows[10].median
     small_rss = statistics.median(r["maxrss_mb"] for r in res["e2e4"])
     print("ratios (same run):")
     print(f"  end to end / SDK fetch only: 4 threads {e4 / f4:.2f}, 2 threads {e2 / f2:.2f}")
@@ -530,18 +548,22 @@ def main() -> None:
     print(f"  processing excl. body parse / body parse alone: {a_excl / rows[2].median:.2f}")
     print(
         f"  processing, our body parse / the SDK's (after / before): {a_incl / a_sdk:.2f}; "
-        f"body parse alone {rows[2].median / rows[4].median:.2f}"
+        f"body parse alone {rows[2].median / rows[6].median:.2f}"
+    )
+    print(
+        f"  processing, orjson parse / plain json.loads: {a_incl / a_json:.2f}; body parse alone "
+        f"{rows[2].median / rows[5].median:.2f}"
     )
     print(f"  2 threads / 4 threads end to end: {e2 / e4:.2f}")
     print(f"  emulator charges per its CPU-s during (b): {statistics.median(emu_per_cpu):,.0f}")
     big_rss = small_rss
     if "big" in res:
-        big_rss = rows[9].rss
+        big_rss = rows[11].rss
         print(
             f"  peak RSS {res['big'][0]['charges']:,} / {res['e2e4'][0]['charges']:,} charges: "
             f"{big_rss:.0f} / {small_rss:.0f} MB = {big_rss / small_rss:.2f} (after imports "
             f"{statistics.median(r['rss_before_mb'] for r in res['e2e4']):.0f} MB); "
-            f"rate {rows[9].median / e4:.2f}"
+            f"rate {rows[11].median / e4:.2f}"
         )
     print()
     targets = [

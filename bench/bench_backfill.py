@@ -1,0 +1,180 @@
+"""Backfill time and memory against volume, and what that says about 8 M charges (issue 11).
+
+Each case `DAYSxPERDAY` is a first backfill of DAYS days at PERDAY charges a day into a fresh
+RECON_HOME (local mode: the project's Stripe emulator in its own process, the embedded Postgres
+ledger, DuckDB), run as ONE Dagster run over the range by `recon backfill`, in-process
+executor, exactly as the Dagster UI launches a single-run backfill. Measured: the run from its
+start to the report (as `recon backfill` prints it), the command's wall time (the code location
+load, the embedded Postgres and the seeding included), and the peak RSS of the whole process
+tree (dbt, Postgres and the emulator included), sampled every 50 ms.
+
+The default cases separate the two things a backfill's time grows with: the charges (30 days
+at 1 k, 5 k and 15 k a day) and the partitions (90 days at 5 k against 30 days at 15 k, the
+same 450 k charges). A least-squares fit of run time = fixed + days x per-day cost + charges /
+rate over the cases gives the extrapolation to 18 months x 15 k/day (8.2 M charges, 548 days).
+
+    .venv/bin/python bench/bench_backfill.py                        # ~15 min
+    .venv/bin/python bench/bench_backfill.py --cases 10x1000 10x5000 --runs 1   # ~3 min
+    .venv/bin/python bench/bench_backfill.py --markdown docs/benchmarks.md --plot docs/backfill.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+if str(BENCH) not in sys.path:
+    sys.path.insert(0, str(BENCH))
+
+from bench_nightly import backfill, env_for, machine, write_section  # noqa: E402
+
+TARGET_DAYS, TARGET_PER_DAY = 548, 15_000
+
+
+def parse_case(text: str) -> tuple[int, int]:
+    days, per_day = text.lower().split("x")
+    return int(days), int(per_day)
+
+
+def fit(cases: list[tuple[int, int]], secs: list[float]) -> tuple[float, float, float] | None:
+    """Least squares of run seconds = a + b * days + c * charges; None when the cases cannot
+    separate the three (fewer than three distinct shapes)."""
+    import numpy as np
+
+    x = np.array([[1.0, d, d * n] for d, n in cases])
+    if np.linalg.matrix_rank(x) < 3:
+        return None
+    a, b, c = np.linalg.lstsq(x, np.array(secs), rcond=None)[0]
+    return float(a), float(b), float(c)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument(
+        "--cases", nargs="+", default=["30x1000", "30x5000", "30x15000", "90x5000"],
+        help="DAYSxPERDAY, each a first backfill into a fresh home",
+    )  # fmt: skip
+    ap.add_argument("--runs", type=int, default=1, help="runs of each case (fresh home each)")
+    ap.add_argument("--markdown", type=Path, help="write the section into this file")
+    ap.add_argument("--plot", type=Path, help="draw time and peak RSS against charges (PNG)")
+    args = ap.parse_args()
+    cases = [parse_case(c) for c in args.cases]
+
+    print(machine())
+    last = date.today() - timedelta(days=1)
+    runs: dict[tuple[int, int], list[float]] = {c: [] for c in cases}
+    walls: dict[tuple[int, int], list[float]] = {c: [] for c in cases}
+    peaks: dict[tuple[int, int], list[float]] = {c: [] for c in cases}
+    for i in range(args.runs):
+        for days, per_day in cases:  # interleaved over the runs
+            with tempfile.TemporaryDirectory(prefix="bench-backfill-") as tmp:
+                os.chmod(tmp, 0o711)  # the embedded Postgres runs as `postgres`
+                first = last - timedelta(days=days - 1)
+                env = env_for(Path(tmp) / "home", per_day, first, int(time.time()))
+                run_s, peak, wall = backfill(env, first, last)
+            runs[days, per_day].append(run_s)
+            walls[days, per_day].append(wall)
+            peaks[days, per_day].append(peak / 2**20)
+            print(
+                f"  run {i + 1}, {days} days x {per_day:,} ({days * per_day:,} charges): run "
+                f"{run_s:.1f} s, command {wall:.1f} s, tree peak {peak / 2**20:.0f} MB",
+                flush=True,
+            )
+
+    def med(xs: list[float]) -> float:
+        return statistics.median(xs)
+
+    lines = [
+        "| case | charges | run, start to report | command wall | charges/s (run) | "
+        "whole-tree peak RSS |",
+        "|---|---|---|---|---|---|",
+    ]
+    for c in cases:
+        n = c[0] * c[1]
+        lines.append(
+            f"| {c[0]} days x {c[1]:,} | {n:,} | {med(runs[c]):.0f} s | {med(walls[c]):.0f} s | "
+            f"{n / med(runs[c]):,.0f} | {med(peaks[c]):,.0f} MB |"
+        )
+    notes = []
+    coef = fit(cases, [med(runs[c]) for c in cases])
+    if coef:
+        a, b, c = coef
+        target = a + b * TARGET_DAYS + c * TARGET_DAYS * TARGET_PER_DAY
+        notes += [
+            f"- Fit: run = {a:.0f} s + {b:.2f} s per day (partition) + charges / "
+            f"{1 / c if c > 0 else float('inf'):,.0f} per s.",
+            f"- Extrapolated to {TARGET_DAYS} days x {TARGET_PER_DAY:,} "
+            f"({TARGET_DAYS * TARGET_PER_DAY / 1e6:.1f} M charges) as one run: "
+            f"**{target / 60:.0f} min** ({a / 60:.1f} fixed + {b * TARGET_DAYS / 60:.1f} for "
+            f"partitions + {c * TARGET_DAYS * TARGET_PER_DAY / 60:.1f} for charges); target "
+            f"<= 10 min: {'MET' if target <= 600 else 'NOT MET'}.",
+        ]
+    lo = min(cases, key=lambda c: c[0] * c[1])
+    hi = max(cases, key=lambda c: c[0] * c[1])
+    notes.append(
+        f"- Peak memory from {lo[0] * lo[1]:,} to {hi[0] * hi[1]:,} charges: "
+        f"{med(peaks[lo]):,.0f} -> {med(peaks[hi]):,.0f} MB "
+        f"({med(peaks[hi]) / med(peaks[lo]):.2f}x for {hi[0] * hi[1] / (lo[0] * lo[1]):.0f}x "
+        "the charges)."
+    )
+    text = "\n".join(
+        [
+            f"First backfills into fresh homes, one Dagster run each, medians of {args.runs} "
+            "run(s); local mode (emulator, embedded Postgres, DuckDB).",
+            "",
+            *lines,
+            "",
+            *notes,
+            f"- Machine: {machine()}.",
+        ]
+    )
+    print()
+    print(text)
+    if args.markdown:
+        write_section(args.markdown, "backfill", text)
+    if args.plot:
+        plot(args.plot, cases, runs, peaks)
+
+
+def plot(
+    path: Path,
+    cases: list[tuple[int, int]],
+    runs: dict[tuple[int, int], list[float]],
+    peaks: dict[tuple[int, int], list[float]],
+) -> None:
+    """Run time and tree peak against charges, one marker per days-loaded, so a slope of time
+    with charges (rate) and a jump between day counts (per-partition cost) are both visible."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    for days in sorted({d for d, _ in cases}):
+        sel = sorted((c for c in cases if c[0] == days), key=lambda c: c[1])
+        xs = [d * n / 1000 for d, n in sel]
+        ax1.plot(xs, [statistics.median(runs[c]) for c in sel], "o-", label=f"{days} days")
+        ax2.plot(xs, [statistics.median(peaks[c]) for c in sel], "o-", label=f"{days} days")
+    for ax, label in ((ax1, "run, start to report (s)"), (ax2, "whole-tree peak RSS (MB)")):
+        ax.set_xlabel("charges backfilled (thousands)")
+        ax.set_ylabel(label)
+        ax.set_xlim(left=0)
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    ax1.set_title("first backfill, one Dagster run", fontsize=9)
+    ax2.set_title("dbt, Postgres and the emulator included", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    print(f"plot: {path}")
+
+
+if __name__ == "__main__":
+    main()
