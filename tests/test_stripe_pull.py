@@ -524,3 +524,40 @@ def test_parse_response_calls_a_cut_body_bad(cut: int) -> None:
         parse_response(body.encode()[:-cut])
     with pytest.raises(stripe.APIError, match="not an object"):
         parse_response(b"[1, 2]")
+
+
+def test_a_netrc_entry_for_the_api_host_does_not_replace_the_stripe_key(
+    emulator: StripeEmulator, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """requests, trusting the environment, would send a matching netrc entry's Basic auth in
+    place of the SDK's `Authorization: Bearer` header; the client's sessions never read netrc."""
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login someone password not-the-stripe-key\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    window = day_window(date(2024, 9, 5))
+    got = [c["id"] for page in iter_window(client_for(emulator), window) for c in page.items]
+    assert sorted(got) == sorted(expected_ids(emulator, window))
+
+
+@pytest.mark.parametrize("bypass", [False, True])
+def test_the_environments_proxy_still_applies(
+    emulator: StripeEmulator, monkeypatch: pytest.MonkeyPatch, bypass: bool
+) -> None:
+    """The proxy variables are read once per client, not per request, and still honoured: a
+    proxy that refuses connections fails the fetch, unless NO_PROXY names the API host."""
+    for name in ("HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # discard port: nothing listens
+    if bypass:
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    client = client_for(emulator)
+    window = day_window(date(2024, 9, 6))
+    if bypass:
+        assert sum(len(p.items) for p in iter_window(client, window)) == len(
+            expected_ids(emulator, window)
+        )
+    else:
+        with pytest.raises(StripeFetchError, match="after"):
+            list(iter_window(client, window))
+        assert client.counters.connection_errors > 0
