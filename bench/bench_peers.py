@@ -32,6 +32,8 @@ loaded the same charges.
     .venv/bin/python bench/bench_peers.py                     # ~15 min: 3 runs, 2 of dlt default
     .venv/bin/python bench/bench_peers.py --quick             # ~5 min: 1 run each
     .venv/bin/python bench/bench_peers.py --markdown docs/benchmarks.md
+    git worktree add /tmp/before <commit>    # recon then and now, side by side in one run:
+    .venv/bin/python bench/bench_peers.py --only dlt_arrow --against /tmp/before
 """
 
 from __future__ import annotations
@@ -55,8 +57,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = Path(__file__).resolve().parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+# the checkout whose recon_assets a child runs: this one, or --against's for "recon_before"
+CODE = Path(os.environ.get("RECON_BENCH_CODE", ROOT))
+if str(CODE) not in sys.path:
+    sys.path.insert(0, str(CODE))
 if str(BENCH) not in sys.path:
     sys.path.insert(0, str(BENCH))
 
@@ -67,6 +71,7 @@ from bench_stripe_pull import DAY_100K, WINDOWS_PER_DAY, Emulator  # noqa: E402
 TARGET_CHARGES = 8_000_000
 CASES = {
     "recon": "recon: pull -> stage -> DuckDB",
+    "recon_before": "recon at --against (before)",
     "dlt_arrow": "dlt fed Arrow by hand",
     "dlt_parquet": "dlt, parquet mode",
     "dlt_default": "dlt, default",
@@ -253,7 +258,7 @@ def warehouse_totals(db: Path, table: str, amount: str = "amount") -> dict[str, 
 
 def child_main(spec: dict[str, Any]) -> None:
     work, url, threads, case = Path(spec["work"]), spec["base_url"], spec["threads"], spec["case"]
-    if case == "recon":
+    if case in ("recon", "recon_before"):
         out = child_recon(url, work, threads)
     elif case == "legacy":
         out = child_legacy(url, work, threads, spec["limit"])
@@ -272,7 +277,8 @@ def run_case(spec: dict[str, Any]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix=f"bench-{spec['case']}-") as work:
         env = {
             **os.environ,
-            "PYTHONPATH": str(ROOT),
+            "PYTHONPATH": str(spec.get("code", ROOT)),
+            "RECON_BENCH_CODE": str(spec.get("code", ROOT)),
             "RUNTIME__DLTHUB_TELEMETRY": "false",
             "DAGSTER_DISABLE_TELEMETRY": "1",
         }
@@ -305,6 +311,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2, help="fetch threads, every case")
     ap.add_argument("--markdown", type=Path, help="write the section into this file")
     ap.add_argument("--only", nargs="+", choices=list(CASES), help="run only these cases")
+    ap.add_argument(
+        "--against", type=Path, help="another checkout (say, a git worktree of an older commit) "
+        "whose recon runs beside this one's, as 'recon_before'",
+    )  # fmt: skip
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -318,8 +328,16 @@ def main() -> None:
         "dlt_default": 1 if args.quick else args.default_runs,
         "legacy": 1 if args.quick else max(1, runs - 1),
     }
+    plan["recon_before"] = runs if args.against else 0
     if args.only:
-        plan = {c: (n if c in args.only or c == "recon" else 0) for c, n in plan.items()}
+        keep = {*args.only, "recon", "recon_before"}
+        plan = {c: (n if c in keep else 0) for c, n in plan.items()}
+    if args.against:
+        head = subprocess.run(
+            ["git", "-C", str(args.against), "log", "-1", "--format=%h"],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+        CASES["recon_before"] = f"recon at {head} (before)"
     versions = ", ".join(
         pkg(p) for p in ("dlt", "duckdb", "pyarrow", "pandas", "stripe", "requests")
     )  # fmt: skip
@@ -334,6 +352,8 @@ def main() -> None:
                     continue
                 spec = {"case": case, "base_url": emu.base_url, "threads": args.threads}
                 spec["limit"] = args.legacy_charges
+                if case == "recon_before":
+                    spec["code"] = str(args.against.resolve())
                 r = run_case(spec)
                 res[case].append(r)
                 print(
@@ -345,7 +365,7 @@ def main() -> None:
         emu.stop()
 
     day = res["recon"][0]
-    for case in ("dlt_arrow", "dlt_parquet", "dlt_default"):
+    for case in ("recon_before", "dlt_arrow", "dlt_parquet", "dlt_default"):
         for r in res[case]:
             if (r["charges"], r["amount_sum"]) != (day["charges"], day["amount_sum"]):
                 raise SystemExit(f"{case} loaded other charges: {r} vs recon {day}")
@@ -366,12 +386,12 @@ def main() -> None:
 
     rows = [
         "| case | charges | runs | charges/s, median (min..max) | whole-tree peak RSS | "
-        "recon is | 8 M charges at this rate |",
+        "recon's charges/s over this | 8 M charges at this rate |",
         "|---|---|---|---|---|---|---|",
     ]
     ran = [c for c in CASES if res[c]]
     for case in ran:
-        ratio = "" if case == "recon" else f"{rate('recon') / rate(case):,.1f}x faster"
+        ratio = "" if case == "recon" else f"{rate('recon') / rate(case):,.2f}x"
         rows.append(
             f"| {CASES[case]} | {res[case][0]['charges']:,} | {len(res[case])} | "
             f"{cell_rate(case)} | {peak(case):,.0f} MB | {ratio} | {at_8m(case)} |"
@@ -384,6 +404,11 @@ def main() -> None:
             f"- recon vs dlt fed Arrow by hand: **{vs_arrow:.2f}x** its charges/s at "
             f"{peak('recon'):,.0f} vs {peak('dlt_arrow'):,.0f} MB (target >= 1.5x at <= its "
             f"memory: {'MET' if met else 'NOT MET'})."
+        )
+    if res["recon_before"]:
+        verdicts.append(
+            f"- recon now vs {CASES['recon_before']}: **{rate('recon') / rate('recon_before'):.2f}x"
+            f"** the charges/s, {peak('recon'):,.0f} vs {peak('recon_before'):,.0f} MB."
         )
     if res["legacy"]:
         vs_legacy = rate("recon") / rate("legacy")
