@@ -104,6 +104,21 @@ def main() -> None:
         )
     notes = []
     coef = fit(cases, [med(runs[c]) for c in cases])
+    big = max(cases, key=lambda c: c[0] * c[1])
+    if coef and (coef[1] < 0 or coef[2] <= 0):
+        a, b, c = coef
+        big_rate = big[0] * big[1] / med(runs[big])
+        target = TARGET_DAYS * TARGET_PER_DAY / big_rate
+        notes += [
+            f"- A fit of run = fixed + per-day cost + charges / rate does NOT hold here (it gives "
+            f"{a:.0f} s + {b:.2f} s per day + charges / {1 / c if c > 0 else float('inf'):,.0f}"
+            "/s: a negative term), so it is not used: the same charges over fewer days cost "
+            "more, i.e. something grows faster than linearly with a day's volume.",
+            f"- At the largest case's overall rate ({big_rate:,.0f} charges/s), "
+            f"{TARGET_DAYS} days x {TARGET_PER_DAY:,} would take **{target / 60:.0f} min**; "
+            f"target <= 10 min: {'MET' if target <= 600 else 'NOT MET'}.",
+        ]
+        coef = None
     if coef:
         a, b, c = coef
         target = a + b * TARGET_DAYS + c * TARGET_DAYS * TARGET_PER_DAY
