@@ -453,6 +453,17 @@ def main() -> None:
     finally:
         emu.stop()
 
+    def parse_alone(name: str, key: str, what: str) -> Row:
+        """Charges per CPU-second of the body parse alone, in the replay `key`."""
+        return Row(
+            name,
+            res[key],
+            lambda r: r["charges"] / max(r["parse_cpu_s"], 1e-9),
+            f"per CPU-s: {what}",
+            show_rss=False,
+            show_cpu=False,
+        )
+
     rows = [
         Row("(a) processing, 1 core, incl. body parse", res["replay"], note="wall, pinned"),
         Row(
@@ -462,13 +473,8 @@ def main() -> None:
             "per CPU-s: drift, validate, columns, Parquet",
             cpu_of=lambda r: r["cpu_s"] - r["parse_cpu_s"],
         ),
-        Row(
-            "    body parse alone (ours)",
-            res["replay"],
-            lambda r: r["charges"] / max(r["parse_cpu_s"], 1e-9),
-            "per CPU-s: decode + orjson (json where it differs)",
-            show_rss=False,
-            show_cpu=False,
+        parse_alone(
+            "    body parse alone (ours)", "replay", "decode + orjson (json where it differs)"
         ),
         Row(
             "(a') as (a), the SDK parsing bodies (before)",
@@ -480,21 +486,11 @@ def main() -> None:
             res["replay_json"],
             note="wall, pinned",
         ),
-        Row(
-            "    json.loads body parse alone",
-            res["replay_json"],
-            lambda r: r["charges"] / max(r["parse_cpu_s"], 1e-9),
-            "per CPU-s: decode + json.loads",
-            show_rss=False,
-            show_cpu=False,
-        ),
-        Row(
+        parse_alone("    json.loads body parse alone", "replay_json", "decode + json.loads"),
+        parse_alone(
             "    SDK body parse alone (before)",
-            res["replay_sdk"],
-            lambda r: r["charges"] / max(r["parse_cpu_s"], 1e-9),
-            "per CPU-s: decode + json.loads(OrderedDict) + debug logfmt",
-            show_rss=False,
-            show_cpu=False,
+            "replay_sdk",
+            "decode + json.loads(OrderedDict) + debug logfmt",
         ),
         Row("SDK fetch only, 4 threads (no processing)", res["fetch4"], note="ceiling of (b)"),
         Row("(b) end to end, 4 threads", res["e2e4"], note="emulator separate process"),
