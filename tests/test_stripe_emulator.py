@@ -7,6 +7,7 @@ import base64
 import http.client
 import json
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -678,3 +679,30 @@ def test_stop_hangs_up_on_keep_alive_clients() -> None:
     with pytest.raises(stripe.APIConnectionError):
         client.v1.charges.list()
     e.stop()  # idempotent
+
+
+def _ignore_and_block_sigterm() -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+
+
+def test_cli_stops_on_sigterm_even_when_its_parent_ignores_and_blocks_it() -> None:
+    """Both survive exec; the CLI resets them, so `terminate()` always stops it (a CI run
+    once waited on an emulator that would not stop)."""
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "recon_assets.local.stripe_emulator", "--port", "0",
+         "--charges-per-day", "10", "--start-date", "2024-01-01", "--end-date", "2024-01-02"],
+        cwd=root, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        preexec_fn=_ignore_and_block_sigterm,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        base_url = proc.stdout.readline().strip()
+        assert call(base_url, "/v1/charges")[0] == 200
+        proc.terminate()
+        assert proc.wait(timeout=60) == 0  # stopped by its handler, like Ctrl-C
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

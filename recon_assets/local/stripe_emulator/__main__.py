@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import signal
 import sys
 from collections.abc import Sequence
 from datetime import date
@@ -92,7 +93,23 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
     )
 
 
+def _stop_on_sigterm() -> None:
+    """Make SIGTERM stop the server like Ctrl-C, whatever the parent left us.
+
+    An ignored signal and a blocked signal mask survive `exec`: a parent that ignores or blocks
+    SIGTERM (a test worker after Dagster's interrupt handling, a process supervisor) would start
+    an emulator that `terminate()` cannot stop, and its port stays taken.
+    """
+
+    def _interrupt(_signo: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _stop_on_sigterm()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
