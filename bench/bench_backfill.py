@@ -15,7 +15,8 @@ rate over the cases gives the extrapolation to 18 months x 15 k/day (8.2 M charg
 
     .venv/bin/python bench/bench_backfill.py                        # ~15 min
     .venv/bin/python bench/bench_backfill.py --cases 10x1000 10x5000 --runs 1   # ~3 min
-    .venv/bin/python bench/bench_backfill.py --markdown docs/benchmarks.md --plot docs/backfill.png
+    .venv/bin/python bench/bench_backfill.py --markdown docs/benchmarks.md \
+        --plot docs/backfill_vs_volume.png
 """
 
 from __future__ import annotations
@@ -103,11 +104,12 @@ def main() -> None:
             f"{n / med(runs[c]):,.0f} | {med(peaks[c]):,.0f} MB |"
         )
     notes = []
+    lo = min(cases, key=lambda c: c[0] * c[1])
+    hi = max(cases, key=lambda c: c[0] * c[1])
     coef = fit(cases, [med(runs[c]) for c in cases])
-    big = max(cases, key=lambda c: c[0] * c[1])
     if coef and (coef[1] < 0 or coef[2] <= 0):
         a, b, c = coef
-        big_rate = big[0] * big[1] / med(runs[big])
+        big_rate = hi[0] * hi[1] / med(runs[hi])
         target = TARGET_DAYS * TARGET_PER_DAY / big_rate
         notes += [
             f"- A fit of run = fixed + per-day cost + charges / rate does NOT hold here (it gives "
@@ -131,8 +133,6 @@ def main() -> None:
             f"partitions + {c * TARGET_DAYS * TARGET_PER_DAY / 60:.1f} for charges); target "
             f"<= 10 min: {'MET' if target <= 600 else 'NOT MET'}.",
         ]
-    lo = min(cases, key=lambda c: c[0] * c[1])
-    hi = max(cases, key=lambda c: c[0] * c[1])
     notes.append(
         f"- Peak memory from {lo[0] * lo[1]:,} to {hi[0] * hi[1]:,} charges: "
         f"{med(peaks[lo]):,.0f} -> {med(peaks[hi]):,.0f} MB "
