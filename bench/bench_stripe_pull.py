@@ -6,7 +6,8 @@ side in ONE run (medians, interleaved runs) is what to compare. Four measurement
 (a) processing on one core: real emulator pages are captured once to a file, then replayed
     through `pull_charges` itself (same threads, queue, validation, drift and window checks,
     column building, Parquet writer, manifests) by a client whose `list_page` reads a captured
-    body and hands it to the client's own `parse_response` and `page_from_response`. No HTTP.
+    body and hands it to the client's own `decode_charge_page` (or, to compare, to what the
+    client did before). No HTTP.
     The process is pinned to one CPU. Reported with and without the body parse (its thread CPU
     time is measured and subtracted). (a') replays the same bodies the way the client worked
     before it kept bodies from the SDK (`stripe.StripeResponse`'s json parse into OrderedDicts
@@ -70,6 +71,11 @@ CONCURRENCY = 4
 
 def days_from(first: date, n: int) -> list[date]:
     return [first + timedelta(i) for i in range(n)]
+
+
+def records(page: Any) -> int:
+    """A page's record count, without parsing a page the client decoded as charges."""
+    return len(page.charges) if page.charges is not None else len(page.items)
 
 
 # --------------------------------------------------------------------------------------------
@@ -139,10 +145,9 @@ def child_capture(base_url: str, days: Sequence[date], out: Path) -> dict[str, A
             for w in split_window(day_window(d), WINDOWS_PER_DAY):
                 cursor = ""
                 for page in iter_window(client, w):
-                    body = page.body.encode("utf-8")
-                    index[f"{w.start}:{w.end}:{cursor}"] = [fh.tell(), len(body)]
-                    fh.write(body)
-                    n += len(page.items)
+                    index[f"{w.start}:{w.end}:{cursor}"] = [fh.tell(), len(page.content)]
+                    fh.write(page.content)
+                    n += records(page)
                     cursor = page.last_id or ""
     (out / "index.json").write_text(json.dumps(index))
     return {"charges": n, "pages": len(index)}
@@ -151,11 +156,13 @@ def child_capture(base_url: str, days: Sequence[date], out: Path) -> dict[str, A
 def child_replay(capture: Path, days: Sequence[date], parse: str) -> dict[str, Any]:
     """(a): `pull_charges` fed captured bodies, pinned to one CPU.
 
-    `parse` is "ours" (the client's `parse_response`: orjson where it reads a body as json
-    would), "json" (one plain `json.loads`, what `parse_response` was before orjson) or "sdk" (what
-    `raw_request` did with a 200 body before the client kept bodies from the SDK: decode,
-    `json.loads` into OrderedDicts, and `log_debug` formatting the whole body), so the two are
-    compared in one run.
+    `parse` is "ours" (the client's `decode_charge_page`: a clean page decoded straight into
+    validated charges), "orjson" (the client before that: `parse_response`, orjson where it reads
+    a body as json would, then strict validation of the dicts in the pull), "json" (one plain
+    `json.loads`, before orjson) or "sdk" (what `raw_request` did with a 200 body before the
+    client kept bodies from the SDK: decode, `json.loads` into OrderedDicts, and `log_debug`
+    formatting the whole body), so they are compared in one run. "ours" does the validation
+    inside its parse, the others after it: compare them on "incl. body parse".
     """
     import stripe
     from stripe._util import log_debug
@@ -164,6 +171,7 @@ def child_replay(capture: Path, days: Sequence[date], parse: str) -> dict[str, A
         ChargesClient,
         Page,
         Response,
+        decode_charge_page,
         page_from_response,
         parse_response,
     )
@@ -189,17 +197,17 @@ def child_replay(capture: Path, days: Sequence[date], parse: str) -> dict[str, A
             if parse == "sdk":
                 text = raw.decode("utf-8")
                 log_debug("API response body", body=text)
-                resp = Response(text, stripe.StripeResponse(text, 200, {}).data)
+                page = page_from_response(Response(raw, stripe.StripeResponse(text, 200, {}).data))
             elif parse == "json":
-                text = raw.decode("utf-8")
-                resp = Response(text, json.loads(text))
+                page = page_from_response(Response(raw, json.loads(raw.decode("utf-8"))))
+            elif parse == "orjson":
+                page = page_from_response(parse_response(raw))
             else:
-                resp = parse_response(raw)
+                page = decode_charge_page(raw)
             dt = time.thread_time() - t0
             with lock:
                 parse_cpu[0] += dt
-            page = page_from_response(resp)
-            self.counters.add(bytes_received=len(resp.body))
+            self.counters.add(bytes_received=len(raw))
             return page
 
     client = ReplayClient("sk_test_replay", rate_limiter=RateLimiter(1e9), seed=1)  # no pacing
@@ -236,7 +244,7 @@ def child_fetch(base_url: str, days: Sequence[date], concurrency: int) -> dict[s
 
     def run(i: int) -> None:
         for page in iter_window(client, jobs[i]):
-            got[i] += len(page.items)
+            got[i] += records(page)
 
     before = _rusage()
     t0 = time.perf_counter()
@@ -432,6 +440,7 @@ def main() -> None:
             captured = run_child({"mode": "capture", "base_url": url, "days": small, "dir": cap})
             cases: list[tuple[str, dict[str, Any]]] = [
                 ("replay", {"mode": "replay", "days": small, "dir": cap}),
+                ("replay_orjson", {"mode": "replay", "days": small, "dir": cap, "parse": "orjson"}),
                 ("replay_sdk", {"mode": "replay", "days": small, "dir": cap, "parse": "sdk"}),
                 ("replay_json", {"mode": "replay", "days": small, "dir": cap, "parse": "json"}),
                 ("fetch4", {"mode": "fetch", "base_url": url, "days": small, "concurrency": 4}),
@@ -464,54 +473,70 @@ def main() -> None:
             show_cpu=False,
         )
 
-    rows = [
-        Row("(a) processing, 1 core, incl. body parse", res["replay"], note="wall, pinned"),
-        Row(
+    row = {
+        "a_incl": Row(
+            "(a) processing, 1 core, incl. body parse", res["replay"], note="wall, pinned"
+        ),
+        "a_excl": Row(
             "(a) processing, 1 core, excl. body parse",
             res["replay"],
             lambda r: r["charges"] / max(r["cpu_s"] - r["parse_cpu_s"], 1e-9),
-            "per CPU-s: drift, validate, columns, Parquet",
+            "per CPU-s: window check, columns, Parquet",
             cpu_of=lambda r: r["cpu_s"] - r["parse_cpu_s"],
         ),
-        parse_alone(
-            "    body parse alone (ours)", "replay", "decode + orjson (json where it differs)"
+        "parse": parse_alone(
+            "    body decode alone (ours)", "replay", "strict decode into charges, validated"
         ),
-        Row(
+        "orjson": Row(
+            "(a0) as (a), orjson parse + validation (before)",
+            res["replay_orjson"],
+            note="wall, pinned",
+        ),
+        "parse_orjson": parse_alone(
+            "    orjson body parse alone (before)",
+            "replay_orjson",
+            "decode + orjson, no validation",
+        ),
+        "sdk": Row(
             "(a') as (a), the SDK parsing bodies (before)",
             res["replay_sdk"],
             note="wall, pinned",
         ),
-        Row(
+        "json": Row(
             "(a'') as (a), one plain json.loads per body",
             res["replay_json"],
             note="wall, pinned",
         ),
-        parse_alone("    json.loads body parse alone", "replay_json", "decode + json.loads"),
-        parse_alone(
+        "parse_json": parse_alone(
+            "    json.loads body parse alone", "replay_json", "decode + json.loads"
+        ),
+        "parse_sdk": parse_alone(
             "    SDK body parse alone (before)",
             "replay_sdk",
             "decode + json.loads(OrderedDict) + debug logfmt",
         ),
-        Row("SDK fetch only, 4 threads (no processing)", res["fetch4"], note="ceiling of (b)"),
-        Row("(b) end to end, 4 threads", res["e2e4"], note="emulator separate process"),
-        Row("SDK fetch only, 2 threads (no processing)", res["fetch2"], note="ceiling of (b)"),
-        Row(
+        "f4": Row(
+            "SDK fetch only, 4 threads (no processing)", res["fetch4"], note="ceiling of (b)"
+        ),
+        "e4": Row("(b) end to end, 4 threads", res["e2e4"], note="emulator separate process"),
+        "f2": Row(
+            "SDK fetch only, 2 threads (no processing)", res["fetch2"], note="ceiling of (b)"
+        ),
+        "e2": Row(
             "(b) end to end, 2 threads (local default)",
             res["e2e2"],
             note="RECON_STRIPE_CONCURRENCY=2",
         ),
-    ]
+    }
     if "big" in res:
-        rows.append(Row(f"(b)/(c) end to end, {big_days} days, 4 threads", res["big"]))
+        row["big"] = Row(f"(b)/(c) end to end, {big_days} days, 4 threads", res["big"])
     serving_rows = [{"charges": s["charges"], "wall_s": s["charges"] / s["rate"]} for s in serving]
-    rows.append(
-        Row(
-            "(d) emulator serving, 4 conns, no parse",
-            serving_rows,
-            note=f"{statistics.median(s['per_cpu'] for s in serving):,.0f} per emulator CPU-s",
-            show_rss=False,
-            show_cpu=False,
-        )
+    row["serving"] = Row(
+        "(d) emulator serving, 4 conns, no parse",
+        serving_rows,
+        note=f"{statistics.median(s['per_cpu'] for s in serving):,.0f} per emulator CPU-s",
+        show_rss=False,
+        show_cpu=False,
     )
 
     import pyarrow
@@ -533,33 +558,38 @@ def main() -> None:
     )
     print(f"{load_start} at start, {load_note()} at end; each case in a fresh process")
     print()
-    print_table(rows)
+    print_table(list(row.values()))
     print()
-    a_incl, a_excl, a_sdk, a_json = rows[0].median, rows[1].median, rows[3].median, rows[4].median
-    f4, e4, f2, e2 = rows[7].median, rows[8].median, rows[9].median, rows[10].median
+    m = {k: r.median for k, r in row.items()}
+    a_incl, a_excl, e4, e2 = m["a_incl"], m["a_excl"], m["e4"], m["e2"]
     small_rss = statistics.median(r["maxrss_mb"] for r in res["e2e4"])
     print("ratios (same run):")
-    print(f"  end to end / SDK fetch only: 4 threads {e4 / f4:.2f}, 2 threads {e2 / f2:.2f}")
-    print(f"  end to end (4 threads) / processing incl. body parse on 1 core: {e4 / a_incl:.2f}")
-    print(f"  processing excl. body parse / body parse alone: {a_excl / rows[2].median:.2f}")
     print(
-        f"  processing, our body parse / the SDK's (after / before): {a_incl / a_sdk:.2f}; "
-        f"body parse alone {rows[2].median / rows[6].median:.2f}"
+        f"  end to end / SDK fetch only: 4 threads {e4 / m['f4']:.2f}, 2 threads {e2 / m['f2']:.2f}"
+    )
+    print(f"  end to end (4 threads) / processing incl. body parse on 1 core: {e4 / a_incl:.2f}")
+    print(
+        f"  processing, strict decode / orjson + validation (after / before): "
+        f"{a_incl / m['orjson']:.2f}"
     )
     print(
-        f"  processing, orjson parse / plain json.loads: {a_incl / a_json:.2f}; body parse alone "
-        f"{rows[2].median / rows[5].median:.2f}"
+        f"  processing, our decode / the SDK's parse: {a_incl / m['sdk']:.2f}; body parse alone "
+        f"{m['parse'] / m['parse_sdk']:.2f}"
+    )
+    print(
+        f"  processing, orjson parse / plain json.loads: {m['orjson'] / m['json']:.2f}; body "
+        f"parse alone {m['parse_orjson'] / m['parse_json']:.2f}"
     )
     print(f"  2 threads / 4 threads end to end: {e2 / e4:.2f}")
     print(f"  emulator charges per its CPU-s during (b): {statistics.median(emu_per_cpu):,.0f}")
     big_rss = small_rss
     if "big" in res:
-        big_rss = rows[11].rss
+        big_rss = row["big"].rss
         print(
             f"  peak RSS {res['big'][0]['charges']:,} / {res['e2e4'][0]['charges']:,} charges: "
             f"{big_rss:.0f} / {small_rss:.0f} MB = {big_rss / small_rss:.2f} (after imports "
             f"{statistics.median(r['rss_before_mb'] for r in res['e2e4']):.0f} MB); "
-            f"rate {rows[11].median / e4:.2f}"
+            f"rate {m['big'] / e4:.2f}"
         )
     print()
     targets = [

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import re
 import time
 from datetime import UTC, date, datetime
 
@@ -31,9 +32,11 @@ from recon_assets.stripe.client import (
     RetryPolicy,
     StripeAuthError,
     StripeFetchError,
+    decode_charge_page,
     parse_response,
 )
-from recon_assets.stripe.pull import iter_window, pull_charges
+from recon_assets.stripe.models import CHARGE_LIST, KNOWN_CHARGE_FIELDS, Charge
+from recon_assets.stripe.pull import charge_columns, iter_window, pull_charges, struct_columns
 from recon_assets.timewindows import BUSINESS_TZ, Window, business_day_of, day_window
 from tests.stripe_fixtures import client_for, running_emulator
 
@@ -514,7 +517,7 @@ def test_parse_response_reads_every_body_as_python_json_does(
         return
     got = parse_response(raw)
     assert _same_json(got.data, want)
-    assert got.body == raw.decode("utf-8")
+    assert got.content == raw
 
 
 @pytest.mark.parametrize("cut", [1, 10, 57])
@@ -561,3 +564,156 @@ def test_the_environments_proxy_still_applies(
         with pytest.raises(StripeFetchError, match="after"):
             list(iter_window(client, window))
         assert client.counters.connection_errors > 0
+
+
+_BASE_CHARGE: dict = {
+    "id": "ch_3PqXb2LkdIwHu7ix0a1b2c3d",
+    "object": "charge",
+    "amount": 1999,
+    "amount_captured": 1999,
+    "amount_refunded": 0,
+    "balance_transaction": "txn_3PqXb2LkdIwHu7ix",
+    "billing_details": {"address": {"city": "Miami", "line2": None}, "email": "a@example.com"},
+    "captured": True,
+    "created": 1_704_171_599,
+    "currency": "usd",
+    "customer": "cus_Q1w2e3r4",
+    "description": None,
+    "disputed": False,
+    "failure_code": None,
+    "failure_message": None,
+    "livemode": False,
+    "metadata": {"order_id": "ord_1", "channel": "web"},
+    "outcome": {"risk_score": 15, "type": "authorized"},
+    "paid": True,
+    "payment_intent": "pi_3PqXb2Lk",
+    "payment_method_details": {"card": {"brand": "visa", "exp_year": 2030, "wallet": None}},
+    "refunded": False,
+    "status": "succeeded",
+}
+_MODELLED = sorted(Charge.model_fields)
+_UNMODELLED_KNOWN = sorted(KNOWN_CHARGE_FIELDS - set(Charge.model_fields))
+
+
+_opt_text = st.none() | st.text(max_size=8)
+_big_int = st.integers(min_value=-(2**70), max_value=2**70)
+_FIELD_VALUES = {  # each modelled field's valid values in any script and size, and their edges
+    "id": st.text(max_size=12),
+    "created": st.integers(min_value=0, max_value=2**40),
+    "status": st.sampled_from(["succeeded", "pending", "failed"]) | st.text(max_size=8),
+    "captured": st.booleans(),
+    "currency": st.sampled_from(["usd", "EUR", "JPY", "KwD"]) | st.text(min_size=2, max_size=4),
+    "amount": _big_int,
+    "amount_captured": _big_int,
+    "amount_refunded": st.none() | _big_int,
+    "livemode": st.none() | st.booleans(),
+    "paid": st.none() | st.booleans(),
+    "refunded": st.none() | st.booleans(),
+    "disputed": st.none() | st.booleans(),
+    "balance_transaction": _opt_text,
+    "customer": _opt_text,
+    "payment_intent": _opt_text,
+    "failure_code": _opt_text,
+    "failure_message": _opt_text,
+    "description": _opt_text,
+    "outcome": st.none()
+    | st.fixed_dictionaries({}, optional={"type": _opt_text, "risk_score": st.integers()}),
+    "metadata": st.none() | st.dictionaries(st.text(max_size=4), st.text(max_size=4), max_size=3),
+}
+assert set(_FIELD_VALUES) == set(Charge.model_fields), "a modelled field has no generator"
+
+
+@st.composite
+def _charge_dicts(draw: st.DrawFn) -> dict:
+    """A charge whose modelled fields hold values of their own type (text of any script and
+    length around the bounds, integers beyond 64 bits), documented but unmodelled fields any
+    JSON, and now and then a field dropped, given any JSON, or an undocumented field added."""
+    c = dict(_BASE_CHARGE)
+    for name in draw(st.lists(st.sampled_from(_MODELLED), max_size=8, unique=True)):
+        c[name] = draw(_FIELD_VALUES[name])
+    for name in draw(st.lists(st.sampled_from(_UNMODELLED_KNOWN), max_size=2)):
+        c[name] = draw(_json_values)
+    if draw(st.integers(0, 5)) == 0:
+        name = draw(st.sampled_from(_MODELLED))
+        if draw(st.booleans()):
+            c.pop(name, None)
+        else:
+            c[name] = draw(_json_values)
+    if draw(st.integers(0, 9)) == 0:
+        c[draw(st.text(min_size=1, max_size=8))] = draw(_json_values)  # maybe drift
+    return c
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    items=st.lists(_charge_dicts(), max_size=4),
+    page_object=st.sampled_from(["list"] * 7 + ["search_result"]),
+    has_more=st.sampled_from([True, False] * 3 + [1, None]),
+    ensure_ascii=st.booleans(),
+    indent=st.sampled_from([None, 2]),
+    damage=st.sampled_from([None] * 6 + ["cut", "byte"]),
+    where=st.integers(min_value=0),
+    byte=st.integers(min_value=0, max_value=255),
+)
+def test_the_strict_page_decoder_accepts_exactly_the_clean_pages_and_reads_them_the_same(
+    items: list[dict],
+    page_object: str,
+    has_more: object,
+    ensure_ascii: bool,
+    indent: int | None,
+    damage: str | None,
+    where: int,
+    byte: int,
+) -> None:
+    """The pull's fast path (`decode_charge_page`, msgspec straight from bytes) against what the
+    pull did before it (json parse, strict validation of every record, no undocumented field):
+    it takes a page only when that path would, never one json cannot read, gives the same
+    columns and cursor, and declines no clean page except for the documented corners (a lone
+    surrogate escape; NaN or Infinity, which only Python's json reads)."""
+    text = json.dumps(
+        {"object": page_object, "data": items, "has_more": has_more},
+        ensure_ascii=ensure_ascii,
+        indent=indent,
+    )
+    raw = text.encode("utf-8", "surrogatepass")
+    if damage == "cut":
+        raw = raw[: where % len(raw)]
+    elif damage == "byte":
+        i = where % len(raw)
+        raw = raw[:i] + bytes([byte]) + raw[i + 1 :]
+    try:
+        data = json.loads(raw.decode("utf-8"))
+        readable = isinstance(data, dict) and isinstance(data.get("data"), list)
+    except ValueError:
+        readable = False
+    if not readable:
+        with pytest.raises(stripe.APIError):
+            decode_charge_page(raw)
+        return
+    page = decode_charge_page(raw)
+    records = data["data"]
+    assert page.has_more == bool(data.get("has_more"))
+    assert page.last_id == (
+        records[-1].get("id") if records and isinstance(records[-1], dict) else None
+    )
+    no_drift = all(isinstance(r, dict) and KNOWN_CHARGE_FIELDS.issuperset(r) for r in records)
+    try:
+        rows = CHARGE_LIST.validate_python(records)
+    except ValueError:  # pydantic's ValidationError
+        rows = None
+    if page.charges is not None:
+        assert rows is not None and no_drift
+        assert struct_columns(page.charges) == charge_columns(rows)
+        return
+
+    def standard(const: str) -> None:
+        raise ValueError(const)
+
+    try:
+        json.loads(raw.decode("utf-8"), parse_constant=standard)
+        corner = re.search(rb"\\u[dD][89a-fA-F]", raw) is not None
+    except ValueError:
+        corner = True  # NaN or Infinity somewhere in the body
+    clean = rows is not None and no_drift and data.get("object") == "list"
+    assert corner or not (clean and isinstance(data.get("has_more"), bool)), "a clean page declined"
+    assert page.items == records or corner  # the JSON path's records, as json reads them

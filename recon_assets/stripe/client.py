@@ -10,8 +10,10 @@ The body of a successful response is parsed once, here, not by the SDK: `raw_req
 parses every body into OrderedDicts (`object_pairs_hook`) and formats all of it into a debug log
 line whether or not anything logs at debug, which together cost about four times our own
 `json.loads` plus strict validation of a 100-charge page (measured in bench_stripe_pull.py).
-Our parse is `orjson` where it reads a body exactly as `json.loads` would, `json` otherwise
-(see `_loads`), so what a body means does not depend on the parser.
+A charges page is decoded straight from its bytes into validated charges (`decode_charge_page`,
+msgspec) when the whole page is clean, which is nearly always; any other body is parsed with
+`orjson` where it reads a body exactly as `json.loads` would, `json` otherwise (see `_loads`), so
+what a body means does not depend on the parser.
 `_BodyHandoffClient`, the SDK's own `RequestsClient` underneath, keeps a 2xx body for the
 calling thread and gives the SDK `{}` in its place. Requests, auth, the pinned version and every
 non-2xx response (the SDK's typed errors) still go through the SDK unchanged.
@@ -26,19 +28,22 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
+import msgspec
 import orjson
 import requests
 import stripe
 
 from recon_assets.config import STRIPE_DOCUMENTED_RATE_PER_S
+from recon_assets.stripe.models import CLEAN_CHARGE_PAGE
 from recon_assets.stripe.ratelimit import RateLimiter
 from recon_assets.timewindows import Window
 
 STRIPE_API_VERSION = "2026-10-28.endive"
 _ID = re.compile(r"^[A-Za-z0-9_]{1,255}$")
 PAGE_LIMIT = 100
+_T = TypeVar("_T")
 
 
 class StripeFetchError(RuntimeError):
@@ -92,9 +97,9 @@ class RetryPolicy:
 
 @dataclass(frozen=True)
 class Response:
-    """A successful response: its text and that text parsed once (plain dicts and lists)."""
+    """A successful response: its bytes and those bytes parsed once (plain dicts and lists)."""
 
-    body: str
+    content: bytes
     data: dict[str, Any]
 
 
@@ -183,15 +188,44 @@ def parse_response(content: bytes) -> Response:
         raise stripe.APIError("response body is not JSON (truncated?)", http_status=200) from None
     if not isinstance(data, dict):
         raise stripe.APIError("response is not an object", http_status=200)
-    return Response(body, data)
+    return Response(content, data)
 
 
-@dataclass(frozen=True)
 class Page:
-    body: str
-    items: list[Any]
-    has_more: bool
-    last_id: str | None
+    """One page of a list endpoint: its bytes, its cursor, and its records.
+
+    `charges` is set when the page decoded strictly as clean charges (`CLEAN_CHARGE_PAGE`), the
+    usual case: the pull then needs neither `items` nor `body`, and neither is built unless
+    asked for (only the quarantine path asks). Otherwise `items` holds the parsed records.
+    """
+
+    __slots__ = ("_items", "charges", "content", "has_more", "last_id")
+
+    def __init__(
+        self,
+        content: bytes,
+        has_more: bool,
+        last_id: str | None,
+        *,
+        items: list[Any] | None = None,
+        charges: list[Any] | None = None,
+    ) -> None:
+        if (items is None) == (charges is None):
+            raise ValueError("a Page holds either parsed items or decoded charges")
+        self.content, self.has_more, self.last_id = content, has_more, last_id
+        self.charges: list[Any] | None = charges
+        self._items = items
+
+    @property
+    def body(self) -> str:
+        return self.content.decode("utf-8")
+
+    @property
+    def items(self) -> list[Any]:
+        """The records as parsed JSON (plain dicts and lists), parsed on first use."""
+        if self._items is None:
+            self._items = parse_response(self.content).data["data"]
+        return self._items
 
 
 def page_from_response(resp: Response) -> Page:
@@ -201,7 +235,25 @@ def page_from_response(resp: Response) -> Page:
         raise stripe.APIError("response is not a list object", http_status=200)
     items = data["data"]
     last = items[-1].get("id") if items and isinstance(items[-1], dict) else None
-    return Page(resp.body, items, bool(data.get("has_more")), last)
+    return Page(resp.content, bool(data.get("has_more")), last, items=items)
+
+
+def decode_charge_page(content: bytes) -> Page:
+    """A `GET /v1/charges` body as a `Page`: decoded straight into validated charges when the
+    whole page is clean, else parsed as JSON like any list (a bad body raises, and is retried).
+
+    The strict decode reads the bytes once into compact records (no dict per charge, nothing
+    parsed that reconciliation does not read): about four times cheaper than parsing to dicts,
+    then validating them, then building columns.
+    """
+    try:
+        if not content.isascii():  # the decoder skips unread fields without checking UTF-8
+            content.decode("utf-8")
+        page = CLEAN_CHARGE_PAGE.decode(content)
+    except (msgspec.MsgspecError, UnicodeDecodeError):  # anything suspect: the JSON path judges
+        return page_from_response(parse_response(content))
+    last = page.data[-1].id if page.data else None
+    return Page(content, page.has_more, last, charges=page.data)
 
 
 class ChargesClient:
@@ -250,7 +302,7 @@ class ChargesClient:
             "created": {"gte": window.start, "lt": window.end},
         }
         what = f"GET /v1/charges for created in [{window.start}, {window.end})"
-        return self._list("/v1/charges", params, starting_after, what)
+        return self._list("/v1/charges", params, starting_after, what, decode_charge_page)
 
     def list_events(
         self, types: Sequence[str], created_gte: int, starting_after: str | None = None
@@ -266,17 +318,22 @@ class ChargesClient:
         return self._list("/v1/events", params, starting_after, what)
 
     def _list(
-        self, path: str, params: dict[str, Any], starting_after: str | None, what: str
+        self,
+        path: str,
+        params: dict[str, Any],
+        starting_after: str | None,
+        what: str,
+        decode: Callable[[bytes], Page] | None = None,
     ) -> Page:
         """One page of a list endpoint; a body that is not a list object is a bad body and is
         retried like any other."""
         if starting_after:
             params["starting_after"] = starting_after
-        pages: list[Page] = []
-        resp = self._get(path, params, what, lambda r: pages.append(page_from_response(r)))
-        assert resp is not None
-        self.counters.add(bytes_received=len(resp.body))
-        return pages[-1]
+        page = self._get(
+            path, params, what, decode or (lambda c: page_from_response(parse_response(c)))
+        )
+        assert page is not None
+        return page
 
     def retrieve(self, charge_id: str) -> Any | None:
         """`GET /v1/charges/{id}`: the charge as parsed JSON, or None when Stripe says 404.
@@ -286,31 +343,26 @@ class ChargesClient:
         """
         if not _ID.match(charge_id):
             raise ValueError("not a Stripe object id")
-        resp = self._get(f"/v1/charges/{charge_id}", {}, f"GET /v1/charges/{charge_id}")
-        if resp is None:
-            return None
-        self.counters.add(bytes_received=len(resp.body))
-        return resp.data
+        resp = self._get(
+            f"/v1/charges/{charge_id}", {}, f"GET /v1/charges/{charge_id}", parse_response
+        )
+        return None if resp is None else resp.data
 
     def _get(
-        self,
-        path: str,
-        params: dict[str, Any],
-        what: str,
-        check: Callable[[Response], object] | None = None,
-    ) -> Response | None:
-        """One GET with the shared limiter and our retries; `check` runs inside the retry, so a
-        body that parses but is not what was asked for counts as a bad body and is retried."""
+        self, path: str, params: dict[str, Any], what: str, decode: Callable[[bytes], _T]
+    ) -> _T | None:
+        """One GET with the shared limiter and our retries; `decode` runs inside the retry, so a
+        body that is not what was asked for counts as a bad body and is retried."""
         attempt = 0
         while True:
             self.limiter.acquire()
             self.counters.add(requests=1)
             try:
                 self._sdk.raw_request("get", path, **params)
-                resp = parse_response(self._http.take_body())
-                if check is not None:
-                    check(resp)
-                return resp
+                content = self._http.take_body()
+                decoded = decode(content)
+                self.counters.add(bytes_received=len(content))
+                return decoded
             except stripe.AuthenticationError:
                 raise StripeAuthError(
                     "Stripe refused the API key (HTTP 401): check STRIPE_API_KEY and that it is "

@@ -6,9 +6,10 @@ model (new Stripe fields must not break a night's run) but counted as schema dri
 `status` is a plain string for the same reason, with its known values listed here so drift in
 them is visible rather than fatal.
 
-Two ways in, one definition: `CHARGE_LIST` validates a whole page as the client already parsed it
-(python mode, the pull's fast path), and the models validate JSON text record by record (the
-path that writes quarantine reasons). Strict python mode over the client's parsed JSON rejects
+Three ways in, one definition: `CLEAN_CHARGE_PAGE` (a msgspec decoder generated from the models)
+decodes a clean page's bytes straight into charges (the pull's fast path); `CHARGE_LIST`
+validates a page the client parsed as JSON because it was not clean (python mode); and the models
+validate JSON text record by record (the path that writes quarantine reasons). Strict python mode over the client's parsed JSON rejects
 exactly what strict JSON mode rejects for these fields (checked on wrong types, floats, bools, nulls,
 missing keys, big ints, bad nested values). The parsers differ in two corners: a lone UTF-16
 surrogate escape, which the pull routes to the JSON path, and nesting deeper than 200 levels,
@@ -19,8 +20,11 @@ its fields are valid, where it was quarantined before. Stripe objects are a few 
 from __future__ import annotations
 
 import types
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal, NotRequired, Union, get_args, get_origin
 
+import annotated_types
+import msgspec
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, with_config
 from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
@@ -122,3 +126,81 @@ ChargeFields = _fields_typed_dict(Charge)
 
 CHARGE_LIST = TypeAdapter(list[ChargeFields])
 """Validates a page's `data` (as the client parsed it) in one call: the pull's fast path."""
+
+
+def _msgspec_type(ann: Any, metadata: Sequence[Any] = ()) -> Any:
+    """`ann` for msgspec: models become Structs, length bounds become `msgspec.Meta`.
+
+    Any other constraint raises, so a rule added to a model can never be silently left out of
+    the fast path's decoder.
+    """
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        ann = _msgspec_struct(ann)
+    elif get_origin(ann) in (Union, types.UnionType):
+        ann = Union[tuple(_msgspec_type(a) for a in get_args(ann))]  # noqa: UP007
+    bounds: dict[str, int] = {}
+    for m in metadata:
+        if isinstance(m, annotated_types.MinLen):
+            bounds["min_length"] = m.min_length
+        elif isinstance(m, annotated_types.MaxLen):
+            bounds["max_length"] = m.max_length
+        else:
+            raise TypeError(f"no msgspec equivalent for the constraint {m!r}")
+    return Annotated[ann, msgspec.Meta(**bounds)] if bounds else ann
+
+
+def _msgspec_struct(
+    model: type[BaseModel], *, declared_only: frozenset[str] | None = None
+) -> type[msgspec.Struct]:
+    """A msgspec Struct with `model`'s fields, types, bounds and optionality (None defaults).
+
+    With `declared_only`, every name in it that the model does not use is declared as a raw
+    (skipped, never parsed) field and any other key is refused: a record carrying a field
+    outside that set fails to decode, which sends its page to the path that counts drift.
+    Without it, unknown keys are ignored, as the model ignores them.
+    """
+    if model.model_config.get("extra", "ignore") != "ignore" or not model.model_config.get(
+        "strict"
+    ):
+        raise TypeError(f"{model.__name__}: only strict models that ignore extras are mirrored")
+    required: list[tuple[str, Any]] = []
+    optional: list[tuple[str, Any, Any]] = []
+    for name, info in model.model_fields.items():
+        ann = _msgspec_type(info.annotation, info.metadata)
+        if info.is_required():
+            required.append((name, ann))
+        elif info.default is None:
+            optional.append((name, ann, None))
+        else:
+            raise TypeError(f"{model.__name__}.{name}: only None defaults can be mirrored")
+    raw = sorted((declared_only or frozenset()) - model.model_fields.keys())
+    optional += [(name, msgspec.Raw, msgspec.UNSET) for name in raw]
+    return msgspec.defstruct(
+        f"{model.__name__}Struct",
+        [*required, *optional],
+        forbid_unknown_fields=declared_only is not None,
+        kw_only=True,
+    )
+
+
+ChargeStruct = _msgspec_struct(Charge, declared_only=KNOWN_CHARGE_FIELDS)
+"""`Charge` as a msgspec Struct that also refuses any top-level field Stripe did not document."""
+
+
+class CleanChargePage(msgspec.Struct):
+    """A `GET /v1/charges` page whose every record is a valid charge with no drift."""
+
+    object: Literal["list"]
+    data: list[ChargeStruct]  # type: ignore[valid-type]
+    has_more: bool
+
+
+CLEAN_CHARGE_PAGE = msgspec.json.Decoder(CleanChargePage)
+"""Decodes page bytes straight into validated charges, or raises: the pull's fast path.
+
+It accepts a page exactly when the record-by-record models would accept every charge on it and
+none carries an undocumented field (tests/test_stripe_pull.py checks both ways on generated
+pages), so a page it refuses only takes the slower path, which quarantines and counts drift.
+One corner is refused where the models accept: a lone UTF-16 surrogate escape (msgspec refuses
+it; the pull routes such pages to the JSON path, as before).
+"""
