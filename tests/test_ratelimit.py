@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from recon_assets.stripe.ratelimit import RateLimiter
+from recon_assets.stripe.ratelimit import DEFAULT_BURST_S, RateLimiter
 
 
 class FakeClock:
@@ -31,7 +31,7 @@ def test_rate_is_never_exceeded(rate: float, n: int) -> None:
     start = clock.t
     for _ in range(n):
         lim.acquire()
-    # the bucket starts full (burst = one second's worth); beyond it, 1/rate per request
+    # the bucket starts full (its small burst); beyond it, 1/rate per request
     assert clock.t - start >= max(0.0, (n - lim.burst) / rate) - 1e-6
 
 
@@ -68,3 +68,30 @@ def test_floor_rate() -> None:
     for _ in range(10):
         lim.on_rate_limited(0)
     assert lim.rate == pytest.approx(1)
+
+
+@given(
+    rate=st.floats(min_value=5, max_value=200),
+    delays=st.lists(
+        st.floats(min_value=0, max_value=1 - 2 * DEFAULT_BURST_S), min_size=1, max_size=600
+    ),
+)
+def test_jitter_in_transit_draws_no_429_from_a_server_limited_at_the_same_rate(
+    rate: float, delays: list[float]
+) -> None:
+    """Requests paced by the client at R reach the server with any delay up to 0.8 s each (so
+    bunched and reordered); a server holding a token bucket at R with a second's burst, as
+    Stripe allows, must accept every one. A client whose own bucket held a second's worth
+    spent the server's burst up front and drew 429s from the first bunched arrivals."""
+    clock = FakeClock()
+    lim = RateLimiter(rate, clock=clock, sleep=clock.sleep)
+    arrivals = []
+    for d in delays:
+        lim.acquire()
+        arrivals.append(clock.t + d)
+    tokens, last = rate, min(arrivals)  # the server's bucket: full at the first arrival
+    for t in sorted(arrivals):
+        tokens = min(rate, tokens + (t - last) * rate)
+        last = t
+        assert tokens >= 1 - 1e-9, "the server would answer 429"
+        tokens -= 1

@@ -4,6 +4,12 @@ Stripe limits requests per account, not per connection, so parallel sub-windows 
 single budget. On a 429 the whole pull backs off (every worker waits out a shared cool-down) and
 the rate halves; it then climbs back additively towards the configured ceiling. That keeps a
 storm of 429s from turning into a storm of retries.
+
+The bucket holds a tenth of a second's requests by default, not a second's: requests sent
+evenly at the allowed rate reach the server unevenly (network, scheduling, a slow response
+holding a thread), and the server's own burst allowance is what absorbs that. A client that
+spent it up front left the server's bucket empty, so the first bunched arrivals drew 429s, and
+each 429 halved the rate for seconds (bench/bench_rate_limited_pull.py).
 """
 
 from __future__ import annotations
@@ -11,6 +17,9 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+
+DEFAULT_BURST_S = 0.1
+"""The client's burst, in seconds of its rate: small, so the server's burst absorbs jitter."""
 
 
 class RateLimiter:
@@ -29,7 +38,7 @@ class RateLimiter:
         self.max_rate = rate_per_s
         self.rate = rate_per_s
         self.min_rate = min(min_rate_per_s, rate_per_s)
-        self.burst = burst if burst is not None else max(1.0, rate_per_s)
+        self.burst = burst if burst is not None else max(1.0, rate_per_s * DEFAULT_BURST_S)
         self.recovery_per_s = recovery_per_s if recovery_per_s is not None else rate_per_s / 10
         self._tokens = self.burst
         self._clock, self._sleep = clock, sleep
