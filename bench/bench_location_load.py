@@ -19,6 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bench_env import production_env
+
 ROOT = Path(__file__).resolve().parents[1]
 CODE = (
     "import time; t = time.perf_counter()\n"
@@ -30,7 +32,7 @@ CODE = (
 
 def load_once(checkout: Path, home: Path) -> float:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RECON_", "DAGSTER_"))}
-    env.update(PYTHONPATH=str(checkout), RECON_HOME=str(home))
+    env = production_env({**env, "PYTHONPATH": str(checkout), "RECON_HOME": str(home)})
     out = subprocess.run(
         [sys.executable, "-c", CODE], env=env, cwd=checkout, capture_output=True, text=True
     )

@@ -48,6 +48,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import psutil
+from bench_env import production_env
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -111,6 +112,7 @@ def prepared_home(
     saved = home / "bench-env.json"
     if saved.exists():
         env = {k: v for k, v in os.environ.items() if not k.startswith(("RECON_", "DAGSTER_"))}
+        env = production_env(env)
         env.update(json.loads(saved.read_text()))
         hist_first = date.fromisoformat(env["RECON_START_DATE"])
         if env["RECON_EMULATOR_CHARGES_PER_DAY"] != str(per_day):
@@ -134,6 +136,7 @@ def prepared_home(
 
 def env_for(home: Path, per_day: int, start: date, now: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RECON_", "DAGSTER_"))}
+    env = production_env(env)
     env.update(
         RECON_HOME=str(home),
         RECON_START_DATE=start.isoformat(),

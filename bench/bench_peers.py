@@ -65,6 +65,7 @@ if str(BENCH) not in sys.path:
     sys.path.insert(0, str(BENCH))
 
 from bench_emulator import cpu_model  # noqa: E402
+from bench_env import production_env  # noqa: E402
 from bench_nightly import TreeRss, write_section  # noqa: E402
 from bench_stripe_pull import DAY_100K, WINDOWS_PER_DAY, Emulator  # noqa: E402
 
@@ -282,6 +283,8 @@ def run_case(spec: dict[str, Any]) -> dict[str, Any]:
             "RUNTIME__DLTHUB_TELEMETRY": "false",
             "DAGSTER_DISABLE_TELEMETRY": "1",
         }
+        if spec["case"] != "legacy":  # the one case built on pandas
+            env = production_env(env)
         cmd = [sys.executable, str(Path(__file__).resolve()), "--child"]
         cmd.append(json.dumps({**spec, "work": work}))
         proc = subprocess.Popen(

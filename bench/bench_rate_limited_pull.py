@@ -8,6 +8,10 @@ Stripe makes it. For each rate R (25, 50, 100 by default):
   answers 429 above R), holding one day of `--per-day` charges (62 k by default: ~620 pages);
 - `pull_charges` runs in a fresh process with the production settings (8 fetch threads, 8
   sub-windows per day) and its client limiter at R, as it would be configured for the account;
+- each emulator serves the day twice: "cold" is its first pass, "warm" the second, a second
+  after the first ended (its token bucket full again). The emulator generates a day's charges
+  on first use, which slowed its answers in the first seconds of a pass enough to cost 20 % of
+  R at 100 req/s; Stripe's servers have no such first pass, so the target is read on "warm";
 - reported: requests/s achieved over the whole pull (wall clock, first request to the last
   manifest), that as a share of R, charges/s, 429s answered, retries, pages that failed for good
   (the pull raises then), and the client's CPU use as a share of the wall (near 200 % on this
@@ -16,7 +20,7 @@ Stripe makes it. For each rate R (25, 50, 100 by default):
 Rates run interleaved `--runs` times; medians and min..max. No test asserts any of this: the
 target (>= 90 % of R at 100 req/s, no failed page) is checked here and printed.
 
-    .venv/bin/python bench/bench_rate_limited_pull.py                 # ~3 min
+    .venv/bin/python bench/bench_rate_limited_pull.py                 # ~5 min
     .venv/bin/python bench/bench_rate_limited_pull.py --rates 100 --runs 1
 """
 
@@ -44,6 +48,7 @@ if str(ROOT) not in sys.path:
 if str(BENCH) not in sys.path:
     sys.path.insert(0, str(BENCH))
 
+from bench_env import production_env  # noqa: E402
 from bench_stripe_pull import EMU_END, EMU_START, FROZEN_NOW, Emulator  # noqa: E402
 
 DAY = date(2024, 1, 3)
@@ -93,7 +98,7 @@ def child(base_url: str, rate: float) -> dict[str, Any]:
 
 
 def run_child(base_url: str, rate: float) -> dict[str, Any]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = production_env({**os.environ, "PYTHONPATH": str(ROOT)})
     spec = json.dumps({"base_url": base_url, "rate": rate})
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", spec]
     out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
@@ -131,14 +136,16 @@ def main() -> None:
 
     want = expected_charges(args.per_day)
     la0 = os.getloadavg()
-    res: dict[float, list[dict[str, Any]]] = {r: [] for r in args.rates}
+    res: dict[tuple[float, str], list[dict[str, Any]]] = {}
     started = time.perf_counter()
     for _ in range(args.runs):  # interleaved: machine noise hits every rate alike
         for rate in args.rates:
             # a fresh server-side token bucket per run
             emu = Emulator(args.per_day, ["--rate-limit-per-s", str(rate)])
             try:
-                res[rate].append(run_child(emu.base_url, rate))
+                res.setdefault((rate, "cold"), []).append(run_child(emu.base_url, rate))
+                time.sleep(1.5)  # the emulator's bucket (a second's burst) full again
+                res.setdefault((rate, "warm"), []).append(run_child(emu.base_url, rate))
             finally:
                 emu.stop()
 
@@ -153,18 +160,20 @@ def main() -> None:
         f"{args.runs} runs per rate, interleaved; medians (min..max)"
     )
     print()
-    head = "| R req/s | req/s achieved | share of R | charges/s | 429s | retries | failed "
+    head = (
+        "| R req/s | emulator | req/s achieved | share of R | charges/s | 429s | retries | failed "
+    )
     print(head + "| client CPU / wall | peak RSS MB |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     verdict = []
-    for rate, runs in res.items():
+    for (rate, phase), runs in res.items():
         rps = [r["requests"] / r["wall_s"] for r in runs]
         share = [x / rate * 100 for x in rps]
         cps = [r["staged"] / r["wall_s"] for r in runs]
         failed = sum(1 for r in runs if r["failed"] or r["staged"] != want)
         cpu = [r["cpu_s"] / r["wall_s"] * 100 for r in runs]
         print(
-            f"| {rate:g} | {med(rps)} | {med(share)} % | {statistics.median(cps):,.0f} | "
+            f"| {rate:g} | {phase} | {med(rps)} | {med(share)} % | {statistics.median(cps):,.0f} | "
             f"{statistics.median(r['rate_limited'] for r in runs):g} | "
             f"{statistics.median(r['retries'] for r in runs):g} | {failed} of {len(runs)} | "
             f"{statistics.median(cpu):.0f} % | "
@@ -173,10 +182,10 @@ def main() -> None:
         for r in runs:
             if r["failed"]:
                 print(f"    failed run at {rate:g}: {r['failed']}")
-        verdict.append((rate, statistics.median(share), failed))
+        verdict.append((rate, phase, statistics.median(share), failed))
     print()
-    for rate, share, failed in verdict:
-        if rate == 100:
+    for rate, phase, share, failed in verdict:
+        if rate == 100 and phase == "warm":
             ok = share >= 90 and failed == 0
             print(
                 f"  {'MET   ' if ok else 'MISSED'} at 100 req/s: >= 90 % of the allowed rate, "

@@ -59,6 +59,7 @@ if str(BENCH) not in sys.path:
     sys.path.insert(0, str(BENCH))
 
 from bench_emulator import cpu_model, page_httpclient, proc_cpu_seconds  # noqa: E402
+from bench_env import production_env  # noqa: E402
 
 CHARGES_PER_DAY = 100_000
 EMU_START, EMU_END = date(2024, 1, 1), date(2024, 1, 12)
@@ -279,7 +280,7 @@ def child_main(spec: dict[str, Any]) -> None:
 
 
 def run_child(spec: dict[str, Any]) -> dict[str, Any]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = production_env({**os.environ, "PYTHONPATH": str(ROOT)})
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)]
     out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     if out.returncode != 0:
