@@ -8,7 +8,9 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -87,23 +89,54 @@ def test_two_overlapping_runs_at_once_end_well_and_equal_one_run(
     )
 
 
-@pytest.mark.xdist_group("faults-kill")
-@pytest.mark.parametrize("step", ["pull Stripe charges", "load charges", "dbt build"])
-def test_kill_9_during_a_step_then_a_rerun_equals_a_clean_run(
-    step: str, ledger_db: str, dbt_manifest: Path, tmp_path: Path
-) -> None:
-    """kill -9 the run's process as soon as the step before `step` has finished (so `step`
-    is running or about to), then re-run: the tables equal those of one clean run."""
+@dataclass(frozen=True)
+class CleanRun:
+    """One clean run of the kill tests' day: what every killed-then-rerun run must equal."""
+
+    day: date
+    now: int
+    start: str
+    tables: dict[str, list[tuple]]
+
+
+@pytest.fixture(scope="module")
+def clean_run(
+    ledger_pg: object, dbt_manifest: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[CleanRun]:
+    """The clean reference, run once for the three kill tests (they share its day and clock,
+    and each of them runs on its own copy of the same ledger template)."""
     (day,) = last_complete_days(1)
     now = int(datetime.now(UTC).timestamp())
     start = (day - timedelta(days=2)).isoformat()
-    env = recon_env(tmp_path / "killed", ledger_db, now, start)
+    server_dsn = ledger_pg.dsn  # type: ignore[attr-defined]
+    name = _create_db(server_dsn, TEMPLATE_DB)
+    home = tmp_path_factory.mktemp("clean")
+    try:
+        ref = backfill(
+            recon_env(home, _db_dsn(server_dsn, name), now, start), *[day.isoformat()] * 2
+        )
+        out_ref, _ = ref.communicate(timeout=600)
+        assert ref.returncode == 0, out_ref.decode(errors="replace")[-2000:]
+        yield CleanRun(day, now, start, snapshot(home / "warehouse.duckdb"))
+    finally:
+        _drop_db(server_dsn, name)
+
+
+@pytest.mark.xdist_group("faults-kill")
+@pytest.mark.parametrize("step", ["pull Stripe charges", "load charges", "dbt build"])
+def test_kill_9_during_a_step_then_a_rerun_equals_a_clean_run(
+    step: str, ledger_db: str, clean_run: CleanRun, tmp_path: Path
+) -> None:
+    """kill -9 the run's process as soon as the step before `step` has finished (so `step`
+    is running or about to), then re-run: the tables equal those of one clean run."""
+    day = clean_run.day.isoformat()
+    env = recon_env(tmp_path / "killed", ledger_db, clean_run.now, clean_run.start)
     before = {
         "pull Stripe charges": "extract the ledger",
         "load charges": "load ledger entries",
         "dbt build": "look-ups by id",
     }[step]
-    proc = backfill(env, day.isoformat(), day.isoformat())
+    proc = backfill(env, day, day)
     seen = b""
     assert proc.stdout is not None
     deadline = time.monotonic() + 300
@@ -116,18 +149,11 @@ def test_kill_9_during_a_step_then_a_rerun_equals_a_clean_run(
     proc.wait(timeout=60)
     killed_at = time.monotonic()
     assert proc.returncode == -signal.SIGKILL
-    rerun = backfill(env, day.isoformat(), day.isoformat())
+    rerun = backfill(env, day, day)
     out, _ = rerun.communicate(timeout=600)
     assert rerun.returncode == 0, out.decode(errors="replace")[-2000:]
     print(f"kill -9 during {step}: re-run recovered in {time.monotonic() - killed_at:.1f} s")
-    clean = recon_env(tmp_path / "clean", ledger_db, now, start)
-    ref = backfill(clean, day.isoformat(), day.isoformat())
-    out_ref, _ = ref.communicate(timeout=600)
-    assert ref.returncode == 0, out_ref.decode(errors="replace")[-2000:]
-    assert_same_tables(
-        snapshot(tmp_path / "killed" / "warehouse.duckdb"),
-        snapshot(tmp_path / "clean" / "warehouse.duckdb"),
-    )
+    assert_same_tables(snapshot(tmp_path / "killed" / "warehouse.duckdb"), clean_run.tables)
 
 
 @pytest.mark.xdist_group("faults-network")
