@@ -2,8 +2,9 @@
 
 Each US-Eastern day is split into sub-windows of `created` that worker threads page through in
 parallel (Stripe's cursors are sequential, so splitting the time range is the only way to fan
-out), all sharing one rate limiter. Each worker validates the page it fetched (strictly, on the
-objects the client parsed) and turns it into columns; these flow through a bounded queue to a single
+out), all sharing one rate limiter. Each worker checks the page it fetched (the client has
+already decoded a clean page into validated charges; any other page is validated strictly here)
+and turns it into columns; these flow through a bounded queue to a single
 consumer that writes (and quarantines), so memory is bounded by the queue and one row group per
 open day, whatever the day's volume. A page holding anything suspect goes whole to the consumer,
 which judges it record by record from JSON, as the models define.
@@ -125,8 +126,10 @@ def struct_columns(charges: Sequence[Any]) -> dict[str, list[Any]]:
 def clean_page_rows(page: Page, window: Window) -> list[dict[str, Any]] | None:
     """The page's charges as validated dicts when every one is valid and inside `window`.
 
-    The fast path: one strict validation of the objects the client has already parsed (no second
-    JSON parse). None sends the page down the record-by-record path, which decides what is
+    For a page the client could not decode as clean charges (drift, or something suspect): one
+    strict validation of the objects it parsed instead (no second JSON parse), so a page that
+    only carries an undocumented field is still staged whole. None sends the page down the
+    record-by-record path, which decides what is
     quarantined and why; strict python-mode validation accepts and rejects the same values as
     the JSON-mode models (a string "12.50", a float 12.0 or `true` for an int are all rejected).
     """
