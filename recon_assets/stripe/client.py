@@ -195,8 +195,8 @@ class Page:
     """One page of a list endpoint: its bytes, its cursor, and its records.
 
     `charges` is set when the page decoded strictly as clean charges (`CLEAN_CHARGE_PAGE`), the
-    usual case: the pull then needs neither `items` nor `body`, and neither is built unless
-    asked for (only the quarantine path asks). Otherwise `items` holds the parsed records.
+    usual case: the pull then never needs `items`, which is parsed from `content` only if asked
+    for (only the quarantine path asks). Otherwise `items` holds the parsed records.
     """
 
     __slots__ = ("_items", "charges", "content", "has_more", "last_id")
@@ -215,10 +215,6 @@ class Page:
         self.content, self.has_more, self.last_id = content, has_more, last_id
         self.charges: list[Any] | None = charges
         self._items = items
-
-    @property
-    def body(self) -> str:
-        return self.content.decode("utf-8")
 
     @property
     def items(self) -> list[Any]:
