@@ -8,8 +8,9 @@ them is visible rather than fatal.
 
 Three ways in, one definition: `CLEAN_CHARGE_PAGE` (a msgspec decoder generated from the models)
 decodes a clean page's bytes straight into charges (the pull's fast path); `CHARGE_LIST`
-validates a page the client parsed as JSON because it was not clean (python mode); and the models
-validate JSON text record by record (the path that writes quarantine reasons). Strict python mode over the client's parsed JSON rejects
+validates a page the client parsed as JSON because it was not clean (python mode); and the
+models validate JSON text record by record (the path that writes quarantine reasons). Strict
+python mode over the client's parsed JSON rejects
 exactly what strict JSON mode rejects for these fields (checked on wrong types, floats, bools, nulls,
 missing keys, big ints, bad nested values). The parsers differ in two corners: a lone UTF-16
 surrogate escape, which the pull routes to the JSON path, and nesting deeper than 200 levels,
@@ -20,7 +21,7 @@ its fields are valid, where it was quarantined before. Stripe objects are a few 
 from __future__ import annotations
 
 import types
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Annotated, Any, Literal, NotRequired, Union, get_args, get_origin
 
 import annotated_types
@@ -88,65 +89,66 @@ class ChargePage(BaseModel):
     has_more: bool
 
 
+def _mirrored_fields(model: type[BaseModel]) -> Iterator[tuple[str, Any, list[Any], bool]]:
+    """`(name, annotation, constraints, required)` of each field, for a mirror of `model`.
+
+    Only required fields and fields defaulting to None can be mirrored faithfully (an absent key
+    and `None` must mean the same to the reader), so anything else raises.
+    """
+    for name, info in model.model_fields.items():
+        if not info.is_required() and info.default is not None:
+            raise TypeError(f"{model.__name__}.{name}: only None defaults can be mirrored")
+        yield name, info.annotation, info.metadata, info.is_required()
+
+
+def _swap_models(ann: Any, mirror: Callable[[type[BaseModel]], Any]) -> Any:
+    """The annotation with every BaseModel (also inside `X | None`) replaced by `mirror(model)`."""
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return mirror(ann)
+    if get_origin(ann) in (Union, types.UnionType):
+        return Union[tuple(_swap_models(a, mirror) for a in get_args(ann))]  # noqa: UP007
+    return ann
+
+
 def _fields_typed_dict(model: type[BaseModel]) -> Any:
     """A TypedDict with `model`'s fields, types, constraints, optionality and config.
 
-    Why: validating the dicts the client has already parsed (`parse_response`) into such a
-    TypedDict (python mode) costs about 5 us a charge, against about 9 us for re-parsing the
-    page's JSON into models, and plain dicts are quicker to turn into columns than model instances. Generating it
+    Why: validating the dicts the client parsed (`parse_response`) into such a TypedDict (python
+    mode) costs about 5 us a charge, against about 9 us for re-parsing the page's JSON into
+    models, and plain dicts are quicker to turn into columns than model instances. Generating it
     from the model keeps one definition of what a valid charge is. Every optional field defaults
     to None, so an absent key and `None` mean the same to the reader (`row.get(name)`).
     """
     fields: dict[str, Any] = {}
-    for name, info in model.model_fields.items():
-        ann = _swap_models(info.annotation)
-        if info.metadata:
-            ann = Annotated[(ann, *info.metadata)]
-        if info.is_required():
-            fields[name] = ann
-        elif info.default is None:
-            fields[name] = NotRequired[ann]
-        else:
-            raise TypeError(f"{model.__name__}.{name}: only None defaults can be mirrored")
+    for name, ann, constraints, required in _mirrored_fields(model):
+        ann = _swap_models(ann, _fields_typed_dict)
+        if constraints:
+            ann = Annotated[(ann, *constraints)]
+        fields[name] = ann if required else NotRequired[ann]
     td = TypedDict(f"{model.__name__}Fields", fields)  # type: ignore[operator]
     return with_config(ConfigDict(**model.model_config))(td)
-
-
-def _swap_models(ann: Any) -> Any:
-    """The annotation with every BaseModel (also inside `X | None`) replaced by its TypedDict."""
-    if isinstance(ann, type) and issubclass(ann, BaseModel):
-        return _fields_typed_dict(ann)
-    if get_origin(ann) in (Union, types.UnionType):
-        return Union[tuple(_swap_models(a) for a in get_args(ann))]  # noqa: UP007
-    return ann
 
 
 ChargeFields = _fields_typed_dict(Charge)
 """`Charge` as a TypedDict: same fields, same strictness, output is a plain dict."""
 
 CHARGE_LIST = TypeAdapter(list[ChargeFields])
-"""Validates a page's `data` (as the client parsed it) in one call: the pull's fast path."""
+"""Validates a page's `data` (as the client parsed it, because the decoder refused the page) in
+one call: a page that only carries an undocumented field is still staged whole."""
 
 
-def _msgspec_type(ann: Any, metadata: Sequence[Any] = ()) -> Any:
-    """`ann` for msgspec: models become Structs, length bounds become `msgspec.Meta`.
-
-    Any other constraint raises, so a rule added to a model can never be silently left out of
-    the fast path's decoder.
-    """
-    if isinstance(ann, type) and issubclass(ann, BaseModel):
-        ann = _msgspec_struct(ann)
-    elif get_origin(ann) in (Union, types.UnionType):
-        ann = Union[tuple(_msgspec_type(a) for a in get_args(ann))]  # noqa: UP007
+def _msgspec_bounds(constraints: Sequence[Any]) -> msgspec.Meta | None:
+    """Length bounds as `msgspec.Meta`; any other constraint raises, so a rule added to a model
+    can never be silently left out of the fast path's decoder."""
     bounds: dict[str, int] = {}
-    for m in metadata:
-        if isinstance(m, annotated_types.MinLen):
-            bounds["min_length"] = m.min_length
-        elif isinstance(m, annotated_types.MaxLen):
-            bounds["max_length"] = m.max_length
+    for c in constraints:
+        if isinstance(c, annotated_types.MinLen):
+            bounds["min_length"] = c.min_length
+        elif isinstance(c, annotated_types.MaxLen):
+            bounds["max_length"] = c.max_length
         else:
-            raise TypeError(f"no msgspec equivalent for the constraint {m!r}")
-    return Annotated[ann, msgspec.Meta(**bounds)] if bounds else ann
+            raise TypeError(f"no msgspec equivalent for the constraint {c!r}")
+    return msgspec.Meta(**bounds) if bounds else None
 
 
 def _msgspec_struct(
@@ -165,14 +167,14 @@ def _msgspec_struct(
         raise TypeError(f"{model.__name__}: only strict models that ignore extras are mirrored")
     required: list[tuple[str, Any]] = []
     optional: list[tuple[str, Any, Any]] = []
-    for name, info in model.model_fields.items():
-        ann = _msgspec_type(info.annotation, info.metadata)
-        if info.is_required():
+    for name, ann, constraints, is_required in _mirrored_fields(model):
+        ann = _swap_models(ann, _msgspec_struct)
+        if (meta := _msgspec_bounds(constraints)) is not None:
+            ann = Annotated[ann, meta]
+        if is_required:
             required.append((name, ann))
-        elif info.default is None:
-            optional.append((name, ann, None))
         else:
-            raise TypeError(f"{model.__name__}.{name}: only None defaults can be mirrored")
+            optional.append((name, ann, None))
     raw = sorted((declared_only or frozenset()) - model.model_fields.keys())
     optional += [(name, msgspec.Raw, msgspec.UNSET) for name in raw]
     return msgspec.defstruct(
