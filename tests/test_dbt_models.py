@@ -960,6 +960,52 @@ def test_amounts_that_overflow_stop_the_build_before_anything_changes(tmp_path: 
 
 
 @pytest.mark.timeout(300)
+def test_not_null_columns_counts_the_rows_with_a_null_in_any_column(tmp_path: Path) -> None:
+    """The project's `not_null_columns` test on the two history views fails with the number of
+    rows holding a null in its first or in its last column, and passes rows without one. The
+    views cannot produce a null from valid history, so a copy of each view is put in its place
+    with hand-made rows added (DuckDB's `union all by name` leaves the other columns null)."""
+    db = tmp_path / "warehouse.duckdb"
+    t = utc(2024, 3, 5, 12)
+    write_raw(db, [charge("ch_ok", t)], [ok(1, "ch_ok", t)])
+    dbt(db, tmp_path, "build", "--target", "local")
+    checks = (
+        "--select",
+        "rpt_break_history",
+        "rpt_status_changes",
+        "--exclude",
+        "test_name:unique",
+    )
+    dbt(db, tmp_path, "test", "--target", "local", *checks)
+
+    seen, now = "timestamptz '2024-03-06 00:00:00+00'", "timestamptz '2024-03-07 00:00:00+00'"
+    con = duckdb.connect(str(db))
+    try:
+        for view, rows in {
+            "rpt_break_history": [
+                f"select null as recon_key, {seen} as first_seen, 1 as days_open",  # first column
+                f"select 'k_last' as recon_key, {seen} as first_seen, null as days_open",  # last
+                f"select 'k_fine' as recon_key, {seen} as first_seen, 2 as days_open",
+            ],
+            "rpt_status_changes": [
+                "select 'k_a' as recon_key, null as changed_at",  # last column
+                f"select 'k_b' as recon_key, {now} as changed_at",
+            ],
+        }.items():
+            con.execute(f"alter view marts.{view} rename to {view}_built")
+            added = " union all by name ".join(f"({r})" for r in rows)
+            con.execute(
+                f"create view marts.{view} as "
+                f"select * from marts.{view}_built union all by name {added}"
+            )
+    finally:
+        con.close()
+    out = dbt(db, tmp_path, "test", "--target", "local", *checks, fail=True)
+    assert "FAIL 2 not_null_columns_rpt_break_history" in out, out[-3000:]
+    assert "FAIL 1 not_null_columns_rpt_status_changes" in out, out[-3000:]
+
+
+@pytest.mark.timeout(300)
 def test_parse_prod_target_without_a_connection(tmp_path: Path) -> None:
     """`dbt parse --target prod` needs only the env vars the profile reads, no Snowflake."""
     env = {
