@@ -12,7 +12,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from recon_assets.cli import materialize_range
+from recon_assets.cli import INSTANCE_YAML, materialize_range
 from recon_assets.config import ReconSettings
 from recon_assets.definitions import build_definitions
 from recon_assets.defs.automation import (
@@ -405,14 +405,13 @@ def test_the_production_instance_block_of_the_operations_guide_runs_on_postgres(
     on a real Postgres: a partitioned run succeeds with the psycopg2 URL the guide prescribes,
     and fails with the plain `postgresql://` URL the guide warns about (SQLAlchemy 2.1 then
     picks psycopg 3). If an upgrade makes the plain URL work, the guide's warning must go."""
-    guide = (Path(__file__).resolve().parents[1] / "docs" / "operations.md").read_text()
+    guide = (REPO / "docs" / "operations.md").read_text()
     block = textwrap.dedent(guide.split("```yaml\n", 1)[1].split("```", 1)[0])
     assert block.startswith("storage:\n  postgres:"), block
     assert "postgresql+psycopg2://" in guide
     home = tmp_path / "dagster"
     home.mkdir()
-    instance_yaml = Path(__file__).resolve().parents[1] / "recon_assets" / "dagster.yaml"
-    (home / "dagster.yaml").write_text(instance_yaml.read_text() + "\n" + block)
+    (home / "dagster.yaml").write_text(INSTANCE_YAML.read_text() + "\n" + block)
     plain = empty_db_dsn
     assert plain.startswith("postgresql://"), plain
 
