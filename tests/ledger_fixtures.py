@@ -21,6 +21,7 @@ import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -121,20 +122,28 @@ def _drop_db(server_dsn: str, name: str) -> None:
         )
 
 
+@contextmanager
+def database_copy(server_dsn: str, template: str = TEMPLATE_DB) -> Iterator[str]:
+    """DSN of a new database copied from `template` on the server, dropped on exit."""
+    name = _create_db(server_dsn, template)
+    try:
+        yield _db_dsn(server_dsn, name)
+    finally:
+        _drop_db(server_dsn, name)
+
+
 @pytest.fixture
 def ledger_db_dsn(ledger_pg: EmbeddedPostgres) -> Iterator[str]:
     """DSN of a fresh database with the ledger migrations applied, dropped after the test."""
-    name = _create_db(ledger_pg.dsn, TEMPLATE_DB)
-    yield _db_dsn(ledger_pg.dsn, name)
-    _drop_db(ledger_pg.dsn, name)
+    with database_copy(ledger_pg.dsn) as dsn:
+        yield dsn
 
 
 @pytest.fixture
 def empty_db_dsn(ledger_pg: EmbeddedPostgres) -> Iterator[str]:
     """DSN of a fresh, empty database (no migrations), dropped after the test."""
-    name = _create_db(ledger_pg.dsn, "template0")
-    yield _db_dsn(ledger_pg.dsn, name)
-    _drop_db(ledger_pg.dsn, name)
+    with database_copy(ledger_pg.dsn, "template0") as dsn:
+        yield dsn
 
 
 @pytest.fixture

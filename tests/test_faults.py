@@ -18,7 +18,7 @@ import pytest
 from recon_assets.cli import last_complete_days
 from recon_assets.config import ReconSettings
 from recon_assets.local.bootstrap import seed_local_ledger, settings_emulator_config
-from tests.ledger_fixtures import TEMPLATE_DB, _create_db, _db_dsn, _drop_db
+from tests.ledger_fixtures import database_copy
 from tests.pipeline_fixtures import assert_same_tables, snapshot
 
 pytestmark = [pytest.mark.timeout(900)]
@@ -48,11 +48,9 @@ def backfill(env: dict[str, str], first: str, last: str) -> subprocess.Popen[byt
 
 
 @pytest.fixture
-def ledger_db(ledger_pg: object) -> object:
-    server_dsn = ledger_pg.dsn  # type: ignore[attr-defined]
-    name = _create_db(server_dsn, TEMPLATE_DB)
-    yield _db_dsn(server_dsn, name)
-    _drop_db(server_dsn, name)
+def ledger_db(ledger_pg: object) -> Iterator[str]:
+    with database_copy(ledger_pg.dsn) as dsn:  # type: ignore[attr-defined]
+        yield dsn
 
 
 @pytest.mark.xdist_group("faults-overlap")
@@ -108,18 +106,12 @@ def clean_run(
     (day,) = last_complete_days(1)
     now = int(datetime.now(UTC).timestamp())
     start = (day - timedelta(days=2)).isoformat()
-    server_dsn = ledger_pg.dsn  # type: ignore[attr-defined]
-    name = _create_db(server_dsn, TEMPLATE_DB)
     home = tmp_path_factory.mktemp("clean")
-    try:
-        ref = backfill(
-            recon_env(home, _db_dsn(server_dsn, name), now, start), *[day.isoformat()] * 2
-        )
+    with database_copy(ledger_pg.dsn) as dsn:  # type: ignore[attr-defined]
+        ref = backfill(recon_env(home, dsn, now, start), *[day.isoformat()] * 2)
         out_ref, _ = ref.communicate(timeout=600)
         assert ref.returncode == 0, out_ref.decode(errors="replace")[-2000:]
         yield CleanRun(day, now, start, snapshot(home / "warehouse.duckdb"))
-    finally:
-        _drop_db(server_dsn, name)
 
 
 @pytest.mark.xdist_group("faults-kill")
