@@ -84,6 +84,27 @@ def test_events_are_exactly_the_changes_of_the_account(
             assert g in by_charge, (cid, a, b)
 
 
+def test_a_listing_is_kept_for_its_pages_and_follows_the_clock_and_the_filter() -> None:
+    """The server pages through one kept listing (deriving it per page made paging quadratic);
+    a kept listing is only ever reused for the same bounds, instant and filter."""
+    log = EventLog(ChargeGenerator(cfg()))
+    since = NOW - 3 * 86400
+    first = log.listing(since, None, NOW, None, [])
+    assert first.events == log.list(since, None, NOW, lambda _: True)
+    assert len(first.events) > 20
+    assert all(first.events[i].id == eid for eid, i in first.index.items())
+    assert log.listing(since, None, NOW, None, []) is first
+    # a later instant lists the events created since, newest first, ahead of the kept ones
+    later = NOW + 6 * 3600
+    moved = log.listing(since, None, later, None, [])
+    assert moved.events == log.list(since, None, later, lambda _: True)
+    assert len(moved.events) > len(first.events) and moved.events[-1] == first.events[-1]
+    # another filter is another listing
+    refunds = log.listing(since, None, NOW, None, ["charge.refunded"])
+    assert refunds.events and {e.type for e in refunds.events} == {"charge.refunded"}
+    assert log.listing(since, None, NOW, "charge.refund*", []).events != first.events
+
+
 def test_paging_filters_and_retention_over_http() -> None:
     old_cid = None
     gen = ChargeGenerator(cfg())

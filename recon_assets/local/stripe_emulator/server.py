@@ -28,7 +28,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from recon_assets.local.stripe_emulator.charges import ChargeGenerator
 from recon_assets.local.stripe_emulator.config import API_VERSION, EmulatorConfig
-from recon_assets.local.stripe_emulator.events import EVENTS_URL, EventLog, type_filter
+from recon_assets.local.stripe_emulator.events import EVENTS_URL, EventLog
 from recon_assets.local.stripe_emulator.faults import (
     Counters,
     EmulatorStats,
@@ -302,10 +302,11 @@ class _App:
                     400, "invalid_request_error", f"Received unknown parameter: {name}", param=name
                 )
         limit, gte, lt, after, before = _paging(params)
-        events = self.events.list(gte, lt, self.gen.now(), type_filter(params.get("type"), types))
-        ids = [e.id for e in events]
+        listing = self.events.listing(gte, lt, self.gen.now(), params.get("type"), types)
+        events = listing.events
         cursor = after if after is not None else before
-        if cursor is not None and cursor not in ids:
+        at = listing.index.get(cursor) if cursor is not None else None
+        if cursor is not None and at is None:
             raise ApiError(
                 400,
                 "invalid_request_error",
@@ -314,11 +315,11 @@ class _App:
                 param="starting_after" if after is not None else "ending_before",
             )
         if before is not None:  # the page just newer than the cursor, still newest first
-            end = ids.index(before)
+            end = listing.index[before]
             page = events[max(0, end - limit) : end]
             has_more = end - limit > 0
         else:
-            begin = 0 if after is None else ids.index(after) + 1
+            begin = 0 if at is None else at + 1
             page = events[begin : begin + limit]
             has_more = begin + limit < len(events)
         chunks = [b'{"object":"list","data":[']
