@@ -73,13 +73,17 @@ def main() -> None:
     runs: dict[tuple[int, int], list[float]] = {c: [] for c in cases}
     walls: dict[tuple[int, int], list[float]] = {c: [] for c in cases}
     peaks: dict[tuple[int, int], list[float]] = {c: [] for c in cases}
+    steps: dict[tuple[int, int], dict[str, list[float]]] = {c: {} for c in cases}
     for i in range(args.runs):
         for days, per_day in cases:  # interleaved over the runs
             with tempfile.TemporaryDirectory(prefix="bench-backfill-") as tmp:
                 os.chmod(tmp, 0o711)  # the embedded Postgres runs as `postgres`
                 first = last - timedelta(days=days - 1)
                 env = env_for(Path(tmp) / "home", per_day, first, int(time.time()))
-                run_s, peak, wall = backfill(env, first, last)
+                b = backfill(env, first, last)
+            run_s, peak, wall = b.run_s, b.peak, b.wall
+            for label, secs in b.steps.items():
+                steps[days, per_day].setdefault(label, []).append(secs)
             runs[days, per_day].append(run_s)
             walls[days, per_day].append(wall)
             peaks[days, per_day].append(peak / 2**20)
@@ -103,6 +107,16 @@ def main() -> None:
             f"| {c[0]} days x {c[1]:,} | {n:,} | {med(runs[c]):.0f} s | {med(walls[c]):.0f} s | "
             f"{n / med(runs[c]):,.0f} | {med(peaks[c]):,.0f} MB |"
         )
+    # Seconds per step, per case: which step's cost grows with what (a day's volume, the days).
+    labels = [label for label in steps[cases[0]] if all(label in steps[c] for c in cases)]
+    lines += [
+        "",
+        "| step (seconds, median) | " + " | ".join(f"{d} x {n:,}" for d, n in cases) + " |",
+        "|---|" + "---|" * len(cases),
+    ]
+    for label in labels:
+        cells = [f"{med(steps[c][label]):.1f}" for c in cases]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     notes = []
     lo = min(cases, key=lambda c: c[0] * c[1])
     hi = max(cases, key=lambda c: c[0] * c[1])

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import platform
@@ -149,8 +150,30 @@ def env_for(home: Path, per_day: int, start: date, now: int) -> dict[str, str]:
     return env
 
 
-def backfill(env: dict[str, str], first: date, last: date) -> tuple[float, int, float]:
-    """`recon backfill first..last`: (run seconds as printed, tree peak bytes, command wall)."""
+@dataclasses.dataclass(frozen=True)
+class BackfillRun:
+    run_s: float  # the run from its start to the report, as `recon backfill` prints it
+    peak: int  # whole-tree peak RSS, bytes
+    wall: float  # the command's wall time (code location load, seeding, Postgres included)
+    steps: dict[str, float]  # seconds per step, by the label `recon backfill` prints
+
+
+# `recon backfill` says one line per finished step: label, what it did, seconds.
+STEP_LINE = re.compile(r"^  (?!FAILED)(\S.{0,21}?)\s{2,}.*?\s([0-9.]+) s$")
+
+
+def step_seconds(out: str) -> dict[str, float]:
+    """Seconds per step from `recon backfill`'s output (the per-step lines, not the total)."""
+    steps: dict[str, float] = {}
+    for line in out.splitlines():
+        m = STEP_LINE.match(line)
+        if m and not line.startswith("  done in"):
+            steps[m.group(1).strip()] = float(m.group(2))
+    return steps
+
+
+def backfill(env: dict[str, str], first: date, last: date) -> BackfillRun:
+    """`recon backfill first..last`, its whole process tree sampled for peak RSS."""
     t = time.perf_counter()
     proc = subprocess.Popen(
         [str(BIN / "recon"), "backfill", "--start", first.isoformat(), "--end", last.isoformat()],
@@ -165,7 +188,7 @@ def backfill(env: dict[str, str], first: date, last: date) -> tuple[float, int, 
     m = re.search(r"done in ([0-9.]+) s", out)
     if not m:
         raise SystemExit(f"no run time in the output:\n{out[-2000:]}")
-    return float(m.group(1)), peak, wall
+    return BackfillRun(float(m.group(1)), peak, wall, step_seconds(out))
 
 
 def location_load(env: dict[str, str]) -> float:
@@ -237,7 +260,8 @@ def main() -> None:
         loads: list[float] = []
         for i in range(args.runs):
             for h, name in cases:
-                run_s, peak, _ = backfill({**envs[h], **extra[name]}, first, last)
+                b = backfill({**envs[h], **extra[name]}, first, last)
+                run_s, peak = b.run_s, b.peak
                 runs[h, name].append(run_s)
                 peaks[h, name].append(peak)
                 print(
