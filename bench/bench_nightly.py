@@ -163,11 +163,12 @@ STEP_LINE = re.compile(r"^  (?!FAILED)(\S.{0,21}?)\s{2,}.*?\s([0-9.]+) s$")
 
 
 def step_seconds(out: str) -> dict[str, float]:
-    """Seconds per step from `recon backfill`'s output (the per-step lines, not the total)."""
+    """Seconds per step from `recon backfill`'s output. The total ("  done in N s") has no
+    column gap, so the pattern never takes it for a step."""
     steps: dict[str, float] = {}
     for line in out.splitlines():
         m = STEP_LINE.match(line)
-        if m and not line.startswith("  done in"):
+        if m:
             steps[m.group(1).strip()] = float(m.group(2))
     return steps
 
