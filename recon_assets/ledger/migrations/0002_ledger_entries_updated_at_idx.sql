@@ -1,0 +1,11 @@
+-- 0002: an index on updated_at, for the nightly's late-changes read.
+--
+-- Why: every run asks for the entries inserted or edited since the warehouse last saw the ledger
+-- (`updated_at >= since`, a day or so back). Without this index that read is a full scan of the
+-- ledger, so the nightly grew with history: about 150 ms warm (and over a second cold) at 1.9 M
+-- entries, where the index makes it a few milliseconds whatever the ledger's size.
+--
+-- On a large production ledger a DBA would rather first run the same statement by hand as
+-- `CREATE INDEX CONCURRENTLY` (which takes no write lock but cannot run inside this file's
+-- transaction); IF NOT EXISTS then makes this file a no-op that only records its version.
+CREATE INDEX IF NOT EXISTS ledger_entries_updated_at_idx ON ledger_entries (updated_at);
