@@ -259,12 +259,15 @@ def main() -> None:
         runs: dict[tuple[int, str], list[float]] = {c: [] for c in cases}
         peaks: dict[tuple[int, str], list[float]] = {c: [] for c in cases}
         loads: list[float] = []
+        steps: dict[tuple[int, str], dict[str, list[float]]] = {c: {} for c in cases}
         for i in range(args.runs):
             for h, name in cases:
                 b = backfill({**envs[h], **extra[name]}, first, last)
                 run_s, peak = b.run_s, b.peak
                 runs[h, name].append(run_s)
                 peaks[h, name].append(peak)
+                for label, secs in b.steps.items():
+                    steps[h, name].setdefault(label, []).append(secs)
                 print(
                     f"  run {i + 1}, history {h}{' ' + name if name else ''}: {run_s:.1f} s, "
                     f"tree peak {peak / 2**20:.0f} MB"
@@ -281,6 +284,21 @@ def main() -> None:
             f"| {h} days ({h * args.per_day:,} charges){', ' + name if name else ''} | "
             f"{fmt(runs[h, name])} | {fmt(peaks[h, name], 'MB', 2**20)} |"
             for h, name in cases
+        ),
+    ]
+    # Seconds per step: which step pays for the history the nightly does not touch.
+    labels = [label for label in steps[cases[0]] if all(label in steps[c] for c in cases)]
+    lines += [
+        "",
+        "| step (seconds, median) | "
+        + " | ".join(f"{h} days{', ' + name if name else ''}" for h, name in cases)
+        + " |",
+        "|---|" + "---|" * len(cases),
+        *(
+            f"| {label} | "
+            + " | ".join(f"{statistics.median(steps[c][label]):.1f}" for c in cases)
+            + " |"
+            for label in labels
         ),
     ]
     ratio = statistics.median(runs[hi, ""]) / statistics.median(runs[lo, ""])
