@@ -1183,6 +1183,10 @@ def test_dagster_dbt_assets_build_a_partition_range(tmp_path: Path) -> None:
     # folder per run, none into the code folder, and only the newest runs are kept
     assert (work / "target-local" / "run_results.json").exists()
     assert (work / "target-local" / "partial_parse.msgpack").exists()
+    # one model at a time: DuckDB's memory limit is one budget for every query in the database,
+    # and two whole-history rankings side by side ran out of it in a first backfill
+    run_results = json.loads((work / "target-local" / "run_results.json").read_text())
+    assert {r["thread_id"] for r in run_results["results"]} == {"Thread-1 (worker)"}
     assert sorted(p.name for p in runs.iterdir()) == sorted(
         [earlier.run_id, result.run_id, "old-3"]
     )
