@@ -960,6 +960,31 @@ def test_amounts_that_overflow_stop_the_build_before_anything_changes(tmp_path: 
 
 
 @pytest.mark.timeout(300)
+def test_a_day_total_that_overflows_stops_the_build_naming_the_day(tmp_path: Path) -> None:
+    """Every item fits int64, but a day's matched USD total does not once the row the fact table
+    keeps for that day (a charge this build does not rebuild) is added to the one it rebuilds.
+    The build must fail naming the day's total, and the fact table and report stay as they
+    were."""
+    db = tmp_path / "warehouse.duckdb"
+    t = utc(2024, 3, 5, 12)
+    half = 2**62  # each fits int64; two of them (2**63) do not
+    charges = [charge("ch_ok", t), charge("ch_big_1", t, amount=half)]
+    entries = [ok(1, "ch_ok", t), ok(2, "ch_big_1", t, half)]
+    write_raw(db, charges, entries)
+    dbt(db, tmp_path, "build", "--target", "local")
+    before = read_marts(db)
+    later = t + timedelta(minutes=5)
+    charges += [{**charge("ch_big_2", later, amount=half), "_loaded_at": LOADED_2}]
+    entries += [{**ok(3, "ch_big_2", later, half), "_loaded_at": LOADED_2}]
+    write_raw(db, charges, entries)
+    out = dbt(db, tmp_path, "build", "--target", "local", fail=True)
+    assert "amount does not fit int64 minor units: the matched USD total on 2024-03-05" in out
+    after = read_marts(db)
+    assert after.fct_full == before.fct_full
+    assert after.rpt == before.rpt
+
+
+@pytest.mark.timeout(300)
 def test_not_null_columns_counts_the_rows_with_a_null_in_any_column(tmp_path: Path) -> None:
     """The project's `not_null_columns` test on the two history views fails with the number of
     rows holding a null in its first or in its last column, and passes rows without one. The
