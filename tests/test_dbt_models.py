@@ -960,6 +960,58 @@ def test_amounts_that_overflow_stop_the_build_before_anything_changes(tmp_path: 
 
 
 @pytest.mark.timeout(300)
+def test_running_out_of_duckdb_memory_fails_saying_which_setting_to_raise(tmp_path: Path) -> None:
+    """A first build of a long range can exceed DuckDB's memory limit. DuckDB's own message says
+    `SET memory_limit`, which nobody running recon can type; the run must fail naming the
+    environment variable that reaches dbt, keeping dbt's error, and leave the warehouse as it
+    was for the re-run. A 1MB limit makes the first ranking run out deterministically."""
+    import shutil
+
+    import dagster as dg
+
+    from recon_assets.defs.dbt_assets import (
+        build_dbt_assets,
+        dbt_project,
+        dbt_resource,
+        out_of_memory_hint,
+        prepare_manifest,
+    )
+    from recon_assets.defs.partitions import daily_partitions
+
+    assert out_of_memory_hint("Database Error: syntax error at or near 'form'", "256MB") is None
+    project_dir = tmp_path / "dbt_project"
+    shutil.copytree(PROJECT_DIR, project_dir, ignore=shutil.ignore_patterns("target", "logs"))
+    db = tmp_path / "warehouse.duckdb"
+    write_raw(db, *flatten(cases()))
+    prepare_manifest(project_dir, "local")
+    assets = build_dbt_assets(
+        partitions_def=daily_partitions(date(2023, 11, 1)),
+        project_dir=project_dir,
+        dbt_env={"RECON_DUCKDB_PATH": str(db), "RECON_DUCKDB_MEMORY_LIMIT": "1MB"},
+        work_dir=tmp_path / "dbt-work",
+    )
+    result = dg.materialize(
+        [assets],
+        resources={"dbt": dbt_resource(dbt_project("local", project_dir))},
+        partition_key="2024-03-08",
+        raise_on_error=False,
+    )
+    assert not result.success
+    [failure] = result.get_step_failure_events()
+    data = failure.step_failure_data
+    assert data.user_failure_data is not None, data.error
+    text = data.user_failure_data.description or ""
+    assert "DuckDB ran out of its memory limit (1MB) in dbt" in text
+    assert "RECON_DUCKDB_MEMORY_LIMIT=1GB" in text
+    assert "Out of Memory Error" in text  # dbt's own error is kept below the advice
+    with duckdb.connect(str(db), read_only=True) as con:
+        marts = con.execute(
+            "select count(*) from information_schema.tables where table_schema = 'marts'"
+        ).fetchone()
+    assert marts == (0,)
+
+
+@pytest.mark.timeout(300)
 def test_a_day_total_that_overflows_stops_the_build_naming_the_day(tmp_path: Path) -> None:
     """Every item fits int64, but a day's matched USD total does not once the row the fact table
     keeps for that day (a charge this build does not rebuild) is added to the one it rebuilds.

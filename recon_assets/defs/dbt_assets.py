@@ -27,6 +27,7 @@ from typing import Any
 import dagster as dg
 from dagster import AssetExecutionContext
 from dagster_dbt import (
+    DagsterDbtCliRuntimeError,
     DagsterDbtTranslator,
     DagsterDbtTranslatorSettings,
     DbtCliResource,
@@ -35,6 +36,7 @@ from dagster_dbt import (
 )
 from dagster_dbt.dbt_project import using_dagster_dev
 
+from recon_assets.config import DUCKDB_MEMORY_LIMIT
 from recon_assets.defs.partitions import WRITER_POOL
 from recon_assets.warehouse.dbt_launch import env_args
 from recon_assets.warehouse.dbt_vars import RUN_VARS_ENV, build_dbt_vars
@@ -221,6 +223,22 @@ class ReconDbtTranslator(DagsterDbtTranslator):
         return text or f"dbt {kind} {dbt_resource_props.get('name', '')}"
 
 
+def out_of_memory_hint(error: str, memory_limit: str) -> str | None:
+    """What to do when DuckDB ran out of its memory limit inside dbt, or None for other errors.
+    DuckDB's own advice ("SET memory_limit") names a setting nobody running recon can reach; the
+    one that reaches dbt is an environment variable, and the usual cause is a first build of a
+    long range (docs/operations.md, "Backfills and re-runs")."""
+    if "Out of Memory Error" not in error:
+        return None
+    return (
+        f"DuckDB ran out of its memory limit ({memory_limit}) in dbt. A first build of a long "
+        "range reads every charge at once (8 M charges need about 1GB): re-run it with "
+        "RECON_DUCKDB_MEMORY_LIMIT=1GB or more in the environment of the code location (or of "
+        "`recon backfill`), then return to the default. The checks run before the marts, so "
+        "re-running is safe. See docs/operations.md, 'Backfills and re-runs'."
+    )
+
+
 def build_dbt_assets(
     *,
     partitions_def: dg.TimeWindowPartitionsDefinition,
@@ -259,6 +277,7 @@ def build_dbt_assets(
             f"recon_assets.defs.dbt_assets.prepare_manifest(target={target!r}) first"
         )
     launcher_env = env_args(dict(dbt_env or {}))
+    memory_limit = (dbt_env or {}).get("RECON_DUCKDB_MEMORY_LIMIT", DUCKDB_MEMORY_LIMIT)
 
     @dbt_assets(
         manifest=project.manifest_path,
@@ -292,7 +311,13 @@ def build_dbt_assets(
             context=context,
             target_path=target_path,
         )
-        yield from invocation.stream()
+        try:
+            yield from invocation.stream()
+        except DagsterDbtCliRuntimeError as exc:
+            hint = out_of_memory_hint(str(exc), memory_limit) if target == "local" else None
+            if hint is None:
+                raise
+            raise dg.Failure(description=f"{hint}\n\n{exc}") from exc
 
     return recon_dbt_models
 
