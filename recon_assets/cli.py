@@ -230,7 +230,13 @@ def _backfill(settings: ReconSettings, first: date, last: date) -> int:
     try:
         result = run_range(defs, first, last, instance, log)
     except Exception as exc:
-        print(f"recon backfill failed: {type(exc).__name__}: {str(exc)[:500]}", file=sys.stderr)
+        from recon_assets.warehouse.duckdb_loader import out_of_memory_hint
+
+        hint = out_of_memory_hint(str(exc), settings.duckdb_memory_limit)
+        if hint is not None and settings.warehouse == "duckdb":
+            print(f"recon backfill failed: {hint}", file=sys.stderr)
+        else:
+            print(f"recon backfill failed: {type(exc).__name__}: {str(exc)[:500]}", file=sys.stderr)
         return 1
     print(f"  done in {time.perf_counter() - t:.1f} s")
     _print_days(settings, result)

@@ -973,10 +973,10 @@ def test_running_out_of_duckdb_memory_fails_saying_which_setting_to_raise(tmp_pa
         build_dbt_assets,
         dbt_project,
         dbt_resource,
-        out_of_memory_hint,
         prepare_manifest,
     )
     from recon_assets.defs.partitions import daily_partitions
+    from recon_assets.warehouse.duckdb_loader import out_of_memory_hint
 
     assert out_of_memory_hint("Database Error: syntax error at or near 'form'", "256MB") is None
     project_dir = tmp_path / "dbt_project"
@@ -1001,7 +1001,7 @@ def test_running_out_of_duckdb_memory_fails_saying_which_setting_to_raise(tmp_pa
     data = failure.step_failure_data
     assert data.user_failure_data is not None, data.error
     text = data.user_failure_data.description or ""
-    assert "DuckDB ran out of its memory limit (1MB) in dbt" in text
+    assert "DuckDB ran out of its memory limit (1MB)" in text
     assert "RECON_DUCKDB_MEMORY_LIMIT=1GB" in text
     assert "Out of Memory Error" in text  # dbt's own error is kept below the advice
     with duckdb.connect(str(db), read_only=True) as con:

@@ -148,6 +148,27 @@ def test_kill_9_during_a_step_then_a_rerun_equals_a_clean_run(
     assert_same_tables(snapshot(tmp_path / "killed" / "warehouse.duckdb"), clean_run.tables)
 
 
+@pytest.mark.xdist_group("faults-kill")
+def test_a_run_out_of_duckdb_memory_says_what_to_raise_then_a_rerun_equals_a_clean_run(
+    ledger_db: str, clean_run: CleanRun, tmp_path: Path
+) -> None:
+    """DuckDB's memory limit too small for the work (1MB here; in real use, a first build of
+    millions of charges at the default): the run fails naming the setting to raise, not DuckDB's
+    "SET memory_limit", and the same run at the default gives the tables of one clean run."""
+    day = clean_run.day.isoformat()
+    env = recon_env(tmp_path / "small", ledger_db, clean_run.now, clean_run.start)
+    small = backfill({**env, "RECON_DUCKDB_MEMORY_LIMIT": "1MB"}, day, day)
+    out, _ = small.communicate(timeout=600)
+    text = out.decode(errors="replace")
+    assert small.returncode == 1, text[-2000:]
+    assert "recon backfill failed: DuckDB ran out of its memory limit (1MB)" in text, text[-2000:]
+    assert "RECON_DUCKDB_MEMORY_LIMIT=1GB" in text
+    rerun = backfill(env, day, day)
+    out, _ = rerun.communicate(timeout=600)
+    assert rerun.returncode == 0, out.decode(errors="replace")[-2000:]
+    assert_same_tables(snapshot(tmp_path / "small" / "warehouse.duckdb"), clean_run.tables)
+
+
 @pytest.mark.xdist_group("faults-network")
 def test_network_faults_during_a_whole_graph_run_change_nothing(
     ledger_db: str, dbt_manifest: Path, tmp_path: Path

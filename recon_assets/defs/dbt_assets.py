@@ -223,22 +223,6 @@ class ReconDbtTranslator(DagsterDbtTranslator):
         return text or f"dbt {kind} {dbt_resource_props.get('name', '')}"
 
 
-def out_of_memory_hint(error: str, memory_limit: str) -> str | None:
-    """What to do when DuckDB ran out of its memory limit inside dbt, or None for other errors.
-    DuckDB's own advice ("SET memory_limit") names a setting nobody running recon can reach; the
-    one that reaches dbt is an environment variable, and the usual cause is a first build of a
-    long range (docs/operations.md, "Backfills and re-runs")."""
-    if "Out of Memory Error" not in error:
-        return None
-    return (
-        f"DuckDB ran out of its memory limit ({memory_limit}) in dbt. A first build of a long "
-        "range reads every charge at once (8 M charges need about 1GB): re-run it with "
-        "RECON_DUCKDB_MEMORY_LIMIT=1GB or more in the environment of the code location (or of "
-        "`recon backfill`), then return to the default. The checks run before the marts, so "
-        "re-running is safe. See docs/operations.md, 'Backfills and re-runs'."
-    )
-
-
 def build_dbt_assets(
     *,
     partitions_def: dg.TimeWindowPartitionsDefinition,
@@ -314,6 +298,9 @@ def build_dbt_assets(
         try:
             yield from invocation.stream()
         except DagsterDbtCliRuntimeError as exc:
+            # imported here: the code location's load does not import duckdb
+            from recon_assets.warehouse.duckdb_loader import out_of_memory_hint
+
             hint = out_of_memory_hint(str(exc), memory_limit) if target == "local" else None
             if hint is None:
                 raise

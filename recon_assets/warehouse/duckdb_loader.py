@@ -125,6 +125,22 @@ def connect_duckdb(
     return duckdb.connect(str(path), read_only=read_only, config=config)
 
 
+def out_of_memory_hint(error: str, memory_limit: str) -> str | None:
+    """What to do when DuckDB ran out of recon's memory limit, or None for any other error.
+    DuckDB's own advice ("SET memory_limit") names a setting nobody running recon can reach; the
+    one that reaches every connection, dbt's included, is RECON_DUCKDB_MEMORY_LIMIT, and the usual
+    cause is a first build of a long range (docs/operations.md, "Backfills and re-runs")."""
+    if "Out of Memory Error" not in error:
+        return None
+    return (
+        f"DuckDB ran out of its memory limit ({memory_limit}). A first build of a long range "
+        "reads every charge at once (8 M charges need about 1GB): re-run it with "
+        "RECON_DUCKDB_MEMORY_LIMIT=1GB or more in the environment of the code location (or of "
+        "`recon backfill`), then return to the default. A failed run leaves the tables as they "
+        "were, so re-running is safe. See docs/operations.md, 'Backfills and re-runs'."
+    )
+
+
 class DuckDBLoader:
     """Loads manifest-named staged files into `raw.<dataset>` of a DuckDB file.
 
