@@ -232,7 +232,9 @@ def _backfill(settings: ReconSettings, first: date, last: date) -> int:
     except Exception as exc:
         from recon_assets.warehouse.duckdb_loader import out_of_memory_hint
 
-        hint = out_of_memory_hint(str(exc), settings.duckdb_memory_limit)
+        # what the run raised, and the steps' own errors that run_range noted on it
+        errors = "\n".join([str(exc), *getattr(exc, "__notes__", [])])
+        hint = out_of_memory_hint(errors, settings.duckdb_memory_limit)
         if hint is not None and settings.warehouse == "duckdb":
             print(f"recon backfill failed: {hint}", file=sys.stderr)
         else:

@@ -141,7 +141,13 @@ def run_range(defs: Any, first: date, last: date, instance: Any, log_path: Path)
             time.sleep(0.3)
         worker.join()
     if "error" in outcome:
-        raise outcome["error"]
+        error = outcome["error"]
+        # What the run raised is not always what failed: a step's error can be followed by
+        # Dagster's own teardown failing (its compute-log `tail` timing out under load), so the
+        # steps' own errors travel with it as notes.
+        for failure in reporter.failures if reporter is not None else []:
+            error.add_note(failure)
+        raise error
     return outcome["result"]
 
 
@@ -161,6 +167,7 @@ class _StepReporter:
         self.cursor: str | None = None
         self.metas: dict[str, list[dict[str, Any]]] = {}
         self.checks: dict[str, list[bool]] = {}
+        self.failures: list[str] = []  # "<step>: <its error>", in the order they failed
         t = dg.DagsterEventType
         self.types = {
             t.STEP_SUCCESS,
@@ -200,6 +207,9 @@ class _StepReporter:
         seconds = (getattr(ev.event_specific_data, "duration_ms", None) or 0) / 1000
         if ev.event_type == dg.DagsterEventType.STEP_FAILURE:
             self.say(f"  FAILED {LABELS.get(step, step):<22} after {seconds:.1f} s (see the log)")
+            data = ev.step_failure_data
+            user = data.user_failure_data.description if data.user_failure_data else None
+            self.failures.append(f"{step}: {user or (data.error.message if data.error else '')}")
             return
         checks = self.checks.pop(step, [])
         what = describe_step(step, self.metas.pop(step, []), (sum(checks), len(checks)))
