@@ -208,8 +208,14 @@ class _StepReporter:
         if ev.event_type == dg.DagsterEventType.STEP_FAILURE:
             self.say(f"  FAILED {LABELS.get(step, step):<22} after {seconds:.1f} s (see the log)")
             data = ev.step_failure_data
-            user = data.user_failure_data.description if data.user_failure_data else None
-            self.failures.append(f"{step}: {user or (data.error.message if data.error else '')}")
+            # Dagster wraps what the step raised: its own message is in the error's causes
+            messages, error = [], data.error
+            while error is not None:
+                messages.append(error.message.strip())
+                error = error.cause
+            if data.user_failure_data and data.user_failure_data.description:
+                messages.insert(0, data.user_failure_data.description)
+            self.failures.append(f"{step}: " + "\n".join(messages))
             return
         checks = self.checks.pop(step, [])
         what = describe_step(step, self.metas.pop(step, []), (sum(checks), len(checks)))
