@@ -337,7 +337,24 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _default_sigterm() -> None:
+    """Give this process (and so everything it starts) SIGTERM's default action.
+
+    An ignored or blocked SIGTERM survives `exec`: started by a parent that ignores it (a test
+    worker after Dagster's own interrupt handling, some supervisors), recon passed that on to
+    the `tail` Dagster runs for each step's compute log, which its teardown then could not
+    terminate. A failed step then took 30 s more, and what the run raised was `TimeoutExpired`
+    from that teardown instead of the step's own error."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+
+
 def main(argv: list[str] | None = None) -> int:
+    _default_sigterm()
     parser = argparse.ArgumentParser(prog="recon", description="recon: Stripe vs ledger")
     sub = parser.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("demo", help="run the whole pipeline on the embedded default")

@@ -157,12 +157,22 @@ def test_a_run_out_of_duckdb_memory_says_what_to_raise_then_a_rerun_equals_a_cle
     "SET memory_limit", and the same run at the default gives the tables of one clean run."""
     day = clean_run.day.isoformat()
     env = recon_env(tmp_path / "small", ledger_db, clean_run.now, clean_run.start)
-    small = backfill({**env, "RECON_DUCKDB_MEMORY_LIMIT": "1MB"}, day, day)
+    # started as a parent that ignores SIGTERM would start it (a test worker after Dagster's
+    # interrupt handling does): recon must not pass that on to what Dagster starts per step
+    small = subprocess.Popen(
+        [str(RECON), "backfill", "--start", day, "--end", day],
+        env={**env, "RECON_DUCKDB_MEMORY_LIMIT": "1MB"}, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_IGN),
+    )  # fmt: skip
     out, _ = small.communicate(timeout=600)
     text = out.decode(errors="replace")
     assert small.returncode == 1, text[-2000:]
     assert "recon backfill failed: DuckDB ran out of its memory limit (1MB)" in text, text[-2000:]
     assert "RECON_DUCKDB_MEMORY_LIMIT=1GB" in text
+    # Dagster's compute-log teardown stopped its `tail` (it raises TimeoutExpired when it cannot)
+    (log,) = (tmp_path / "small" / "logs").glob("backfill-*.log")
+    assert "TimeoutExpired" not in log.read_text(errors="replace")
     rerun = backfill(env, day, day)
     out, _ = rerun.communicate(timeout=600)
     assert rerun.returncode == 0, out.decode(errors="replace")[-2000:]
