@@ -143,8 +143,8 @@ def run_range(defs: Any, first: date, last: date, instance: Any, log_path: Path)
     if "error" in outcome:
         error = outcome["error"]
         # What the run raised is not always what failed: a step's error can be followed by
-        # Dagster's own teardown failing (its compute-log `tail` timing out under load), so the
-        # steps' own errors travel with it as notes.
+        # Dagster's own teardown failing (its compute-log `tail` not stopping, as when SIGTERM
+        # was ignored before `recon` reset it), so the steps' own errors travel with it as notes.
         for failure in reporter.failures if reporter is not None else []:
             error.add_note(failure)
         raise error
