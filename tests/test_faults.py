@@ -40,10 +40,16 @@ def recon_env(home: Path, dsn: str, now: int, first_partition: str) -> dict[str,
     return env
 
 
-def backfill(env: dict[str, str], first: str, last: str) -> subprocess.Popen[bytes]:
+def backfill(
+    env: dict[str, str], first: str, last: str, *, sigterm_ignored: bool = False
+) -> subprocess.Popen[bytes]:
+    """`recon backfill`; with `sigterm_ignored`, started as a parent that ignores SIGTERM would
+    start it (an ignored signal survives exec)."""
     return subprocess.Popen(
         [str(RECON), "backfill", "--start", first, "--end", last],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        preexec_fn=(lambda: signal.signal(signal.SIGTERM, signal.SIG_IGN))
+        if sigterm_ignored else None,
     )  # fmt: skip
 
 
@@ -159,12 +165,7 @@ def test_a_run_out_of_duckdb_memory_says_what_to_raise_then_a_rerun_equals_a_cle
     env = recon_env(tmp_path / "small", ledger_db, clean_run.now, clean_run.start)
     # started as a parent that ignores SIGTERM would start it (a test worker after Dagster's
     # interrupt handling does): recon must not pass that on to what Dagster starts per step
-    small = subprocess.Popen(
-        [str(RECON), "backfill", "--start", day, "--end", day],
-        env={**env, "RECON_DUCKDB_MEMORY_LIMIT": "1MB"}, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, start_new_session=True,
-        preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_IGN),
-    )  # fmt: skip
+    small = backfill({**env, "RECON_DUCKDB_MEMORY_LIMIT": "1MB"}, day, day, sigterm_ignored=True)
     out, _ = small.communicate(timeout=600)
     text = out.decode(errors="replace")
     assert small.returncode == 1, text[-2000:]
