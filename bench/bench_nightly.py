@@ -67,8 +67,15 @@ def machine() -> str:
     )
     mem = psutil.virtual_memory().total / 2**30
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    from recon_assets.defs.dbt_assets import dbt_core_version, default_dbt_executable
+
+    dbt = default_dbt_executable()  # dbt-core lives in dbt's own environment (.venv-dbt)
     pkgs = ", ".join(
-        f"{p} {version(p)}" for p in ("dagster", "dagster-dbt", "dbt-core", "duckdb", "stripe")
+        [
+            *(f"{p} {version(p)}" for p in ("dagster", "dagster-dbt")),
+            f"dbt-core {dbt_core_version(dbt)} ({dbt})",
+            *(f"{p} {version(p)}" for p in ("duckdb", "stripe")),
+        ]
     )
     return (
         f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB, load {load}; "

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -26,10 +25,12 @@ import duckdb
 import pyarrow as pa
 import pytest
 
+from recon_assets.defs.dbt_assets import default_dbt_executable
 from recon_assets.stage.schemas import LEDGER_ENTRIES_SCHEMA, STRIPE_CHARGES_SCHEMA
 
 PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"
-DBT = Path(sys.executable).with_name("dbt")
+DBT = Path(default_dbt_executable()).with_name("dbt")
+"""dbt as the project runs it: from dbt's own environment (`.venv-dbt`), beside `recon-dbt`."""
 NY = ZoneInfo("America/New_York")
 
 # The latest ledger day loaded is 2024-03-12 (ET), so "as of" is 2024-03-13 00:00 EDT.

@@ -7,7 +7,10 @@ local midnights, never from the function under test.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -170,3 +173,14 @@ def test_launcher_arguments_round_trip_and_leave_dbt_arguments_alone() -> None:
         split_env_args(["build", "--recon-env"])
     with pytest.raises(SystemExit, match="NAME=VALUE"):
         split_env_args(["--recon-env", "novalue", "build"])
+
+
+def test_the_launcher_in_dagsters_environment_says_where_dbt_lives() -> None:
+    """Dagster's environment has `recon-dbt` (recon's own script) but no dbt-core: run from there
+    by mistake (say, first on PATH), it says so and where dbt is, instead of a bare ImportError."""
+    launcher = Path(sys.executable).with_name("recon-dbt")
+    out = subprocess.run([str(launcher), "parse"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1
+    assert "dbt-core is not installed in" in out.stderr
+    assert ".venv-dbt" in out.stderr
+    assert "Traceback" not in out.stderr

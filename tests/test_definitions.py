@@ -62,13 +62,16 @@ def test_import_reads_no_environment() -> None:
 def test_a_local_code_location_loads_no_integration_it_does_not_use(tmp_path: Path) -> None:
     """Loading the code location costs what it needs: with a local stage, DuckDB and no Slack
     bot, neither dagster-snowflake (snowpark, about 7 s) nor dagster-aws nor dagster-slack is
-    imported, nor the local emulator and embedded Postgres (a run starts them)."""
+    imported, nor the local emulator and embedded Postgres (a run starts them). Nor dbt-core: it
+    lives in its own environment (`.venv-dbt`), because where it is importable `import
+    dagster_dbt` imports it too (2.3 s); a run starts dbt as a subprocess."""
     code = (
         "import sys\n"
         "import recon_assets.definitions as d\n"
         "d.defs().resolve_all_job_defs()\n"
         "heavy = ('dagster_snowflake', 'snowflake.connector', 'snowflake.snowpark', 'dagster_aws',"
-        " 'boto3', 'dagster_slack', 'slack_sdk', 'recon_assets.local')\n"
+        " 'boto3', 'dagster_slack', 'slack_sdk', 'recon_assets.local', 'dbt.version',"
+        " 'dbt.adapters.base')\n"
         "print(sorted(m for m in heavy if m in sys.modules))\n"
     )
     env = {

@@ -21,6 +21,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
+from importlib.metadata import distributions
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,8 @@ from dagster_dbt import (
     dbt_assets,
 )
 from dagster_dbt.dbt_project import using_dagster_dev
+from packaging.version import Version
+from packaging.version import parse as parse_version
 
 from recon_assets.config import DUCKDB_MEMORY_LIMIT
 from recon_assets.defs.partitions import WRITER_POOL
@@ -50,23 +53,42 @@ DEFAULT_OWNERS: tuple[str, ...] = ("team:analytics-engineering", "team:finance-o
 DBT_ASSETS_NAME = "recon_dbt_models"
 
 
+DBT_ENV_DIR = DBT_PROJECT_DIR.parent / ".venv-dbt"
+"""dbt's own environment in a checkout (`.ci/install` makes it): dbt-core and its adapters live
+there, not beside Dagster, so loading the code location never imports dbt."""
+
+
+def dbt_core_version(executable: str | Path) -> Version | None:
+    """The dbt-core version installed in the environment `executable` lives in, read from that
+    environment's package metadata; None when it has none (another kind of executable).
+
+    dagster-dbt learns the version by running `dbt --version` before every invocation (3.2 s on
+    the 2-core machine); the metadata says the same without starting dbt.
+    """
+    path = Path(executable)
+    if path.name not in ("dbt", "recon-dbt") or not path.is_absolute():
+        return None
+    sites = [str(p) for p in path.parent.parent.glob("lib/python3*/site-packages")]
+    found = next(iter(distributions(name="dbt-core", path=sites)), None) if sites else None
+    return parse_version(found.version) if found is not None else None
+
+
 def default_dbt_executable() -> str:
-    """`recon-dbt` (dbt behind `recon_assets.warehouse.dbt_launch`) of this interpreter's
-    environment when there is one, else the one on PATH.
+    """`recon-dbt` (dbt behind `recon_assets.warehouse.dbt_launch`) of the first environment that
+    has dbt-core: the checkout's `.venv-dbt`, then this interpreter's own (a single-environment
+    install); else `recon-dbt` on PATH.
 
     dagster-dbt runs dbt as a subprocess and only looks on PATH; a Dagster started as
     `.venv/bin/dagster` without an activated venv would otherwise not find it. The launcher is
     what lets a run hand dbt its own environment without touching the Dagster process's.
     """
-    candidate = Path(sys.executable).with_name("recon-dbt")
-    return str(candidate) if candidate.exists() else "recon-dbt"
-
-
-def _is_this_environments(executable: str) -> bool:
-    return Path(executable).parent == Path(sys.executable).parent and Path(executable).name in (
-        "dbt",
-        "recon-dbt",
-    )
+    for candidate in (
+        DBT_ENV_DIR / "bin" / "recon-dbt",
+        Path(sys.executable).with_name("recon-dbt"),
+    ):
+        if candidate.exists() and dbt_core_version(candidate) is not None:
+            return str(candidate)
+    return "recon-dbt"
 
 
 def dbt_project(target: str = "local", project_dir: Path = DBT_PROJECT_DIR) -> DbtProject:
@@ -88,20 +110,18 @@ class ReconDbtCliResource(DbtCliResource):
 
     Measured on the 2-core machine: `dbt --version` in a subprocess (to learn the version of
     the executable, 3.2 s) and an in-process dbt adapter (1.9 s), which dagster-dbt only uses
-    for the opt-in row-count and column metadata this project does not ask for. The version is
-    the installed dbt-core's, which is the executable's whenever it is this environment's `dbt` or
-    `recon-dbt` (the default, `default_dbt_executable`); another executable keeps dagster-dbt's
+    for the opt-in row-count and column metadata this project does not ask for (and cannot build
+    where dbt-core is not importable, as in this project's install). The version comes from the
+    executable's environment (`dbt_core_version`); an executable outside one keeps dagster-dbt's
     own check.
     """
 
     @property
     def _cli_version(self) -> Any:  # dagster-dbt: a cached_property running `dbt --version`
-        from importlib.metadata import version
-
-        from packaging.version import parse
-
-        if _is_this_environments(self.dbt_executable):
-            return parse(version("dbt-core"))
+        resolved = shutil.which(self.dbt_executable)
+        found = dbt_core_version(resolved) if resolved else None
+        if found is not None:
+            return found
         return DbtCliResource._cli_version.func(self)  # type: ignore[attr-defined]
 
     def _initialize_dbt_core_adapter(self, args: Sequence[str]) -> Any:

@@ -57,7 +57,13 @@ def split_env_args(argv: Sequence[str]) -> tuple[dict[str, str], list[str]]:
 def main(argv: Sequence[str] | None = None) -> None:
     env, rest = split_env_args(sys.argv[1:] if argv is None else argv)
     os.environ.update(env)  # this process is dbt's: like `env NAME=VALUE dbt ...`
-    from dbt.cli.main import cli  # after the environment is set: dbt reads some of it on import
+    try:
+        from dbt.cli.main import cli  # after the environment is set: dbt reads it on import
+    except ImportError as exc:  # Dagster's own environment: dbt lives in its own (.venv-dbt)
+        raise SystemExit(
+            f"recon-dbt: dbt-core is not installed in {sys.prefix} ({exc}). dbt has its own "
+            "environment: `bash .ci/install` makes .venv-dbt, whose bin/recon-dbt Dagster runs."
+        ) from exc
 
     sys.argv = ["dbt", *rest]
     sys.exit(cli())
