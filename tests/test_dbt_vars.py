@@ -184,3 +184,24 @@ def test_the_launcher_in_dagsters_environment_says_where_dbt_lives() -> None:
     assert "dbt-core is not installed in" in out.stderr
     assert ".venv-dbt" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_the_dbt_version_is_read_from_dbts_own_environment() -> None:
+    """The resource skips dagster-dbt's `dbt --version` subprocess by reading dbt-core's version
+    from the environment of the executable it runs; it must be what that dbt itself reports, and
+    nothing for an environment without dbt-core (Dagster's own), which then keeps the check."""
+    from recon_assets.defs.dbt_assets import dbt_core_version, default_dbt_executable
+
+    executable = default_dbt_executable()
+    reported = subprocess.run(
+        [str(Path(executable).with_name("dbt")), "--version"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    found = dbt_core_version(executable)
+    assert found is not None
+    assert f"installed: {found}" in reported
+    assert dbt_core_version(Path(sys.executable).with_name("recon-dbt")) is None
+    assert dbt_core_version("recon-dbt") is None  # a bare name: dagster-dbt's own check
