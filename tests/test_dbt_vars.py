@@ -191,10 +191,11 @@ def test_the_dbt_version_is_read_from_dbts_own_environment() -> None:
     from the environment of the executable it runs; it must be what that dbt itself reports, and
     nothing for an environment without dbt-core (Dagster's own), which then keeps the check."""
     from recon_assets.defs.dbt_assets import dbt_core_version, default_dbt_executable
+    from tests.test_dbt_models import DBT  # the dbt beside the default `recon-dbt`
 
     executable = default_dbt_executable()
     reported = subprocess.run(
-        [str(Path(executable).with_name("dbt")), "--version"],
+        [str(DBT), "--version"],
         capture_output=True,
         text=True,
         timeout=120,
