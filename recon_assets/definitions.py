@@ -171,7 +171,6 @@ def build_definitions(settings: ReconSettings) -> dg.Definitions:
     ]
     automation = build_automation(
         assets,
-        partitions=partitions,
         catchup_days=settings.catchup_days,
         start_date=settings.start_date,
         restate_days=settings.restate_days,

@@ -21,6 +21,7 @@ from recon_assets.defs.automation import (
     catch_up_window,
     trailing_window,
 )
+from recon_assets.defs.partitions import daily_partitions
 from recon_assets.local.bootstrap import settings_emulator_config
 from recon_assets.local.stripe_emulator import ChargeGenerator
 from recon_assets.timewindows import BUSINESS_TZ, day_window
@@ -206,6 +207,65 @@ def test_missed_nights_are_caught_up_by_the_next_tick_as_one_run(
     assert (req.tags[RANGE_START_TAG], req.tags[RANGE_END_TAG]) == ("2024-10-25", "2024-11-03")
     assert req.tags["recon/caught_up_from"] == "2024-10-25"
     assert req.run_key == "nightly-2024-11-03"
+
+
+def failed_report_run(instance: dg.DagsterInstance, start: date, first: date, last: date) -> None:
+    """A run over [first, last] whose report step failed, as a real run records it."""
+
+    @dg.asset(name="reconciliation_report", partitions_def=daily_partitions(start))
+    def report() -> None:
+        raise RuntimeError("the report step failed")
+
+    result = dg.materialize(
+        [report],
+        instance=instance,
+        tags={RANGE_START_TAG: first.isoformat(), RANGE_END_TAG: last.isoformat()},
+        raise_on_error=False,
+    )
+    assert not result.success
+
+
+@pytest.mark.parametrize("one_planned_event_per_asset", [False, True])
+def test_a_day_whose_last_attempt_failed_is_caught_up_whatever_the_planned_events(
+    settings: ReconSettings,
+    instance: dg.DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
+    one_planned_event_per_asset: bool,
+) -> None:
+    """A run over 10-20..10-22 failed after every night had reported: the next tick starts there.
+    Dagster's own partition status says FAILED only when the run wrote one planned event per
+    partition; with DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS (docs/operations.md, for long
+    backfills) it still says MATERIALIZED, so the tick must not read it. A day reported again
+    after the failure is done again."""
+    if one_planned_event_per_asset:
+        monkeypatch.setenv("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "true")
+    else:
+        monkeypatch.delenv("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", raising=False)
+    defs = build_definitions(settings)
+    schedule = defs.resolve_schedule_def("nightly_reconciliation_schedule")
+    reported(instance, settings.start_date, date(2024, 11, 2))
+    failed_report_run(instance, settings.start_date, date(2024, 10, 20), date(2024, 10, 22))
+    status = instance.get_status_by_partition(
+        dg.AssetKey("reconciliation_report"), ["2024-10-21"], daily_partitions(settings.start_date)
+    )
+    expected = "MATERIALIZED" if one_planned_event_per_asset else "FAILED"
+    assert status is not None and status["2024-10-21"].name == expected
+
+    def tick() -> dg.RunRequest:
+        ctx = dg.build_schedule_context(
+            instance=instance,
+            scheduled_execution_time=datetime(2024, 11, 4, 1, 0, tzinfo=BUSINESS_TZ),
+        )
+        (req,) = schedule.evaluate_tick(ctx).run_requests or []
+        return req
+
+    req = tick()
+    assert (req.tags[RANGE_START_TAG], req.tags[RANGE_END_TAG]) == ("2024-10-20", "2024-11-03")
+    assert req.tags["recon/caught_up_from"] == "2024-10-20"
+    reported(instance, date(2024, 10, 20), date(2024, 10, 22))  # re-run by hand, and passed
+    req = tick()
+    assert req.tags[RANGE_START_TAG] == "2024-10-31"
+    assert "recon/caught_up_from" not in req.tags
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@
   report. Dagster's run-status cursor is what makes each alert go out exactly once.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from recon_assets.timewindows import BUSINESS_TZ
 NIGHTLY_JOB = "nightly_reconciliation"
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
+PARTITION_TAG = "dagster/partition"
 
 
 def trailing_window(today: date, restate_days: int, start_date: date) -> tuple[date, date] | None:
@@ -109,6 +110,55 @@ def range_request(
     return dg.RunRequest(run_key=f"{kind}-{last.isoformat()}", tags=tags)
 
 
+def run_day_span(tags: Mapping[str, str]) -> tuple[date, date] | None:
+    """The inclusive day range a run targets, from Dagster's range or partition tags."""
+    if RANGE_START_TAG in tags and RANGE_END_TAG in tags:
+        return date.fromisoformat(tags[RANGE_START_TAG]), date.fromisoformat(tags[RANGE_END_TAG])
+    if PARTITION_TAG in tags:
+        day = date.fromisoformat(tags[PARTITION_TAG])
+        return day, day
+    return None
+
+
+def reported_days(instance: dg.DagsterInstance, first: date, last: date) -> set[date]:
+    """Days in [first, last] whose report is materialized and whose last attempt did not fail.
+
+    Read from the report's materializations and the failed runs, not from Dagster's partition
+    status: Dagster marks a partition FAILED through the run's per-partition planned events, and
+    an instance that writes one planned event per asset for a range run
+    (`DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS`, which docs/operations.md gives for long
+    backfills) never marks one failed. A day is not done when a run that covered it failed after
+    the day's latest report (a run that wrote the report itself and failed later still counts
+    as done, as in Dagster's own status)."""
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    latest: dict[date, float] = {}
+    for day in days:
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=REPORT_KEY, asset_partitions=[day.isoformat()]),
+            limit=1,
+        ).records
+        if records:
+            latest[day] = records[0].timestamp
+    if not latest:
+        return set()
+    since = datetime.combine(min(latest), datetime.min.time(), BUSINESS_TZ).timestamp()
+    failed = instance.get_run_records(
+        filters=dg.RunsFilter(
+            statuses=[dg.DagsterRunStatus.FAILURE],
+            created_after=datetime.fromtimestamp(since, BUSINESS_TZ),
+        )
+    )
+    done = set(latest)
+    for record in failed:
+        run = record.dagster_run
+        span = run_day_span(run.tags)
+        if span is None or (run.asset_selection and REPORT_KEY not in run.asset_selection):
+            continue
+        created = record.create_timestamp.timestamp()
+        done -= {d for d in latest if span[0] <= d <= span[1] and created > latest[d]}
+    return done
+
+
 class AlertResource(dg.ConfigurableResource):
     """Where alerts go. Every field that is a credential comes from an `EnvVar`."""
 
@@ -152,7 +202,7 @@ def run_days(run: dg.DagsterRun) -> str | None:
     start, end = run.tags.get(RANGE_START_TAG), run.tags.get(RANGE_END_TAG)
     if start and end:
         return start if start == end else f"{start}..{end}"
-    return run.tags.get("dagster/partition")
+    return run.tags.get(PARTITION_TAG)
 
 
 def root_cause(error: Any) -> str:
@@ -176,7 +226,6 @@ def failed_checks(instance: dg.DagsterInstance, run_id: str) -> list[str]:
 def build_automation(
     assets: Sequence[dg.AssetsDefinition],
     *,
-    partitions: dg.PartitionsDefinition,
     start_date: date,
     restate_days: int,
     catchup_days: int = 31,
@@ -207,13 +256,7 @@ def build_automation(
     )
     def nightly_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
         def done(first: date, last: date) -> set[date]:
-            keys = [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
-            statuses = context.instance.get_status_by_partition(REPORT_KEY, keys, partitions) or {}
-            return {
-                date.fromisoformat(k)
-                for k, v in statuses.items()
-                if v == dg.AssetPartitionStatus.MATERIALIZED
-            }
+            return reported_days(context.instance, first, last)
 
         return range_request(context, "nightly", restate_days, start_date, done, catchup_days)
 
