@@ -17,11 +17,24 @@ rate over the cases gives the extrapolation to 18 months x 15 k/day (8.2 M charg
     .venv/bin/python bench/bench_backfill.py --cases 10x1000 10x5000 --runs 1   # ~3 min
     .venv/bin/python bench/bench_backfill.py --markdown docs/benchmarks.md \
         --plot docs/backfill_vs_volume.png
+
+`--instances` runs each case against Dagster instances whose storage differs, interleaved:
+`sqlite` (the local instance `recon backfill` creates), `postgres` (the storage block of
+docs/operations.md, on a Postgres server the bench starts, a fresh database per run), and
+`postgres-batched` / `postgres-batched-subset`, the same with Dagster's own event settings that
+operations.md gives for backfills (DAGSTER_EVENT_BATCH_SIZE; then also
+DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS). The Dagster Postgres server is not a child of
+the run, so the tree's peak RSS leaves it out, as a production instance's database would be.
+
+    .venv/bin/python bench/bench_backfill.py --cases 90x1000 30x10000 --runs 2 \
+        --instances sqlite postgres postgres-batched postgres-batched-subset
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import itertools
 import os
 import statistics
 import sys
@@ -37,6 +50,65 @@ if str(BENCH) not in sys.path:
 from bench_nightly import backfill, env_for, machine, write_section  # noqa: E402
 
 TARGET_DAYS, TARGET_PER_DAY = 548, 15_000
+REPO = BENCH.parent
+
+# Dagster instances to compare: (storage, Dagster's own environment settings). The settings are
+# the ones docs/operations.md gives a production instance for backfills.
+INSTANCES: dict[str, tuple[str, dict[str, str]]] = {
+    "sqlite": ("sqlite", {}),
+    "postgres": ("postgres", {}),
+    "postgres-batched": ("postgres", {"DAGSTER_EVENT_BATCH_SIZE": "1000"}),
+    "postgres-batched-subset": (
+        "postgres",
+        {
+            "DAGSTER_EVENT_BATCH_SIZE": "1000",
+            "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "true",
+        },
+    ),
+}
+
+
+@contextlib.contextmanager
+def dagster_postgres(needed: bool, root: Path):  # type: ignore[no-untyped-def]
+    """A Postgres server for Dagster's storage (recon's embedded one, durable like production),
+    or None when no instance needs it."""
+    if not needed:
+        yield None
+        return
+    from recon_assets.local.postgres import EmbeddedPostgres
+
+    os.chmod(root, 0o711)  # the embedded Postgres runs as `postgres` under root
+    server = EmbeddedPostgres(root / "data", dbname="postgres")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def instance_home(home: Path, storage: str, server: object, run: int) -> dict[str, str]:
+    """Prepare RECON_HOME/dagster for `storage` (recon keeps a dagster.yaml it finds there) and
+    return the environment it needs. Postgres: the project's instance settings plus the
+    operations guide's storage block, on a new database."""
+    if storage == "sqlite":
+        return {}
+    import psycopg
+
+    guide = (REPO / "docs" / "operations.md").read_text()
+    block = guide.split("```yaml\n", 1)[1].split("```", 1)[0]
+    block = "\n".join(line[2:] if line.startswith("  ") else line for line in block.splitlines())
+    admin = server.dsn  # type: ignore[attr-defined]
+    db = f"bench_dagster_{os.getpid()}_{run}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {db}")
+        conn.execute(f"CREATE DATABASE {db}")
+    dagster = home / "dagster"
+    dagster.mkdir(parents=True, exist_ok=True)
+    (dagster / "dagster.yaml").write_text(
+        (REPO / "recon_assets" / "dagster.yaml").read_text() + "\n" + block
+    )
+    url = admin.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg2://", 1)
+    return {"DAGSTER_PG_URL": f"{url}/{db}"}
 
 
 def parse_case(text: str) -> tuple[int, int]:
@@ -65,7 +137,13 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=1, help="runs of each case (fresh home each)")
     ap.add_argument("--markdown", type=Path, help="write the section into this file")
     ap.add_argument("--plot", type=Path, help="draw time and peak RSS against charges (PNG)")
+    ap.add_argument(
+        "--instances", nargs="+", default=["sqlite"], choices=list(INSTANCES),
+        help="Dagster instance storages to compare, interleaved (see the docstring)",
+    )  # fmt: skip
     args = ap.parse_args()
+    if len(args.instances) > 1:
+        return compare_instances(args)
     cases = [parse_case(c) for c in args.cases]
 
     print(machine())
@@ -74,24 +152,34 @@ def main() -> None:
     walls: dict[tuple[int, int], list[float]] = {c: [] for c in cases}
     peaks: dict[tuple[int, int], list[float]] = {c: [] for c in cases}
     steps: dict[tuple[int, int], dict[str, list[float]]] = {c: {} for c in cases}
-    for i in range(args.runs):
-        for days, per_day in cases:  # interleaved over the runs
-            with tempfile.TemporaryDirectory(prefix="bench-backfill-") as tmp:
-                os.chmod(tmp, 0o711)  # the embedded Postgres runs as `postgres`
-                first = last - timedelta(days=days - 1)
-                env = env_for(Path(tmp) / "home", per_day, first, int(time.time()))
-                b = backfill(env, first, last)
-            run_s, peak, wall = b.run_s, b.peak, b.wall
-            for label, secs in b.steps.items():
-                steps[days, per_day].setdefault(label, []).append(secs)
-            runs[days, per_day].append(run_s)
-            walls[days, per_day].append(wall)
-            peaks[days, per_day].append(peak / 2**20)
-            print(
-                f"  run {i + 1}, {days} days x {per_day:,} ({days * per_day:,} charges): run "
-                f"{run_s:.1f} s, command {wall:.1f} s, tree peak {peak / 2**20:.0f} MB",
-                flush=True,
-            )
+    (name,) = args.instances
+    storage, dagster_env = INSTANCES[name]
+    serial = itertools.count()  # a new database per run
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-dagster-pg-") as pg_root,
+        dagster_postgres(storage == "postgres", Path(pg_root)) as server,
+    ):
+        for i in range(args.runs):
+            for days, per_day in cases:  # interleaved over the runs
+                with tempfile.TemporaryDirectory(prefix="bench-backfill-") as tmp:
+                    os.chmod(tmp, 0o711)  # the embedded Postgres runs as `postgres`
+                    first = last - timedelta(days=days - 1)
+                    home = Path(tmp) / "home"
+                    env = env_for(home, per_day, first, int(time.time()))
+                    env.update(instance_home(home, storage, server, next(serial)))
+                    env.update(dagster_env)
+                    b = backfill(env, first, last)
+                run_s, peak, wall = b.run_s, b.peak, b.wall
+                for label, secs in b.steps.items():
+                    steps[days, per_day].setdefault(label, []).append(secs)
+                runs[days, per_day].append(run_s)
+                walls[days, per_day].append(wall)
+                peaks[days, per_day].append(peak / 2**20)
+                print(
+                    f"  run {i + 1}, {days} days x {per_day:,} ({days * per_day:,} charges): run "
+                    f"{run_s:.1f} s, command {wall:.1f} s, tree peak {peak / 2**20:.0f} MB",
+                    flush=True,
+                )
 
     def med(xs: list[float]) -> float:
         return statistics.median(xs)
@@ -156,7 +244,8 @@ def main() -> None:
     text = "\n".join(
         [
             f"First backfills into fresh homes, one Dagster run each, medians of {args.runs} "
-            "run(s); local mode (emulator, embedded Postgres, DuckDB).",
+            f"run(s); local mode (emulator, embedded Postgres ledger, DuckDB); Dagster instance: "
+            f"{name}.",
             "",
             *lines,
             "",
@@ -170,6 +259,88 @@ def main() -> None:
         write_section(args.markdown, "backfill", text)
     if args.plot:
         plot(args.plot, cases, runs, peaks)
+
+
+def compare_instances(args: argparse.Namespace) -> None:
+    """Each case against each Dagster instance storage, interleaved: what Dagster's own event
+    writes cost a backfill, and what the operations guide's instance settings save."""
+    cases = [parse_case(c) for c in args.cases]
+    configs = [(c, name) for c in cases for name in args.instances]
+    print(machine())
+    last = date.today() - timedelta(days=1)
+    runs: dict[tuple[tuple[int, int], str], list[float]] = {k: [] for k in configs}
+    walls: dict[tuple[tuple[int, int], str], list[float]] = {k: [] for k in configs}
+    peaks: dict[tuple[tuple[int, int], str], list[float]] = {k: [] for k in configs}
+    steps: dict[tuple[tuple[int, int], str], dict[str, list[float]]] = {k: {} for k in configs}
+    needs_pg = any(INSTANCES[n][0] == "postgres" for n in args.instances)
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-dagster-pg-") as pg_root,
+        dagster_postgres(needs_pg, Path(pg_root)) as server,
+    ):
+        n = 0
+        for i in range(args.runs):
+            for key in configs:
+                (days, per_day), name = key
+                storage, dagster_env = INSTANCES[name]
+                n += 1
+                with tempfile.TemporaryDirectory(prefix="bench-backfill-") as tmp:
+                    os.chmod(tmp, 0o711)
+                    first = last - timedelta(days=days - 1)
+                    home = Path(tmp) / "home"
+                    env = env_for(home, per_day, first, int(time.time()))
+                    env.update(instance_home(home, storage, server, n), **dagster_env)
+                    b = backfill(env, first, last)
+                runs[key].append(b.run_s)
+                walls[key].append(b.wall)
+                peaks[key].append(b.peak / 2**20)
+                for label, secs in b.steps.items():
+                    steps[key].setdefault(label, []).append(secs)
+                print(
+                    f"  run {i + 1}, {days} days x {per_day:,}, {name}: run {b.run_s:.1f} s, "
+                    f"command {b.wall:.1f} s, tree peak {b.peak / 2**20:.0f} MB",
+                    flush=True,
+                )
+
+    def cell(xs: list[float], unit: str = " s") -> str:
+        mid = statistics.median(xs)
+        spread = f" ({min(xs):.0f}..{max(xs):.0f})" if len(xs) > 1 else ""
+        return f"{mid:,.0f}{unit}{spread}"
+
+    lines = [
+        f"First backfills into fresh homes, one Dagster run each, medians of {args.runs} run(s) "
+        "(min..max), cases and instances interleaved; local mode (emulator, embedded Postgres "
+        "ledger, DuckDB).",
+        "",
+        "| case | Dagster instance | run, start to report | vs sqlite | command wall | "
+        "charges/s (run) | whole-tree peak RSS |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for key in configs:
+        (days, per_day), name = key
+        base = runs.get(((days, per_day), "sqlite"))
+        ratio = f"{statistics.median(base) / statistics.median(runs[key]):.2f}x" if base else "—"
+        lines.append(
+            f"| {days} days x {per_day:,} | {name} | {cell(runs[key])} | {ratio} | "
+            f"{cell(walls[key])} | {days * per_day / statistics.median(runs[key]):,.0f} | "
+            f"{cell(peaks[key], ' MB')} |"
+        )
+    labels = [lb for lb in steps[configs[0]] if all(lb in steps[k] for k in configs)]
+    lines += [
+        "",
+        "| step (seconds, median) | "
+        + " | ".join(f"{d} x {p:,}, {name}" for (d, p), name in configs)
+        + " |",
+        "|---|" + "---|" * len(configs),
+    ]
+    for label in labels:
+        cells = [f"{statistics.median(steps[k][label]):.1f}" for k in configs]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines += ["", f"- Machine: {machine()}."]
+    text = "\n".join(lines)
+    print()
+    print(text)
+    if args.markdown:
+        write_section(args.markdown, "backfill-instances", text)
 
 
 def plot(
