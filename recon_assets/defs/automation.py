@@ -129,7 +129,7 @@ def reported_days(instance: dg.DagsterInstance, first: date, last: date) -> set[
     (`DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS`, which docs/operations.md gives for long
     backfills) never marks one failed. A day is not done when a run that covered it failed after
     the day's latest report (a run that wrote the report itself and failed later still counts
-    as done, as in Dagster's own status)."""
+    as done, as in Dagster's own status); a cancelled run is someone's decision, not a failure."""
     days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
     latest: dict[date, float] = {}
     for day in days:
@@ -141,11 +141,11 @@ def reported_days(instance: dg.DagsterInstance, first: date, last: date) -> set[
             latest[day] = records[0].timestamp
     if not latest:
         return set()
-    since = datetime.combine(min(latest), datetime.min.time(), BUSINESS_TZ).timestamp()
+    # Only a failure after a day's latest report undoes it: older runs need not be read.
     failed = instance.get_run_records(
         filters=dg.RunsFilter(
             statuses=[dg.DagsterRunStatus.FAILURE],
-            created_after=datetime.fromtimestamp(since, BUSINESS_TZ),
+            created_after=datetime.fromtimestamp(min(latest.values()), BUSINESS_TZ),
         )
     )
     done = set(latest)
