@@ -163,10 +163,7 @@ def test_run_sensors_alert_on_a_failed_run_and_a_failed_error_check(
         [boom], instance=instance, partition_key="2024-03-10", raise_on_error=False
     )
     ok = dg.materialize([fine], instance=instance, partition_key="2024-03-11")
-    auto = build_automation(
-        [fine], partitions=dg.DailyPartitionsDefinition("2024-03-01"), start_date=date(2024, 3, 1),
-        restate_days=3,
-    )  # fmt: skip
+    auto = build_automation([fine], start_date=date(2024, 3, 1), restate_days=3)
     sensors = {s.name: s for s in auto["sensors"]}
     alerts = AlertResource(log_path=str(tmp_path / "alerts.log"), webhook_url=f"{base}/ok",
                            dagster_url="http://dagster:3000")  # fmt: skip
