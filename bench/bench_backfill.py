@@ -39,6 +39,7 @@ import os
 import statistics
 import sys
 import tempfile
+import textwrap
 import time
 from datetime import date, timedelta
 from pathlib import Path
@@ -95,8 +96,7 @@ def instance_home(home: Path, storage: str, server: object, run: int) -> dict[st
     import psycopg
 
     guide = (REPO / "docs" / "operations.md").read_text()
-    block = guide.split("```yaml\n", 1)[1].split("```", 1)[0]
-    block = "\n".join(line[2:] if line.startswith("  ") else line for line in block.splitlines())
+    block = textwrap.dedent(guide.split("```yaml\n", 1)[1].split("```", 1)[0])
     admin = server.dsn  # type: ignore[attr-defined]
     db = f"bench_dagster_{os.getpid()}_{run}"
     with psycopg.connect(admin, autocommit=True) as conn:

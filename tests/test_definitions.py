@@ -444,6 +444,11 @@ def test_local_tooling_is_wired_only_where_it_runs(dbt_manifest: Path) -> None:
     assert out.stdout.strip() == "[]", out.stdout
 
 
+def guide_storage_block(guide: str) -> str:
+    """The `storage:` block of docs/operations.md (its first yaml block), as the guide gives it."""
+    return textwrap.dedent(guide.split("```yaml\n", 1)[1].split("```", 1)[0])
+
+
 _PARTITIONED_RUN = """
 import dagster as dg
 
@@ -469,7 +474,7 @@ def test_the_production_instance_block_of_the_operations_guide_runs_on_postgres(
     and fails with the plain `postgresql://` URL the guide warns about (SQLAlchemy 2.1 then
     picks psycopg 3). If an upgrade makes the plain URL work, the guide's warning must go."""
     guide = (REPO / "docs" / "operations.md").read_text()
-    block = textwrap.dedent(guide.split("```yaml\n", 1)[1].split("```", 1)[0])
+    block = guide_storage_block(guide)
     assert block.startswith("storage:\n  postgres:"), block
     assert "postgresql+psycopg2://" in guide
     home = tmp_path / "dagster"
@@ -540,7 +545,7 @@ def test_the_guides_event_settings_record_every_day_of_a_range_run_on_postgres(
         "DAGSTER_EVENT_BATCH_SIZE",
         "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS",
     }, settings
-    block = textwrap.dedent(guide.split("```yaml\n", 1)[1].split("```", 1)[0])
+    block = guide_storage_block(guide)
     home = tmp_path / "dagster"
     home.mkdir()
     (home / "dagster.yaml").write_text(INSTANCE_YAML.read_text() + "\n" + block)
