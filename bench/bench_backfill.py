@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import itertools
 import os
 import statistics
@@ -128,6 +129,54 @@ def fit(cases: list[tuple[int, int]], secs: list[float]) -> tuple[float, float, 
     return float(a), float(b), float(c)
 
 
+Case = tuple[int, int]  # (days, charges per day)
+
+
+@dataclasses.dataclass
+class Measured:
+    """Per (case, instance): every run's figures, in the order they ran."""
+
+    runs: list[float] = dataclasses.field(default_factory=list)  # start to report, s
+    walls: list[float] = dataclasses.field(default_factory=list)  # the command's wall, s
+    peaks: list[float] = dataclasses.field(default_factory=list)  # whole-tree peak, MB
+    steps: dict[str, list[float]] = dataclasses.field(default_factory=dict)  # s per step
+
+
+def measure(cases: list[Case], instances: list[str], runs: int) -> dict[tuple[Case, str], Measured]:
+    """Each case on each instance `runs` times, interleaved, every run a first backfill into a
+    fresh home (and, on Postgres, a fresh Dagster database)."""
+    last = date.today() - timedelta(days=1)
+    out = {(c, name): Measured() for c in cases for name in instances}
+    serial = itertools.count()
+    needs_pg = any(INSTANCES[name][0] == "postgres" for name in instances)
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-dagster-pg-") as pg_root,
+        dagster_postgres(needs_pg, Path(pg_root)) as server,
+    ):
+        for i in range(runs):
+            for ((days, per_day), name), m in out.items():
+                storage, dagster_env = INSTANCES[name]
+                with tempfile.TemporaryDirectory(prefix="bench-backfill-") as tmp:
+                    os.chmod(tmp, 0o711)  # the embedded Postgres runs as `postgres`
+                    first = last - timedelta(days=days - 1)
+                    home = Path(tmp) / "home"
+                    env = env_for(home, per_day, first, int(time.time()))
+                    env.update(instance_home(home, storage, server, next(serial)), **dagster_env)
+                    b = backfill(env, first, last)
+                m.runs.append(b.run_s)
+                m.walls.append(b.wall)
+                m.peaks.append(b.peak / 2**20)
+                for label, secs in b.steps.items():
+                    m.steps.setdefault(label, []).append(secs)
+                print(
+                    f"  run {i + 1}, {days} days x {per_day:,} ({days * per_day:,} charges), "
+                    f"{name}: run {b.run_s:.1f} s, command {b.wall:.1f} s, "
+                    f"tree peak {b.peak / 2**20:.0f} MB",
+                    flush=True,
+                )
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument(
@@ -147,39 +196,12 @@ def main() -> None:
     cases = [parse_case(c) for c in args.cases]
 
     print(machine())
-    last = date.today() - timedelta(days=1)
-    runs: dict[tuple[int, int], list[float]] = {c: [] for c in cases}
-    walls: dict[tuple[int, int], list[float]] = {c: [] for c in cases}
-    peaks: dict[tuple[int, int], list[float]] = {c: [] for c in cases}
-    steps: dict[tuple[int, int], dict[str, list[float]]] = {c: {} for c in cases}
     (name,) = args.instances
-    storage, dagster_env = INSTANCES[name]
-    serial = itertools.count()  # a new database per run
-    with (
-        tempfile.TemporaryDirectory(prefix="bench-dagster-pg-") as pg_root,
-        dagster_postgres(storage == "postgres", Path(pg_root)) as server,
-    ):
-        for i in range(args.runs):
-            for days, per_day in cases:  # interleaved over the runs
-                with tempfile.TemporaryDirectory(prefix="bench-backfill-") as tmp:
-                    os.chmod(tmp, 0o711)  # the embedded Postgres runs as `postgres`
-                    first = last - timedelta(days=days - 1)
-                    home = Path(tmp) / "home"
-                    env = env_for(home, per_day, first, int(time.time()))
-                    env.update(instance_home(home, storage, server, next(serial)))
-                    env.update(dagster_env)
-                    b = backfill(env, first, last)
-                run_s, peak, wall = b.run_s, b.peak, b.wall
-                for label, secs in b.steps.items():
-                    steps[days, per_day].setdefault(label, []).append(secs)
-                runs[days, per_day].append(run_s)
-                walls[days, per_day].append(wall)
-                peaks[days, per_day].append(peak / 2**20)
-                print(
-                    f"  run {i + 1}, {days} days x {per_day:,} ({days * per_day:,} charges): run "
-                    f"{run_s:.1f} s, command {wall:.1f} s, tree peak {peak / 2**20:.0f} MB",
-                    flush=True,
-                )
+    measured = {c: m for (c, _), m in measure(cases, [name], args.runs).items()}
+    runs = {c: m.runs for c, m in measured.items()}
+    walls = {c: m.walls for c, m in measured.items()}
+    peaks = {c: m.peaks for c, m in measured.items()}
+    steps = {c: m.steps for c, m in measured.items()}
 
     def med(xs: list[float]) -> float:
         return statistics.median(xs)
@@ -265,41 +287,13 @@ def compare_instances(args: argparse.Namespace) -> None:
     """Each case against each Dagster instance storage, interleaved: what Dagster's own event
     writes cost a backfill, and what the operations guide's instance settings save."""
     cases = [parse_case(c) for c in args.cases]
-    configs = [(c, name) for c in cases for name in args.instances]
     print(machine())
-    last = date.today() - timedelta(days=1)
-    runs: dict[tuple[tuple[int, int], str], list[float]] = {k: [] for k in configs}
-    walls: dict[tuple[tuple[int, int], str], list[float]] = {k: [] for k in configs}
-    peaks: dict[tuple[tuple[int, int], str], list[float]] = {k: [] for k in configs}
-    steps: dict[tuple[tuple[int, int], str], dict[str, list[float]]] = {k: {} for k in configs}
-    needs_pg = any(INSTANCES[n][0] == "postgres" for n in args.instances)
-    with (
-        tempfile.TemporaryDirectory(prefix="bench-dagster-pg-") as pg_root,
-        dagster_postgres(needs_pg, Path(pg_root)) as server,
-    ):
-        n = 0
-        for i in range(args.runs):
-            for key in configs:
-                (days, per_day), name = key
-                storage, dagster_env = INSTANCES[name]
-                n += 1
-                with tempfile.TemporaryDirectory(prefix="bench-backfill-") as tmp:
-                    os.chmod(tmp, 0o711)
-                    first = last - timedelta(days=days - 1)
-                    home = Path(tmp) / "home"
-                    env = env_for(home, per_day, first, int(time.time()))
-                    env.update(instance_home(home, storage, server, n), **dagster_env)
-                    b = backfill(env, first, last)
-                runs[key].append(b.run_s)
-                walls[key].append(b.wall)
-                peaks[key].append(b.peak / 2**20)
-                for label, secs in b.steps.items():
-                    steps[key].setdefault(label, []).append(secs)
-                print(
-                    f"  run {i + 1}, {days} days x {per_day:,}, {name}: run {b.run_s:.1f} s, "
-                    f"command {b.wall:.1f} s, tree peak {b.peak / 2**20:.0f} MB",
-                    flush=True,
-                )
+    measured = measure(cases, args.instances, args.runs)
+    configs = list(measured)
+    runs = {k: m.runs for k, m in measured.items()}
+    walls = {k: m.walls for k, m in measured.items()}
+    peaks = {k: m.peaks for k, m in measured.items()}
+    steps = {k: m.steps for k, m in measured.items()}
 
     def cell(xs: list[float], unit: str = " s") -> str:
         mid = statistics.median(xs)
