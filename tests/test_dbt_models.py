@@ -24,6 +24,8 @@ from zoneinfo import ZoneInfo
 import duckdb
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from recon_assets.defs.dbt_assets import default_dbt_executable
 from recon_assets.stage.schemas import LEDGER_ENTRIES_SCHEMA, STRIPE_CHARGES_SCHEMA
@@ -1330,3 +1332,75 @@ def test_bad_vars_fail_the_build_loudly(
     )
     assert proc.returncode != 0
     assert message in proc.stdout
+
+
+LEDGER_VERSION_ORDER = ["_synced_at", "updated_at", "_loaded_at"]
+"""The order `ledger_entries_latest` ranks an entry's versions by (macros/latest_versions.sql)."""
+
+
+@pytest.fixture(scope="module")
+def latest_versions_sql(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """`latest_versions` compiled by dbt for the two ways it is written: DuckDB's (arg_max of
+    the row id) and the default, Snowflake's (a window), both run here on DuckDB."""
+    work = tmp_path_factory.mktemp("latest-versions")
+    db = work / "versions.duckdb"
+    out: dict[str, str] = {}
+    for name, macro in [
+        ("duckdb", "recon.latest_versions"),
+        ("default", "recon.default__latest_versions"),
+    ]:
+        inline = (
+            f"select id, amount_minor from {{{{ {macro}(source('raw', 'ledger_entries'), 'id', "
+            f"{LEDGER_VERSION_ORDER!r}) }}}}"
+        )
+        out[name] = dbt(db, work, "compile", "--quiet", "--inline", inline)
+    return out
+
+
+_instants = st.sampled_from([None, *(SYNCED + timedelta(hours=h) for h in range(3))])
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    versions=st.lists(
+        st.lists(st.tuples(_instants, _instants, _instants), min_size=1, max_size=4),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_the_latest_version_is_the_greatest_in_order_a_null_the_lowest(
+    latest_versions_sql: dict[str, str],
+    versions: list[list[tuple[datetime | None, datetime | None, datetime | None]]],
+) -> None:
+    """Each id keeps exactly one row, one of those whose order columns are greatest (compared in
+    order, a NULL lower than any value: a window's `desc nulls last`). Few distinct instants,
+    so ties on the first columns, and exact ties, are common. Run on both implementations: they
+    must agree with this reading of the contract, not merely with each other."""
+    con = duckdb.connect()
+    try:
+        con.execute("attach ':memory:' as versions")
+        con.execute("create schema versions.raw")
+        con.execute(
+            "create table versions.raw.ledger_entries (id bigint, amount_minor bigint, "
+            + ", ".join(f"{c} timestamptz" for c in LEDGER_VERSION_ORDER)
+            + ")"
+        )
+        best: dict[int, set[int]] = {}
+        serial = 0
+        for entry_id, entry_versions in enumerate(versions):
+            ranked: dict[tuple, set[int]] = defaultdict(set)
+            for order in entry_versions:
+                serial += 1
+                con.execute(
+                    "insert into versions.raw.ledger_entries values (?, ?, ?, ?, ?)",
+                    [entry_id, serial, *order],
+                )
+                ranked[tuple((x is not None, x) for x in order)].add(serial)
+            best[entry_id] = ranked[max(ranked)]
+        for name, sql in latest_versions_sql.items():
+            picked = con.execute(sql).fetchall()
+            assert sorted(i for i, _ in picked) == sorted(best), name
+            for entry_id, row in picked:
+                assert row in best[entry_id], (name, entry_id, row, best[entry_id])
+    finally:
+        con.close()
