@@ -5,8 +5,8 @@ A first backfill ends in one `dbt build` over every charge loaded: every model a
 the whole raw tables once. Building 8 M charges through the emulator takes the better part of
 an hour, so this bench makes them from a warehouse a backfill already loaded (a bench home of
 `bench_nightly.py --homes`): its raw charges and ledger entries copied `--copies` times under
-new ids (a charge id gets `_<k>`, an entry id `+ k * 10^8`, the entry's charge reference the
-same suffix), every model dropped. Each run builds a fresh copy of that warehouse with dbt from
+new ids (a charge id gets `_<k>`, an entry id `+ k * (max id + 1)`, the entry's charge
+reference the same suffix), every model dropped. Each run builds a fresh copy of that warehouse with dbt from
 dbt's own environment, by hand as a first backfill's dbt step runs (the local profile, one dbt
 thread, `RECON_DUCKDB_MEMORY_LIMIT`, the run vars over every day loaded), and records the wall
 time, dbt's own per-node times and the peak RSS of dbt's process tree. Runs of the checkouts
@@ -38,7 +38,6 @@ from bench_nightly import TreeRss, machine
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMAS_BUILT = ("staging", "intermediate", "marts")
-ENTRY_ID_STRIDE = 100_000_000
 
 
 def multiply(source: Path, target: Path, copies: int) -> tuple[int, int, dict[str, object]]:
@@ -59,10 +58,18 @@ def multiply(source: Path, target: Path, copies: int) -> tuple[int, int, dict[st
                 ).fetchall()
             ]
 
+        # Ledger ids are big and sparse (the local ledger's start near 10^12): a copy's ids must
+        # clear every original one, or copies become versions of other entries.
+        stride = con.execute("select max(id) + 1 from raw.ledger_entries").fetchone()[0]
+        ids = (
+            "select (select count(distinct id) from raw.stripe_charges), "
+            "(select count(distinct id) from raw.ledger_entries)"
+        )
+        before = con.execute(ids).fetchone()
         renamed = {
             "stripe_charges": {"id": "id || '_' || k"},
             "ledger_entries": {
-                "id": f"id + k * {ENTRY_ID_STRIDE}",
+                "id": f"id + k * {stride}",
                 "external_ref": "external_ref || '_' || k",
             },
         }
@@ -72,13 +79,14 @@ def multiply(source: Path, target: Path, copies: int) -> tuple[int, int, dict[st
                 f"insert into raw.{table} select {cols} "
                 f"from raw.{table}, range(1, {copies}) as r(k)"
             )
+        after = con.execute(ids).fetchone()
+        if after != tuple(n * copies for n in before):
+            raise SystemExit(f"the copies' ids collided: {before} x {copies} -> {after}")
         for schema in SCHEMAS_BUILT:
             con.execute(f"drop schema if exists {schema} cascade")
-        charges, entries, first, last = con.execute(
-            "select (select count(*) from raw.stripe_charges), "
-            "(select count(*) from raw.ledger_entries), "
-            "(select min(_partition_date) from raw.stripe_charges), "
-            "(select max(_partition_date) from raw.stripe_charges)"
+        charges, entries = after
+        first, last = con.execute(
+            "select min(_partition_date), max(_partition_date) from raw.stripe_charges"
         ).fetchone()
         con.execute("checkpoint")
     finally:
@@ -182,8 +190,12 @@ def main() -> None:
             xs = [r["nodes"].get(node, 0.0) for r in rs]
             print(f"    {node}: {statistics.median(xs):.1f} s ({min(xs):.1f}..{max(xs):.1f})")
     if args.against:
-        this, other = (statistics.median(r["wall"] for r in runs[n]) for n in projects)
-        print(f"\n{args.against} / this checkout: {other / this:.2f}x")
+        if any(r["failed"] for rs in runs.values() for r in rs):
+            # a failed build stops early: its time is not the build's
+            print("\nno ratio: a build failed (its time is where it stopped)")
+        else:
+            this, other = (statistics.median(r["wall"] for r in runs[n]) for n in projects)
+            print(f"\n{args.against} / this checkout: {other / this:.2f}x")
     print(f"\n{machine()}")
 
 

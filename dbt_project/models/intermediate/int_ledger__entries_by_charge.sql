@@ -6,7 +6,9 @@
   `ledger_entry_ids` lists the ids in order. The ordered string aggregate is the costly one: over
   a first build's 11.6 M entries (8 M charges) it took 29.5 s at 256MB on DuckDB, where the same
   grouping without it took 6.1. Nearly every charge has one entry, whose list is its id, so only
-  charges with several entries go through it (7.4 s in all; docs/benchmarks.md, "First builds").
+  charges with several entries go through it (7.4 s in all). It was also what ran out of the
+  default 256MB in a first build of 8 M charges (in assert_amounts_fit_in_int64, the first reader
+  of every item); the build now completes there (docs/benchmarks.md, "First builds").
   Neither the entries model nor `by_charge` is a CTE read twice: DuckDB materializes such a CTE
   whole, and `by_charge` materialized ran out of 256MB at 8 M charges.
 -#}
