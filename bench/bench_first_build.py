@@ -96,6 +96,7 @@ def multiply(source: Path, target: Path, copies: int) -> tuple[int, int, dict[st
     et = ZoneInfo("America/New_York")
     start = datetime(first.year, first.month, first.day, tzinfo=et)
     end = datetime(last.year, last.month, last.day, tzinfo=et) + timedelta(days=1)
+    # 3: RECON_TOLERANCE_DAYS's default (recon_assets.config), as a first backfill runs it
     dbt_vars = build_dbt_vars(start, end, 3, run_id="bench-first-build")
     return charges, entries, dbt_vars
 
