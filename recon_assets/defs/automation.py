@@ -110,14 +110,20 @@ def range_request(
     return dg.RunRequest(run_key=f"{kind}-{last.isoformat()}", tags=tags)
 
 
+def run_day_tags(tags: Mapping[str, str]) -> tuple[str, str] | None:
+    """The first and last partition keys (inclusive) a run targets, as Dagster tagged them: a
+    range run's range tags, else a single partition's tag."""
+    start, end = tags.get(RANGE_START_TAG), tags.get(RANGE_END_TAG)
+    if start and end:
+        return start, end
+    day = tags.get(PARTITION_TAG)
+    return (day, day) if day else None
+
+
 def run_day_span(tags: Mapping[str, str]) -> tuple[date, date] | None:
-    """The inclusive day range a run targets, from Dagster's range or partition tags."""
-    if RANGE_START_TAG in tags and RANGE_END_TAG in tags:
-        return date.fromisoformat(tags[RANGE_START_TAG]), date.fromisoformat(tags[RANGE_END_TAG])
-    if PARTITION_TAG in tags:
-        day = date.fromisoformat(tags[PARTITION_TAG])
-        return day, day
-    return None
+    """The inclusive day range a run targets."""
+    keys = run_day_tags(tags)
+    return None if keys is None else (date.fromisoformat(keys[0]), date.fromisoformat(keys[1]))
 
 
 def reported_days(instance: dg.DagsterInstance, first: date, last: date) -> set[date]:
@@ -198,11 +204,13 @@ class AlertResource(dg.ConfigurableResource):
 
 
 def run_days(run: dg.DagsterRun) -> str | None:
-    """The US-Eastern day (or range) a run covered, from its partition tags."""
-    start, end = run.tags.get(RANGE_START_TAG), run.tags.get(RANGE_END_TAG)
-    if start and end:
-        return start if start == end else f"{start}..{end}"
-    return run.tags.get(PARTITION_TAG)
+    """The US-Eastern day (or range) a run covered, as its tags say it (not parsed: an alert
+    must go out whatever the tags hold)."""
+    keys = run_day_tags(run.tags)
+    if keys is None:
+        return None
+    start, end = keys
+    return start if start == end else f"{start}..{end}"
 
 
 def root_cause(error: Any) -> str:
