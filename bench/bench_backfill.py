@@ -44,6 +44,7 @@ import textwrap
 import time
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 if str(BENCH) not in sys.path:
@@ -177,6 +178,16 @@ def measure(cases: list[Case], instances: list[str], runs: int) -> dict[tuple[Ca
     return out
 
 
+def by_figure(measured: dict[Any, Measured]) -> tuple[dict, dict, dict, dict]:
+    """The runs, walls, peaks and steps of each key, as the tables and the plot read them."""
+    return (
+        {k: m.runs for k, m in measured.items()},
+        {k: m.walls for k, m in measured.items()},
+        {k: m.peaks for k, m in measured.items()},
+        {k: m.steps for k, m in measured.items()},
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument(
@@ -198,10 +209,7 @@ def main() -> None:
     print(machine())
     (name,) = args.instances
     measured = {c: m for (c, _), m in measure(cases, [name], args.runs).items()}
-    runs = {c: m.runs for c, m in measured.items()}
-    walls = {c: m.walls for c, m in measured.items()}
-    peaks = {c: m.peaks for c, m in measured.items()}
-    steps = {c: m.steps for c, m in measured.items()}
+    runs, walls, peaks, steps = by_figure(measured)
 
     def med(xs: list[float]) -> float:
         return statistics.median(xs)
@@ -290,10 +298,7 @@ def compare_instances(args: argparse.Namespace) -> None:
     print(machine())
     measured = measure(cases, args.instances, args.runs)
     configs = list(measured)
-    runs = {k: m.runs for k, m in measured.items()}
-    walls = {k: m.walls for k, m in measured.items()}
-    peaks = {k: m.peaks for k, m in measured.items()}
-    steps = {k: m.steps for k, m in measured.items()}
+    runs, walls, peaks, steps = by_figure(measured)
 
     def cell(xs: list[float], unit: str = " s") -> str:
         mid = statistics.median(xs)
