@@ -962,6 +962,74 @@ def test_amounts_that_overflow_stop_the_build_before_anything_changes(tmp_path: 
     assert after.rpt == before.rpt
 
 
+@pytest.mark.timeout(400)
+def test_unique_checks_the_keys_a_build_wrote_and_the_whole_table_after_an_unchecked_build(
+    tmp_path: Path,
+) -> None:
+    """`unique` on the marts' keys reads only the keys a build wrote (against every row holding
+    them) when the build before passed every test of the model, and the whole table otherwise
+    (macros/checked_builds.sql). A hand-made duplicate of a charge no build touches stands for
+    what an unchecked build could have left: a scoped build does not see it, `dbt test` alone,
+    a build after a failed one and a build after `dbt run` (no tests) do."""
+    db = tmp_path / "warehouse.duckdb"
+    t1, t2 = utc(2024, 3, 5, 17), utc(2024, 3, 6, 17)
+    write_raw(db, [charge("ch_a", t1), charge("ch_b", t2)], [ok(1, "ch_a", t1), ok(2, "ch_b", t2)])
+    dbt(db, tmp_path, "build", "--target", "local")  # first build: every key written
+    day1 = ("--vars", window_vars(t1.date(), t1.date() + timedelta(days=1)))
+    fct = "marts.fct_charge_reconciliation"
+
+    def sql(*statements: str) -> None:
+        con = duckdb.connect(str(db))
+        try:
+            for s in statements:
+                con.execute(s)
+        finally:
+            con.close()
+
+    dup_b = f"insert into {fct} select * from {fct} where charge_id = 'ch_b'"
+    undo_b = (
+        f"create or replace temp table keep as select distinct * from {fct}",
+        f"delete from {fct}",
+        f"insert into {fct} select * from keep",
+    )
+    unique = "unique_fct_charge_reconciliation_recon_key"
+
+    # A nightly over day 1 touches ch_a only: the duplicate of ch_b is not among its keys.
+    sql(dup_b)
+    out = dbt(db, tmp_path, "build", "--target", "local", *day1)
+    assert f"PASS {unique}" in out, out[-3000:]
+    log = (tmp_path / "logs" / "dbt.log").read_text()
+    for test in (unique, "unique_fct_reconciliation_history_history_key"):
+        assert f"recon: {test} checks the keys this build wrote" in log
+    # dbt test alone wrote nothing: the whole table.
+    out = dbt(db, tmp_path, "test", "--target", "local", "--select", "fct_charge_reconciliation",
+              fail=True)  # fmt: skip
+    assert f"FAIL 1 {unique}" in out, out[-3000:]
+
+    # Another test of the model fails (a null day on an untouched row, checked on the whole
+    # table): the build is not checked, though its keys are unique.
+    sql(*undo_b, f"insert into {fct} select * replace ('ch_null' as charge_id, "
+                 f"'charge:ch_null' as recon_key, null as reporting_date) "
+                 f"from {fct} where charge_id = 'ch_b'")  # fmt: skip
+    out = dbt(db, tmp_path, "build", "--target", "local", *day1, fail=True)
+    assert "FAIL 1 not_null_fct_charge_reconciliation_reporting_date" in out, out[-3000:]
+    assert f"PASS {unique}" in out, out[-3000:]
+
+    # That build failed, so the next one checks the whole table: ch_b's duplicate is found.
+    sql(f"delete from {fct} where charge_id = 'ch_null'", dup_b)
+    out = dbt(db, tmp_path, "build", "--target", "local", *day1, fail=True)
+    assert f"FAIL 1 {unique}" in out, out[-3000:]
+
+    # Repaired, a build passes; `dbt run` then writes the model without its tests, so the build
+    # after it checks the whole table again.
+    sql(*undo_b)
+    dbt(db, tmp_path, "build", "--target", "local", *day1)
+    sql(dup_b)
+    dbt(db, tmp_path, "run", "--target", "local", *day1)
+    out = dbt(db, tmp_path, "build", "--target", "local", *day1, fail=True)
+    assert f"FAIL 1 {unique}" in out, out[-3000:]
+
+
 @pytest.mark.timeout(300)
 def test_running_out_of_duckdb_memory_fails_saying_which_setting_to_raise(tmp_path: Path) -> None:
     """A first build of a long range can exceed DuckDB's memory limit. DuckDB's own message says
@@ -1266,7 +1334,8 @@ def test_dagster_dbt_assets_build_a_partition_range(tmp_path: Path) -> None:
     # one model at a time: DuckDB's memory limit is one budget for every query in the database,
     # and two whole-history rankings side by side ran out of it in a first backfill
     run_results = json.loads((work / "target-local" / "run_results.json").read_text())
-    assert {r["thread_id"] for r in run_results["results"]} == {"Thread-1 (worker)"}
+    nodes = [r for r in run_results["results"] if not r["unique_id"].startswith("operation.")]
+    assert {r["thread_id"] for r in nodes} == {"Thread-1 (worker)"}  # hooks run on "main"
     assert sorted(p.name for p in runs.iterdir()) == sorted(
         [earlier.run_id, result.run_id, "old-3"]
     )

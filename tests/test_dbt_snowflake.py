@@ -246,6 +246,20 @@ def test_prod_target_builds_and_restates_a_window(
         "select is_open, resolution from MARTS.RPT_BREAK_HISTORY where recon_key = 'ledger_entry:501'"
     )
     assert gone == [(False, "went_away")]
+    # every build passed every test of the marts, so the later ones checked `unique` on the
+    # keys they wrote (macros/checked_builds.sql), on Snowflake's SQL too
+    checked = wh.execute("select model_name, checked from PUBLIC.RECON_CHECKED_BUILDS")
+    assert sorted(checked) == sorted(
+        [("fct_charge_reconciliation", True), ("fct_reconciliation_history", True)] * 3
+    )
+    log = (tmp_path / "l" / "dbt.log").read_text()
+    assert (
+        "recon: unique_fct_charge_reconciliation_recon_key checks the keys this build wrote" in log
+    )
+    assert (
+        "recon: unique_fct_reconciliation_history_history_key checks the keys this build wrote"
+        in log
+    )
 
 
 def test_prod_target_stops_on_an_amount_that_overflows(

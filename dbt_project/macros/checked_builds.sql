@@ -1,0 +1,143 @@
+{#-
+  Uniqueness checked on the keys a build wrote, sound across failed builds.
+
+  A nightly rewrites a few thousand of the marts' keys, and `unique` over the whole table groups
+  every key ever built: it was most of what a nightly's dbt build grows with history
+  (docs/benchmarks.md, "Flatness"). A test configured `where: "__keys_this_build_wrote__"` asks
+  instead "does any key this build wrote occur more than once in the whole table": every row of
+  those keys is read, not only the rows written, so a new row that collides with an old one is
+  caught. That is the whole-table answer when the table was unique before the build. It was if
+  the build before passed every test of the model; otherwise (the build failed, was killed, ran
+  the model without its tests, or there is no record) the test checks the whole table.
+
+  The record: `<target schema>.recon_checked_builds`, one row per build and model it wrote.
+  on-run-start inserts the row as unchecked for each scoped model the invocation selects, before
+  anything is written; on-run-end marks it checked only if the model succeeded and every test
+  that reads it ran and passed. A build killed in between stays unchecked. Only `dbt build` and
+  `dbt run` write models, so only they record; `dbt test` alone always checks whole tables.
+-#}
+
+{% macro checked_builds_relation() -%}
+    {{ return(api.Relation.create(database=target.database, schema=target.schema, identifier='recon_checked_builds')) }}
+{%- endmacro %}
+
+
+{#- Models with a test scoped by the placeholder, by unique id. -#}
+{% macro scoped_models() -%}
+    {%- set models = [] -%}
+    {%- for node in graph.nodes.values() -%}
+        {%- if node.resource_type == 'test' and node.config.where == '__keys_this_build_wrote__'
+              and node.attached_node and node.attached_node not in models -%}
+            {%- do models.append(node.attached_node) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {{ return(models) }}
+{%- endmacro %}
+
+
+{% macro writes_models() -%}
+    {{ return(flags.WHICH in ['build', 'run']) }}
+{%- endmacro %}
+
+
+{#- on-run-start -#}
+{% macro record_build_start() -%}
+    {%- if execute and recon.writes_models() -%}
+        {%- set rel = recon.checked_builds_relation() -%}
+        {%- do run_query("create schema if not exists " ~ rel.without_identifier()) -%}
+        {%- do run_query("create table if not exists " ~ rel ~ " (invocation_id varchar, model_name varchar, started_at " ~ recon.instant_type() ~ ", checked boolean)") -%}
+        {%- for uid in recon.scoped_models() if uid in selected_resources -%}
+            {%- do run_query("insert into " ~ rel ~ " values ('" ~ invocation_id ~ "', '" ~ graph.nodes[uid].name ~ "', " ~ recon.utc_literal(run_started_at.isoformat()) ~ ", false)") -%}
+        {%- endfor -%}
+        {%- do adapter.commit() if target.type == 'duckdb' -%}
+    {%- endif -%}
+{%- endmacro %}
+
+
+{#- on-run-end: `results` holds every node this invocation ran, with its status. -#}
+{% macro record_build_checks(results) -%}
+    {%- if execute and recon.writes_models() -%}
+        {%- set status = {} -%}
+        {%- for r in results -%}
+            {%- do status.update({r.node.unique_id: r.status | string}) -%}
+        {%- endfor -%}
+        {%- set rel = recon.checked_builds_relation() -%}
+        {%- for uid in recon.scoped_models() if uid in selected_resources -%}
+            {%- set ns = namespace(checked=status.get(uid) == 'success') -%}
+            {%- for node in graph.nodes.values() if node.resource_type == 'test' and uid in node.depends_on.nodes -%}
+                {%- if status.get(node.unique_id) != 'pass' -%}{%- set ns.checked = false -%}{%- endif -%}
+            {%- endfor -%}
+            {%- if ns.checked -%}
+                {%- do run_query("update " ~ rel ~ " set checked = true where invocation_id = '" ~ invocation_id ~ "' and model_name = '" ~ graph.nodes[uid].name ~ "'") -%}
+            {%- endif -%}
+        {%- endfor -%}
+        {%- do adapter.commit() if target.type == 'duckdb' -%}
+    {%- endif -%}
+{%- endmacro %}
+
+
+{#- Whether the build before this one passed every test of the model: only then do the keys
+    this build wrote suffice. -#}
+{% macro previous_build_checked(model_name) -%}
+    {%- set rel = recon.checked_builds_relation() -%}
+    {%- if adapter.get_relation(database=rel.database, schema=rel.schema, identifier=rel.identifier) is none -%}
+        {{ return(false) }}
+    {%- endif -%}
+    {%- set q -%}
+        select checked from {{ rel }}
+        where model_name = '{{ model_name }}' and invocation_id <> '{{ invocation_id }}'
+        order by started_at desc
+        limit 1
+    {%- endset -%}
+    {%- set rows = run_query(q).rows -%}
+    {{ return(rows | length == 1 and rows[0][0] == true) }}
+{%- endmacro %}
+
+
+{#- The rows holding a key this build wrote, as a predicate on the model's relation: every row
+    of each charge id the build touched (the fact table is rebuilt by charge id), every version
+    of each item whose history the build opened or closed one of. -#}
+{% macro keys_written_predicate(relation) -%}
+    {%- set name = relation.identifier | lower -%}
+    {%- if name == 'fct_charge_reconciliation' -%}
+        {%- set touched = adapter.get_relation(database=target.database, schema='intermediate', identifier='int_recon__touched_charges') -%}
+        {{ return("recon_key in (select w.recon_key from " ~ relation ~ " as w where coalesce(w.charge_id, '') in (select charge_id from " ~ touched ~ "))") }}
+    {%- elif name == 'fct_reconciliation_history' -%}
+        {%- set now = recon.utc_literal(run_started_at.isoformat()) -%}
+        {{ return("recon_key in (select w.recon_key from " ~ relation ~ " as w where w.valid_from = " ~ now ~ " or w.valid_to = " ~ now ~ ")") }}
+    {%- else -%}
+        {{ exceptions.raise_compiler_error("no rule says which keys of " ~ relation ~ " a build writes; scope its test by hand or remove '__keys_this_build_wrote__'") }}
+    {%- endif -%}
+{%- endmacro %}
+
+
+{#- The rows a test scoped by the placeholder reads: those holding the keys this build wrote,
+    or every row (see the top of this file for when). Logged, so a build's log says which. -#}
+{% macro keys_this_build_wrote(relation) -%}
+    {%- set name = relation.identifier | lower -%}
+    {%- set written_now = recon.writes_models() and ('model.recon.' ~ name) in selected_resources -%}
+    {%- if written_now and recon.previous_build_checked(name) -%}
+        {%- do log("recon: " ~ model.name ~ " checks the keys this build wrote", info=false) -%}
+        {{ return(recon.keys_written_predicate(relation)) }}
+    {%- endif -%}
+    {%- do log("recon: " ~ model.name ~ " checks the whole of " ~ name ~ (" (the build before did not pass every test of it)" if written_now else " (not written by this invocation)"), info=true) -%}
+    {{ return('1 = 1') }}
+{%- endmacro %}
+
+
+{#- dbt's own macro (global_project/macros/materializations/tests/where_subquery.sql), with the
+    placeholder resolved when the test runs (dbt's documented way to give `where` a runtime value). -#}
+{% macro get_where_subquery(relation) -%}
+    {%- set where = config.get('where', '') -%}
+    {%- if where == '__keys_this_build_wrote__' -%}
+        {%- set where = recon.keys_this_build_wrote(relation) if execute else '1 = 1' -%}
+    {%- endif -%}
+    {%- if where -%}
+        {%- set filtered -%}
+            (select * from {{ relation }} where {{ where }}) dbt_subquery
+        {%- endset -%}
+        {{ return(filtered) }}
+    {%- else -%}
+        {{ return(relation) }}
+    {%- endif -%}
+{%- endmacro %}
