@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -31,6 +30,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from bench_first_build import dbt_build_command
 from bench_nightly import RESTATE_DAYS, machine
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,19 +52,7 @@ def build(
     project: Path, db: Path, work: Path, dbt_vars: dict[str, object], limit: str
 ) -> dict[str, object]:
     """One `dbt build` of `db` with `project`'s models, as the nightly's dbt step runs it."""
-    from recon_assets.defs.dbt_assets import default_dbt_executable
-    from recon_assets.warehouse.dbt_vars import RUN_VARS_ENV
-
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("RECON_", "DBT_"))},
-        "RECON_DUCKDB_PATH": str(db),
-        "RECON_DUCKDB_MEMORY_LIMIT": limit,
-        RUN_VARS_ENV: json.dumps(dbt_vars),
-        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-    }
-    dbt = Path(default_dbt_executable()).with_name("dbt")
-    cmd = [str(dbt), "build", "--project-dir", str(project), "--profiles-dir", str(project)]
-    cmd += ["--target-path", str(work / "target"), "--log-path", str(work / "logs")]
+    cmd, env = dbt_build_command(project, db, work, dbt_vars, limit)
     t = time.perf_counter()
     proc = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - t

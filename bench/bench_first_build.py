@@ -103,18 +103,15 @@ def multiply(source: Path, target: Path, copies: int) -> tuple[int, int, dict[st
     return charges, entries, dbt_vars
 
 
-def build(
-    project: Path, warehouse: Path, work: Path, dbt_vars: dict[str, object], limit: str
-) -> dict[str, object]:
-    """One first `dbt build` of a fresh copy of `warehouse` with `project`'s models."""
+def dbt_build_command(
+    project: Path, db: Path, work: Path, dbt_vars: dict[str, object], limit: str
+) -> tuple[list[str], dict[str, str]]:
+    """`dbt build` of `db` with `project`'s models as a run's dbt step runs it (the local
+    profile, `limit` for DuckDB, the run vars in the environment), artifacts and logs in
+    `work`: the command and its environment."""
     from recon_assets.defs.dbt_assets import default_dbt_executable
     from recon_assets.warehouse.dbt_vars import RUN_VARS_ENV
 
-    db = work / "warehouse.duckdb"
-    shutil.copyfile(warehouse, db)
-    shutil.rmtree(work / "warehouse.duckdb.tmp", ignore_errors=True)
-    target = work / "target"
-    shutil.rmtree(target, ignore_errors=True)
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("RECON_", "DBT_"))},
         "RECON_DUCKDB_PATH": str(db),
@@ -124,7 +121,20 @@ def build(
     }
     dbt = Path(default_dbt_executable()).with_name("dbt")
     cmd = [str(dbt), "build", "--project-dir", str(project), "--profiles-dir", str(project)]
-    cmd += ["--target-path", str(target), "--log-path", str(work / "logs")]
+    cmd += ["--target-path", str(work / "target"), "--log-path", str(work / "logs")]
+    return cmd, env
+
+
+def build(
+    project: Path, warehouse: Path, work: Path, dbt_vars: dict[str, object], limit: str
+) -> dict[str, object]:
+    """One first `dbt build` of a fresh copy of `warehouse` with `project`'s models."""
+    db = work / "warehouse.duckdb"
+    shutil.copyfile(warehouse, db)
+    shutil.rmtree(work / "warehouse.duckdb.tmp", ignore_errors=True)
+    target = work / "target"
+    shutil.rmtree(target, ignore_errors=True)
+    cmd, env = dbt_build_command(project, db, work, dbt_vars, limit)
     t = time.perf_counter()
     proc = subprocess.Popen(
         cmd, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True

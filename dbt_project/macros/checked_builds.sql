@@ -17,6 +17,12 @@
   `dbt run` write models, so only they record; `dbt test` alone always checks whole tables.
 -#}
 
+{#- The `where` of a test scoped to the keys a build wrote. -#}
+{% macro scope_placeholder() -%}
+    {{ return('__keys_this_build_wrote__') }}
+{%- endmacro %}
+
+
 {% macro checked_builds_relation() -%}
     {{ return(api.Relation.create(database=target.database, schema=target.schema, identifier='recon_checked_builds')) }}
 {%- endmacro %}
@@ -26,7 +32,7 @@
 {% macro scoped_models() -%}
     {%- set models = [] -%}
     {%- for node in graph.nodes.values() -%}
-        {%- if node.resource_type == 'test' and node.config.where == '__keys_this_build_wrote__'
+        {%- if node.resource_type == 'test' and node.config.where == recon.scope_placeholder()
               and node.attached_node and node.attached_node not in models -%}
             {%- do models.append(node.attached_node) -%}
         {%- endif -%}
@@ -106,7 +112,7 @@
         {%- set now = recon.utc_literal(run_started_at.isoformat()) -%}
         {{ return("recon_key in (select w.recon_key from " ~ relation ~ " as w where w.valid_from = " ~ now ~ " or w.valid_to = " ~ now ~ ")") }}
     {%- else -%}
-        {{ exceptions.raise_compiler_error("no rule says which keys of " ~ relation ~ " a build writes; scope its test by hand or remove '__keys_this_build_wrote__'") }}
+        {{ exceptions.raise_compiler_error("no rule says which keys of " ~ relation ~ " a build writes; scope its test by hand or remove '" ~ recon.scope_placeholder() ~ "'") }}
     {%- endif -%}
 {%- endmacro %}
 
@@ -129,7 +135,7 @@
     placeholder resolved when the test runs (dbt's documented way to give `where` a runtime value). -#}
 {% macro get_where_subquery(relation) -%}
     {%- set where = config.get('where', '') -%}
-    {%- if where == '__keys_this_build_wrote__' -%}
+    {%- if where == recon.scope_placeholder() -%}
         {%- set where = recon.keys_this_build_wrote(relation) if execute else '1 = 1' -%}
     {%- endif -%}
     {%- if where -%}
