@@ -967,10 +967,11 @@ def test_unique_checks_the_keys_a_build_wrote_and_the_whole_table_after_an_unche
     tmp_path: Path,
 ) -> None:
     """`unique` on the marts' keys reads only the keys a build wrote (against every row holding
-    them) when the build before passed every test of the model, and the whole table otherwise
+    them) when every earlier build passed every test of the model, and the whole table otherwise
     (macros/checked_builds.sql). A hand-made duplicate of a charge no build touches stands for
     what an unchecked build could have left: a scoped build does not see it, `dbt test` alone,
-    a build after a failed one and a build after `dbt run` (no tests) do."""
+    a build after a failed one and a build after `dbt run` (no tests) do, and a build that
+    passes the whole table makes the next one scoped again."""
     db = tmp_path / "warehouse.duckdb"
     t1, t2 = utc(2024, 3, 5, 17), utc(2024, 3, 6, 17)
     write_raw(db, [charge("ch_a", t1), charge("ch_b", t2)], [ok(1, "ch_a", t1), ok(2, "ch_b", t2)])
@@ -1020,11 +1021,14 @@ def test_unique_checks_the_keys_a_build_wrote_and_the_whole_table_after_an_unche
     out = dbt(db, tmp_path, "build", "--target", "local", *day1, fail=True)
     assert f"FAIL 1 {unique}" in out, out[-3000:]
 
-    # Repaired, a build passes; `dbt run` then writes the model without its tests, so the build
-    # after it checks the whole table again.
+    # Repaired, a build passes the whole table, which vouches for the failed builds before it:
+    # the next one reads only its keys again.
     sql(*undo_b)
     dbt(db, tmp_path, "build", "--target", "local", *day1)
     sql(dup_b)
+    out = dbt(db, tmp_path, "build", "--target", "local", *day1)
+    assert f"PASS {unique}" in out, out[-3000:]
+    # `dbt run` writes the model without its tests, so the build after it checks the whole table.
     dbt(db, tmp_path, "run", "--target", "local", *day1)
     out = dbt(db, tmp_path, "build", "--target", "local", *day1, fail=True)
     assert f"FAIL 1 {unique}" in out, out[-3000:]

@@ -6,15 +6,17 @@
   (docs/benchmarks.md, "Flatness"). A test configured `where: "__keys_this_build_wrote__"` asks
   instead "does any key this build wrote occur more than once in the whole table": every row of
   those keys is read, not only the rows written, so a new row that collides with an old one is
-  caught. That is the whole-table answer when the table was unique before the build. It was if
-  the build before passed every test of the model; otherwise (the build failed, was killed, ran
-  the model without its tests, or there is no record) the test checks the whole table.
+  caught. That is the whole-table answer when the table was unique before the build, which it
+  was if every earlier build passed every test of the model; otherwise (one failed, was killed,
+  ran the model without its tests, or there is no record) the test checks the whole table.
 
   The record: `<target schema>.recon_checked_builds`, one row per build and model it wrote.
   on-run-start inserts the row as unchecked for each scoped model the invocation selects, before
-  anything is written; on-run-end marks it checked only if the model succeeded and every test
-  that reads it ran and passed. A build killed in between stays unchecked. Only `dbt build` and
-  `dbt run` write models, so only they record; `dbt test` alone always checks whole tables.
+  anything is written; on-run-end, if the model succeeded and every test that reads it ran and
+  passed, marks every row of the model checked (a build after an unchecked one checked the whole
+  table, so it vouches for the earlier ones too). A build killed in between stays unchecked. Only
+  `dbt build` and `dbt run` write models, so only they record; `dbt test` alone always checks
+  whole tables.
 -#}
 
 {#- The `where` of a test scoped to the keys a build wrote. -#}
@@ -73,8 +75,10 @@
             {%- for node in graph.nodes.values() if node.resource_type == 'test' and uid in node.depends_on.nodes -%}
                 {%- if status.get(node.unique_id) != 'pass' -%}{%- set ns.checked = false -%}{%- endif -%}
             {%- endfor -%}
+            {#- Every build of the model, not only this one: this build's tests read the whole
+                table if any earlier build was unchecked, so passing them checks those too. -#}
             {%- if ns.checked -%}
-                {%- do run_query("update " ~ rel ~ " set checked = true where invocation_id = '" ~ invocation_id ~ "' and model_name = '" ~ graph.nodes[uid].name ~ "'") -%}
+                {%- do run_query("update " ~ rel ~ " set checked = true where model_name = '" ~ graph.nodes[uid].name ~ "'") -%}
             {%- endif -%}
         {%- endfor -%}
         {%- do adapter.commit() if target.type == 'duckdb' -%}
@@ -82,21 +86,20 @@
 {%- endmacro %}
 
 
-{#- Whether the build before this one passed every test of the model: only then do the keys
-    this build wrote suffice. -#}
-{% macro previous_build_checked(model_name) -%}
+{#- Whether every earlier build of the model is checked (and there was one): only then was the
+    table unique before this build, and the keys this build wrote suffice. Counted, not ordered
+    by time, so no clock decides it. -#}
+{% macro earlier_builds_checked(model_name) -%}
     {%- set rel = recon.checked_builds_relation() -%}
     {%- if adapter.get_relation(database=rel.database, schema=rel.schema, identifier=rel.identifier) is none -%}
         {{ return(false) }}
     {%- endif -%}
     {%- set q -%}
-        select checked from {{ rel }}
+        select count(*), count(case when not checked then 1 end) from {{ rel }}
         where model_name = '{{ model_name }}' and invocation_id <> '{{ invocation_id }}'
-        order by started_at desc
-        limit 1
     {%- endset -%}
-    {%- set rows = run_query(q).rows -%}
-    {{ return(rows | length == 1 and rows[0][0] == true) }}
+    {%- set row = run_query(q).rows[0] -%}
+    {{ return(row[0] > 0 and row[1] == 0) }}
 {%- endmacro %}
 
 
@@ -122,11 +125,11 @@
 {% macro keys_this_build_wrote(relation) -%}
     {%- set name = relation.identifier | lower -%}
     {%- set written_now = recon.writes_models() and ('model.recon.' ~ name) in selected_resources -%}
-    {%- if written_now and recon.previous_build_checked(name) -%}
+    {%- if written_now and recon.earlier_builds_checked(name) -%}
         {%- do log("recon: " ~ model.name ~ " checks the keys this build wrote", info=false) -%}
         {{ return(recon.keys_written_predicate(relation)) }}
     {%- endif -%}
-    {%- do log("recon: " ~ model.name ~ " checks the whole of " ~ name ~ (" (the build before did not pass every test of it)" if written_now else " (not written by this invocation)"), info=true) -%}
+    {%- do log("recon: " ~ model.name ~ " checks the whole of " ~ name ~ (" (an earlier build did not pass every test of it)" if written_now else " (not written by this invocation)"), info=true) -%}
     {{ return('1 = 1') }}
 {%- endmacro %}
 
