@@ -15,6 +15,26 @@
 -#}
 -- depends_on: {{ ref('int_recon__touched_charges') }}
 {%- set now = recon.utc_literal(run_started_at.isoformat()) %}
+{#- The fact rows not compared yet: written after the newest one recorded here (H), or by this
+    build (the touched charges, whose rows carry the fact table's newest raw_loaded_through F,
+    which equals H when nothing was loaded since). Both are read now and written in as
+    constants, so the scan of the fact table prunes by them instead of reading every row:
+    `> H or >= F`, a superset of "after H or touched" only by rows of F that were compared
+    before (their versions are unchanged, so they open and close nothing). -#}
+{%- set since_seen = "1 = 0" %}
+{%- if is_incremental() and execute %}
+    {%- set fct = ref('fct_charge_reconciliation') %}
+    {%- set row = run_query("select (select max(raw_loaded_through) from " ~ this ~ "), (select max(raw_loaded_through) from " ~ fct ~ ")").rows[0] %}
+    {%- set bounds = [] %}
+    {%- for v in row if v is not none %}
+        {%- do bounds.append(recon.utc_literal(v.isoformat() ~ ('+00:00' if v.tzinfo is none else ''))) %}
+    {%- endfor %}
+    {%- if row[0] is not none and row[1] is not none %}
+        {%- set since_seen = "f.raw_loaded_through > " ~ bounds[0] ~ " or f.raw_loaded_through >= " ~ bounds[1] %}
+    {%- elif row[1] is not none %}
+        {%- set since_seen = "f.raw_loaded_through >= " ~ bounds[0] %}
+    {%- endif %}
+{%- endif %}
 {%- set tracked = ['recon_status', 'stripe_status', 'stripe_captured', 'stripe_amount',
                    'stripe_amount_refunded', 'stripe_disputed', 'currency', 'ledger_entry_ids',
                    'ledger_amount'] %}
@@ -33,9 +53,7 @@ with current_items as (
         {%- endfor %} as version_text
     from {{ ref('fct_charge_reconciliation') }} as f
     {%- if is_incremental() %}
-    where f.raw_loaded_through > (select max(raw_loaded_through) from {{ this }})
-       or coalesce(f.charge_id, '') in (
-            select charge_id from {{ ref('int_recon__touched_charges') }})
+    where {{ since_seen }}
     {%- endif %}
 
 ),
