@@ -134,6 +134,13 @@
 {%- endmacro %}
 
 
+{#- An instant a query returned (DuckDB: aware; Snowflake's TIMESTAMP_NTZ: naive UTC) as a
+    literal, to write a value read at compile time into the SQL as a constant. -#}
+{% macro instant_literal(value) -%}
+    {{ return(recon.utc_literal(value.isoformat() ~ ('+00:00' if value.tzinfo is none else ''))) }}
+{%- endmacro %}
+
+
 {# The canonical instant type, for typed NULLs (an untyped NULL column has no reliable type). #}
 {% macro instant_type() -%}
     {{ return(adapter.dispatch('instant_type', 'recon')()) }}

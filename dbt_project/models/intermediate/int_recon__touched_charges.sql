@@ -29,8 +29,7 @@
 {%- if execute and fct is not none and not flags.FULL_REFRESH -%}
     {%- set latest = run_query("select max(raw_loaded_through) from " ~ fct).columns[0].values()[0] -%}
     {%- if latest is not none -%}
-        {#- DuckDB answers an aware instant, Snowflake a naive UTC one (TIMESTAMP_NTZ) -#}
-        {%- set since = recon.utc_literal(latest.isoformat() ~ ('+00:00' if latest.tzinfo is none else '')) -%}
+        {%- set since = recon.instant_literal(latest) -%}
     {%- endif -%}
 {%- endif -%}
 {%- set w = recon.reporting_window() -%}

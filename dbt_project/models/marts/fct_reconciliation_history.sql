@@ -27,7 +27,7 @@
     {%- set row = run_query("select (select max(raw_loaded_through) from " ~ this ~ "), (select max(raw_loaded_through) from " ~ fct ~ ")").rows[0] %}
     {%- set bounds = [] %}
     {%- for v in row if v is not none %}
-        {%- do bounds.append(recon.utc_literal(v.isoformat() ~ ('+00:00' if v.tzinfo is none else ''))) %}
+        {%- do bounds.append(recon.instant_literal(v)) %}
     {%- endfor %}
     {%- if row[0] is not none and row[1] is not none %}
         {%- set since_seen = "f.raw_loaded_through > " ~ bounds[0] ~ " or f.raw_loaded_through >= " ~ bounds[1] %}
