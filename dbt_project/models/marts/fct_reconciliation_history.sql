@@ -24,15 +24,12 @@
 {%- set since_seen = "1 = 0" %}
 {%- if is_incremental() and execute %}
     {%- set fct = ref('fct_charge_reconciliation') %}
-    {%- set row = run_query("select (select max(raw_loaded_through) from " ~ this ~ "), (select max(raw_loaded_through) from " ~ fct ~ ")").rows[0] %}
-    {%- set bounds = [] %}
-    {%- for v in row if v is not none %}
-        {%- do bounds.append(recon.instant_literal(v)) %}
-    {%- endfor %}
-    {%- if row[0] is not none and row[1] is not none %}
-        {%- set since_seen = "f.raw_loaded_through > " ~ bounds[0] ~ " or f.raw_loaded_through >= " ~ bounds[1] %}
-    {%- elif row[1] is not none %}
-        {%- set since_seen = "f.raw_loaded_through >= " ~ bounds[0] %}
+    {%- set seen, newest = run_query("select (select max(raw_loaded_through) from " ~ this ~ "), (select max(raw_loaded_through) from " ~ fct ~ ")").rows[0] %}
+    {%- if newest is not none %}
+        {%- set since_seen = "f.raw_loaded_through >= " ~ recon.instant_literal(newest) %}
+        {%- if seen is not none %}
+            {%- set since_seen = "f.raw_loaded_through > " ~ recon.instant_literal(seen) ~ " or " ~ since_seen %}
+        {%- endif %}
     {%- endif %}
 {%- endif %}
 {%- set tracked = ['recon_status', 'stripe_status', 'stripe_captured', 'stripe_amount',
