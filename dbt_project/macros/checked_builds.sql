@@ -55,7 +55,7 @@
         {%- do run_query("create schema if not exists " ~ rel.without_identifier()) -%}
         {%- do run_query("create table if not exists " ~ rel ~ " (invocation_id varchar, model_name varchar, started_at " ~ recon.instant_type() ~ ", checked boolean)") -%}
         {%- for uid in recon.scoped_models() if uid in selected_resources -%}
-            {%- do run_query("insert into " ~ rel ~ " values ('" ~ invocation_id ~ "', '" ~ graph.nodes[uid].name ~ "', " ~ recon.utc_literal(run_started_at.isoformat()) ~ ", false)") -%}
+            {%- do run_query("insert into " ~ rel ~ " values ('" ~ invocation_id ~ "', '" ~ graph.nodes[uid].name ~ "', " ~ recon.build_instant() ~ ", false)") -%}
         {%- endfor -%}
         {%- do adapter.commit() if target.type == 'duckdb' -%}
     {%- endif -%}
@@ -112,7 +112,7 @@
         {%- set touched = adapter.get_relation(database=target.database, schema='intermediate', identifier='int_recon__touched_charges') -%}
         {{ return("recon_key in (select w.recon_key from " ~ relation ~ " as w where coalesce(w.charge_id, '') in (select charge_id from " ~ touched ~ "))") }}
     {%- elif name == 'fct_reconciliation_history' -%}
-        {%- set now = recon.utc_literal(run_started_at.isoformat()) -%}
+        {%- set now = recon.build_instant() -%}
         {{ return("recon_key in (select w.recon_key from " ~ relation ~ " as w where w.valid_from = " ~ now ~ " or w.valid_to = " ~ now ~ ")") }}
     {%- else -%}
         {{ exceptions.raise_compiler_error("no rule says which keys of " ~ relation ~ " a build writes; scope its test by hand or remove '" ~ recon.scope_placeholder() ~ "'") }}
@@ -124,7 +124,7 @@
     or every row (see the top of this file for when). Logged, so a build's log says which. -#}
 {% macro keys_this_build_wrote(relation) -%}
     {%- set name = relation.identifier | lower -%}
-    {%- set written_now = recon.writes_models() and ('model.recon.' ~ name) in selected_resources -%}
+    {%- set written_now = recon.writes_models() and model.attached_node in selected_resources -%}
     {%- if written_now and recon.earlier_builds_checked(name) -%}
         {%- do log("recon: " ~ model.name ~ " checks the keys this build wrote", info=false) -%}
         {{ return(recon.keys_written_predicate(relation)) }}

@@ -134,6 +134,13 @@
 {%- endmacro %}
 
 
+{#- This build's instant (dbt's run_started_at) as a literal: the history's valid_from /
+    valid_to, and what the checks compare them with, must be the same value. -#}
+{% macro build_instant() -%}
+    {{ return(recon.utc_literal(run_started_at.isoformat())) }}
+{%- endmacro %}
+
+
 {#- An instant a query returned (DuckDB: aware; Snowflake's TIMESTAMP_NTZ: naive UTC) as a
     literal, to write a value read at compile time into the SQL as a constant. -#}
 {% macro instant_literal(value) -%}

@@ -14,7 +14,7 @@
   `full_refresh=false`: a --full-refresh of the marts never drops the history.
 -#}
 -- depends_on: {{ ref('int_recon__touched_charges') }}
-{%- set now = recon.utc_literal(run_started_at.isoformat()) %}
+{%- set now = recon.build_instant() %}
 {#- The fact rows not compared yet: written after the newest one recorded here (H), or by this
     build (the touched charges, whose rows carry the fact table's newest raw_loaded_through F,
     which equals H when nothing was loaded since). Both are read now and written in as
