@@ -10,7 +10,10 @@ is not proof of Snowflake's own semantics. fakesnow returns a NULL TIMESTAMP_NTZ
 so timestamps are compared as epoch seconds.
 
 HAZARD: fakesnow answers unsupported SQL with HTTP 500 and the connector retries; every test
-here has a hard timeout and the connection caps `network_timeout`.
+here has a hard timeout and the connection caps `network_timeout`. dbt's connections cannot cap
+it (dbt-snowflake passes no `network_timeout`, so the connector retries forever), and a first
+build at the profile's 4 threads once hung in CI until the timeout, so dbt runs here on one
+thread and a timeout fails with the end of dbt's debug log.
 """
 
 from __future__ import annotations
@@ -157,11 +160,19 @@ class Warehouse:
             "SNOWFLAKE_QUERY_TAG": "",  # fakesnow has no QUERY_TAG
             "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
         }
-        cmd = [str(DBT), *args, "--target", "prod", "--target-path", str(work / "t")]
-        cmd += ["--log-path", str(work / "l")]
-        proc = subprocess.run(
-            cmd, cwd=PROJECT_DIR, env=env, capture_output=True, text=True, timeout=240, check=False
-        )
+        # One thread, not the profile's 4 (see the module docstring): fakesnow serves every
+        # session from one in-process DuckDB, so parallel models there exercise DuckDB's and the
+        # connector's thread hazards, not Snowflake's, and a build hung in CI that way.
+        cmd = [str(DBT), *args, "--target", "prod", "--threads", "1"]
+        cmd += ["--target-path", str(work / "t"), "--log-path", str(work / "l")]
+        try:
+            proc = subprocess.run(
+                cmd, cwd=PROJECT_DIR, env=env, capture_output=True, text=True, timeout=240
+            )
+        except subprocess.TimeoutExpired:
+            # Say where it stopped: dbt's own debug log names the node and the SQL in flight.
+            log = (work / "l" / "dbt.log").read_text(errors="replace").splitlines()
+            pytest.fail("dbt hung; the end of its log:\n" + "\n".join(log[-60:]))
         if fail:
             assert proc.returncode != 0, proc.stdout[-3000:]
         else:
