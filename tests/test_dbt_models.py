@@ -614,35 +614,35 @@ def write_raw(
         con.close()
 
 
+def run_dbt(work: Path, *args: str, env: dict[str, str], fail: bool | None = False) -> str:
+    """Run the dbt CLI from the project with `env` (on top of this process's), its artifacts in
+    `work/target` and its logs in `work/logs`; return its output. The run must succeed, or with
+    `fail` must fail; `fail=None` asserts neither. A hang fails with the end of dbt's own debug
+    log, which names the node and the SQL in flight, instead of a bare timeout."""
+    cmd = [str(DBT), *args, "--target-path", str(work / "target"), "--log-path", str(work / "logs")]
+    env = {**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", **env}
+    try:
+        proc = subprocess.run(
+            cmd, cwd=PROJECT_DIR, env=env, capture_output=True, text=True, timeout=240, check=False
+        )
+    except subprocess.TimeoutExpired:
+        log = (work / "logs" / "dbt.log").read_text(errors="replace").splitlines()
+        pytest.fail(f"dbt {' '.join(args)} hung; the end of its log:\n" + "\n".join(log[-60:]))
+    if fail:
+        assert proc.returncode != 0, proc.stdout[-3000:]
+    elif fail is not None:
+        assert proc.returncode == 0, (
+            f"dbt {' '.join(args)} failed:\n{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}"
+        )
+    return proc.stdout
+
+
 def dbt(
     db: Path, work: Path, *args: str, session_tz: str = "Asia/Kolkata", fail: bool = False
 ) -> str:
-    """Run the dbt CLI on the temp warehouse; artifacts and logs stay in `work`. With `fail`,
-    the run must fail (and its output is returned)."""
-    env = {
-        **os.environ,
-        "RECON_DUCKDB_PATH": str(db),
-        "TZ": session_tz,  # DuckDB's session TimeZone follows it
-        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-    }
-    cmd = [
-        str(DBT),
-        *args,
-        "--target-path",
-        str(work / "target"),
-        "--log-path",
-        str(work / "logs"),
-    ]
-    proc = subprocess.run(
-        cmd, cwd=PROJECT_DIR, env=env, capture_output=True, text=True, timeout=240, check=False
-    )
-    if fail:
-        assert proc.returncode != 0, proc.stdout[-3000:]
-        return proc.stdout
-    assert proc.returncode == 0, (
-        f"dbt {' '.join(args)} failed:\n{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}"
-    )
-    return proc.stdout
+    """Run the dbt CLI on the temp warehouse (see `run_dbt`)."""
+    env = {"RECON_DUCKDB_PATH": str(db), "TZ": session_tz}  # DuckDB's session TimeZone follows TZ
+    return run_dbt(work, *args, env=env, fail=fail)
 
 
 def window_vars(first: date, end_exclusive: date) -> str:
@@ -1161,35 +1161,15 @@ def test_not_null_columns_counts_the_rows_with_a_null_in_any_column(tmp_path: Pa
 def test_parse_prod_target_without_a_connection(tmp_path: Path) -> None:
     """`dbt parse --target prod` needs only the env vars the profile reads, no Snowflake."""
     env = {
-        **os.environ,
         "SNOWFLAKE_ACCOUNT": "dummy-account",
         "SNOWFLAKE_USER": "dummy",
         "SNOWFLAKE_PASSWORD": "dummy",
         "SNOWFLAKE_ROLE": "dummy",
         "SNOWFLAKE_WAREHOUSE": "dummy",
         "SNOWFLAKE_DATABASE": "dummy",
-        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
     }
-    proc = subprocess.run(
-        [
-            str(DBT),
-            "parse",
-            "--target",
-            "prod",
-            "--target-path",
-            str(tmp_path / "t"),
-            "--log-path",
-            str(tmp_path / "l"),
-        ],
-        cwd=PROJECT_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout[-4000:]
-    manifest = json.loads((tmp_path / "t" / "manifest.json").read_text())
+    run_dbt(tmp_path, "parse", "--target", "prod", env=env)
+    manifest = json.loads((tmp_path / "target" / "manifest.json").read_text())
     sources = {v["name"]: v for v in manifest["sources"].values()}
     assert sources["stripe_charges"]["meta"]["dagster"]["asset_key"] == ["raw", "stripe_charges"]
     assert sources["ledger_entries"]["meta"]["dagster"]["asset_key"] == ["raw", "ledger_entries"]
@@ -1380,31 +1360,19 @@ def test_bad_vars_fail_the_build_loudly(
     shrink or shift the re-stated days. (Compiling the two models needs no warehouse data.)"""
     db = tmp_path / "warehouse.duckdb"
     write_raw(db, [], [])
-    env = {**os.environ, "RECON_DUCKDB_PATH": str(db), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
-    proc = subprocess.run(
-        [
-            str(DBT),
-            "compile",
-            "--target",
-            "local",
-            "--select",
-            "int_recon__charges int_recon__touched_charges fct_charge_reconciliation",
-            "--vars",
-            json.dumps(dbt_vars),
-            "--target-path",
-            str(tmp_path / "t"),
-            "--log-path",
-            str(tmp_path / "l"),
-        ],
-        cwd=PROJECT_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
+    out = run_dbt(
+        tmp_path,
+        "compile",
+        "--target",
+        "local",
+        "--select",
+        "int_recon__charges int_recon__touched_charges fct_charge_reconciliation",
+        "--vars",
+        json.dumps(dbt_vars),
+        env={"RECON_DUCKDB_PATH": str(db)},
+        fail=True,
     )
-    assert proc.returncode != 0
-    assert message in proc.stdout
+    assert message in out
 
 
 LEDGER_VERSION_ORDER = ["_synced_at", "updated_at", "_loaded_at"]

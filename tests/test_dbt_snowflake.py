@@ -19,8 +19,6 @@ with the end of dbt's debug log.
 
 from __future__ import annotations
 
-import os
-import subprocess
 import uuid
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
@@ -33,13 +31,11 @@ import pytest
 from recon_assets.stage.schemas import LEDGER_ENTRIES_SCHEMA, STRIPE_CHARGES_SCHEMA
 from recon_assets.warehouse.loader import BOOKKEEPING
 from tests.test_dbt_models import (
-    DBT,
     FCT_COLUMNS,
     GAP_DAY,
     LOADED_1,
     LOADED_2,
     LOOKUPS,
-    PROJECT_DIR,
     RESYNCED,
     RPT_COLUMNS,
     Expect,
@@ -51,6 +47,7 @@ from tests.test_dbt_models import (
     expected_rpt,
     flatten,
     loaded_days,
+    run_dbt,
     utc,
     window_vars,
 )
@@ -148,7 +145,6 @@ class Warehouse:
 
     def dbt(self, work: Path, *args: str, fail: bool = False) -> str:
         env = {
-            **os.environ,
             "SNOWFLAKE_ACCOUNT": self.kwargs["account"],
             "SNOWFLAKE_USER": self.kwargs["user"],
             "SNOWFLAKE_PASSWORD": self.kwargs["password"],
@@ -159,32 +155,11 @@ class Warehouse:
             "SNOWFLAKE_PORT": str(self.kwargs["port"]),
             "SNOWFLAKE_PROTOCOL": self.kwargs["protocol"],
             "SNOWFLAKE_QUERY_TAG": "",  # fakesnow has no QUERY_TAG
-            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
         }
         # One thread, not the profile's 4 (the module docstring says why): fakesnow serves every
         # session from one in-process DuckDB, so parallel models there exercise DuckDB's and the
         # connector's thread hazards, not Snowflake's.
-        cmd = [str(DBT), *args, "--target", "prod", "--threads", "1"]
-        cmd += ["--target-path", str(work / "t"), "--log-path", str(work / "l")]
-        try:
-            proc = subprocess.run(
-                cmd,
-                cwd=PROJECT_DIR,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=240,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            # Say where it stopped: dbt's own debug log names the node and the SQL in flight.
-            log = (work / "l" / "dbt.log").read_text(errors="replace").splitlines()
-            pytest.fail("dbt hung; the end of its log:\n" + "\n".join(log[-60:]))
-        if fail:
-            assert proc.returncode != 0, proc.stdout[-3000:]
-        else:
-            assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
-        return proc.stdout
+        return run_dbt(work, *args, "--target", "prod", "--threads", "1", env=env, fail=fail)
 
     def fct(self) -> list[tuple]:
         cols = [*FCT_COLUMNS[:-1], "date_part(epoch_second, charge_synced_at)"]
@@ -270,7 +245,7 @@ def test_prod_target_builds_and_restates_a_window(
     assert sorted(checked) == sorted(
         [("fct_charge_reconciliation", True), ("fct_reconciliation_history", True)] * 3
     )
-    log = (tmp_path / "l" / "dbt.log").read_text()
+    log = (tmp_path / "logs" / "dbt.log").read_text()
     assert (
         "recon: unique_fct_charge_reconciliation_recon_key checks the keys this build wrote" in log
     )
