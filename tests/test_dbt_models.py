@@ -1390,12 +1390,19 @@ def latest_versions_sql(tmp_path_factory: pytest.TempPathFactory) -> dict[str, s
         ("duckdb", "recon.latest_versions"),
         ("default", "recon.default__latest_versions"),
     ]:
-        inline = (
-            f"select id, amount_minor from {{{{ {macro}(source('raw', 'ledger_entries'), 'id', "
-            f"{LEDGER_VERSION_ORDER!r}) }}}}"
-        )
-        out[name] = dbt(db, work, "compile", "--quiet", "--inline", inline)
+        for where in ["", LATEST_WHERE]:
+            inline = (
+                f"select id, amount_minor from {{{{ {macro}(source('raw', 'ledger_entries'), "
+                f"'id', {LEDGER_VERSION_ORDER!r}, '', {where!r}) }}}}"
+            )
+            key = f"{name}, latest_where" if where else name
+            out[key] = dbt(db, work, "compile", "--quiet", "--inline", inline)
     return out
+
+
+LATEST_WHERE = "updated_at is null or _loaded_at is null"
+"""A `latest_where` on the order columns, so every one of a key's exactly tied latest versions
+meets it or none does, and the expected rows are one reading of the contract."""
 
 
 _instants = st.sampled_from([None, *(SYNCED + timedelta(hours=h) for h in range(3))])
@@ -1415,8 +1422,10 @@ def test_the_latest_version_is_the_greatest_in_order_a_null_the_lowest(
 ) -> None:
     """Each id keeps exactly one row, one of those whose order columns are greatest (compared in
     order, a NULL lower than any value: a window's `desc nulls last`). Few distinct instants,
-    so ties on the first columns, and exact ties, are common. Run on both implementations: they
-    must agree with this reading of the contract, not merely with each other."""
+    so ties on the first columns, and exact ties, are common. With a `latest_where`, an id
+    appears only when its latest version meets it: an older version that meets it must not
+    stand in. Run on both implementations: they must agree with this reading of the contract,
+    not merely with each other."""
     con = duckdb.connect()
     try:
         con.execute("attach ':memory:' as versions")
@@ -1427,6 +1436,7 @@ def test_the_latest_version_is_the_greatest_in_order_a_null_the_lowest(
             + ")"
         )
         best: dict[int, set[int]] = {}
+        kept: set[int] = set()  # the ids whose latest version meets LATEST_WHERE
         serial = 0
         for entry_id, entry_versions in enumerate(versions):
             ranked: dict[tuple, set[int]] = defaultdict(set)
@@ -1437,10 +1447,15 @@ def test_the_latest_version_is_the_greatest_in_order_a_null_the_lowest(
                     [entry_id, serial, *order],
                 )
                 ranked[tuple((x is not None, x) for x in order)].add(serial)
-            best[entry_id] = ranked[max(ranked)]
+            top = max(ranked)
+            best[entry_id] = ranked[top]
+            _synced, (updated_set, _), (loaded_set, _) = top
+            if not updated_set or not loaded_set:
+                kept.add(entry_id)
         for name, sql in latest_versions_sql.items():
             picked = con.execute(sql).fetchall()
-            assert sorted(i for i, _ in picked) == sorted(best), name
+            expected = kept if name.endswith("latest_where") else set(best)
+            assert sorted(i for i, _ in picked) == sorted(expected), name
             for entry_id, row in picked:
                 assert row in best[entry_id], (name, entry_id, row, best[entry_id])
     finally:

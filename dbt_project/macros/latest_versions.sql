@@ -98,6 +98,17 @@ from latest
     )
     {%- endif %}
 {%- endset %}
+{#- Which charge and type the latest version names: a condition on the raw columns, handed to
+    `latest_versions` so it is checked before whole rows are read (see there). #}
+{%- set latest_where %}
+    {%- if charge_ids is not none %}
+    coalesce(external_ref, '') in (select charge_id from {{ charge_ids }})
+    {%- endif %}
+    {%- if charge_ids is not none and entry_type is not none %} and {% endif %}
+    {%- if entry_type is not none %}
+    lower(entry_type) = '{{ entry_type }}'
+    {%- endif %}
+{%- endset %}
 with latest as (
 
     select
@@ -114,7 +125,7 @@ with latest as (
         {{ recon.utc_instant(src, '_synced_at') }} as synced_at,
         _run_id as run_id,
         {{ recon.utc_instant(src, '_loaded_at') }} as loaded_at
-    from {{ recon.latest_versions(src, 'id', ['_synced_at', 'updated_at', '_loaded_at'], scope) }}
+    from {{ recon.latest_versions(src, 'id', ['_synced_at', 'updated_at', '_loaded_at'], scope, latest_where) }}
 
 )
 
@@ -134,13 +145,6 @@ select
     run_id,
     loaded_at
 from latest
-where true
-{%- if charge_ids is not none %}
-  and coalesce(external_ref, '') in (select charge_id from {{ charge_ids }})
-{%- endif %}
-{%- if entry_type is not none %}
-  and entry_type = '{{ entry_type }}'
-{%- endif %}
 {%- endmacro %}
 
 
@@ -148,22 +152,34 @@ where true
   The latest version of each `key` of `src` (within `scope`, a condition on `src` that keeps
   every version of a key or none): the row with the greatest `order_by` columns, compared in
   order, a NULL lower than any value. Exact ties (every column equal) keep one of the tied rows,
-  as a ranking would. Returns a subquery with every column of `src`.
+  as a ranking would. `latest_where`, a condition on `src`'s columns, then keeps only the latest
+  versions that meet it (never an older version that does). Returns a subquery with every column
+  of `src`.
 -#}
-{% macro latest_versions(src, key, order_by, scope='') -%}
-    {{ return(adapter.dispatch('latest_versions', 'recon')(src, key, order_by, scope)) }}
+{% macro latest_versions(src, key, order_by, scope='', latest_where='') -%}
+    {{ return(adapter.dispatch('latest_versions', 'recon')(src, key, order_by, scope, latest_where)) }}
 {%- endmacro %}
 
 {#- DuckDB: a window ranking every version carries every column through its sort, and at 8 M
     charges it cannot finish within 128MB; picking each key's row id with arg_max is a hash
     aggregate over the key and the order columns (it spills), and only the rows picked are read
     whole. 60 -> 32 s for 8.2 M charges at 256MB, 0.14 -> 0.08 s for a nightly's 20 k at 540
-    days loaded (docs/benchmarks.md, "First builds"). `rowid` is stable within the statement. #}
-{% macro duckdb__latest_versions(src, key, order_by, scope) -%}
+    days loaded (docs/benchmarks.md, "First builds"). `latest_where` is checked on the picked row
+    ids with only its own columns read: as a filter on the whole rows, DuckDB planned its `in
+    (select ...)` as a join whose hash table held every column of every latest version, and a
+    first backfill of 600 k charges ran out of 256MB there ("A first backfill at 600 k charges").
+    `rowid` is stable within the statement. #}
+{% macro duckdb__latest_versions(src, key, order_by, scope, latest_where) -%}
 (
     select *
     from {{ src }}
     where rowid in (
+        {%- if latest_where | trim %}
+        select rowid
+        from {{ src }}
+        where ({{ latest_where }})
+          and rowid in (
+        {%- endif %}
         select arg_max(
             rowid,
             struct_pack(
@@ -178,20 +194,29 @@ where true
         where {{ scope }}
         {%- endif %}
         group by {{ key }}
+        {%- if latest_where | trim %}
+          )
+        {%- endif %}
     )
 ) as versions
 {%- endmacro %}
 
-{% macro default__latest_versions(src, key, order_by, scope) -%}
+{% macro default__latest_versions(src, key, order_by, scope, latest_where) -%}
 (
     select *
-    from {{ src }}
-    {%- if scope | trim %}
-    where {{ scope }}
+    from (
+        select *
+        from {{ src }}
+        {%- if scope | trim %}
+        where {{ scope }}
+        {%- endif %}
+        qualify row_number() over (
+            partition by {{ key }}
+            order by {% for c in order_by %}{{ c }} desc nulls last{% if not loop.last %}, {% endif %}{% endfor %}
+        ) = 1
+    ) as latest
+    {%- if latest_where | trim %}
+    where {{ latest_where }}
     {%- endif %}
-    qualify row_number() over (
-        partition by {{ key }}
-        order by {% for c in order_by %}{{ c }} desc nulls last{% if not loop.last %}, {% endif %}{% endfor %}
-    ) = 1
 ) as versions
 {%- endmacro %}
