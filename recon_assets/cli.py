@@ -184,9 +184,10 @@ def _demo(settings: ReconSettings, days: list[date], first: date, last: date) ->
         defs = _quiet_definitions(settings)
         instance = _local_instance(settings)
     print(f"  {'dbt manifest':<22} {'ready (parsed only when missing or stale)':<76} {s1:6.1f} s")
+    truth = sum(seed.summary["ground_truth"].values())
     print(
         f"  {'seed the ledger':<22} "
-        f"{f'embedded Postgres, {len(seed.ground_truth):,} items of ground truth':<76} {s2:6.1f} s"
+        f"{f'embedded Postgres, {truth:,} items of ground truth':<76} {s2:6.1f} s"
     )
     t = time.perf_counter()
     result = run_range(defs, first, last, instance, log)

@@ -289,6 +289,14 @@ def test_reproducible_idempotent_and_independent_of_the_range(
         assert again.summary == first.summary
         n_truth = conn.execute("SELECT count(*) FROM seed.recon_ground_truth").fetchone()
         assert n_truth == (len(first.ground_truth),)
+        # Without keeping the rows (the CLI's bootstrap): the same ledger, table and counts.
+        table = "SELECT * FROM seed.recon_ground_truth ORDER BY charge_id"
+        kept = conn.execute(table).fetchall()
+        lean = seed_ledger(conn, source, FIRST, LAST, seed=5, rates=RATES, as_of=FAR_AS_OF,
+                           keep_truth=False)  # fmt: skip
+        assert lean.ground_truth == [] and lean.summary == first.summary
+        assert _entries(conn) == rows
+        assert conn.execute(table).fetchall() == kept
         # Re-seeding one day leaves the others alone.
         seed_ledger(conn, source, LAST, LAST, seed=5, rates=RATES, as_of=FAR_AS_OF)
         assert _entries(conn) == rows

@@ -70,6 +70,7 @@ def seed_local_ledger(
     tolerance_days: int = 3,
     rates: BreakRates | None = None,
     as_of: datetime | None = None,
+    keep_truth: bool = True,
 ) -> SeedResult:
     """Migrate the ledger and (re)seed `first_day..last_day` from the emulator's charges."""
     with connect(dsn, autocommit=True) as conn:
@@ -82,11 +83,15 @@ def seed_local_ledger(
             rates=rates,
             tolerance_days=tolerance_days,
             as_of=as_of,
+            keep_truth=keep_truth,
         )
 
 
 def bootstrap_local(settings: ReconSettings, first_day: date, last_day: date) -> SeedResult:
-    """Start (or reuse) the embedded Postgres and seed the ledger for the demo's days."""
+    """Start (or reuse) the embedded Postgres and seed the ledger for the demo's days.
+
+    The ground truth stays in the ledger's `seed` schema, not in this process: the CLI runs the
+    Dagster run here next, and a long range's rows would be its memory (`keep_truth`)."""
     dsn = ledger_dsn(settings)
     return seed_local_ledger(
         dsn,
@@ -94,4 +99,5 @@ def bootstrap_local(settings: ReconSettings, first_day: date, last_day: date) ->
         first_day,
         last_day,
         tolerance_days=settings.tolerance_days,
+        keep_truth=False,
     )

@@ -160,6 +160,10 @@ class GroundTruthRow:
 
 @dataclass
 class SeedResult:
+    """What a seed wrote. `ground_truth` holds every row only when the caller kept it
+    (`keep_truth`); `seed.recon_ground_truth` and `summary["ground_truth"]` (counts by status)
+    always have them all."""
+
     ground_truth: list[GroundTruthRow]
     summary: dict[str, Any]
     as_of: datetime
@@ -474,12 +478,17 @@ def seed_ledger(
     rates: BreakRates | None = None,
     tolerance_days: int = 3,
     as_of: datetime | None = None,
+    keep_truth: bool = True,
 ) -> SeedResult:
     """Replace the ledger entries and ground truth of charge days `[first_day, last_day]`.
 
     One transaction: readers see the old or the new seed, never half of one. Entries go in with
     COPY, one day at a time (a day's charges are held in memory, never the range's). Applies the
     ledger migrations first. `conn` must not be inside a transaction.
+
+    `keep_truth=False` returns no ground-truth rows (they are in `seed.recon_ground_truth`): the
+    rows of 8 M charges held the seeding process at gigabytes, and `recon backfill` runs the
+    whole Dagster run in that process afterwards, so its peak was the seeder's.
     """
     if last_day < first_day:
         raise ValueError("last_day is before first_day")
@@ -492,6 +501,7 @@ def seed_ledger(
     apply_migrations(conn)
 
     truth: list[GroundTruthRow] = []
+    statuses: Counter[str] = Counter()
     injected: Counter[str] = Counter()
     bounds: dict[str, list[int]] = {}
     entry_types: Counter[str] = Counter()
@@ -526,7 +536,9 @@ def seed_ledger(
             _copy_entries(conn, plan.entries, journal_id)
             rows = _ground_truth(plan, as_of_us, t_us)
             _copy_truth(conn, rows, as_of, tolerance_days, seed)
-            truth += rows
+            statuses.update(r.recon_status for r in rows)
+            if keep_truth:
+                truth += rows
             injected.update(plan.injected)
             for kind, (lo, hi) in plan.bounds.items():
                 acc = bounds.setdefault(kind, [0, 0])
@@ -539,7 +551,6 @@ def seed_ledger(
             n_charges - eligible["succeeded_captured"] - eligible["pending"]
         )
         conn.execute("ANALYZE ledger_entries")
-    statuses = Counter(r.recon_status for r in truth)
     summary: dict[str, Any] = {
         "first_day": first_day.isoformat(),
         "last_day": last_day.isoformat(),
@@ -615,6 +626,7 @@ def seed_ledger_from_emulator(
     rates: BreakRates | None = None,
     tolerance_days: int = 3,
     as_of: datetime | None = None,
+    keep_truth: bool = True,
 ) -> SeedResult:
     """Seed from the emulator's own generator with the emulator's seed and clock.
 
@@ -633,4 +645,5 @@ def seed_ledger_from_emulator(
         rates=rates,
         tolerance_days=tolerance_days,
         as_of=as_of,
+        keep_truth=keep_truth,
     )
