@@ -84,11 +84,13 @@ def machine() -> str:
 
 
 class TreeRss:
-    """Peak of the summed RSS of a process and all its descendants, sampled every 50 ms."""
+    """Peak of the summed RSS of a process and all its descendants, sampled every 50 ms; the
+    samples are kept (monotonic time, bytes) so a phase of the command can be read alone."""
 
     def __init__(self, pid: int) -> None:
         self.root = psutil.Process(pid)
         self.peak = 0
+        self.samples: list[tuple[float, int]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -104,12 +106,17 @@ class TreeRss:
                 with contextlib.suppress(psutil.Error):
                     total += p.memory_info().rss
             self.peak = max(self.peak, total)
+            self.samples.append((time.perf_counter(), total))
             self._stop.wait(0.05)
 
     def stop(self) -> int:
         self._stop.set()
         self._thread.join()
         return self.peak
+
+    def peak_since(self, t: float) -> int:
+        """The peak of the samples taken at or after `t` (a `time.perf_counter()` instant)."""
+        return max((b for at, b in self.samples if at >= t), default=0)
 
 
 def prepared_home(
@@ -161,6 +168,7 @@ def env_for(home: Path, per_day: int, start: date, now: int) -> dict[str, str]:
 class BackfillRun:
     run_s: float  # the run from its start to the report, as `recon backfill` prints it
     peak: int  # whole-tree peak RSS, bytes
+    run_peak: int  # the same over the run alone (the last run_s of the command), bytes
     wall: float  # the command's wall time (code location load, seeding, Postgres included)
     steps: dict[str, float]  # seconds per step, by the label `recon backfill` prints
 
@@ -190,13 +198,17 @@ def backfill(env: dict[str, str], first: date, last: date) -> BackfillRun:
     rss = TreeRss(proc.pid)
     out, _ = proc.communicate()
     peak = rss.stop()
-    wall = time.perf_counter() - t
+    ended = time.perf_counter()
+    wall = ended - t
     if proc.returncode != 0:
         raise SystemExit(f"recon backfill {first}..{last} failed:\n{out[-3000:]}")
     m = re.search(r"done in ([0-9.]+) s", out)
     if not m:
         raise SystemExit(f"no run time in the output:\n{out[-2000:]}")
-    return BackfillRun(float(m.group(1)), peak, wall, step_seconds(out))
+    run_s = float(m.group(1))
+    # The run is the command's last run_s (then only its summary is printed): without the local
+    # ledger seeding and the code location's load before it.
+    return BackfillRun(run_s, peak, rss.peak_since(ended - run_s), wall, step_seconds(out))
 
 
 def location_load(env: dict[str, str]) -> float:
