@@ -183,6 +183,20 @@ def measure(cases: list[Case], instances: list[str], runs: int) -> dict[tuple[Ca
     return out
 
 
+def step_table(steps: dict[Any, dict[str, list[float]]], columns: dict[Any, str]) -> list[str]:
+    """Median seconds of each step (the steps every column has) per column, as table lines."""
+    keys = list(columns)
+    labels = [lb for lb in steps[keys[0]] if all(lb in steps[k] for k in keys)]
+    lines = [
+        "| step (seconds, median) | " + " | ".join(columns.values()) + " |",
+        "|---|" + "---|" * len(keys),
+    ]
+    for label in labels:
+        cells = [f"{statistics.median(steps[k][label]):.1f}" for k in keys]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def by_figure(measured: dict[Any, Measured]) -> tuple[dict, dict, dict, dict, dict]:
     """The runs, walls, run peaks, command peaks and steps of each key, as the tables and the
     plot read them."""
@@ -234,15 +248,7 @@ def main() -> None:
             f"{med(command_peaks[c]):,.0f} MB |"
         )
     # Seconds per step, per case: which step's cost grows with what (a day's volume, the days).
-    labels = [label for label in steps[cases[0]] if all(label in steps[c] for c in cases)]
-    lines += [
-        "",
-        "| step (seconds, median) | " + " | ".join(f"{d} x {n:,}" for d, n in cases) + " |",
-        "|---|" + "---|" * len(cases),
-    ]
-    for label in labels:
-        cells = [f"{med(steps[c][label]):.1f}" for c in cases]
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines += ["", *step_table(steps, {c: f"{c[0]} x {c[1]:,}" for c in cases})]
     notes = []
     lo = min(cases, key=lambda c: c[0] * c[1])
     hi = max(cases, key=lambda c: c[0] * c[1])
@@ -331,18 +337,8 @@ def compare_instances(args: argparse.Namespace) -> None:
             f"{cell(walls[key])} | {days * per_day / statistics.median(runs[key]):,.0f} | "
             f"{cell(peaks[key], ' MB')} | {cell(command_peaks[key], ' MB')} |"
         )
-    labels = [lb for lb in steps[configs[0]] if all(lb in steps[k] for k in configs)]
-    lines += [
-        "",
-        "| step (seconds, median) | "
-        + " | ".join(f"{d} x {p:,}, {name}" for (d, p), name in configs)
-        + " |",
-        "|---|" + "---|" * len(configs),
-    ]
-    for label in labels:
-        cells = [f"{statistics.median(steps[k][label]):.1f}" for k in configs]
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    lines += ["", f"- Machine: {machine()}."]
+    columns = {k: f"{k[0][0]} x {k[0][1]:,}, {k[1]}" for k in configs}
+    lines += ["", *step_table(steps, columns), "", f"- Machine: {machine()}."]
     text = "\n".join(lines)
     print()
     print(text)
