@@ -141,8 +141,8 @@ class Measured:
 
     runs: list[float] = dataclasses.field(default_factory=list)  # start to report, s
     walls: list[float] = dataclasses.field(default_factory=list)  # the command's wall, s
-    peaks: list[float] = dataclasses.field(default_factory=list)  # whole-tree peak, MB
-    run_peaks: list[float] = dataclasses.field(default_factory=list)  # the same, run only
+    run_peaks: list[float] = dataclasses.field(default_factory=list)  # whole-tree peak, run, MB
+    command_peaks: list[float] = dataclasses.field(default_factory=list)  # the same, command
     steps: dict[str, list[float]] = dataclasses.field(default_factory=dict)  # s per step
 
 
@@ -169,8 +169,8 @@ def measure(cases: list[Case], instances: list[str], runs: int) -> dict[tuple[Ca
                     b = backfill(env, first, last)
                 m.runs.append(b.run_s)
                 m.walls.append(b.wall)
-                m.peaks.append(b.peak / 2**20)
                 m.run_peaks.append(b.run_peak / 2**20)
+                m.command_peaks.append(b.peak / 2**20)
                 for label, secs in b.steps.items():
                     m.steps.setdefault(label, []).append(secs)
                 print(
@@ -204,7 +204,7 @@ def by_figure(measured: dict[Any, Measured]) -> tuple[dict, dict, dict, dict, di
         {k: m.runs for k, m in measured.items()},
         {k: m.walls for k, m in measured.items()},
         {k: m.run_peaks for k, m in measured.items()},
-        {k: m.peaks for k, m in measured.items()},
+        {k: m.command_peaks for k, m in measured.items()},
         {k: m.steps for k, m in measured.items()},
     )
 

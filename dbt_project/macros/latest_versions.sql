@@ -85,30 +85,25 @@ from latest
 {#- Every version of each entry any version of which names a scoped charge (or names none: the
     id ''), so an entry re-pointed from one charge to another is ranked whole; which charge its
     latest version names is filtered after the ranking. #}
+{%- set names_a_scoped_charge = none if charge_ids is none
+      else "coalesce(external_ref, '') in (select charge_id from " ~ charge_ids ~ ")" %}
+{%- set is_of_the_type = none if entry_type is none else "lower(entry_type) = '" ~ entry_type ~ "'" %}
 {%- set scope %}
     {%- if charge_ids is not none %}
     id in (
         select id from {{ src }}
-        where coalesce(external_ref, '') in (select charge_id from {{ charge_ids }})
+        where {{ names_a_scoped_charge }}
         {%- if entry_type is not none %}
           {#- entries naming no charge are many (fees, payouts...): only those that were ever
               of the type can be of it now #}
-          and (coalesce(external_ref, '') <> '' or lower(entry_type) = '{{ entry_type }}')
+          and (coalesce(external_ref, '') <> '' or {{ is_of_the_type }})
         {%- endif %}
     )
     {%- endif %}
 {%- endset %}
-{#- Which charge and type the latest version names: a condition on the raw columns, handed to
-    `latest_versions` so it is checked before whole rows are read (see there). #}
-{%- set latest_where %}
-    {%- if charge_ids is not none %}
-    coalesce(external_ref, '') in (select charge_id from {{ charge_ids }})
-    {%- endif %}
-    {%- if charge_ids is not none and entry_type is not none %} and {% endif %}
-    {%- if entry_type is not none %}
-    lower(entry_type) = '{{ entry_type }}'
-    {%- endif %}
-{%- endset %}
+{#- Which charge and type the latest version names, handed to `latest_versions` as a condition
+    on the raw columns so it is checked before whole rows are read (see there). #}
+{%- set latest_where = [names_a_scoped_charge, is_of_the_type] | reject('none') | join(' and ') %}
 with latest as (
 
     select
