@@ -89,7 +89,6 @@ class TreeRss:
 
     def __init__(self, pid: int) -> None:
         self.root = psutil.Process(pid)
-        self.peak = 0
         self.samples: list[tuple[float, int]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -105,14 +104,13 @@ class TreeRss:
             for p in procs:
                 with contextlib.suppress(psutil.Error):
                     total += p.memory_info().rss
-            self.peak = max(self.peak, total)
             self.samples.append((time.perf_counter(), total))
             self._stop.wait(0.05)
 
     def stop(self) -> int:
         self._stop.set()
         self._thread.join()
-        return self.peak
+        return self.peak_since(float("-inf"))
 
     def peak_since(self, t: float) -> int:
         """The peak of the samples taken at or after `t` (a `time.perf_counter()` instant)."""
