@@ -30,6 +30,16 @@ the run, so the tree's peak RSS leaves it out, as a production instance's databa
 
     .venv/bin/python bench/bench_backfill.py --cases 90x1000 30x10000 --runs 2 \
         --instances sqlite postgres postgres-batched postgres-batched-subset
+
+`--variant K=V[,K=V]` (repeatable) compares recon settings the same way, e.g. the pull in one
+process against two:
+
+    .venv/bin/python bench/bench_backfill.py --cases 30x15000 --runs 2 \
+        --instances postgres-batched-subset \
+        --variant RECON_STRIPE_PULL_PROCESSES=1 --variant RECON_STRIPE_PULL_PROCESSES=2
+
+Every run sets RECON_STRIPE_RATE=100000: the target is a backfill against the emulator
+unthrottled, and the client's local default limit (200 requests/s, 20 k charges/s) is a throttle.
 """
 
 from __future__ import annotations
@@ -146,11 +156,29 @@ class Measured:
     steps: dict[str, list[float]] = dataclasses.field(default_factory=dict)  # s per step
 
 
-def measure(cases: list[Case], instances: list[str], runs: int) -> dict[tuple[Case, str], Measured]:
-    """Each case on each instance `runs` times, interleaved, every run a first backfill into a
-    fresh home (and, on Postgres, a fresh Dagster database)."""
+UNTHROTTLED = {"RECON_STRIPE_RATE": "100000"}
+"""The issue's backfill target is against the emulator unthrottled: the client's limiter too
+(its local default, 200 requests/s, is 20 k charges/s, which a one-process pull nearly reached)."""
+
+
+def setup_name(instance: str, variant: dict[str, str]) -> str:
+    return instance + "".join(f", {k}={v}" for k, v in variant.items())
+
+
+def parse_variant(text: str) -> dict[str, str]:
+    """`K=V[,K=V...]`: settings a variant adds to every run of it."""
+    return dict(kv.split("=", 1) for kv in text.split(",") if kv)
+
+
+def measure(
+    cases: list[Case], instances: list[str], runs: int, variants: list[dict[str, str]] | None = None
+) -> dict[tuple[Case, str], Measured]:
+    """Each case on each instance (and each variant of recon's settings) `runs` times,
+    interleaved, every run a first backfill into a fresh home (and, on Postgres, a fresh
+    Dagster database)."""
     last = date.today() - timedelta(days=1)
-    out = {(c, name): Measured() for c in cases for name in instances}
+    setups = {setup_name(name, v): (name, v) for name in instances for v in (variants or [{}])}
+    out = {(c, label): Measured() for c in cases for label in setups}
     serial = itertools.count()
     needs_pg = any(INSTANCES[name][0] == "postgres" for name in instances)
     with (
@@ -158,7 +186,8 @@ def measure(cases: list[Case], instances: list[str], runs: int) -> dict[tuple[Ca
         dagster_postgres(needs_pg, Path(pg_root)) as server,
     ):
         for i in range(runs):
-            for ((days, per_day), name), m in out.items():
+            for ((days, per_day), label), m in out.items():
+                name, variant = setups[label]
                 storage, dagster_env = INSTANCES[name]
                 with tempfile.TemporaryDirectory(prefix="bench-backfill-") as tmp:
                     os.chmod(tmp, 0o711)  # the embedded Postgres runs as `postgres`
@@ -166,16 +195,17 @@ def measure(cases: list[Case], instances: list[str], runs: int) -> dict[tuple[Ca
                     home = Path(tmp) / "home"
                     env = env_for(home, per_day, first, int(time.time()))
                     env.update(instance_home(home, storage, server, next(serial)), **dagster_env)
+                    env.update({**UNTHROTTLED, **variant})
                     b = backfill(env, first, last)
                 m.runs.append(b.run_s)
                 m.walls.append(b.wall)
                 m.run_peaks.append(b.run_peak / 2**20)
                 m.command_peaks.append(b.peak / 2**20)
-                for label, secs in b.steps.items():
-                    m.steps.setdefault(label, []).append(secs)
+                for step, secs in b.steps.items():
+                    m.steps.setdefault(step, []).append(secs)
                 print(
                     f"  run {i + 1}, {days} days x {per_day:,} ({days * per_day:,} charges), "
-                    f"{name}: run {b.run_s:.1f} s, command {b.wall:.1f} s, "
+                    f"{label}: run {b.run_s:.1f} s, command {b.wall:.1f} s, "
                     f"tree peak {b.run_peak / 2**20:.0f} MB in the run, "
                     f"{b.peak / 2**20:.0f} MB in the command",
                     flush=True,
@@ -222,8 +252,12 @@ def main() -> None:
         "--instances", nargs="+", default=["sqlite"], choices=list(INSTANCES),
         help="Dagster instance storages to compare, interleaved (see the docstring)",
     )  # fmt: skip
+    ap.add_argument(
+        "--variant", action="append", default=[], metavar="K=V[,K=V]",
+        help="recon settings to compare side by side (repeat; one may be empty: the defaults)",
+    )  # fmt: skip
     args = ap.parse_args()
-    if len(args.instances) > 1:
+    if len(args.instances) > 1 or args.variant:
         return compare_instances(args)
     cases = [parse_case(c) for c in args.cases]
 
@@ -289,7 +323,7 @@ def main() -> None:
         [
             f"First backfills into fresh homes, one Dagster run each, medians of {args.runs} "
             f"run(s); local mode (emulator, embedded Postgres ledger, DuckDB); Dagster instance: "
-            f"{name}.",
+            f"{name}; every run with {UNTHROTTLED}.",
             "",
             *lines,
             "",
@@ -306,11 +340,13 @@ def main() -> None:
 
 
 def compare_instances(args: argparse.Namespace) -> None:
-    """Each case against each Dagster instance storage, interleaved: what Dagster's own event
-    writes cost a backfill, and what the operations guide's instance settings save."""
+    """Each case against each Dagster instance storage (and variant of recon's settings),
+    interleaved: what Dagster's own event writes cost a backfill, what the operations guide's
+    instance settings save, what a setting changes."""
     cases = [parse_case(c) for c in args.cases]
     print(machine())
-    measured = measure(cases, args.instances, args.runs)
+    variants = [parse_variant(v) for v in args.variant] or None
+    measured = measure(cases, args.instances, args.runs, variants)
     configs = list(measured)
     runs, walls, peaks, command_peaks, steps = by_figure(measured)
 
@@ -321,16 +357,16 @@ def compare_instances(args: argparse.Namespace) -> None:
 
     lines = [
         f"First backfills into fresh homes, one Dagster run each, medians of {args.runs} run(s) "
-        "(min..max), cases and instances interleaved; local mode (emulator, embedded Postgres "
-        "ledger, DuckDB).",
+        "(min..max), cases and setups interleaved; local mode (emulator, embedded Postgres "
+        f"ledger, DuckDB), every run with {UNTHROTTLED}.",
         "",
-        "| case | Dagster instance | run, start to report | vs sqlite | command wall | "
+        "| case | Dagster instance, settings | run, start to report | vs the first | command wall | "
         "charges/s (run) | whole-tree peak RSS, run | the same, command |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for key in configs:
         (days, per_day), name = key
-        base = runs.get(((days, per_day), "sqlite"))
+        base = runs.get(((days, per_day), configs[0][1]))
         ratio = f"{statistics.median(base) / statistics.median(runs[key]):.2f}x" if base else "—"
         lines.append(
             f"| {days} days x {per_day:,} | {name} | {cell(runs[key])} | {ratio} | "

@@ -72,6 +72,7 @@ class ReconSettings:
     stripe_max_retries: int
     stripe_windows_per_day: int
     stripe_concurrency: int
+    stripe_pull_processes: int
     ledger_dsn: str | None = field(repr=False)
     duckdb_path: Path
     duckdb_memory_limit: str
@@ -174,6 +175,9 @@ class ReconSettings:
         # Locally the pull is CPU-bound on 2 cores (threads share the GIL: 2 beat 4 by ~20 %);
         # against Stripe it is latency-bound, so it needs about rate x latency in flight.
         default_concurrency = 2 if env == "local" else 8
+        # Against the emulator a long range is CPU-bound, and one process gets one core; against
+        # Stripe one process uses under half a core at the live rate (stripe/pull_shards.py).
+        default_processes = 2 if env == "local" else 1
         restate = _int(e, "RECON_RESTATE_DAYS", 3, minimum=0)
         tolerance = _int(e, "RECON_TOLERANCE_DAYS", 3, minimum=0)
         if restate < tolerance:
@@ -206,6 +210,9 @@ class ReconSettings:
             stripe_max_retries=_int(e, "RECON_STRIPE_MAX_RETRIES", 8, minimum=0),
             stripe_windows_per_day=_int(e, "RECON_STRIPE_WINDOWS_PER_DAY", 8, minimum=1),
             stripe_concurrency=_int(e, "RECON_STRIPE_CONCURRENCY", default_concurrency, minimum=1),
+            stripe_pull_processes=_int(
+                e, "RECON_STRIPE_PULL_PROCESSES", default_processes, minimum=1
+            ),
             ledger_dsn=ledger_dsn,
             duckdb_path=Path(e.get("RECON_DUCKDB_PATH") or home / "warehouse.duckdb").resolve(),
             duckdb_memory_limit=_memory_size(e, "RECON_DUCKDB_MEMORY_LIMIT", DUCKDB_MEMORY_LIMIT),

@@ -61,6 +61,7 @@ def build_resources(settings: ReconSettings) -> dict[str, object]:
         "max_retries": settings.stripe_max_retries,
         "windows_per_day": settings.stripe_windows_per_day,
         "concurrency": settings.stripe_concurrency,
+        "pull_processes": settings.stripe_pull_processes,
     }
     if settings.is_local:
         api_key = secret("STRIPE_API_KEY", settings.stripe_api_key) or ""

@@ -44,6 +44,23 @@ def test_local_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     )
 
 
+def test_pull_processes_two_locally_one_against_stripe() -> None:
+    """Locally the emulator answers as fast as it can and a long pull is CPU-bound; against
+    Stripe's rate one process is plenty, and a second would only split the rate."""
+    assert ReconSettings.from_env({}).stripe_pull_processes == 2
+    prod = ReconSettings.from_env(
+        {
+            "RECON_ENV": "prod",
+            "STRIPE_API_KEY": "rk_live_x",
+            "RECON_STAGE_URI": "s3://recon-b/p",
+            "RECON_LEDGER_DSN": "postgresql://reader@db/ledger",
+            **SNOWFLAKE,
+        }
+    )
+    assert prod.stripe_pull_processes == 1
+    assert ReconSettings.from_env({"RECON_STRIPE_PULL_PROCESSES": "3"}).stripe_pull_processes == 3
+
+
 def test_explicit_api_base_wins_in_every_mode() -> None:
     for env in ("local", "prod"):
         s = ReconSettings.from_env(
@@ -77,6 +94,7 @@ def test_prod_requires_key_and_s3_stage() -> None:
         ({"RECON_SLACK_BOT_TOKEN": "xoxb-1"}, "RECON_SLACK_CHANNEL"),
         ({"RECON_ALERT_REPORT_READY": "maybe"}, "RECON_ALERT_REPORT_READY"),
         ({"RECON_CATCHUP_DAYS": "0"}, "RECON_CATCHUP_DAYS"),
+        ({"RECON_STRIPE_PULL_PROCESSES": "0"}, "RECON_STRIPE_PULL_PROCESSES"),
         ({"RECON_DUCKDB_MEMORY_LIMIT": "lots"}, "RECON_DUCKDB_MEMORY_LIMIT"),
         ({"RECON_DUCKDB_MEMORY_LIMIT": "256"}, "RECON_DUCKDB_MEMORY_LIMIT"),
         ({"RECON_DUCKDB_MEMORY_LIMIT": "1GB; DROP TABLE x"}, "RECON_DUCKDB_MEMORY_LIMIT"),

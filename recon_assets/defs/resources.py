@@ -17,8 +17,7 @@ from pydantic import Field
 
 from recon_assets.config import DUCKDB_MEMORY_LIMIT
 from recon_assets.stage.store import StageStore, stage_store_from_uri
-from recon_assets.stripe.client import ChargesClient, RetryPolicy
-from recon_assets.stripe.ratelimit import RateLimiter
+from recon_assets.stripe.client import ChargesClient, ClientSpec
 from recon_assets.warehouse.loader import WarehouseLoader
 
 
@@ -33,18 +32,20 @@ class StripeResource(dg.ConfigurableResource):
     max_retries: int
     windows_per_day: int
     concurrency: int
+    pull_processes: int
 
-    def _client(self, api_base: str | None) -> ChargesClient:
-        return ChargesClient(
-            self.api_key,
-            api_base=api_base,
-            rate_limiter=RateLimiter(self.rate_per_s),
-            retry=RetryPolicy(max_retries=self.max_retries),
-        )
+    def _spec(self, api_base: str | None) -> ClientSpec:
+        return ClientSpec(self.api_key, api_base, self.rate_per_s, self.max_retries)
+
+    @contextmanager
+    def client_spec(self) -> Iterator[ClientSpec]:
+        """What builds a client, in this process or another (the charges pull's processes)."""
+        yield self._spec(self.api_base)
 
     @contextmanager
     def charges_client(self) -> Iterator[ChargesClient]:
-        yield self._client(self.api_base)
+        with self.client_spec() as spec:
+            yield spec.build()
 
 
 class LocalStripeResource(StripeResource):
@@ -62,7 +63,7 @@ class LocalStripeResource(StripeResource):
     )
 
     @contextmanager
-    def charges_client(self) -> Iterator[ChargesClient]:
+    def client_spec(self) -> Iterator[ClientSpec]:
         from recon_assets.local.bootstrap import emulator_config
         from recon_assets.local.stripe_emulator import StripeEmulator
 
@@ -75,7 +76,7 @@ class LocalStripeResource(StripeResource):
             changes_file=Path(self.emulator_changes) if self.emulator_changes else None,
         )
         with StripeEmulator(cfg, host="127.0.0.1", port=0) as emu:
-            yield self._client(emu.base_url)
+            yield self._spec(emu.base_url)
 
 
 class StageResource(dg.ConfigurableResource):

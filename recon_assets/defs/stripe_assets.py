@@ -12,7 +12,8 @@ from recon_assets.defs.resources import StageResource, StripeResource, Warehouse
 from recon_assets.stage.manifest import CheckFailure, publish_manifest, record_check_failure
 from recon_assets.stripe.events import sync_charge_events
 from recon_assets.stripe.lookup import UNKNOWN_REFS_SQL, lookup_charges
-from recon_assets.stripe.pull import DATASET, pull_charges
+from recon_assets.stripe.pull import DATASET
+from recon_assets.stripe.pull_shards import process_count, pull_charges_in_processes
 from recon_assets.timewindows import days_of_range
 
 OWNERS = ["team:data-platform"]
@@ -58,12 +59,16 @@ def build_stripe_charges_asset(
         days = days_of_range(window.start, window.end)
         context.log.info(f"pulling charges for {days[0]}..{days[-1]} ({len(days)} days)")
         store = stage.store_for_writing(context)
-        with stripe.charges_client() as client:
-            result = pull_charges(
-                client,
+        processes = process_count(stripe.pull_processes, len(days), store)
+        if processes > 1:
+            context.log.info(f"pulling in {processes} processes")
+        with stripe.client_spec() as spec:
+            result = pull_charges_in_processes(
+                spec,
                 store,
                 days,
                 context.run.run_id,
+                processes=processes,
                 windows_per_day=stripe.windows_per_day,
                 concurrency=stripe.concurrency,
                 publish=False,

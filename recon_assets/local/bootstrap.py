@@ -7,15 +7,13 @@ generator, seed and clock) describe the same business.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import json
 import multiprocessing
-import signal
 from concurrent.futures import ProcessPoolExecutor
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
+from recon_assets.child_processes import die_with_parent
 from recon_assets.config import ReconSettings
 from recon_assets.ledger.connection import connect
 from recon_assets.ledger.migrations import apply_migrations
@@ -92,16 +90,6 @@ def seed_local_ledger(
         )
 
 
-_PR_SET_PDEATHSIG = 1  # linux/prctl.h
-
-
-def _die_with_parent() -> None:
-    """In the seeding child: end with the CLI (Linux). A `recon backfill` killed while seeding
-    otherwise left its seeder running on, holding the seed's lock and transaction."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
 def bootstrap_local(settings: ReconSettings, first_day: date, last_day: date) -> SeedResult:
     """Start (or reuse) the embedded Postgres here and seed the ledger for `first_day..last_day`
     in a child process; the result carries no ground-truth rows (they are in the ledger's `seed`
@@ -116,7 +104,7 @@ def bootstrap_local(settings: ReconSettings, first_day: date, last_day: date) ->
     ~13 MB process that stays until the CLI ends."""
     dsn = ledger_dsn(settings)
     with ProcessPoolExecutor(
-        max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_die_with_parent
+        max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=die_with_parent
     ) as pool:
         seeding = pool.submit(
             seed_local_ledger,

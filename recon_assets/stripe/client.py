@@ -403,3 +403,22 @@ class ChargesClient:
                 )
             self.counters.add(retries=1)
             self._sleep(wait)
+
+
+@dataclass(frozen=True)
+class ClientSpec:
+    """What builds a `ChargesClient` in another process (a client holds sessions and locks)."""
+
+    api_key: str = field(repr=False)  # crosses to the child through a pipe, never printed
+    api_base: str | None
+    rate_per_s: float
+    max_retries: int
+
+    def build(self, rate_share: int = 1) -> ChargesClient:
+        """A client with `1/rate_share` of the rate, for one of `rate_share` processes."""
+        return ChargesClient(
+            self.api_key,
+            api_base=self.api_base,
+            rate_limiter=RateLimiter(self.rate_per_s / rate_share),
+            retry=RetryPolicy(max_retries=self.max_retries),
+        )

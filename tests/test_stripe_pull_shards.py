@@ -1,0 +1,138 @@
+"""The charges pull over several processes: the same staged days, counts and guarantees as one.
+
+Real processes (spawned), real HTTP to the project's emulator, a real stage folder; what one
+process stages is the reference, and the emulator's generator says what the account holds.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from recon_assets.local.stripe_emulator import ChargeGenerator, FaultConfig
+from recon_assets.stage.manifest import read_manifest
+from recon_assets.stage.store import LocalStageStore, S3StageStore
+from recon_assets.stripe.client import ClientSpec
+from recon_assets.stripe.pull import pull_charges
+from recon_assets.stripe.pull_shards import (
+    MIN_DAYS_PER_PROCESS,
+    deal_days,
+    process_count,
+    pull_charges_in_processes,
+)
+from recon_assets.timewindows import day_window
+from tests.stripe_fixtures import client_for, running_emulator
+
+WINDOWS, WORKERS = 4, 2
+FIRST = date(2024, 3, 6)  # the range crosses the spring DST change (2024-03-10)
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def spec_for(emu: object) -> ClientSpec:
+    return ClientSpec(emu.cfg.api_key, emu.base_url, 2000.0, 8)  # type: ignore[attr-defined]
+
+
+def staged(store: LocalStageStore, day: date) -> list[tuple[str, int]]:
+    m = read_manifest(store, "stripe_charges", day)
+    assert m is not None, f"no manifest for {day}"
+    t = pq.read_table(m.uri, columns=["id", "amount"])
+    return sorted(zip(t.column("id").to_pylist(), t.column("amount").to_pylist(), strict=True))
+
+
+@given(
+    st.lists(st.dates(date(2020, 1, 1), date(2030, 1, 1)), min_size=1, max_size=60),
+    st.integers(1, 8),
+)
+def test_days_are_dealt_whole_disjoint_and_evenly(days: list[date], n: int) -> None:
+    shares = deal_days(days, n)
+    dealt = [d for s in shares for d in s]
+    assert sorted(dealt) == sorted(set(days))  # every day once, none twice
+    assert all(shares) and len(shares) == min(n, len(set(days)))
+    assert max(map(len, shares)) - min(map(len, shares)) <= 1
+
+
+def test_process_count_keeps_short_ranges_and_s3_in_one_process(tmp_path) -> None:
+    local = LocalStageStore(tmp_path)
+    assert process_count(2, 4, local) == 1  # the nightly: yesterday and 3 restated days
+    assert process_count(2, MIN_DAYS_PER_PROCESS * 2, local) == 2
+    assert process_count(4, MIN_DAYS_PER_PROCESS * 3, local) == 3
+    assert process_count(1, 500, local) == 1
+    assert process_count(2, 500, S3StageStore(object(), "bucket")) == 1
+
+
+def test_processes_stage_what_one_process_stages(tmp_path) -> None:
+    """Same days, same charges and counts, quarantine included, as one `pull_charges`."""
+    days = [FIRST + timedelta(i) for i in range(2 * MIN_DAYS_PER_PROCESS)]
+    one, many = LocalStageStore(tmp_path / "one"), LocalStageStore(tmp_path / "many")
+    with running_emulator(faults=FaultConfig(malformed_rate=0.02), charges_per_day=300) as emu:
+        ref = pull_charges(
+            client_for(emu), one, days, "run-one", windows_per_day=WINDOWS, concurrency=WORKERS
+        )
+        got = pull_charges_in_processes(
+            spec_for(emu), many, days, "run-many",
+            processes=2, windows_per_day=WINDOWS, concurrency=WORKERS,
+        )  # fmt: skip
+        generated = {
+            d: {
+                c["id"]
+                for c in ChargeGenerator(emu.cfg).iter_charges(
+                    day_window(d).start, day_window(d).end
+                )
+            }
+            for d in days
+        }
+    assert got.days == days
+    assert got.quarantined > 0  # the malformed records took the quarantine path
+    for d in days:
+        assert vars(got.per_day[d]) == vars(ref.per_day[d])
+        assert got.per_day[d].fetched == len(generated[d])
+        assert staged(many, d) == staged(one, d)
+        m = read_manifest(many, "stripe_charges", d)
+        assert m is not None and m.run_id == "run-many"
+        assert m.quarantined == ref.per_day[d].quarantined
+    assert [f.day for f in got.files] == days
+    assert sorted(f.day for f in got.quarantine_files) == sorted(
+        f.day for f in ref.quarantine_files
+    )
+    assert got.drift_fields == ref.drift_fields and got.drift_statuses == ref.drift_statuses
+    assert got.counters["requests"] == ref.counters["requests"]
+
+
+@pytest.mark.parametrize("blocked_at", [0, -1])
+def test_one_failing_process_leaves_no_file_and_every_day_as_it_was(
+    tmp_path, blocked_at: int
+) -> None:
+    """A day the stage cannot take fails its process; the other's days keep nothing of the run
+    and every manifest still names the earlier version. Blocking the first day, the other
+    process is usually still pulling (it is stopped and aborts its writers); blocking the last,
+    it has usually finished (its files are removed): either way nothing of the run stays."""
+    days = [FIRST + timedelta(i) for i in range(2 * MIN_DAYS_PER_PROCESS)]
+    store = LocalStageStore(tmp_path / "stage")
+    with running_emulator(charges_per_day=1500) as emu:
+        pull_charges(
+            client_for(emu), store, days, "run-good", windows_per_day=WINDOWS, concurrency=WORKERS
+        )
+        before = {d: read_manifest(store, "stripe_charges", d) for d in days}
+        blocked = days[
+            blocked_at
+        ]  # a file where the day's folder must go: that day cannot be written
+        folder = store.path(f"stripe_charges/{blocked.isoformat()}")
+        aside = folder.with_name("aside")
+        folder.rename(aside)
+        folder.write_text("not a folder")
+        with pytest.raises(OSError) as raised:
+            pull_charges_in_processes(
+                spec_for(emu), store, days, "run-bad",
+                processes=2, windows_per_day=WINDOWS, concurrency=WORKERS,
+            )  # fmt: skip
+    assert any("in the pull process" in n for n in getattr(raised.value, "__notes__", []))
+    folder.unlink()
+    aside.rename(folder)
+    assert {d: read_manifest(store, "stripe_charges", d) for d in days} == before
+    assert not [k for k in store.list_keys("") if "run-bad" in k]
+    assert not [p for p in store.root.rglob("*.tmp")]
