@@ -3,8 +3,10 @@
 What it does: starts a throwaway embedded Postgres (fsync off), fills one US-Eastern day with
 100 k entries and another with 500 k (server-side `generate_series`, so seeding costs seconds),
 then extracts each day in a fresh child process, three times, and reports the median rows/s and
-the child's peak RSS above its baseline (after imports and connecting). For contrast it runs the
-non-streaming way too (`fetchall` of the whole day, then one Arrow table), whose peak grows with
+the child's peak RSS above its baseline (after imports and connecting). Modes: `stream` is the
+extract itself (COPY ... TO STDOUT as CSV, parsed by pyarrow), `rows` the way it streamed before
+(a named cursor, rows fetched as Python tuples, 10 k at a time, then Arrow), side by side in one
+run. For contrast it runs the non-streaming way too (`fetchall` of the whole day, then one Arrow table), whose peak grows with
 the day. A child process per run keeps each peak RSS honest (`ru_maxrss` never goes down).
 
 Run: `.venv/bin/python bench/bench_ledger_extract.py [--sizes 100000,500000] [--repeat 3]`
@@ -56,6 +58,16 @@ def child(dsn: str, day: date, mode: str, batch_rows: int) -> None:
             rows = 0
             for batch in extract.iter_entry_batches(conn, window, batch_rows):
                 rows += batch.num_rows
+        elif mode == "rows":  # before: rows fetched as tuples through a named cursor
+            rows = 0
+            with (
+                conn.transaction(),
+                conn.cursor(name="bench_rows", binary=True) as cur,
+            ):
+                cur.itersize = batch_rows
+                cur.execute(extract._SELECT, {"start": window.start, "end": window.end})
+                while fetched := cur.fetchmany(batch_rows):
+                    rows += extract.to_batch(fetched).num_rows
         else:  # the legacy shape: the whole day in memory, then one table
             with conn.cursor(binary=True) as cur:
                 cur.execute(extract._SELECT, {"start": window.start, "end": window.end})
@@ -119,7 +131,7 @@ def main() -> None:
     p.add_argument("--sizes", default="100000,500000")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--batch-rows", type=int, default=10_000)
-    p.add_argument("--modes", default="stream,fetchall")
+    p.add_argument("--modes", default="stream,rows,fetchall")
     p.add_argument("--child", nargs=3, metavar=("DSN", "DAY", "MODE"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:

@@ -213,3 +213,67 @@ def test_works_on_an_autocommit_connection_and_leaves_no_transaction(ledger_db_d
         day = date(2024, 6, 1)
         assert [(d, b.num_rows) for d, b in iter_day_batches(conn, day_window(day))] == [(day, 5)]
         assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+
+
+_TEXT = st.text(st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)))
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.one_of(st.none(), _TEXT),  # external_ref: NULL and '' must stay apart
+            _TEXT.filter(bool),  # account: never empty (the ledger's check)
+            st.integers(-(2**63), 2**63 - 1),
+            st.integers(0, 86_399_999_999),  # microseconds into the day
+        ),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_every_value_leaves_the_ledger_exactly_as_stored(
+    ledger_conn: psycopg.Connection, rows: list[tuple[str | None, str, int, int]]
+) -> None:
+    """The extract reads COPY's CSV: quotes, commas, newlines, backslashes, any script, '' and
+    NULL, the int64 edges and microseconds all come back as Postgres holds them."""
+    day = date(2024, 6, 4)
+    start = datetime.fromtimestamp(day_window(day).start, UTC)
+    ledger_conn.execute("DELETE FROM ledger_entries")
+    with (
+        ledger_conn.cursor() as cur,
+        cur.copy(
+            "COPY ledger_entries (entry_type, external_ref, account, amount_minor, currency, "
+            "posted_at, created_at, updated_at, source_system) FROM STDIN"
+        ) as copy,
+    ):
+        for ref, account, amount, micros in rows:
+            t = start + timedelta(microseconds=micros)
+            copy.write_row(("refund", ref, account, amount, "JPY", t, t, t, "test"))
+    ledger_conn.commit()
+    expected = ledger_conn.execute(
+        "SELECT id, external_ref, account, amount_minor, posted_at FROM ledger_entries "
+        "ORDER BY posted_at, id"
+    ).fetchall()
+    got = pa.Table.from_batches(list(iter_entry_batches(ledger_conn, day_window(day), 7)))
+    assert got.schema == LEDGER_EXTRACT_SCHEMA
+    assert list(
+        zip(
+            *(got.column(c).to_pylist() for c in ("id", "external_ref", "account", "amount_minor")),
+            got.column("posted_at").to_pylist(),
+            strict=True,
+        )
+    ) == [tuple(r) for r in expected]
+
+
+def test_stopping_mid_copy_leaves_the_connection_usable(ledger_conn: psycopg.Connection) -> None:
+    """More rows than one CSV block: closing the generator ends a COPY still streaming."""
+    day = date(2024, 6, 5)
+    start = datetime.fromtimestamp(day_window(day).start, UTC)
+    _insert_at(ledger_conn, [start + timedelta(seconds=i % 80_000) for i in range(120_000)])
+    gen = iter_entry_batches(ledger_conn, day_window(day), batch_rows=1_000)
+    assert next(gen).num_rows == 1_000
+    gen.close()
+    assert ledger_conn.execute("SELECT count(*) FROM ledger_entries").fetchone() == (120_000,)
+    assert sum(b.num_rows for b in iter_entry_batches(ledger_conn, day_window(day))) == 120_000

@@ -16,12 +16,15 @@ Re-extracting a day simply re-reads it, so an entry edited after its day was sta
 
 from __future__ import annotations
 
+import io
 import itertools
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
+from typing import Any
 
 import psycopg
 import pyarrow as pa
+import pyarrow.csv as pa_csv
 
 from recon_assets.stage.schemas import LEDGER_ENTRIES_SCHEMA
 from recon_assets.timewindows import Window, days_of_range
@@ -60,6 +63,8 @@ GROUP BY 1
 
 
 def to_batch(rows: list[tuple]) -> pa.RecordBatch:
+    """Fetched rows (in `SELECT_COLUMNS` order) as a batch of the extract's contract: for the
+    small reads by change (`ledger.stage`); the day extract streams CSV instead."""
     columns = list(zip(*rows, strict=True)) if rows else [()] * len(LEDGER_EXTRACT_SCHEMA)
     arrays = []
     for field, values in zip(LEDGER_EXTRACT_SCHEMA, columns, strict=True):
@@ -70,26 +75,88 @@ def to_batch(rows: list[tuple]) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(arrays, schema=LEDGER_EXTRACT_SCHEMA)
 
 
+_COPY = f"COPY ({_SELECT.replace('%(start)s', '{start:d}').replace('%(end)s', '{end:d}')}) " + (
+    "TO STDOUT (FORMAT csv)"
+)
+"""The extract as CSV text: the server writes it, pyarrow parses it in C (see iter_entry_batches).
+The window's bounds are formatted in as integers (COPY takes no bind parameters)."""
+
+_CSV_TYPES = {
+    f.name: pa.int64() if f.name in _TIMESTAMP_COLUMNS else f.type for f in LEDGER_EXTRACT_SCHEMA
+}
+_CSV_CONVERT = pa_csv.ConvertOptions(
+    column_types=_CSV_TYPES,
+    # COPY's CSV writes NULL as an empty unquoted field and '' as "": the two stay apart
+    null_values=[""],
+    strings_can_be_null=True,
+    quoted_strings_can_be_null=False,
+)
+_CSV_PARSE = pa_csv.ParseOptions(newlines_in_values=True)  # quoted text may hold newlines
+_CSV_BLOCK_BYTES = 1 << 22
+
+
+class _CopyStream(io.RawIOBase):
+    """A COPY's output chunks as a readable byte stream, which is what pyarrow's CSV reader
+    takes."""
+
+    def __init__(self, chunks: Iterator[Any]) -> None:
+        self._chunks, self._rest = chunks, memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: Any) -> int:
+        while not self._rest:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._rest = memoryview(chunk)
+        n = min(len(buf), len(self._rest))
+        buf[:n] = self._rest[:n]
+        self._rest = self._rest[n:]
+        return n
+
+
+def _as_contract(batch: pa.RecordBatch) -> pa.RecordBatch:
+    arrays = [
+        batch.column(i).cast(f.type) if f.name in _TIMESTAMP_COLUMNS else batch.column(i)
+        for i, f in enumerate(LEDGER_EXTRACT_SCHEMA)
+    ]
+    return pa.RecordBatch.from_arrays(arrays, schema=LEDGER_EXTRACT_SCHEMA)
+
+
 def iter_entry_batches(
     conn: psycopg.Connection, window: Window, batch_rows: int = 10_000
 ) -> Iterator[pa.RecordBatch]:
-    """Yield the entries with `window.start <= posted_at < window.end`, `batch_rows` at a time.
+    """Yield the entries with `window.start <= posted_at < window.end`, at most `batch_rows` at
+    a time.
 
-    Rows come in `(posted_at, id)` order, so a re-run stages identical files. Uses a named
-    cursor inside a transaction (a savepoint if the caller already has one open); closing the
-    generator early closes the cursor. Yields nothing for an empty window.
+    Rows come in `(posted_at, id)` order, so a re-run stages identical files. The server
+    streams them as CSV through COPY and pyarrow parses each block of it in C into columns:
+    3.5x the rows/s of fetching them as Python tuples (bench/bench_ledger_extract.py), and the
+    memory is one block (4 MB of text), whatever the window holds. Runs inside a transaction (a
+    savepoint if the caller already has one open); closing the generator early ends the COPY.
+    Yields nothing for an empty window.
     """
     if batch_rows < 1:
         raise ValueError("batch_rows must be >= 1")
-    params = {"start": window.start, "end": window.end}
-    with (
-        conn.transaction(),
-        conn.cursor(name=f"recon_ledger_extract_{next(_cursor_ids)}", binary=True) as cur,
-    ):
-        cur.itersize = batch_rows
-        cur.execute(_SELECT, params)
-        while rows := cur.fetchmany(batch_rows):
-            yield to_batch(rows)
+    sql = _COPY.format(start=int(window.start), end=int(window.end))
+    with conn.transaction(), conn.cursor() as cur, cur.copy(sql) as copy:
+        stream = io.BufferedReader(_CopyStream(iter(copy)), buffer_size=1 << 20)
+        if not stream.peek(1):  # no rows: pyarrow refuses an empty CSV
+            return
+        reader = pa_csv.open_csv(
+            stream,
+            read_options=pa_csv.ReadOptions(
+                column_names=list(_CSV_TYPES), block_size=_CSV_BLOCK_BYTES, use_threads=False
+            ),
+            parse_options=_CSV_PARSE,
+            convert_options=_CSV_CONVERT,
+        )
+        for block in reader:
+            batch = _as_contract(block)
+            for offset in range(0, batch.num_rows, batch_rows):
+                yield batch.slice(offset, batch_rows)
 
 
 def extract_day_counts(conn: psycopg.Connection, window: Window) -> dict[date, int]:
