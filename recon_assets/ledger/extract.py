@@ -1,10 +1,11 @@
 """Streaming extract of ledger entries, one US-Eastern `posted_at` day at a time.
 
-Why this shape: the legacy job loaded whole days into pandas and ran out of memory. Here a
-server-side (named) cursor holds the result in Postgres and we fetch `batch_rows` at a time, so
-peak memory is one batch whatever the day's size (bench/bench_ledger_extract.py measures it).
-Each batch becomes an Arrow RecordBatch with the columns of `LEDGER_ENTRIES_SCHEMA` minus the
-lineage `_` columns, which the stage writer adds.
+Why this shape: the legacy job loaded whole days into pandas and ran out of memory. Here the
+server streams the day through `COPY ... TO STDOUT` as CSV and pyarrow parses it block by block
+(4 MB of text), so peak memory is one block whatever the day's size, and no value becomes a
+Python object (bench/bench_ledger_extract.py measures both). Each batch is an Arrow RecordBatch
+with the columns of `LEDGER_ENTRIES_SCHEMA` minus the lineage `_` columns, which the stage writer
+adds.
 
 Timestamps leave Postgres as integer epoch microseconds computed by the server: no Python
 `datetime` per value (the slow part of a naive fetch) and no dependence on the session TimeZone.
