@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import threading
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from typing import Any
@@ -98,24 +99,36 @@ _CSV_BLOCK_BYTES = 1 << 22
 
 class _CopyStream(io.RawIOBase):
     """A COPY's output chunks as a readable byte stream, which is what pyarrow's CSV reader
-    takes."""
+    takes.
+
+    pyarrow reads the stream ahead on a thread of its own I/O pool (even with `use_threads`
+    off), so the COPY is read off the main thread. When the consumer stops early, the main
+    thread must end the COPY on that same connection: `stop` waits for a read in flight and
+    makes every later read an end of stream, so the two threads never use the connection at
+    once (they did: a cancelled COPY left it with "another command is already in progress")."""
 
     def __init__(self, chunks: Iterator[Any]) -> None:
         self._chunks, self._rest = chunks, memoryview(b"")
+        self._lock, self._stopped = threading.Lock(), False
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buf: Any) -> int:
-        while not self._rest:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                return 0
-            self._rest = memoryview(chunk)
-        n = min(len(buf), len(self._rest))
-        buf[:n] = self._rest[:n]
-        self._rest = self._rest[n:]
-        return n
+        with self._lock:
+            while not self._rest:
+                chunk = None if self._stopped else next(self._chunks, None)
+                if chunk is None:
+                    return 0
+                self._rest = memoryview(chunk)
+            n = min(len(buf), len(self._rest))
+            buf[:n] = self._rest[:n]
+            self._rest = self._rest[n:]
+            return n
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped, self._rest = True, memoryview(b"")
 
 
 def _as_contract(batch: pa.RecordBatch) -> pa.RecordBatch:
@@ -143,21 +156,25 @@ def iter_entry_batches(
         raise ValueError("batch_rows must be >= 1")
     sql = _COPY.format(start=int(window.start), end=int(window.end))
     with conn.transaction(), conn.cursor() as cur, cur.copy(sql) as copy:
-        stream = io.BufferedReader(_CopyStream(iter(copy)), buffer_size=1 << 20)
-        if not stream.peek(1):  # no rows: pyarrow refuses an empty CSV
-            return
-        reader = pa_csv.open_csv(
-            stream,
-            read_options=pa_csv.ReadOptions(
-                column_names=list(_CSV_TYPES), block_size=_CSV_BLOCK_BYTES, use_threads=False
-            ),
-            parse_options=_CSV_PARSE,
-            convert_options=_CSV_CONVERT,
-        )
-        for block in reader:
-            batch = _as_contract(block)
-            for offset in range(0, batch.num_rows, batch_rows):
-                yield batch.slice(offset, batch_rows)
+        raw = _CopyStream(iter(copy))
+        try:
+            stream = io.BufferedReader(raw, buffer_size=1 << 20)
+            if not stream.peek(1):  # no rows: pyarrow refuses an empty CSV
+                return
+            reader = pa_csv.open_csv(
+                stream,
+                read_options=pa_csv.ReadOptions(
+                    column_names=list(_CSV_TYPES), block_size=_CSV_BLOCK_BYTES, use_threads=False
+                ),
+                parse_options=_CSV_PARSE,
+                convert_options=_CSV_CONVERT,
+            )
+            for block in reader:
+                batch = _as_contract(block)
+                for offset in range(0, batch.num_rows, batch_rows):
+                    yield batch.slice(offset, batch_rows)
+        finally:
+            raw.stop()  # before the copy's exit ends it on this thread (see _CopyStream)
 
 
 def extract_day_counts(conn: psycopg.Connection, window: Window) -> dict[date, int]:
