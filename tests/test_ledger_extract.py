@@ -282,3 +282,22 @@ def test_stopping_mid_copy_leaves_the_connection_usable(ledger_conn: psycopg.Con
             assert all(0 < next(gen).num_rows <= 1_000 for _ in range(taken))
         assert ledger_conn.execute("SELECT count(*) FROM ledger_entries").fetchone() == (120_000,)
     assert sum(b.num_rows for b in iter_entry_batches(ledger_conn, day_window(day))) == 120_000
+
+
+def test_a_consumer_failing_mid_copy_does_not_hang_the_connection(
+    ledger_conn: psycopg.Connection,
+) -> None:
+    """The COPY holds the connection's lock while the generator is suspended: a loop body that
+    raises must end it (the stage's writer can fail on a full disk), not leave the run hanging
+    on its rollback."""
+    day = date(2024, 6, 6)
+    start = datetime.fromtimestamp(day_window(day).start, UTC)
+    _insert_at(ledger_conn, [start + timedelta(seconds=i % 80_000) for i in range(60_000)])
+    seen = 0
+    with pytest.raises(OSError, match="disk full"):
+        for batch in iter_entry_batches(ledger_conn, day_window(day), batch_rows=1_000):
+            seen += batch.num_rows
+            if seen >= 5_000:
+                raise OSError("disk full")
+    ledger_conn.rollback()  # would block on the lock if the COPY were still open
+    assert sum(b.num_rows for b in iter_entry_batches(ledger_conn, day_window(day))) == 60_000
