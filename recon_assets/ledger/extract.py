@@ -147,7 +147,7 @@ def iter_entry_batches(
 
     Rows come in `(posted_at, id)` order, so a re-run stages identical files. The server
     streams them as CSV through COPY and pyarrow parses each block of it in C into columns:
-    3.5x the rows/s of fetching them as Python tuples (bench/bench_ledger_extract.py), and the
+    3.0x the rows/s of fetching them as Python tuples (bench/bench_ledger_extract.py), and the
     memory is one block (4 MB of text), whatever the window holds. Runs inside a transaction (a
     savepoint if the caller already has one open); closing the generator early ends the COPY.
     Yields nothing for an empty window.
