@@ -3,13 +3,16 @@
 For each history length H (days already loaded before the nightly), in its own RECON_HOME:
 
 1. `recon backfill` loads the H days before the nightly's range (local mode: the project's Stripe
-   emulator in its own process, the embedded Postgres ledger, DuckDB), untimed setup;
+   emulator on a thread of the run's process, the embedded Postgres ledger, DuckDB), untimed
+   setup;
 2. the nightly's range (yesterday and the `RECON_RESTATE_DAYS`=3 days before it, so
    4 x `--per-day` charges, 10 k by default) runs `--runs` times through `recon backfill`, which
    is one Dagster run over the range, in-process executor, as the schedule's run worker executes
    it. Each time: the wall time of the run from its start to the report (as `recon backfill`
    prints it), and the peak RSS of the whole process tree (sum over the process and all its
-   children, dbt and the emulator included, sampled every 50 ms);
+   children, dbt included, sampled every 50 ms) with what it is made of at that sample: the run
+   process, dbt and the others (Dagster's log capture, the seeder's resource tracker), each
+   with the part of its RSS that is mapped files (code);
 3. loading the code location (`recon_assets.definitions.defs()` in a fresh interpreter), which
    the run worker pays before the run starts, `--runs` times.
 
@@ -83,27 +86,60 @@ def machine() -> str:
     )
 
 
+# What each process of the tree is, for the breakdown at the tree's peak.
+RUN, DBT, OTHER = "run process", "dbt", "the others"
+
+
+def role(proc: psutil.Process, root: psutil.Process) -> str:
+    if proc.pid == root.pid:
+        return RUN
+    with contextlib.suppress(psutil.Error):
+        if any(Path(a).name in ("recon-dbt", "dbt") for a in proc.cmdline()[:2]):
+            return DBT
+    return OTHER
+
+
+@dataclasses.dataclass(frozen=True)
+class Share:
+    """One role's part of the tree at one sample: its RSS, the part of it that is mapped files
+    (the interpreter's and the libraries' code, which no setting can shrink), and how many
+    processes."""
+
+    rss: int
+    files: int
+    procs: int
+
+
 class TreeRss:
     """Peak of the summed RSS of a process and all its descendants, sampled every 50 ms; the
-    samples are kept (monotonic time, bytes) so a phase of the command can be read alone."""
+    samples are kept (monotonic time, bytes) so a phase of the command can be read alone, and
+    so is each role's share (`RUN`, `DBT`, `OTHER`) at the peak, to say what the peak is made of."""
 
     def __init__(self, pid: int) -> None:
         self.root = psutil.Process(pid)
         self.samples: list[tuple[float, int]] = []
+        self.at_peak: dict[str, Share] = {}
+        self._roles: dict[int, str] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            total = 0
+            shares: dict[str, Share] = {}
             try:
                 procs = [self.root, *self.root.children(recursive=True)]
             except psutil.Error:
                 break
             for p in procs:
                 with contextlib.suppress(psutil.Error):
-                    total += p.memory_info().rss
+                    mem = p.memory_info()  # `shared`: resident file-backed pages (statm)
+                    r = self._roles.get(p.pid) or self._roles.setdefault(p.pid, role(p, self.root))
+                    had = shares.get(r, Share(0, 0, 0))
+                    shares[r] = Share(had.rss + mem.rss, had.files + mem.shared, had.procs + 1)
+            total = sum(x.rss for x in shares.values())
+            if total > max((b for _, b in self.samples), default=0):
+                self.at_peak = shares
             self.samples.append((time.perf_counter(), total))
             self._stop.wait(0.05)
 
@@ -169,6 +205,7 @@ class BackfillRun:
     run_peak: int  # the same over the run alone (the last run_s of the command), bytes
     wall: float  # the command's wall time (code location load, seeding, Postgres included)
     steps: dict[str, float]  # seconds per step, by the label `recon backfill` prints
+    at_peak: dict[str, Share]  # each role's share of the tree at the command's peak
 
 
 # `recon backfill` says one line per finished step: label, what it did, seconds.
@@ -206,7 +243,9 @@ def backfill(env: dict[str, str], first: date, last: date) -> BackfillRun:
     run_s = float(m.group(1))
     # The run is the command's last run_s (then only its summary is printed): without the local
     # ledger seeding and the code location's load before it.
-    return BackfillRun(run_s, peak, rss.peak_since(ended - run_s), wall, step_seconds(out))
+    return BackfillRun(
+        run_s, peak, rss.peak_since(ended - run_s), wall, step_seconds(out), rss.at_peak
+    )
 
 
 def location_load(env: dict[str, str]) -> float:
@@ -277,17 +316,19 @@ def main() -> None:
         peaks: dict[tuple[int, str], list[float]] = {c: [] for c in cases}
         loads: list[float] = []
         steps: dict[tuple[int, str], dict[str, list[float]]] = {c: {} for c in cases}
+        shares: dict[tuple[int, str], list[dict[str, Share]]] = {c: [] for c in cases}
         for i in range(args.runs):
             for h, name in cases:
                 b = backfill({**envs[h], **extra[name]}, first, last)
                 run_s, peak = b.run_s, b.peak
                 runs[h, name].append(run_s)
                 peaks[h, name].append(peak)
+                shares[h, name].append(b.at_peak)
                 for label, secs in b.steps.items():
                     steps[h, name].setdefault(label, []).append(secs)
                 print(
                     f"  run {i + 1}, history {h}{' ' + name if name else ''}: {run_s:.1f} s, "
-                    f"tree peak {peak / 2**20:.0f} MB"
+                    f"tree peak {peak / 2**20:.0f} MB ({describe(b.at_peak)})"
                 )
             loads.append(location_load(envs[args.history[0]]))
             print(f"  code location load: {loads[-1]:.1f} s")
@@ -318,6 +359,7 @@ def main() -> None:
             for label in labels
         ),
     ]
+    lines += ["", *peak_table(cases, shares)]
     ratio = statistics.median(runs[hi, ""]) / statistics.median(runs[lo, ""])
     # Each run's pair, the two histories back to back: the machine's speed drifts between runs
     # (a 30-day run took 11.4 s and 17.0 s in one series), so the ratio of medians can pair a
@@ -343,6 +385,36 @@ def main() -> None:
         write_section(args.markdown, "nightly", text)
     if args.plot:
         plot_nightly(args.plot, args.history, runs, peaks, nightly, args.runs)
+
+
+def describe(at_peak: dict[str, Share]) -> str:
+    return ", ".join(f"{r} {x.rss / 2**20:.0f}" for r, x in at_peak.items())
+
+
+def peak_table(
+    cases: list[tuple[int, str]], shares: dict[tuple[int, str], list[dict[str, Share]]]
+) -> list[str]:
+    """What the tree is made of at its peak: each role's RSS and, of it, mapped files (code)."""
+
+    def cell(runs: list[dict[str, Share]], r: str) -> str:
+        got = [x[r] for x in runs if r in x]
+        if not got:
+            return "-"
+        rss = statistics.median(x.rss for x in got) / 2**20
+        files = statistics.median(x.files for x in got) / 2**20
+        n = max(x.procs for x in got)
+        return f"{rss:.0f} MB ({files:.0f} MB files){f', {n} processes' if n > 1 else ''}"
+
+    return [
+        "| at the tree's peak (median) | " + " | ".join((RUN, DBT, OTHER)) + " |",
+        "|---|---|---|---|",
+        *(
+            f"| {h} days{', ' + name if name else ''} | "
+            + " | ".join(cell(shares[h, name], r) for r in (RUN, DBT, OTHER))
+            + " |"
+            for h, name in cases
+        ),
+    ]
 
 
 def plot_nightly(
