@@ -134,7 +134,9 @@ class TreeRss:
             for p in procs:
                 with contextlib.suppress(psutil.Error):
                     mem = p.memory_info()  # `shared`: resident file-backed pages (statm)
-                    r = self._roles.get(p.pid) or self._roles.setdefault(p.pid, role(p, self.root))
+                    r = self._roles.get(p.pid) or role(p, self.root)
+                    if r != OTHER:  # a child forked but not yet exec'd still shows our argv
+                        self._roles[p.pid] = r
                     had = shares.get(r, Share(0, 0, 0))
                     shares[r] = Share(had.rss + mem.rss, had.files + mem.shared, had.procs + 1)
             total = sum(x.rss for x in shares.values())
