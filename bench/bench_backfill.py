@@ -62,7 +62,7 @@ BENCH = Path(__file__).resolve().parent
 if str(BENCH) not in sys.path:
     sys.path.insert(0, str(BENCH))
 
-from bench_nightly import backfill, env_for, machine, write_section  # noqa: E402
+from bench_nightly import backfill, describe, env_for, machine, write_section  # noqa: E402
 
 TARGET_DAYS, TARGET_PER_DAY = 548, 15_000
 REPO = BENCH.parent
@@ -207,7 +207,7 @@ def measure(
                     f"  run {i + 1}, {days} days x {per_day:,} ({days * per_day:,} charges), "
                     f"{label}: run {b.run_s:.1f} s, command {b.wall:.1f} s, "
                     f"tree peak {b.run_peak / 2**20:.0f} MB in the run, "
-                    f"{b.peak / 2**20:.0f} MB in the command",
+                    f"{b.peak / 2**20:.0f} MB in the command ({describe(b.at_peak)})",
                     flush=True,
                 )
     return out
