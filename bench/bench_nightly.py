@@ -11,8 +11,9 @@ For each history length H (days already loaded before the nightly), in its own R
    it. Each time: the wall time of the run from its start to the report (as `recon backfill`
    prints it), and the peak RSS of the whole process tree (sum over the process and all its
    children, dbt included, sampled every 50 ms) with what it is made of at that sample: the run
-   process, dbt and the others (Dagster's log capture, the seeder's resource tracker), each
-   with the part of its RSS that is mapped files (code);
+   process, dbt (its own process) and the others (Dagster's log capture, and the resource
+   trackers of the local seeder and of dbt), each with the part of its RSS that is mapped
+   files (code);
 3. loading the code location (`recon_assets.definitions.defs()` in a fresh interpreter), which
    the run worker pays before the run starts, `--runs` times.
 
