@@ -120,6 +120,7 @@ class TreeRss:
         self.root = psutil.Process(pid)
         self.samples: list[tuple[float, int]] = []
         self.at_peak: dict[str, Share] = {}
+        self._peak = 0
         self._roles: dict[int, str] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -141,8 +142,8 @@ class TreeRss:
                     had = shares.get(r, Share(0, 0, 0))
                     shares[r] = Share(had.rss + mem.rss, had.files + mem.shared, had.procs + 1)
             total = sum(x.rss for x in shares.values())
-            if total > max((b for _, b in self.samples), default=0):
-                self.at_peak = shares
+            if total > self._peak:  # a running peak: a 30-minute backfill takes ~30 k samples
+                self._peak, self.at_peak = total, shares
             self.samples.append((time.perf_counter(), total))
             self._stop.wait(0.05)
 
