@@ -95,3 +95,30 @@ def test_describe_dsn_names_the_server_without_the_secret() -> None:
         describe_dsn(f"postgresql://u:{SECRET}@db.internal:6432/ledger")
         == "u@db.internal:6432/ledger"
     )
+
+
+def test_a_read_only_session_refuses_every_write_and_keeps_the_dsns_own_options(
+    ledger_db_dsn: str,
+) -> None:
+    """Every read of a ledger recon does not own is a session the server itself keeps
+    read-only: a write fails there, whatever the role may do."""
+    dsn = f"{ledger_db_dsn}?options=-c%20search_path%3Dpublic"
+    with connect(dsn, read_only=True, autocommit=True) as conn:
+        assert conn.execute("SHOW default_transaction_read_only").fetchone() == ("on",)
+        assert conn.execute("SHOW search_path").fetchone() == ("public",)
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            conn.execute("CREATE TABLE recon_must_not_write (x int)")
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            conn.execute("DELETE FROM ledger_entries")
+    with connect(ledger_db_dsn, autocommit=True) as conn:  # a writer (seeding) is not
+        assert conn.execute("SHOW default_transaction_read_only").fetchone() == ("off",)
+
+
+def test_a_connection_failure_is_one_line() -> None:
+    """libpq's message spans lines ('Is the server running ...?'): a CLI prints ours as is."""
+    port = free_port()
+    with pytest.raises(LedgerConnectionError) as info:
+        connect(f"postgresql://u:{SECRET}@127.0.0.1:{port}/books", read_only=True)
+    assert "\n" not in str(info.value)
+    assert f"127.0.0.1:{port}/books" in str(info.value)
+    _assert_clean(info.value)

@@ -17,6 +17,11 @@ from psycopg import conninfo
 DEFAULT_CONNECT_TIMEOUT_S = 10
 """A wrong host must fail in seconds, not after the OS's TCP timeout (minutes)."""
 
+READ_ONLY_OPTION = "-c default_transaction_read_only=on"
+"""Sent in the startup packet of every session that only reads the ledger: the server itself then
+refuses any write in it (`cannot execute ... in a read-only transaction`), whatever a bug in our
+code or a role with too many grants would allow. The ledger is the company's book of record."""
+
 _URL_PASSWORD = re.compile(
     r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?P<at>@)", re.I
 )
@@ -62,24 +67,32 @@ def describe_dsn(dsn: str) -> str:
     return f"{d.get('user') or '<default user>'}@{host}:{d.get('port') or 5432}/{d.get('dbname') or '<default db>'}"
 
 
-def connect(dsn: str, *, autocommit: bool = False, **kwargs: Any) -> psycopg.Connection:
-    """Open a psycopg connection to the ledger, or raise `LedgerConnectionError` (redacted).
+def connect(
+    dsn: str, *, autocommit: bool = False, read_only: bool = False, **kwargs: Any
+) -> psycopg.Connection:
+    """Open a psycopg connection to the ledger, or raise `LedgerConnectionError` (redacted, on
+    one line: a CLI prints it as it is).
 
-    A connect timeout is set unless the DSN or the caller chose one.
+    A connect timeout is set unless the DSN or the caller chose one. `read_only` opens a session
+    whose every transaction is read-only (`READ_ONLY_OPTION`, after the DSN's own `options`):
+    every read of a ledger recon does not own goes through it.
     """
-    if "connect_timeout" not in kwargs:
-        try:
-            has_timeout = "connect_timeout" in conninfo.conninfo_to_dict(dsn)
-        except psycopg.ProgrammingError:
-            has_timeout = False
-        if not has_timeout:
-            kwargs["connect_timeout"] = DEFAULT_CONNECT_TIMEOUT_S
+    try:
+        in_dsn = conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        in_dsn = {}
+    if "connect_timeout" not in kwargs and "connect_timeout" not in in_dsn:
+        kwargs["connect_timeout"] = DEFAULT_CONNECT_TIMEOUT_S
+    if read_only:
+        own = str(kwargs.get("options") or in_dsn.get("options") or "")
+        kwargs["options"] = f"{own} {READ_ONLY_OPTION}".strip()
     try:
         return psycopg.connect(dsn, autocommit=autocommit, **kwargs)
     except (psycopg.OperationalError, psycopg.ProgrammingError) as exc:
         # `from None`: the original exception's text is what we are redacting; chaining it would
-        # print it again in every traceback.
+        # print it again in every traceback. libpq's message spans lines ("Is the server
+        # running ...?"): folded into one.
+        reason = " ".join(redact(str(exc), dsn).split())
         raise LedgerConnectionError(
-            f"cannot connect to the ledger database {describe_dsn(dsn)}: "
-            f"{redact(str(exc).strip(), dsn)}"
+            f"cannot connect to the ledger database {describe_dsn(dsn)}: {reason}"
         ) from None

@@ -82,7 +82,7 @@ def stage_ledger(
     per_day = {d: DayCounts() for d in days}
     changed_by_day: dict[date, int] = {}
     try:
-        with connect(dsn) as conn:
+        with connect(dsn, read_only=True) as conn:
             conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             conn.read_only = True
             with conn.transaction():  # one snapshot for the counts, the days and the changes
