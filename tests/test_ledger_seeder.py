@@ -12,6 +12,8 @@ from typing import Any
 
 import psycopg
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from recon_assets.local import ledger_seeder as seeder
 from recon_assets.local.ledger_seeder import (
@@ -350,3 +352,95 @@ def test_seeding_from_the_emulator_covers_every_charge_once(
     assert sorted(ids) == sorted(c["id"] for c in charges)
     assert r.summary["charges"] == len(charges) > 0
     assert _as_tuples(r.ground_truth) == _independent_truth(ledger_conn, charges, r.as_of)
+
+
+# --- grow_ledger: a ledger that grows with the clock, never re-seeded ---------------------------
+
+ACCOUNT = {"seed": 5, "charges_per_day": 300, "tolerance_days": 3, "changes": None}
+GROW_DAYS = (FIRST, LAST)
+
+
+def _grow(conn: psycopg.Connection, clock: datetime, days: tuple[date, date] = GROW_DAYS,
+          account: Mapping[str, Any] = ACCOUNT) -> seeder.GrowResult:  # fmt: skip
+    return seeder.grow_ledger(
+        conn, fake_charges(300), days[0], days[1], clock, seed=5, account=account, rates=RATES
+    )
+
+
+def _stamped(conn: psycopg.Connection) -> dict[int, tuple[Any, ...]]:
+    """id -> (the whole row as written, its created_at, its updated_at)."""
+    return {
+        r[0]: r
+        for r in conn.execute(
+            "SELECT id, entry_type, external_ref, account, amount_minor, currency, posted_at, "
+            "reversal_of, description, created_at, updated_at FROM ledger_entries"
+        ).fetchall()
+    }
+
+
+def _utc(us: int) -> datetime:
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=us)
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    cuts=st.lists(st.integers(0, 9 * DAY_US), min_size=1, max_size=4),
+    spans=st.lists(st.sampled_from([(FIRST, FIRST), (LAST, LAST), GROW_DAYS]), min_size=4,
+                   max_size=4),
+)  # fmt: skip
+def test_growing_in_any_steps_gives_the_ledger_of_one_step_and_rewrites_nothing(
+    ledger_pg: Any, cuts: list[int], spans: list[tuple[date, date]]
+) -> None:
+    """Whatever the clock steps and day ranges, the entries equal one grow to the last clock over
+    every day; a row once written never changes; each row is stamped when it is written, so an
+    extract that ran before sees it as a late change."""
+    from tests.ledger_fixtures import database_copy
+
+    start_us = day_window(FIRST).start * US
+    clocks = [_utc(start_us + c) for c in sorted(cuts)]
+    with database_copy(ledger_pg.dsn) as dsn, psycopg.connect(dsn, autocommit=True) as conn:
+        seen: dict[int, tuple[Any, ...]] = {}
+        for i, clock in enumerate([*clocks, clocks[-1]]):
+            began = conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
+            _grow(conn, clock, spans[i % len(spans)])
+            rows = _stamped(conn)
+            assert all(rows[k] == v for k, v in seen.items()), "a written row changed"
+            for k in rows.keys() - seen.keys():
+                assert rows[k][9] == rows[k][10] >= began  # stamped when written
+                assert rows[k][6] < clock  # posted before the clock
+            seen = rows
+        _grow(conn, clocks[-1])  # every day, to the last clock
+        stepped = {k: v[:9] for k, v in _stamped(conn).items()}
+    with database_copy(ledger_pg.dsn) as dsn, psycopg.connect(dsn, autocommit=True) as conn:
+        _grow(conn, clocks[-1])
+        assert {k: v[:9] for k, v in _stamped(conn).items()} == stepped
+
+
+def test_a_grown_day_is_never_seeded_again_and_a_complete_day_never_planned_again(
+    ledger_conn: psycopg.Connection,
+) -> None:
+    ledger_conn.autocommit = True
+    early = _utc(day_window(LAST).end * US)
+    first = _grow(ledger_conn, early)
+    rows = _stamped(ledger_conn)
+    assert first.entries_written == len(rows) > 0 and first.days_complete_before == 0
+    again = _grow(ledger_conn, early)
+    assert (again.entries_written, again.days_written) == (0, 0)
+    assert _stamped(ledger_conn) == rows
+    late = _utc(day_window(LAST + timedelta(days=30)).end * US)
+    grown = _grow(ledger_conn, late)  # the late postings arrive; nothing earlier moves
+    after = _stamped(ledger_conn)
+    assert grown.entries_written == len(after) - len(rows) > 0
+    assert all(after[k] == v for k, v in rows.items())
+    done = _grow(ledger_conn, late + timedelta(days=1))
+    assert done.days_complete_before == (LAST - FIRST).days + 1 and done.entries_written == 0
+
+
+def test_a_ledger_grown_for_another_account_is_refused(ledger_conn: psycopg.Connection) -> None:
+    ledger_conn.autocommit = True
+    clock = _utc(day_window(LAST).end * US)
+    _grow(ledger_conn, clock)
+    rows = _stamped(ledger_conn)
+    with pytest.raises(seeder.SeedAccountMismatch, match="another RECON_HOME"):
+        _grow(ledger_conn, clock + timedelta(days=1), account={**ACCOUNT, "charges_per_day": 9})
+    assert _stamped(ledger_conn) == rows

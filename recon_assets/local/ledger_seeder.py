@@ -44,6 +44,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 from recon_assets.currencies import is_zero_decimal
 from recon_assets.ledger.migrations import apply_migrations
@@ -521,12 +522,7 @@ def seed_ledger(
             (first_day, last_day),
         )
         for day, key in zip(days, keys, strict=True):
-            (journal_id,) = conn.execute(
-                "INSERT INTO ledger_journals (batch_key, source_system, description, created_by) "
-                "VALUES (%s, %s, %s, %s) ON CONFLICT (batch_key) DO UPDATE "
-                "SET description = EXCLUDED.description RETURNING id",
-                (key, SOURCE_SYSTEM, f"Seeded bookings of the Stripe charges of {day}", CREATED_BY),
-            ).fetchone()  # type: ignore[misc]
+            journal_id = _journal(conn, day, key)
             w = day_window(day)
             day_charges = sorted(
                 (c for c in charges(w.start, w.end) if w.contains(int(c["created"]))),
@@ -574,15 +570,36 @@ def seed_ledger(
     return SeedResult(truth, summary, as_of)
 
 
-def _copy_entries(conn: psycopg.Connection, entries: list[_Entry], journal_id: int) -> None:
+def _journal(conn: psycopg.Connection, day: date, key: str) -> int:
+    """The day's journal (one batch of bookings per charge day), created once."""
+    (journal_id,) = conn.execute(
+        "INSERT INTO ledger_journals (batch_key, source_system, description, created_by) "
+        "VALUES (%s, %s, %s, %s) ON CONFLICT (batch_key) DO UPDATE "
+        "SET description = EXCLUDED.description RETURNING id",
+        (key, SOURCE_SYSTEM, f"Seeded bookings of the Stripe charges of {day}", CREATED_BY),
+    ).fetchone()  # type: ignore[misc]
+    return int(journal_id)
+
+
+def _copy_entries(
+    conn: psycopg.Connection,
+    entries: Iterable[_Entry],
+    journal_id: int,
+    written_at: datetime | None = None,
+) -> int:
+    """COPY `entries` in; each row's `created_at`/`updated_at` is `written_at` when given (the
+    time it is really written), else just after its posting (a history that predates recon)."""
+    n = 0
     with conn.cursor() as cur, cur.copy(f"COPY ledger_entries ({_ENTRY_COLUMNS}) FROM STDIN") as cp:
         for e in entries:
-            created = _dt(e.created_us)
+            created = written_at or _dt(e.created_us)
+            n += 1
             cp.write_row(
                 (e.id, e.entry_type, e.external_ref, e.account, e.amount_minor, e.currency,
                  _dt(e.posted_us), created, created, CREATED_BY, SOURCE_SYSTEM, journal_id,
                  e.reversal_of, e.description)
             )  # fmt: skip
+    return n
 
 
 def _copy_truth(
@@ -647,3 +664,144 @@ def seed_ledger_from_emulator(
         as_of=as_of,
         keep_truth=keep_truth,
     )
+
+
+# --- A ledger that grows with the clock -------------------------------------------------------
+
+EVENTUALLY = 2**62
+"""A clock past every change an emulator account will ever make (seeded or hand-made)."""
+
+_GROWTH_DDL = """
+CREATE SCHEMA IF NOT EXISTS seed;
+CREATE TABLE IF NOT EXISTS seed.ledger_account (
+    one       boolean PRIMARY KEY DEFAULT true CHECK (one),
+    account   jsonb   NOT NULL,
+    first_written_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS seed.ledger_days (
+    day             date        PRIMARY KEY,
+    written_through timestamptz NOT NULL,
+    complete        boolean     NOT NULL,
+    entries         bigint      NOT NULL,
+    last_written_at timestamptz NOT NULL
+);
+"""
+
+
+class SeedAccountMismatch(RuntimeError):
+    """The ledger was grown for another emulator account: adding to it would mix two books."""
+
+
+@dataclass(frozen=True)
+class GrowResult:
+    """What one `grow_ledger` call did, for a person: days it wrote to, days already complete."""
+
+    days_written: int
+    days_complete_before: int
+    entries_written: int
+    entries_total: int
+    clock: datetime
+
+
+def grow_ledger(
+    conn: psycopg.Connection,
+    eventual_charges: ChargeSource,
+    first_day: date,
+    last_day: date,
+    clock: datetime,
+    *,
+    seed: int,
+    account: Mapping[str, Any],
+    rates: BreakRates | None = None,
+    tolerance_days: int = 3,
+) -> GrowResult:
+    """Bring the ledger of charge days `[first_day, last_day]` up to `clock`, as a real book of
+    record grows: every entry posted before `clock` is there, nothing is ever rewritten.
+
+    Why not `seed_ledger`: that one replaces its days, and a re-seeded day's bookings posted on
+    a day recon had already extracted came back with their historical `updated_at`, which no
+    real ledger has, so the late-changes read rightly never saw them (a backfill of the day
+    before the demo's range showed 647 false `missing_in_ledger`). Here:
+    - a day's bookings are planned from its charges as they will *eventually* be
+      (`eventual_charges` is the account at `EVENTUALLY`), so the plan never changes as the
+      clock moves (a pending charge is booked as it will settle) and each entry keeps one id;
+    - `seed.ledger_days` records, per charge day, the clock it was written through: a call adds
+      exactly the planned entries posted in `[written_through, clock)`, each stamped
+      `created_at = updated_at = now()` (when it is really written), so an extract that ran
+      before sees it as a late change;
+    - a day whose last entry is written is `complete` and never planned again.
+    `account` identifies the emulator account (seed, charges per day, T, hand-made changes): a
+    ledger grown for another one is refused (`SeedAccountMismatch`) rather than mixed.
+    One transaction under the seeder's lock; migrations applied first.
+    """
+    if last_day < first_day:
+        raise ValueError("last_day is before first_day")
+    if clock.tzinfo is None:
+        raise ValueError("clock must be timezone-aware")
+    rates = rates or BreakRates()
+    clock_us, t_us = _us(clock), tolerance_days * DAY_US
+    apply_migrations(conn)
+    written_days = complete_before = written = 0
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SEED_LOCK_KEY,))
+        conn.execute(_GROWTH_DDL)
+        row = conn.execute("SELECT account FROM seed.ledger_account").fetchone()
+        if row is None:
+            conn.execute(
+                "INSERT INTO seed.ledger_account (account) VALUES (%s)",
+                (Jsonb(dict(account)),),
+            )
+        elif row[0] != dict(account):
+            raise SeedAccountMismatch(
+                f"this ledger was grown for the emulator account {row[0]}, not {dict(account)}: "
+                "use another RECON_HOME, or `recon stop` and delete its postgres folder"
+            )
+        (written_at,) = conn.execute("SELECT now()").fetchone()  # type: ignore[misc]
+        state = {
+            d: (ts, done)
+            for d, ts, done in conn.execute(
+                "SELECT day, written_through, complete FROM seed.ledger_days "
+                "WHERE day >= %s AND day < %s",
+                (first_day, last_day + timedelta(1)),
+            ).fetchall()
+        }
+        for day in days_between(first_day, last_day + timedelta(1)):
+            w = day_window(day)
+            through, done = state.get(day, (None, False))
+            if done:
+                complete_before += 1
+                continue
+            lo_us = _us(through) if through is not None else None
+            if (lo_us is not None and lo_us >= clock_us) or w.start * US >= clock_us:
+                continue  # nothing new can have been posted since (no charge of the day yet)
+            day_charges = sorted(
+                (c for c in eventual_charges(w.start, w.end) if w.contains(int(c["created"]))),
+                key=lambda c: (int(c["created"]), str(c["id"])),
+            )
+            plan = _DayBuilder(day, seed, rates, t_us).build(day_charges)
+            new = [
+                e
+                for e in plan.entries
+                if (lo_us is None or e.posted_us >= lo_us) and e.posted_us < clock_us
+            ]
+            journal_id = _journal(conn, day, f"{SOURCE_SYSTEM}:{day.isoformat()}")
+            n = _copy_entries(conn, new, journal_id, written_at)
+            last_posted = max((e.posted_us for e in plan.entries), default=w.start * US)
+            conn.execute(
+                "INSERT INTO seed.ledger_days AS d "
+                "(day, written_through, complete, entries, last_written_at) "
+                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (day) DO UPDATE SET "
+                "written_through = EXCLUDED.written_through, complete = EXCLUDED.complete, "
+                "entries = d.entries + EXCLUDED.entries, last_written_at = EXCLUDED.last_written_at",
+                (day, clock, last_posted < clock_us, n, written_at),
+            )
+            written += n
+            written_days += 1 if n else 0
+        (total,) = conn.execute(
+            "SELECT coalesce(sum(entries), 0) FROM seed.ledger_days WHERE day >= %s AND day < %s",
+            (first_day, last_day + timedelta(1)),
+        ).fetchone()  # type: ignore[misc]
+        if written:
+            conn.execute("ANALYZE ledger_entries")
+    log.info("grew the ledger by %s entries on %s days, through %s", written, written_days, clock)
+    return GrowResult(written_days, complete_before, written, int(total), clock)
