@@ -6,8 +6,11 @@
 - `recon dev`: the same bootstrap, then `dagster dev -w workspace.yaml` with a project-local
   DAGSTER_HOME, for the UI, backfills and the schedule.
 - `recon prepare`: the dbt manifest (never parsed at import).
+- `recon seed [--dsn DSN]`: grow the embedded ledger (or a database named explicitly) from the
+  emulator account. recon writes to no other ledger: `RECON_LEDGER_DSN` is only ever read.
 - `recon stop`: stop the embedded Postgres (left running between commands for reuse).
-- `recon backfill --start D1 --end D2`: one range run, step by step (local: the ledger seeded).
+- `recon backfill --start D1 --end D2`: one range run, step by step (local: the embedded
+  ledger grown for those days).
 - `recon report [DAY]`: a day's totals from the local warehouse, and where its HTML report is.
 - `recon emulator ...`: serve the Stripe emulator on its own (its options pass through).
 
@@ -172,23 +175,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def _demo(settings: ReconSettings, days: list[date], first: date, last: date) -> int:
     from recon_assets.definitions import dbt_target
     from recon_assets.defs.dbt_assets import ensure_manifest
-    from recon_assets.local.bootstrap import bootstrap_local
+    from recon_assets.local.bootstrap import prepare_local_ledger
     from recon_assets.progress import quiet, run_range
 
     log = log_file(settings, "demo")
     print(f"recon demo, {first}..{last} (US-Eastern), state in {settings.home}")
     print(f"  full log: {log}")
     with open(log, "ab") as fh, quiet(fh):  # nothing of the framework on the terminal
+        ledger, s2 = _timed(lambda: prepare_local_ledger(settings, first, last))
         _, s1 = _timed(lambda: ensure_manifest(dbt_target(settings)))
-        seed, s2 = _timed(lambda: bootstrap_local(settings, first, last))
         defs = _quiet_definitions(settings)
         instance = _local_instance(settings)
     print(f"  {'dbt manifest':<22} {'ready (parsed only when missing or stale)':<76} {s1:6.1f} s")
-    truth = sum(seed.summary["ground_truth"].values())
-    print(
-        f"  {'seed the ledger':<22} "
-        f"{f'embedded Postgres, {truth:,} items of ground truth':<76} {s2:6.1f} s"
-    )
+    print(f"  {'ledger':<22} {ledger.describe():<76} {s2:6.1f} s")
     t = time.perf_counter()
     result = run_range(defs, first, last, instance, log)
     print(f"  one Dagster run over {len(days)} days: {time.perf_counter() - t:.1f} s")
@@ -220,13 +219,11 @@ def _backfill(settings: ReconSettings, first: date, last: date) -> int:
     log = log_file(settings, "backfill")
     print(f"recon backfill {first}..{last}: one run, full log in {log}")
     with open(log, "ab") as fh, quiet(fh):
+        ledger = _ledger_for(settings, first, last)
         ensure_manifest(dbt_target(settings))
-        if settings.is_local:
-            from recon_assets.local.bootstrap import bootstrap_local
-
-            bootstrap_local(settings, first, last)
         defs = _quiet_definitions(settings)
         instance = _local_instance(settings)
+    print(f"  ledger: {ledger}")
     t = time.perf_counter()
     try:
         result = run_range(defs, first, last, instance, log)
@@ -239,7 +236,8 @@ def _backfill(settings: ReconSettings, first: date, last: date) -> int:
         if hint is not None and settings.warehouse == "duckdb":
             print(f"recon backfill failed: {hint}", file=sys.stderr)
         else:
-            print(f"recon backfill failed: {type(exc).__name__}: {str(exc)[:500]}", file=sys.stderr)
+            print(f"recon backfill failed: {type(exc).__name__}: {one_line(str(exc))[:500]}",
+                  file=sys.stderr)  # fmt: skip
         return 1
     print(f"  done in {time.perf_counter() - t:.1f} s")
     _print_days(settings, result)
@@ -292,21 +290,64 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ledger_for(settings: ReconSettings, first: date, last: date) -> str:
+    """Make the ledger of charge days `first..last` ready to read, and say which it is: locally
+    the embedded one grown to the emulator's clock; any `RECON_LEDGER_DSN` (and production's)
+    only checked in a read-only session, never written."""
+    if settings.is_local:
+        from recon_assets.local.bootstrap import prepare_local_ledger
+
+        return prepare_local_ledger(settings, first, last).describe()
+    from recon_assets.ledger.connection import describe_dsn
+    from recon_assets.local.bootstrap import check_readable_ledger
+
+    assert settings.ledger_dsn  # required in prod (ConfigError otherwise)
+    check_readable_ledger(settings.ledger_dsn)
+    return f"{describe_dsn(settings.ledger_dsn)}, read only"
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
     from recon_assets.definitions import dbt_target
     from recon_assets.defs.dbt_assets import ensure_manifest
-    from recon_assets.local.bootstrap import bootstrap_local
 
     settings = ReconSettings.from_env()
-    days = last_complete_days(args.days)
+    # the account's whole span, so a backfill of any partition in the UI finds its ledger
+    today = last_complete_days(1)[0] + timedelta(days=1)
+    print(f"ledger: {_ledger_for(settings, min(settings.start_date, today), today)}")
     ensure_manifest(dbt_target(settings))
-    if settings.is_local:
-        bootstrap_local(settings, days[0], days[-1])
     env = dict(os.environ, DAGSTER_HOME=str(dagster_home(settings)))
     dagster = str(Path(sys.executable).with_name("dagster"))
     cmd = [dagster, "dev", "-w", "workspace.yaml", *args.rest]
     os.execve(dagster, cmd, env)
     return 0  # not reached
+
+
+def cmd_seed(args: argparse.Namespace) -> int:
+    """Grow a ledger from the emulator account: the embedded one, or a database named here.
+
+    Never `RECON_LEDGER_DSN` implicitly: that variable names a ledger to read, and a ledger
+    someone else owns must not receive synthetic bookings because a variable was left set."""
+    from recon_assets.ledger.connection import describe_dsn
+    from recon_assets.local.bootstrap import grow_in_child
+    from recon_assets.local.postgres import EmbeddedPostgres
+
+    settings = ReconSettings.from_env()
+    if not settings.is_local:
+        print("recon seed grows a local ledger (RECON_ENV=local) only", file=sys.stderr)
+        return 2
+    first = args.start or settings.start_date
+    last = args.end or last_complete_days(1)[0] + timedelta(days=1)
+    if last < first:
+        print("recon seed: --end is before --start", file=sys.stderr)
+        return 2
+    dsn = args.dsn or EmbeddedPostgres(settings.home / "postgres" / "data").start()
+    grown = grow_in_child(settings, dsn, first, last)
+    print(
+        f"ledger {describe_dsn(dsn)}: charge days {first}..{last} grown to "
+        f"{grown.clock:%Y-%m-%d %H:%M:%S} UTC: {grown.entries_written:,} entries written on "
+        f"{grown.days_written} days, {grown.entries_total:,} in the range"
+    )
+    return 0
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
@@ -354,25 +395,57 @@ def _default_sigterm() -> None:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
 
 
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+_ONE_LINE_ERRORS = (
+    "ConfigError",
+    "LedgerConnectionError",
+    "EmbeddedPostgresError",
+    "SeedAccountMismatch",
+)
+"""What a command answers with one line, not a traceback: a setting, a ledger it cannot reach,
+a local server that cannot start. Each message names what is wrong and never a secret."""
+
+
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except Exception as exc:
+        if type(exc).__name__ not in _ONE_LINE_ERRORS:
+            raise
+        cmd = next((a for a in (argv if argv is not None else sys.argv[1:]) if a[:1] != "-"), "")
+        print(f"recon {cmd}: {one_line(str(exc))}".replace("recon :", "recon:"), file=sys.stderr)
+        return 2 if type(exc).__name__ == "ConfigError" else 1
+
+
+def _main(argv: list[str] | None = None) -> int:
     _default_sigterm()
     parser = argparse.ArgumentParser(prog="recon", description="recon: Stripe vs ledger")
     sub = parser.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("demo", help="run the whole pipeline on the embedded default")
     p.add_argument("--days", type=int, default=3, help="how many recent complete days")
     p.set_defaults(fn=cmd_demo)
-    p = sub.add_parser(
-        "backfill", help="materialize a range of days as ONE run, with progress (local: seeded)"
-    )
+    p = sub.add_parser("backfill", help="materialize a range of days as ONE run, with progress")
     p.add_argument("--start", type=date.fromisoformat, required=True, help="first day, ISO")
     p.add_argument("--end", type=date.fromisoformat, required=True, help="last day, inclusive")
     p.set_defaults(fn=cmd_backfill)
     p = sub.add_parser("report", help="a day's totals and where its HTML report is")
     p.add_argument("day", nargs="?", type=date.fromisoformat, help="ISO day (default: latest)")
     p.set_defaults(fn=cmd_report)
-    p = sub.add_parser("dev", help="bootstrap the embedded default, then `dagster dev`")
-    p.add_argument("--days", type=int, default=7, help="days of ledger to seed")
+    p = sub.add_parser(
+        "dev", help="grow the embedded ledger over every partition, then `dagster dev`"
+    )
     p.set_defaults(fn=cmd_dev, rest=[])  # unknown options go on to `dagster dev`, e.g. -p 3001
+    p = sub.add_parser(
+        "seed",
+        help="grow the embedded ledger (or the database --dsn names) from the emulator account",
+    )
+    p.add_argument("--dsn", help="a database to seed, named explicitly (default: the embedded one)")
+    p.add_argument("--start", type=date.fromisoformat, help="first charge day (RECON_START_DATE)")
+    p.add_argument("--end", type=date.fromisoformat, help="last charge day (default: today)")
+    p.set_defaults(fn=cmd_seed)
     p = sub.add_parser("stop", help="stop the embedded Postgres under RECON_HOME")
     p.set_defaults(fn=cmd_stop)
     p = sub.add_parser(

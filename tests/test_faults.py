@@ -53,6 +53,13 @@ def backfill(
     )  # fmt: skip
 
 
+def seed_ledger_for(env: dict[str, str], dsn: str, first: date, last: date) -> None:
+    """The ledger `dsn` names, seeded for the emulator account of `env` before any run (recon
+    only reads a ledger named by RECON_LEDGER_DSN)."""
+    s = ReconSettings.from_env({k: v for k, v in env.items() if k.startswith("RECON_")})
+    seed_local_ledger(dsn, settings_emulator_config(s), first, last, tolerance_days=3)
+
+
 @pytest.fixture
 def ledger_db(ledger_pg: object) -> Iterator[str]:
     with database_copy(ledger_pg.dsn) as dsn:  # type: ignore[attr-defined]
@@ -67,12 +74,9 @@ def test_two_overlapping_runs_at_once_end_well_and_equal_one_run(
     now = int(datetime.now(UTC).timestamp())
     start = (d1 - timedelta(days=2)).isoformat()
     env = recon_env(tmp_path / "both", ledger_db, now, start)
-    # The ledger of the three days exists before either run (each `recon backfill` re-seeds its
-    # own days identically). Seeding d1 only after d3 was extracted would insert d1's refunds
-    # posted on d3 with their historical updated_at: a row no real ledger can have, which the
-    # changes extract rightly does not see.
-    s = ReconSettings.from_env({k: v for k, v in env.items() if k.startswith("RECON_")})
-    seed_local_ledger(ledger_db, settings_emulator_config(s), d1, d3, tolerance_days=3)
+    # The ledger of the three days exists before either run: RECON_LEDGER_DSN names a ledger
+    # recon only reads, as a real one exists before recon runs.
+    seed_ledger_for(env, ledger_db, d1, d3)
     a = backfill(env, d1.isoformat(), d2.isoformat())
     b = backfill(env, d2.isoformat(), d3.isoformat())
     out_a, _ = a.communicate(timeout=600)
@@ -114,7 +118,9 @@ def clean_run(
     start = (day - timedelta(days=2)).isoformat()
     home = tmp_path_factory.mktemp("clean")
     with database_copy(ledger_pg.dsn) as dsn:  # type: ignore[attr-defined]
-        ref = backfill(recon_env(home, dsn, now, start), *[day.isoformat()] * 2)
+        env = recon_env(home, dsn, now, start)
+        seed_ledger_for(env, dsn, day, day)
+        ref = backfill(env, *[day.isoformat()] * 2)
         out_ref, _ = ref.communicate(timeout=600)
         assert ref.returncode == 0, out_ref.decode(errors="replace")[-2000:]
         yield CleanRun(day, now, start, snapshot(home / "warehouse.duckdb"))
@@ -129,6 +135,7 @@ def test_kill_9_during_a_step_then_a_rerun_equals_a_clean_run(
     is running or about to), then re-run: the tables equal those of one clean run."""
     day = clean_run.day.isoformat()
     env = recon_env(tmp_path / "killed", ledger_db, clean_run.now, clean_run.start)
+    seed_ledger_for(env, ledger_db, clean_run.day, clean_run.day)
     before = {
         "pull Stripe charges": "extract the ledger",
         "load charges": "load ledger entries",
@@ -163,6 +170,7 @@ def test_a_run_out_of_duckdb_memory_says_what_to_raise_then_a_rerun_equals_a_cle
     "SET memory_limit", and the same run at the default gives the tables of one clean run."""
     day = clean_run.day.isoformat()
     env = recon_env(tmp_path / "small", ledger_db, clean_run.now, clean_run.start)
+    seed_ledger_for(env, ledger_db, clean_run.day, clean_run.day)
     # started as a parent that ignores SIGTERM would start it (a test worker after Dagster's
     # interrupt handling does): recon must not pass that on to what Dagster starts per step
     small = backfill({**env, "RECON_DUCKDB_MEMORY_LIMIT": "1MB"}, day, day, sigterm_ignored=True)

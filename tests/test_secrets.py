@@ -102,11 +102,17 @@ def test_canary_secrets_reach_no_file_and_no_console(
     env.pop("DAGSTER_HOME", None)
     started = time.time() - 1
     try:
+        # the dev ledger seeded by name (recon never writes to RECON_LEDGER_DSN), then the run
+        seeded = subprocess.run(
+            [str(RECON), "seed", "--dsn", dsn, "--start", day.isoformat(), "--end",
+             day.isoformat()], env=env, capture_output=True, timeout=300, check=False,
+        )  # fmt: skip
+        assert seeded.returncode == 0, (seeded.stdout + seeded.stderr).decode(errors="replace")
         proc = subprocess.run(
             [str(RECON), "backfill", "--start", day.isoformat(), "--end", day.isoformat()],
             env=env, capture_output=True, timeout=500, check=False,
         )  # fmt: skip
-        console = proc.stdout + proc.stderr
+        console = seeded.stdout + seeded.stderr + proc.stdout + proc.stderr
         assert proc.returncode == 0, console.decode(errors="replace")[-3000:]
         assert b"day reports written" in console or b"items" in console
         files = scan([home, DBT_PROJECT_DIR / "target", DBT_PROJECT_DIR / "logs"], started)

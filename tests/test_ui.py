@@ -84,12 +84,19 @@ def dev(
     }
     env.pop("DAGSTER_HOME", None)
     log = (home.parent / "dev.log").open("wb")
-    # exactly what a user runs: `recon dev` seeds the ledger, then execs `dagster dev`
+    days = last_complete_days(3)
+    # exactly what a user runs: a dev ledger seeded by name (recon never writes to the ledger
+    # RECON_LEDGER_DSN names), then `recon dev`, which execs `dagster dev`
+    subprocess.run(
+        [str(RECON), "seed", "--dsn", env["RECON_LEDGER_DSN"], "--start", days[0].isoformat(),
+         "--end", days[-1].isoformat()],
+        cwd=REPO, env=env, check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
     proc = subprocess.Popen(
-        [str(RECON), "dev", "--days", "3", "--host", "127.0.0.1", "--port", str(port)],
+        [str(RECON), "dev", "--host", "127.0.0.1", "--port", str(port)],
         cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
-    d = Dev(f"http://127.0.0.1:{port}", home, last_complete_days(3))
+    d = Dev(f"http://127.0.0.1:{port}", home, days)
     try:
         deadline = time.monotonic() + 300
         while True:
