@@ -312,7 +312,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
     settings = ReconSettings.from_env()
     # the account's whole span, so a backfill of any partition in the UI finds its ledger
-    today = last_complete_days(1)[0] + timedelta(days=1)
+    today = datetime.now(BUSINESS_TZ).date()
     print(f"ledger: {_ledger_for(settings, min(settings.start_date, today), today)}")
     ensure_manifest(dbt_target(settings))
     env = dict(os.environ, DAGSTER_HOME=str(dagster_home(settings)))
@@ -329,18 +329,18 @@ def cmd_seed(args: argparse.Namespace) -> int:
     someone else owns must not receive synthetic bookings because a variable was left set."""
     from recon_assets.ledger.connection import describe_dsn
     from recon_assets.local.bootstrap import grow_in_child
-    from recon_assets.local.postgres import EmbeddedPostgres
+    from recon_assets.local.postgres import embedded_postgres
 
     settings = ReconSettings.from_env()
     if not settings.is_local:
         print("recon seed grows a local ledger (RECON_ENV=local) only", file=sys.stderr)
         return 2
     first = args.start or settings.start_date
-    last = args.end or last_complete_days(1)[0] + timedelta(days=1)
+    last = args.end or datetime.now(BUSINESS_TZ).date()
     if last < first:
         print("recon seed: --end is before --start", file=sys.stderr)
         return 2
-    dsn = args.dsn or EmbeddedPostgres(settings.home / "postgres" / "data").start()
+    dsn = args.dsn or embedded_postgres(settings).start()
     grown = grow_in_child(settings, dsn, first, last)
     print(
         f"ledger {describe_dsn(dsn)}: charge days {first}..{last} grown to "
@@ -352,10 +352,10 @@ def cmd_seed(args: argparse.Namespace) -> int:
 
 def cmd_stop(args: argparse.Namespace) -> int:
     """Stop the embedded Postgres the demo and `recon dev` leave running for reuse."""
-    from recon_assets.local.postgres import EmbeddedPostgres
+    from recon_assets.local.postgres import embedded_postgres
 
     settings = ReconSettings.from_env()
-    server = EmbeddedPostgres(settings.home / "postgres" / "data")
+    server = embedded_postgres(settings)
     if server.is_running():
         server.stop()
         print("embedded Postgres stopped")

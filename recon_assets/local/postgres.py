@@ -482,4 +482,9 @@ def ledger_dsn(settings: ReconSettings) -> str:
         return settings.ledger_dsn
     if not settings.is_local:
         raise ConfigError("RECON_LEDGER_DSN is required when RECON_ENV=prod")
-    return EmbeddedPostgres(settings.home / "postgres" / "data").start()
+    return embedded_postgres(settings).start()
+
+
+def embedded_postgres(settings: ReconSettings) -> EmbeddedPostgres:
+    """The embedded server under `settings.home`: the one ledger recon may write to."""
+    return EmbeddedPostgres(settings.home / "postgres" / "data")
