@@ -360,10 +360,33 @@ ACCOUNT = {"seed": 5, "charges_per_day": 300, "tolerance_days": 3, "changes": No
 GROW_DAYS = (FIRST, LAST)
 
 
+def settles_at(charge: Mapping[str, Any]) -> int | None:
+    """A tenth of the settled charges settle 1..72 h after they are created (bank debits)."""
+    h = int(str(charge["id"])[-6:])
+    if h % 10 or not (charge["status"] == "succeeded" and charge["captured"]):
+        return None
+    return int(charge["created"]) + 3600 * (1 + h % 72)
+
+
+def fake_account(n_per_day: int = 300) -> seeder.AccountSource:
+    """`fake_charges` as an account over time: nothing exists before it is created, and a
+    charge that settles late is pending until then."""
+    eventual = fake_charges(n_per_day)
+
+    def at(gte: int, lt: int, now: int) -> Iterator[dict[str, Any]]:
+        for c in eventual(gte, lt):
+            if int(c["created"]) > now:
+                continue
+            t = settles_at(c)
+            yield {**c, "status": "pending"} if t is not None and now < t else c
+
+    return at
+
+
 def _grow(conn: psycopg.Connection, clock: datetime, days: tuple[date, date] = GROW_DAYS,
-          account: Mapping[str, Any] = ACCOUNT) -> seeder.GrowResult:  # fmt: skip
+          account: Mapping[str, Any] = ACCOUNT, rates: BreakRates = RATES) -> seeder.GrowResult:  # fmt: skip
     return seeder.grow_ledger(
-        conn, fake_charges(300), days[0], days[1], clock, seed=5, account=account, rates=RATES
+        conn, fake_account(300), days[0], days[1], clock, seed=5, account=account, rates=rates
     )
 
 
@@ -408,12 +431,47 @@ def test_growing_in_any_steps_gives_the_ledger_of_one_step_and_rewrites_nothing(
             for k in rows.keys() - seen.keys():
                 assert rows[k][9] == rows[k][10] >= began  # stamped when written
                 assert rows[k][6] < clock  # posted before the clock
+                assert rows[k][2] not in waiting_at(clock)  # its charge has settled
             seen = rows
         _grow(conn, clocks[-1])  # every day, to the last clock
         stepped = {k: v[:9] for k, v in _stamped(conn).items()}
     with database_copy(ledger_pg.dsn) as dsn, psycopg.connect(dsn, autocommit=True) as conn:
         _grow(conn, clocks[-1])
         assert {k: v[:9] for k, v in _stamped(conn).items()} == stepped
+
+
+def waiting_at(clock: datetime) -> set[str]:
+    """Ids of the grown days' charges that will settle but have not by `clock`."""
+    now = int(clock.timestamp())
+    source = fake_charges(300)
+    return {
+        str(c["id"])
+        for d in (FIRST, FIRST + timedelta(1), LAST)
+        for c in source(day_window(d).start, day_window(d).end)
+        if (t := settles_at(c)) is not None and now < t
+    }
+
+
+def test_a_charge_that_settles_late_is_booked_once_it_has_settled(
+    ledger_conn: psycopg.Connection,
+) -> None:
+    """Bookkeeping books a settled charge: a bank debit still pending has no entry yet; once it
+    settles, its booking arrives, stamped when written (a late entry, as in any ledger)."""
+    ledger_conn.autocommit = True
+    clock = _utc(day_window(FIRST).end * US)
+    waiting = waiting_at(clock)
+    assert waiting
+    none = BreakRates.none()  # every settled charge is booked once, in time
+    _grow(ledger_conn, clock, rates=none)
+    refs = {r[2] for r in _stamped(ledger_conn).values()}
+    assert not refs & waiting
+    later = clock + timedelta(days=4)
+    began = ledger_conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
+    _grow(ledger_conn, later, rates=none)
+    booked = [r for r in _stamped(ledger_conn).values() if r[2] in waiting and r[1] == "charge"]
+    settled = waiting - waiting_at(later)
+    assert settled and {r[2] for r in booked} == settled
+    assert all(r[9] >= began for r in booked)
 
 
 def test_a_grown_day_is_never_seeded_again_and_a_complete_day_never_planned_again(

@@ -15,7 +15,6 @@ import hashlib
 import json
 import multiprocessing
 import time
-from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -27,7 +26,6 @@ from recon_assets.config import ReconSettings
 from recon_assets.ledger.connection import LedgerConnectionError, connect, describe_dsn
 from recon_assets.ledger.migrations import apply_migrations
 from recon_assets.local.ledger_seeder import (
-    EVENTUALLY,
     BreakRates,
     GrowResult,
     SeedResult,
@@ -137,18 +135,15 @@ def grow_local_ledger(
     tolerance_days: int = 3,
 ) -> GrowResult:
     """Grow the ledger at `dsn` for charge days `first_day..last_day` up to `clock`
-    (`grow_ledger`), planned from the emulator account's eventual charges."""
+    (`grow_ledger`) from the emulator account."""
     from recon_assets.local.stripe_emulator import ChargeGenerator  # only local mode needs it
 
     generator = ChargeGenerator(emulator)
 
-    def eventual(gte: int, lt: int) -> Iterator[dict[str, Any]]:
-        return generator.iter_charges(gte, lt, now=EVENTUALLY)
-
     with connect(dsn, autocommit=True) as conn:
         return grow_ledger(
             conn,
-            eventual,
+            generator.iter_charges,
             first_day,
             last_day,
             clock,

@@ -671,6 +671,10 @@ def seed_ledger_from_emulator(
 EVENTUALLY = 2**62
 """A clock past every change an emulator account will ever make (seeded or hand-made)."""
 
+AccountSource = Callable[[int, int, int], Iterable[Mapping[str, Any]]]
+"""`(gte_unix, lt_unix, now_unix) -> the charges created in [gte, lt) as they stand at now`:
+the emulator's `ChargeGenerator.iter_charges`."""
+
 _GROWTH_DDL = """
 CREATE SCHEMA IF NOT EXISTS seed;
 CREATE TABLE IF NOT EXISTS seed.ledger_account (
@@ -680,7 +684,6 @@ CREATE TABLE IF NOT EXISTS seed.ledger_account (
 );
 CREATE TABLE IF NOT EXISTS seed.ledger_days (
     day             date        PRIMARY KEY,
-    written_through timestamptz NOT NULL,
     complete        boolean     NOT NULL,
     entries         bigint      NOT NULL,
     last_written_at timestamptz NOT NULL
@@ -705,7 +708,7 @@ class GrowResult:
 
 def grow_ledger(
     conn: psycopg.Connection,
-    eventual_charges: ChargeSource,
+    account_charges: AccountSource,
     first_day: date,
     last_day: date,
     clock: datetime,
@@ -716,20 +719,22 @@ def grow_ledger(
     tolerance_days: int = 3,
 ) -> GrowResult:
     """Bring the ledger of charge days `[first_day, last_day]` up to `clock`, as a real book of
-    record grows: every entry posted before `clock` is there, nothing is ever rewritten.
+    record grows: what has been booked by then is there, and nothing is ever rewritten.
 
     Why not `seed_ledger`: that one replaces its days, and a re-seeded day's bookings posted on
     a day recon had already extracted came back with their historical `updated_at`, which no
     real ledger has, so the late-changes read rightly never saw them (a backfill of the day
     before the demo's range showed 647 false `missing_in_ledger`). Here:
-    - a day's bookings are planned from its charges as they will *eventually* be
-      (`eventual_charges` is the account at `EVENTUALLY`), so the plan never changes as the
-      clock moves (a pending charge is booked as it will settle) and each entry keeps one id;
-    - `seed.ledger_days` records, per charge day, the clock it was written through: a call adds
-      exactly the planned entries posted in `[written_through, clock)`, each stamped
-      `created_at = updated_at = now()` (when it is really written), so an extract that ran
-      before sees it as a late change;
-    - a day whose last entry is written is `complete` and never planned again.
+    - a day's entries are planned from its charges as they will *eventually* be (the account at
+      `EVENTUALLY`), so the plan never changes as the clock moves and each entry keeps its id;
+    - an entry is written once it is posted before `clock` and, when it names a charge that
+      will settle, once that charge has settled by `clock` (bookkeeping books a capture, not an
+      authorization: booked earlier, a charge captured a day later was an
+      `unexpected_ledger_entry` meanwhile). Written later than its posting, it is a late entry,
+      as in any ledger;
+    - every row is stamped `created_at = updated_at = now()`, when it is really written, so an
+      extract that ran before sees it as a late change; ids already there are never written
+      again, and a day with every planned entry written is `complete` and never planned again.
     `account` identifies the emulator account (seed, charges per day, T, hand-made changes): a
     ledger grown for another one is refused (`SeedAccountMismatch`) rather than mixed.
     One transaction under the seeder's lock; migrations applied first.
@@ -740,6 +745,7 @@ def grow_ledger(
         raise ValueError("clock must be timezone-aware")
     rates = rates or BreakRates()
     clock_us, t_us = _us(clock), tolerance_days * DAY_US
+    clock_s = clock_us // US
     apply_migrations(conn)
     written_days = complete_before = written = 0
     with conn.transaction():
@@ -748,8 +754,7 @@ def grow_ledger(
         row = conn.execute("SELECT account FROM seed.ledger_account").fetchone()
         if row is None:
             conn.execute(
-                "INSERT INTO seed.ledger_account (account) VALUES (%s)",
-                (Jsonb(dict(account)),),
+                "INSERT INTO seed.ledger_account (account) VALUES (%s)", (Jsonb(dict(account)),)
             )
         elif row[0] != dict(account):
             raise SeedAccountMismatch(
@@ -757,43 +762,47 @@ def grow_ledger(
                 "use another RECON_HOME, or `recon stop` and delete its postgres folder"
             )
         (written_at,) = conn.execute("SELECT now()").fetchone()  # type: ignore[misc]
-        state = {
-            d: (ts, done)
-            for d, ts, done in conn.execute(
-                "SELECT day, written_through, complete FROM seed.ledger_days "
-                "WHERE day >= %s AND day < %s",
+        complete = {
+            d
+            for (d,) in conn.execute(
+                "SELECT day FROM seed.ledger_days WHERE complete AND day >= %s AND day < %s",
                 (first_day, last_day + timedelta(1)),
             ).fetchall()
         }
         for day in days_between(first_day, last_day + timedelta(1)):
             w = day_window(day)
-            through, done = state.get(day, (None, False))
-            if done:
+            if day in complete:
                 complete_before += 1
                 continue
-            lo_us = _us(through) if through is not None else None
-            if (lo_us is not None and lo_us >= clock_us) or w.start * US >= clock_us:
-                continue  # nothing new can have been posted since (no charge of the day yet)
-            day_charges = sorted(
-                (c for c in eventual_charges(w.start, w.end) if w.contains(int(c["created"]))),
+            if w.start >= clock_s:
+                continue  # no charge of the day exists yet
+            eventual = sorted(
+                (c for c in account_charges(w.start, w.end, EVENTUALLY) if w.contains(int(c["created"]))),
                 key=lambda c: (int(c["created"]), str(c["id"])),
             )
-            plan = _DayBuilder(day, seed, rates, t_us).build(day_charges)
+            plan = _DayBuilder(day, seed, rates, t_us).build(eventual)
+            settled_now = {str(c["id"]) for c in account_charges(w.start, w.end, clock_s) if _is_settled(c)}
+            waiting = {str(c["id"]) for c in eventual if _is_settled(c)} - settled_now
+            key = f"{SOURCE_SYSTEM}:{day.isoformat()}"
+            journal_id = _journal(conn, day, key)
+            there = {
+                i
+                for (i,) in conn.execute(
+                    "SELECT id FROM ledger_entries WHERE journal_id = %s", (journal_id,)
+                ).fetchall()
+            }
             new = [
                 e
                 for e in plan.entries
-                if (lo_us is None or e.posted_us >= lo_us) and e.posted_us < clock_us
+                if e.id not in there and e.posted_us < clock_us and e.external_ref not in waiting
             ]
-            journal_id = _journal(conn, day, f"{SOURCE_SYSTEM}:{day.isoformat()}")
             n = _copy_entries(conn, new, journal_id, written_at)
-            last_posted = max((e.posted_us for e in plan.entries), default=w.start * US)
             conn.execute(
-                "INSERT INTO seed.ledger_days AS d "
-                "(day, written_through, complete, entries, last_written_at) "
-                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (day) DO UPDATE SET "
-                "written_through = EXCLUDED.written_through, complete = EXCLUDED.complete, "
-                "entries = d.entries + EXCLUDED.entries, last_written_at = EXCLUDED.last_written_at",
-                (day, clock, last_posted < clock_us, n, written_at),
+                "INSERT INTO seed.ledger_days AS d (day, complete, entries, last_written_at) "
+                "VALUES (%s, %s, %s, %s) ON CONFLICT (day) DO UPDATE SET "
+                "complete = EXCLUDED.complete, entries = d.entries + EXCLUDED.entries, "
+                "last_written_at = EXCLUDED.last_written_at",
+                (day, len(there) + n == len(plan.entries), n, written_at),
             )
             written += n
             written_days += 1 if n else 0
