@@ -191,7 +191,8 @@ class LocalLedger:
             return f"{self.where}, read only (recon seeds only its embedded server)"
         g = self.grown
         return (
-            f"embedded Postgres, {g.entries_written:,} entries written on {g.days_written} days "
+            f"embedded Postgres, {g.entries_written:,} entries written on {g.days_written} "
+            f"day{'' if g.days_written == 1 else 's'} "
             f"({g.entries_total:,} in the range)"
         )
 

@@ -777,11 +777,17 @@ def grow_ledger(
             if w.start >= clock_s:
                 continue  # no charge of the day exists yet
             eventual = sorted(
-                (c for c in account_charges(w.start, w.end, EVENTUALLY) if w.contains(int(c["created"]))),
+                (
+                    c
+                    for c in account_charges(w.start, w.end, EVENTUALLY)
+                    if w.contains(int(c["created"]))
+                ),
                 key=lambda c: (int(c["created"]), str(c["id"])),
             )
             plan = _DayBuilder(day, seed, rates, t_us).build(eventual)
-            settled_now = {str(c["id"]) for c in account_charges(w.start, w.end, clock_s) if _is_settled(c)}
+            settled_now = {
+                str(c["id"]) for c in account_charges(w.start, w.end, clock_s) if _is_settled(c)
+            }
             waiting = {str(c["id"]) for c in eventual if _is_settled(c)} - settled_now
             key = f"{SOURCE_SYSTEM}:{day.isoformat()}"
             journal_id = _journal(conn, day, key)
