@@ -39,33 +39,6 @@ def last_complete_days(n: int, today: date | None = None) -> list[date]:
     return [today - timedelta(days=i) for i in range(n, 0, -1)]
 
 
-def materialize_range(
-    defs: Any,
-    first: date,
-    last: date,
-    *,
-    instance: Any = None,
-    selection: str | None = None,
-    tags: dict[str, str] | None = None,
-) -> Any:
-    """Materialize the graph (or `selection`) for partitions [first, last] in ONE run."""
-    import dagster as dg
-
-    assets = [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)]
-    return dg.materialize(
-        assets,
-        selection=selection,
-        resources=defs.resources,
-        instance=instance or dg.DagsterInstance.ephemeral(),
-        tags={
-            **(tags or {}),
-            "dagster/asset_partition_range_start": first.isoformat(),
-            "dagster/asset_partition_range_end": last.isoformat(),
-        },
-        raise_on_error=True,
-    )
-
-
 INSTANCE_YAML = Path(__file__).with_name("dagster.yaml")
 
 
@@ -247,8 +220,8 @@ def _backfill(settings: ReconSettings, first: date, last: date) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     """A day's headline and totals, read from the local warehouse; where its HTML is."""
     from recon_assets.defs.report_assets import report_key
+    from recon_assets.report.data import fetch_reports, format_minor, reported_days
     from recon_assets.warehouse.duckdb_loader import connect_duckdb
-    from recon_assets.warehouse.report import fetch_reports, format_minor, reported_days
 
     settings = ReconSettings.from_env()
     if settings.warehouse != "duckdb":

@@ -23,6 +23,33 @@ from typing import IO, Any
 INVOCATION_TAG = "recon/invocation"
 
 
+def materialize_range(
+    defs: Any,
+    first: date,
+    last: date,
+    *,
+    instance: Any = None,
+    selection: str | None = None,
+    tags: dict[str, str] | None = None,
+) -> Any:
+    """Materialize the graph (or `selection`) for partitions [first, last] in ONE run."""
+    import dagster as dg
+
+    assets = [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)]
+    return dg.materialize(
+        assets,
+        selection=selection,
+        resources=defs.resources,
+        instance=instance or dg.DagsterInstance.ephemeral(),
+        tags={
+            **(tags or {}),
+            "dagster/asset_partition_range_start": first.isoformat(),
+            "dagster/asset_partition_range_end": last.isoformat(),
+        },
+        raise_on_error=True,
+    )
+
+
 @contextlib.contextmanager
 def quiet(log: IO[bytes]) -> Iterator[Callable[[str], None]]:
     """Everything written to stdout and stderr meanwhile (fds 1 and 2: Dagster's console log,
@@ -110,8 +137,6 @@ def run_range(defs: Any, first: date, last: date, instance: Any, log_path: Path)
     """Materialize [first, last] as one run, quietly, one line per finished step; returns the
     run's result (or raises what the run raised, after saying which step failed)."""
     import dagster as dg
-
-    from recon_assets.cli import materialize_range
 
     invocation = uuid.uuid4().hex
     outcome: dict[str, Any] = {}

@@ -83,7 +83,7 @@ def report_files(stage: Path) -> dict[str, str]:
     import csv
     import io
 
-    from recon_assets.warehouse.report import HISTORY_CSV_COLUMNS
+    from recon_assets.report.data import HISTORY_CSV_COLUMNS
 
     out = {}
     for p in sorted((stage / "reports").rglob("*.csv")):

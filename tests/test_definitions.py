@@ -12,7 +12,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from recon_assets.cli import INSTANCE_YAML, materialize_range
+from recon_assets.cli import INSTANCE_YAML
 from recon_assets.config import ReconSettings
 from recon_assets.definitions import build_definitions
 from recon_assets.defs.automation import (
@@ -24,6 +24,7 @@ from recon_assets.defs.automation import (
 from recon_assets.defs.partitions import daily_partitions
 from recon_assets.local.bootstrap import settings_emulator_config
 from recon_assets.local.stripe_emulator import ChargeGenerator
+from recon_assets.progress import materialize_range
 from recon_assets.timewindows import BUSINESS_TZ, day_window
 
 REPO = Path(__file__).resolve().parents[1]

@@ -24,12 +24,12 @@ import dagster as dg
 import duckdb
 import pytest
 
-from recon_assets.cli import materialize_range
 from recon_assets.config import ReconSettings
 from recon_assets.definitions import build_definitions
 from recon_assets.local.bootstrap import seed_local_ledger, settings_emulator_config
 from recon_assets.local.ledger_seeder import BreakRates
 from recon_assets.local.stripe_emulator import ChargeGenerator
+from recon_assets.progress import materialize_range
 from recon_assets.stripe.events import EventsRetentionError, backfill_days
 from recon_assets.timewindows import day_window
 from tests.ledger_fixtures import TEMPLATE_DB, _create_db, _db_dsn, _drop_db

@@ -195,9 +195,9 @@ def test_network_faults_during_a_whole_graph_run_change_nothing(
     """The whole graph against an emulator answering 15 % of requests with 5xx, resetting 10 %
     of connections and truncating 10 % of bodies (decided by request number, so no timing): the
     run succeeds, every retry is counted per kind, and the tables equal a run without faults."""
-    from recon_assets.cli import materialize_range
     from recon_assets.definitions import build_definitions
     from recon_assets.local.stripe_emulator import EmulatorConfig, FaultConfig, StripeEmulator
+    from recon_assets.progress import materialize_range
 
     (day,) = last_complete_days(1)
     now = int(datetime.now(UTC).timestamp())

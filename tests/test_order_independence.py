@@ -23,12 +23,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from recon_assets.cli import materialize_range
 from recon_assets.config import ReconSettings
 from recon_assets.definitions import build_definitions
 from recon_assets.local.bootstrap import seed_local_ledger, settings_emulator_config
 from recon_assets.local.ledger_seeder import SeedResult
-from recon_assets.warehouse.report import ReportState, fetch_histories, fetch_reports
+from recon_assets.progress import materialize_range
+from recon_assets.report.data import ReportState, fetch_histories, fetch_reports
 from tests.ledger_fixtures import TEMPLATE_DB, _create_db, _db_dsn, _drop_db
 from tests.pipeline_fixtures import assert_same_tables, report_files, snapshot
 

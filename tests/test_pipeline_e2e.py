@@ -18,11 +18,11 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from recon_assets.cli import materialize_range
 from recon_assets.config import ReconSettings
 from recon_assets.definitions import build_definitions
 from recon_assets.local.bootstrap import seed_local_ledger, settings_emulator_config
 from recon_assets.local.ledger_seeder import SeedResult
+from recon_assets.progress import materialize_range
 from tests.pipeline_fixtures import assert_same_tables, snapshot
 
 pytestmark = [pytest.mark.timeout(900), pytest.mark.xdist_group("e2e")]

@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from recon_assets.currencies import exponent
-from recon_assets.warehouse.html_report import RunInfo, render_day_html, render_index_html
-from recon_assets.warehouse.report import (
+from recon_assets.report.data import (
     CSV_COLUMNS,
     STATUS_LEGEND,
     BreakHistoryRow,
@@ -30,6 +29,7 @@ from recon_assets.warehouse.report import (
     render_breaks_csv,
     render_summary_markdown,
 )
+from recon_assets.report.render import RunInfo, render_day_html, render_index_html
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

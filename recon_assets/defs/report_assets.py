@@ -7,10 +7,7 @@ import dagster as dg
 
 from recon_assets.defs.partitions import WRITER_POOL
 from recon_assets.defs.resources import StageResource, WarehouseResource
-from recon_assets.stage.store import StageStore
-from recon_assets.timewindows import days_of_range
-from recon_assets.warehouse.html_report import RunInfo, render_day_html, render_index_html
-from recon_assets.warehouse.report import (
+from recon_assets.report.data import (
     DayHistory,
     DayReport,
     ReportState,
@@ -21,6 +18,9 @@ from recon_assets.warehouse.report import (
     render_breaks_csv,
     render_summary_markdown,
 )
+from recon_assets.report.render import RunInfo, render_day_html, render_index_html
+from recon_assets.stage.store import StageStore
+from recon_assets.timewindows import days_of_range
 
 REPORT_KEY = dg.AssetKey("reconciliation_report")
 UPSTREAM = [

@@ -2,7 +2,7 @@
 
 Self-contained means finance ops can open it from a share, a mail attachment or an S3 link with
 no network: inline CSS, inline SVG charts, no script, no font or image fetched. Everything shown
-comes from `report.DayReport` (the data) and `report.DayHistory` (what happened over time);
+comes from `data.DayReport` (the data) and `data.DayHistory` (what happened over time);
 amounts are shown in major units with each currency's own exponent, signs stated.
 """
 
@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from html import escape
 
-from recon_assets.timewindows import BUSINESS_TZ
-from recon_assets.warehouse.report import (
+from recon_assets.report.data import (
     STATUS_LEGEND,
     BreakHistoryRow,
     DayHistory,
@@ -24,6 +23,7 @@ from recon_assets.warehouse.report import (
     _utc,
     format_minor,
 )
+from recon_assets.timewindows import BUSINESS_TZ
 
 CSS = """
 body{font:14px/1.45 -apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;color:#1d2433}

@@ -1,5 +1,5 @@
-"""The ops-facing daily reconciliation report, read from the marts (the data; rendering to HTML is
-`html_report`).
+"""The ops-facing daily reconciliation report, read from the marts: the data, the CSV and the
+signed-off state (`render` turns it into HTML).
 
 What finance ops opens at 9 AM: per day, totals per currency (Stripe, ledger, difference, items,
 match rate, breaks), every break (each status but matched, not_booked and pending_*) with what
