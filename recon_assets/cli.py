@@ -271,8 +271,7 @@ def _ledger_for(settings: ReconSettings, first: date, last: date) -> str:
         from recon_assets.local.bootstrap import prepare_local_ledger
 
         return prepare_local_ledger(settings, first, last).describe()
-    from recon_assets.ledger.connection import describe_dsn
-    from recon_assets.local.bootstrap import check_readable_ledger
+    from recon_assets.ledger.connection import check_readable_ledger, describe_dsn
 
     assert settings.ledger_dsn  # required in prod (ConfigError otherwise)
     check_readable_ledger(settings.ledger_dsn)

@@ -40,7 +40,8 @@ def recon_env(home: Path, **extra: str) -> dict[str, str]:
         **extra,
     }
     env.pop("DAGSTER_HOME", None)
-    env.pop("RECON_LEDGER_DSN", None) if "RECON_LEDGER_DSN" not in extra else None
+    if "RECON_LEDGER_DSN" not in extra:  # the embedded server, unless a test names a ledger
+        env.pop("RECON_LEDGER_DSN", None)
     return env
 
 

@@ -96,3 +96,15 @@ def connect(
         raise LedgerConnectionError(
             f"cannot connect to the ledger database {describe_dsn(dsn)}: {reason}"
         ) from None
+
+
+def check_readable_ledger(dsn: str) -> None:
+    """A ledger recon does not own, checked in a read-only session before any run: unreachable
+    or without the ledger's table, the command stops with one line, and nothing is created."""
+    with connect(dsn, read_only=True, autocommit=True) as conn:
+        (table,) = conn.execute("SELECT to_regclass('ledger_entries')").fetchone()  # type: ignore[misc]
+    if table is None:
+        raise LedgerConnectionError(
+            f"the ledger database {describe_dsn(dsn)} has no ledger_entries table; recon never "
+            "creates or seeds a ledger it does not own (to make a dev ledger: recon seed --dsn)"
+        )

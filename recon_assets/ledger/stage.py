@@ -83,8 +83,7 @@ def stage_ledger(
     changed_by_day: dict[date, int] = {}
     try:
         with connect(dsn, read_only=True) as conn:
-            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-            conn.read_only = True
+            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ  # read-only session
             with conn.transaction():  # one snapshot for the counts, the days and the changes
                 row = conn.execute("SELECT now()").fetchone()
                 synced: datetime = row[0].astimezone(UTC)  # type: ignore[index]

@@ -16,14 +16,14 @@ import json
 import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from recon_assets.child_processes import die_with_parent
 from recon_assets.config import ReconSettings
-from recon_assets.ledger.connection import LedgerConnectionError, connect, describe_dsn
+from recon_assets.ledger.connection import check_readable_ledger, connect, describe_dsn
 from recon_assets.ledger.migrations import apply_migrations
 from recon_assets.local.ledger_seeder import (
     BreakRates,
@@ -180,7 +180,6 @@ def grow_in_child(settings: ReconSettings, dsn: str, first_day: date, last_day: 
 class LocalLedger:
     """The ledger a local command reads, and what it did to it (nothing, unless recon owns it)."""
 
-    dsn: str = field(repr=False)
     where: str
     """`user@host:port/db`: no secret."""
     grown: GrowResult | None
@@ -197,18 +196,6 @@ class LocalLedger:
         )
 
 
-def check_readable_ledger(dsn: str) -> None:
-    """A ledger recon does not own, checked in a read-only session before any run: unreachable
-    or without the ledger's table, the command stops with one line, and nothing is created."""
-    with connect(dsn, read_only=True, autocommit=True) as conn:
-        (table,) = conn.execute("SELECT to_regclass('ledger_entries')").fetchone()  # type: ignore[misc]
-    if table is None:
-        raise LedgerConnectionError(
-            f"the ledger database {describe_dsn(dsn)} has no ledger_entries table; recon never "
-            "creates or seeds a ledger it does not own (to make a dev ledger: recon seed --dsn)"
-        )
-
-
 def prepare_local_ledger(settings: ReconSettings, first_day: date, last_day: date) -> LocalLedger:
     """The ledger of a local command, ready to read for charge days `first_day..last_day`.
 
@@ -218,7 +205,7 @@ def prepare_local_ledger(settings: ReconSettings, first_day: date, last_day: dat
     are never seeded again)."""
     if settings.ledger_dsn:
         check_readable_ledger(settings.ledger_dsn)
-        return LocalLedger(settings.ledger_dsn, describe_dsn(settings.ledger_dsn), None)
+        return LocalLedger(describe_dsn(settings.ledger_dsn), None)
     dsn = ledger_dsn(settings)
     grown = grow_in_child(settings, dsn, first_day, last_day)
-    return LocalLedger(dsn, describe_dsn(dsn), grown)
+    return LocalLedger(describe_dsn(dsn), grown)
