@@ -122,6 +122,7 @@ def entry(
     amount: int = 1000,
     currency: str = "USD",
     entry_type: str = "charge",
+    reversal_of: int | None = None,
 ) -> dict[str, Any]:
     return {
         "id": eid,
@@ -133,6 +134,8 @@ def entry(
         "posted_at": posted,
         "created_at": posted,
         "updated_at": posted,
+        "journal_id": 1,
+        "reversal_of": reversal_of,
         "_partition_date": et_day(posted),
         "_synced_at": SYNCED,
         "_run_id": "run_test",
@@ -173,6 +176,14 @@ class Case:
     charges: list[dict[str, Any]]
     entries: list[dict[str, Any]]
     expect: list[Expect] = field(default_factory=list)
+
+
+def reversal(eid: int, of: dict, posted: datetime, amount: int | None = None,
+             ref: str | None = None) -> dict:  # fmt: skip
+    """The ledger's correction of entry `of`: minus its amount unless told, no external_ref
+    unless told (`reversal_of` is what ties it to its item)."""
+    return entry(eid, ref, posted, -of["amount_minor"] if amount is None else amount,
+                 of["currency"], "reversal", reversal_of=of["id"])  # fmt: skip
 
 
 def ok(eid: int, cid: str, created: datetime, amount: int = 1000, currency: str = "USD") -> dict:
@@ -523,6 +534,96 @@ def cases() -> list[Case]:
             ],
         )
     )  # fmt: skip
+    # -- the ledger's corrections: a reversal cancels the entry it names (reversal_of)
+    t = utc(2024, 3, 6, 15)
+    extra = entry(701, "ch_dup_fixed", t + timedelta(hours=2))
+    c.append(
+        Case(
+            "duplicate whose extra entry is reversed (the reversal names the charge too)",
+            [charge("ch_dup_fixed", t)],
+            [ok(700, "ch_dup_fixed", t), extra,
+             reversal(702, extra, t + timedelta(days=2), ref="ch_dup_fixed")],
+            [Expect(d(2024, 3, 6), "ch_dup_fixed", "matched", "USD", 1000, 1000, "700,701,702")],
+        )
+    )  # fmt: skip
+    wrong = ok(703, "ch_amount_fixed", t, amount=990)
+    c.append(
+        Case(
+            "wrong amount reversed and booked right after the deadline: first booking in time",
+            [charge("ch_amount_fixed", t)],
+            [wrong, reversal(704, wrong, t + timedelta(days=4)),
+             entry(705, "ch_amount_fixed", t + timedelta(days=4))],
+            [Expect(d(2024, 3, 6), "ch_amount_fixed", "matched", "USD", 1000, 1000,
+                    "703,704,705")],
+        )
+    )  # fmt: skip
+    booked = ok(706, "ch_failed_fixed", t)
+    c.append(
+        Case(
+            "booking of a failed charge reversed",
+            [charge("ch_failed_fixed", t, status="failed", captured=False)],
+            [booked, reversal(707, booked, t + timedelta(days=1))],
+            [Expect(d(2024, 3, 6), "ch_failed_fixed", "not_booked", "USD", 0, None, "706,707")],
+        )
+    )
+    good = ok(708, "ch_unbooked", t)
+    c.append(
+        Case(
+            "good booking reversed, nothing booked again: the money is unbooked",
+            [charge("ch_unbooked", t)],
+            [good, reversal(709, good, t + timedelta(days=1))],
+            [Expect(d(2024, 3, 6), "ch_unbooked", "missing_in_ledger", "USD", 1000, None,
+                    "708,709")],
+        )
+    )  # fmt: skip
+    ghost = entry(710, "ch_ghost", utc(2024, 3, 7, 12), 800)
+    c.append(
+        Case(
+            "orphan entry reversed: no item at all",
+            [],
+            [ghost, reversal(711, ghost, utc(2024, 3, 9, 12))],
+            [],
+        )
+    )
+    over = ok(712, "ch_part_reversed", t, amount=1300)
+    c.append(
+        Case(
+            "a reversal of another amount counts by its amount (the pair nets to what is left)",
+            [charge("ch_part_reversed", t)],
+            [over, reversal(713, over, t + timedelta(days=1), amount=-300)],
+            [Expect(d(2024, 3, 6), "ch_part_reversed", "matched", "USD", 1000, 1000,
+                    "712,713")],
+        )
+    )  # fmt: skip
+    ghost2 = entry(714, "ch_ghost", utc(2024, 3, 7, 13), 700, "GBP")
+    c.append(
+        Case(
+            "orphan partly reversed: what is left stays missing in Stripe",
+            [],
+            [ghost2, reversal(715, ghost2, utc(2024, 3, 9, 13), amount=-200)],
+            [Expect(d(2024, 3, 7), "ch_ghost", "missing_in_stripe", "GBP", None, 500,
+                    "714,715", None)],
+        )
+    )  # fmt: skip
+    late_dup = ok(717, "ch_dup_late", t)
+    c.append(
+        Case(
+            "duplicate whose extra entry run B reverses",
+            [charge("ch_dup_late", t)],
+            [ok(716, "ch_dup_late", t), late_dup],
+            [Expect(d(2024, 3, 6), "ch_dup_late", "duplicate_in_ledger", "USD", 1000, 2000,
+                    "716,717")],
+        )
+    )  # fmt: skip
+    c.append(
+        Case(
+            "orphan run B reverses",
+            [],
+            [entry(718, "ch_ghost", utc(2024, 3, 7, 14), 900)],
+            [Expect(d(2024, 3, 7), "ch_ghost", "missing_in_stripe", "USD", None, 900, "718",
+                    None)],
+        )
+    )  # fmt: skip
     # -- a gap in the loaded ledger days: as-of is the end of the gap-free run holding the day
     c.append(
         Case(
@@ -860,6 +961,15 @@ def test_every_rule_then_late_data_reopens_exactly_what_it_touches(work: Path) -
     ] + [
         {**entry(600, "ch_pending_ledger", utc(2024, 3, 11, 20)), "_loaded_at": LOADED_2},
         {**entry(601, "ch_missing", utc(2024, 3, 12, 14)), "_loaded_at": LOADED_2},
+        # corrections posted on Mar 12 reopen Mar 6 and Mar 7 through reversal_of alone
+        {
+            **reversal(602, next(e for e in entries if e["id"] == 717), utc(2024, 3, 12, 15)),
+            "_loaded_at": LOADED_2,
+        },
+        {
+            **reversal(603, next(e for e in entries if e["id"] == 718), utc(2024, 3, 12, 16)),
+            "_loaded_at": LOADED_2,
+        },
     ]
     log = [("stripe_charges", d, LOADED_1) for d in loaded_days()] + [
         ("ledger_entries", d, LOADED_1) for d in loaded_days() if d != GAP_DAY
@@ -869,10 +979,12 @@ def test_every_rule_then_late_data_reopens_exactly_what_it_touches(work: Path) -
         "ch_pending": Expect(d11, "ch_pending", "matched", "USD", 1000, 1000, "1", RESYNCED),
         "ch_pending_ledger": Expect(d11, "ch_pending_ledger", "matched", "USD", 1000, 1000, "600"),
         "ch_missing": Expect(d5, "ch_missing", "late_posting", "USD", 1000, 1000, "601"),
-    }
+        "ch_dup_late": Expect(date(2024, 3, 6), "ch_dup_late", "matched", "USD", 1000, 1000,
+                              "602,716,717"),
+    }  # fmt: skip
     want = sorted(
         [
-            *(r for r in expected_fct(cs) if r[1] not in changed and r[2] != "501"),
+            *(r for r in expected_fct(cs) if r[1] not in changed and r[2] not in ("501", "718")),
             *(e.row() for e in changed.values()),
         ],
         key=_key,
@@ -901,8 +1013,8 @@ def test_every_rule_then_late_data_reopens_exactly_what_it_touches(work: Path) -
 
     # the history kept run A's version of every item run B changed, with before and after
     history = read_history(db)
-    # 3 charges changed (a new version each); orphan 501 went away (its version closed)
-    assert len(history) == len(a.fct) + 3
+    # 4 charges changed (a new version each); orphans 501 and 718 went away (closed)
+    assert len(history) == len(a.fct) + 4
     assert sum(1 for h in history if h[3] is None) == len(b.fct)
     changes = read_status_changes(db)
     assert changes == {
@@ -910,9 +1022,14 @@ def test_every_rule_then_late_data_reopens_exactly_what_it_touches(work: Path) -
         ("charge:ch_pending_ledger", "pending_in_ledger", "matched"),
         ("charge:ch_missing", "missing_in_ledger", "late_posting"),
         ("ledger_entry:501", "missing_in_stripe", None),
+        ("charge:ch_dup_late", "duplicate_in_ledger", "matched"),
+        ("ledger_entry:718", "missing_in_stripe", None),
     }
     breaks = read_break_history(db)
     assert breaks["ledger_entry:501"][:3] == (False, "went_away", "missing_in_stripe")
+    # the ledger's own corrections resolve breaks as such, a reversed orphan included
+    assert breaks["charge:ch_dup_late"][:3] == (False, "corrected_in_ledger", "matched")
+    assert breaks["ledger_entry:718"][:3] == (False, "corrected_in_ledger", "missing_in_stripe")
     assert breaks["charge:ch_missing"][:3] == (True, None, "late_posting")  # still a break
     assert "charge:ch_pending_ledger" not in breaks  # pending was never a break
     first_seen = {k: v[3] for k, v in breaks.items()}

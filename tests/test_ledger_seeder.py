@@ -43,6 +43,8 @@ RATES = BreakRates(
     missing_in_stripe=0.01,
     unexpected_ledger_entry=0.2,
     pending_with_entry=0.3,
+    corrected=0.5,
+    reversed_booking=0.02,
 )
 FAR_AS_OF = datetime(2024, 4, 1, 4, tzinfo=UTC)
 
@@ -146,35 +148,54 @@ def test_break_rates_are_validated() -> None:
 # -- against a real Postgres --------------------------------------------------------------------
 
 _RULES_SQL = """
-WITH e AS (
-    SELECT external_ref, count(*) AS n, array_agg(id ORDER BY id) AS ids,
-           sum(amount_minor) AS amount, min(currency) AS cur, max(posted_at) AS last_posted
+WITH rev AS (
+    SELECT reversal_of, sum(amount_minor) AS amount, array_agg(id) AS ids
     FROM ledger_entries
-    WHERE entry_type = 'charge' AND posted_at < %(as_of)s
+    WHERE entry_type = 'reversal' AND posted_at < %(as_of)s
+    GROUP BY reversal_of
+),
+ce AS (
+    SELECT l.id, l.external_ref, l.amount_minor + coalesce(r.amount, 0) AS net, l.currency,
+           l.posted_at, coalesce(r.ids, '{}') AS rev_ids,
+           r.reversal_of IS NOT NULL AND l.amount_minor + r.amount = 0 AS gone
+    FROM ledger_entries l LEFT JOIN rev r ON r.reversal_of = l.id
+    WHERE l.entry_type = 'charge' AND l.posted_at < %(as_of)s
+),
+ids AS (
+    SELECT external_ref, array_agg(i ORDER BY i) AS ids
+    FROM (SELECT external_ref, id AS i FROM ce
+          UNION ALL SELECT external_ref, unnest(rev_ids) FROM ce) AS x
+    GROUP BY external_ref
+),
+e AS (
+    SELECT external_ref, count(*) FILTER (WHERE NOT gone) AS n,
+           sum(net) FILTER (WHERE NOT gone) AS amount,
+           min(currency) FILTER (WHERE NOT gone) AS cur, min(posted_at) AS first_posted
+    FROM ce
     GROUP BY external_ref
 )
 SELECT s.id,
        CASE
          WHEN s.status = 'pending' THEN 'pending_in_stripe'
          WHEN NOT (s.status = 'succeeded' AND s.captured)
-           THEN CASE WHEN e.n IS NULL THEN 'not_booked' ELSE 'unexpected_ledger_entry' END
-         WHEN e.n IS NULL
+           THEN CASE WHEN coalesce(e.n, 0) = 0 THEN 'not_booked' ELSE 'unexpected_ledger_entry' END
+         WHEN coalesce(e.n, 0) = 0
            THEN CASE WHEN s.created + make_interval(hours => 24 * %(t)s) > %(as_of)s
                      THEN 'pending_in_ledger' ELSE 'missing_in_ledger' END
          WHEN e.n > 1 THEN 'duplicate_in_ledger'
          WHEN e.cur <> upper(s.currency) THEN 'currency_mismatch'
          WHEN e.amount <> s.amount_captured THEN 'amount_mismatch'
-         WHEN e.last_posted > s.created + make_interval(hours => 24 * %(t)s) THEN 'late_posting'
+         WHEN e.first_posted > s.created + make_interval(hours => 24 * %(t)s) THEN 'late_posting'
          ELSE 'matched'
        END,
-       coalesce(e.ids, '{}'), (s.created AT TIME ZONE 'America/New_York')::date,
+       coalesce(ids.ids, '{}'), (s.created AT TIME ZONE 'America/New_York')::date,
        upper(s.currency), s.amount_captured, e.amount
-FROM stripe s LEFT JOIN e ON e.external_ref = s.id
+FROM stripe s LEFT JOIN e ON e.external_ref = s.id LEFT JOIN ids ON ids.external_ref = s.id
 UNION ALL
 SELECT l.external_ref, 'missing_in_stripe', ARRAY[l.id],
-       (l.posted_at AT TIME ZONE 'America/New_York')::date, l.currency::text, NULL, l.amount_minor
-FROM ledger_entries l
-WHERE l.entry_type = 'charge' AND l.posted_at < %(as_of)s
+       (l.posted_at AT TIME ZONE 'America/New_York')::date, l.currency::text, NULL, l.net
+FROM ce l
+WHERE NOT l.gone
   AND NOT EXISTS (SELECT 1 FROM stripe s WHERE s.id = l.external_ref)
 """
 
@@ -251,19 +272,34 @@ def test_break_counts_are_as_configured(
             n = eligible["failed_or_uncaptured"]
         elif kind == "pending_with_entry":
             n = eligible["pending"]
+        elif kind == "reversed_booking":  # of the settled charges no break was injected into
+            n = eligible["succeeded_captured"] - sum(inj[k] for k in seeder._SC_BREAKS)
         assert lo <= getattr(RATES, kind) * n <= hi, kind
         assert hi - lo <= 3  # at most one per day of rounding
-    for kind in ("amount_mismatch", "currency_mismatch", "missing_in_ledger",
-                 "duplicate_in_ledger", "late_posting", "missing_in_stripe",
-                 "unexpected_ledger_entry"):  # fmt: skip
-        assert gt[kind] == inj[kind] > 0, kind
+    # ops corrected about half of the breaks that a reversal can correct, and each correction
+    # resolves its break (matched, not_booked, or no orphan at all)
+    fixed = s["corrected"]
+    correctable = ("amount_mismatch", "duplicate_in_ledger", "missing_in_stripe",
+                   "unexpected_ledger_entry")  # fmt: skip
+    assert set(fixed) == set(correctable)
+    for kind in correctable:
+        assert 0 < fixed[kind] < inj[kind], kind
+    for kind in ("amount_mismatch", "currency_mismatch", "duplicate_in_ledger", "late_posting",
+                 "missing_in_stripe", "unexpected_ledger_entry"):  # fmt: skip
+        assert gt[kind] == inj[kind] - fixed.get(kind, 0) > 0, kind
+    # a good booking reversed with nothing booked again is missing, not matched
+    assert inj["reversed_booking"] > 0
+    assert gt["missing_in_ledger"] == inj["missing_in_ledger"] + inj["reversed_booking"]
     assert gt["pending_in_stripe"] == eligible["pending"]
-    assert gt["not_booked"] == eligible["failed_or_uncaptured"] - inj["unexpected_ledger_entry"]
+    assert gt["not_booked"] == (
+        eligible["failed_or_uncaptured"] - inj["unexpected_ledger_entry"]
+        + fixed["unexpected_ledger_entry"]
+    )  # fmt: skip
     assert gt["matched"] == eligible["succeeded_captured"] - sum(
         inj[k] for k in ("amount_mismatch", "currency_mismatch", "missing_in_ledger",
-                         "duplicate_in_ledger", "late_posting")
-    )  # fmt: skip
-    assert sum(gt.values()) == s["charges"] + inj["missing_in_stripe"]
+                         "duplicate_in_ledger", "late_posting", "reversed_booking")
+    ) + fixed["amount_mismatch"] + fixed["duplicate_in_ledger"]  # fmt: skip
+    assert sum(gt.values()) == s["charges"] + inj["missing_in_stripe"] - fixed["missing_in_stripe"]
     assert {"fee", "refund", "adjustment", "reversal"} <= set(s["entries_by_type"])
 
 

@@ -4,15 +4,17 @@ previous rows kept on any failure, staged = loaded per day or no commit."""
 from __future__ import annotations
 
 import tempfile
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from recon_assets.stage.schemas import LEDGER_ENTRIES_SCHEMA
 from recon_assets.stage.store import LocalStageStore, S3StageStore
 from recon_assets.warehouse.duckdb_loader import DuckDBLoader
 from recon_assets.warehouse.loader import (
@@ -32,6 +34,9 @@ from tests.warehouse_fixtures import (
     rewrite_manifest,
     stage_days,
 )
+
+DAY_COL = LEDGER_ENTRIES_SCHEMA.get_field_index("_partition_date")
+RUN_COL = LEDGER_ENTRIES_SCHEMA.get_field_index("_run_id")
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -174,10 +179,10 @@ def test_restaged_day_replaces_only_that_day(stage: LocalStageStore, db: Path) -
 
     assert result.loaded_by_day == {days[1]: 2}
     after = table_rows(db, "ledger_entries", with_loaded_at=True)
-    untouched = [r for r in before if r[9] != days[1]]  # column 9 is _partition_date
-    assert [r for r in after if r[9] != days[1]] == untouched
-    restated = [r for r in after if r[9] == days[1]]
-    assert {r[11] for r in restated} == {"run2"}  # column 11 is _run_id
+    untouched = [r for r in before if r[DAY_COL] != days[1]]
+    assert [r for r in after if r[DAY_COL] != days[1]] == untouched
+    restated = [r for r in after if r[DAY_COL] == days[1]]
+    assert {r[RUN_COL] for r in restated} == {"run2"}
     assert len(restated) == 2
 
 
@@ -361,3 +366,42 @@ def test_every_connection_carries_the_configured_memory_limit(db: Path) -> None:
 
     settings = ReconSettings.from_env({"RECON_DUCKDB_MEMORY_LIMIT": "100MB"})
     assert duckdb_dbt_env(settings)["RECON_DUCKDB_MEMORY_LIMIT"] == "100MB"
+
+
+def test_a_raw_table_from_before_a_new_nullable_column_gains_it_and_loads(
+    stage: LocalStageStore, db: Path
+) -> None:
+    """A warehouse whose raw.ledger_entries predates `journal_id` / `reversal_of` gets them
+    added (NULL in the old rows) and loads; a table missing a NOT NULL column is refused."""
+    from recon_assets.warehouse.duckdb_loader import create_table_sql
+
+    old = pa.schema(
+        [f for f in LEDGER_ENTRIES_SCHEMA if f.name not in ("journal_id", "reversal_of")]
+    )
+    con = duckdb.connect(str(db))
+    con.execute("create schema raw")
+    con.execute(create_table_sql("raw.ledger_entries", old))
+    con.execute(
+        "insert into raw.ledger_entries (id, entry_type, account, amount_minor, currency, "
+        "posted_at, created_at, updated_at, _partition_date, _synced_at, _run_id, _loaded_at) "
+        "values (1, 'charge', 'a', 5, 'USD', now(), now(), now(), ?, now(), 'old', now())",
+        [DAY0 - timedelta(days=1)],
+    )
+    con.close()
+    days = days_from(DAY0, 1)
+    stage_days(stage, "ledger_entries", {DAY0: 3}, "run1")
+    assert DuckDBLoader(db).load(stage, "ledger_entries", days).loaded_by_day == {DAY0: 3}
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        cols = [r[0] for r in con.execute("describe raw.ledger_entries").fetchall()]
+        assert {"journal_id", "reversal_of"} <= set(cols)
+        assert con.execute(
+            "select reversal_of from raw.ledger_entries where _run_id = 'old'"
+        ).fetchall() == [(None,)]
+        con.close()
+        con = duckdb.connect(str(db))
+        con.execute("alter table raw.ledger_entries drop column account")
+    finally:
+        con.close()
+    with pytest.raises(LoadError, match=r"missing \['ACCOUNT'\]"):
+        DuckDBLoader(db).load(stage, "ledger_entries", days)

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 
+from recon_assets.stage.schemas import LEDGER_ENTRIES_SCHEMA
 from recon_assets.stage.store import S3StageStore
 from recon_assets.warehouse.loader import (
     CountMismatchError,
@@ -34,6 +35,9 @@ from tests.warehouse_fixtures import (
     rewrite_manifest,
     stage_days,
 )
+
+DAY_COL = LEDGER_ENTRIES_SCHEMA.get_field_index("_partition_date")
+RUN_COL = LEDGER_ENTRIES_SCHEMA.get_field_index("_run_id")
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -120,7 +124,7 @@ def test_same_file_loaded_twice_is_not_skipped_by_load_history(
     stage_days(store, "ledger_entries", {DAY0: 2}, "run2", salt="restated")
     third = loader.load(store, "ledger_entries", day)
     rows = table_rows(snowflake_connect, third.table)
-    assert len(rows) == 2 and {r[11] for r in rows} == {"run2"}  # column 11 is _run_id
+    assert len(rows) == 2 and {r[RUN_COL] for r in rows} == {"run2"}
 
 
 def test_restaged_day_replaces_only_that_day(
@@ -135,8 +139,10 @@ def test_restaged_day_replaces_only_that_day(
     loader.load(store, "ledger_entries", [days[1]])
 
     after = table_rows(snowflake_connect, table, with_loaded_at=True)
-    assert [r for r in after if r[9] != days[1]] == [r for r in before if r[9] != days[1]]
-    assert sorted(r[11] for r in after if r[9] == days[1]) == ["run2"] * 6
+    assert [r for r in after if r[DAY_COL] != days[1]] == [
+        r for r in before if r[DAY_COL] != days[1]
+    ]
+    assert sorted(r[RUN_COL] for r in after if r[DAY_COL] == days[1]) == ["run2"] * 6
 
 
 @settings(

@@ -80,13 +80,18 @@ from latest
 {%- endmacro %}
 
 
-{% macro ledger_entries_latest(charge_ids=none, entry_type=none) -%}
+{% macro ledger_entries_latest(charge_ids=none, entry_type=none, reverses=none) -%}
 {%- set src = source('raw', 'ledger_entries') -%}
 {#- Every version of each entry any version of which names a scoped charge (or names none: the
     id ''), so an entry re-pointed from one charge to another is ranked whole; which charge its
-    latest version names is filtered after the ranking. #}
+    latest version names is filtered after the ranking. With `reverses` (a relation with an
+    `entry_id` column) instead: the reversals whose latest version cancels one of those entries,
+    whatever charge (if any) the reversal itself names: `reversal_of` is what ties a reversal to
+    its item. -#}
 {%- set names_a_scoped_charge = none if charge_ids is none
       else "coalesce(external_ref, '') in (select charge_id from " ~ charge_ids ~ ")" %}
+{%- set reverses_a_scoped_entry = none if reverses is none
+      else "reversal_of in (select entry_id from " ~ reverses ~ ")" %}
 {%- set is_of_the_type = none if entry_type is none else "lower(entry_type) = '" ~ entry_type ~ "'" %}
 {%- set scope %}
     {%- if charge_ids is not none %}
@@ -99,11 +104,13 @@ from latest
           and (coalesce(external_ref, '') <> '' or {{ is_of_the_type }})
         {%- endif %}
     )
+    {%- elif reverses is not none %}
+    id in (select id from {{ src }} where {{ reverses_a_scoped_entry }})
     {%- endif %}
 {%- endset %}
 {#- Which charge and type the latest version names, handed to `latest_versions` as a condition
     on the raw columns so it is checked before whole rows are read (see there). #}
-{%- set latest_where = [names_a_scoped_charge, is_of_the_type] | reject('none') | join(' and ') %}
+{%- set latest_where = [names_a_scoped_charge, reverses_a_scoped_entry, is_of_the_type] | reject('none') | join(' and ') %}
 with latest as (
 
     select
@@ -116,6 +123,8 @@ with latest as (
         {{ recon.utc_instant(src, 'posted_at') }} as posted_at,
         {{ recon.utc_instant(src, 'created_at') }} as created_at,
         {{ recon.utc_instant(src, 'updated_at') }} as updated_at,
+        journal_id,
+        reversal_of,
         _partition_date as partition_date,
         {{ recon.utc_instant(src, '_synced_at') }} as synced_at,
         _run_id as run_id,
@@ -135,6 +144,8 @@ select
     {{ recon.et_date('posted_at') }} as posted_date_et,
     created_at,
     updated_at,
+    journal_id,
+    reversal_of,
     partition_date,
     synced_at,
     run_id,

@@ -23,29 +23,32 @@
 {#
   A raw UTC timestamp column as the canonical instant. The loader writes TIMESTAMPTZ on DuckDB
   and TIMESTAMP_TZ or TIMESTAMP_NTZ (UTC wall clock) on Snowflake; reading the column's type
-  keeps a bare cast (which would use the session time zone) out of the SQL.
+  keeps a bare cast (which would use the session time zone) out of the SQL. `alias` qualifies
+  the column where the relation is read twice (a self-join).
 #}
-{% macro utc_instant(relation, column_name) -%}
-    {{ return(adapter.dispatch('utc_instant', 'recon')(relation, column_name)) }}
+{% macro utc_instant(relation, column_name, alias=none) -%}
+    {{ return(adapter.dispatch('utc_instant', 'recon')(relation, column_name, alias)) }}
 {%- endmacro %}
 
-{% macro duckdb__utc_instant(relation, column_name) -%}
+{% macro duckdb__utc_instant(relation, column_name, alias=none) -%}
     {%- set dtype = recon.raw_column_type(relation, column_name) -%}
+    {%- set col = column_name if alias is none else alias ~ '.' ~ column_name -%}
     {%- if dtype is none or 'TIME ZONE' in dtype or dtype == 'TIMESTAMPTZ' -%}
-        {{ column_name }}
+        {{ col }}
     {%- elif dtype.startswith('TIMESTAMP') -%}
-        timezone('UTC', {{ column_name }})
+        timezone('UTC', {{ col }})
     {%- else -%}
         {{ exceptions.raise_compiler_error("raw column " ~ column_name ~ " of " ~ relation ~ " has type " ~ dtype ~ ", expected a timestamp") }}
     {%- endif -%}
 {%- endmacro %}
 
-{% macro snowflake__utc_instant(relation, column_name) -%}
+{% macro snowflake__utc_instant(relation, column_name, alias=none) -%}
     {%- set dtype = recon.raw_column_type(relation, column_name) -%}
+    {%- set col = column_name if alias is none else alias ~ '.' ~ column_name -%}
     {%- if dtype is not none and 'NTZ' in dtype -%}
-        {{ column_name }}
+        {{ col }}
     {%- else -%}
-        cast(convert_timezone('UTC', {{ column_name }}) as timestamp_ntz)
+        cast(convert_timezone('UTC', {{ col }}) as timestamp_ntz)
     {%- endif -%}
 {%- endmacro %}
 

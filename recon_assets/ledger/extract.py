@@ -44,7 +44,8 @@ SELECT_COLUMNS = """
 SELECT id, entry_type, external_ref, account, amount_minor, currency::text,
        (extract(epoch FROM posted_at) * 1000000)::bigint,
        (extract(epoch FROM created_at) * 1000000)::bigint,
-       (extract(epoch FROM updated_at) * 1000000)::bigint
+       (extract(epoch FROM updated_at) * 1000000)::bigint,
+       journal_id, reversal_of
 FROM ledger_entries
 """
 """The extract's columns, in `LEDGER_EXTRACT_SCHEMA` order; every ledger read appends its WHERE."""

@@ -99,6 +99,12 @@ class BreakRates:
     `unexpected_ledger_entry`: share of failed or uncaptured charges that get booked anyway.
     `pending_with_entry`: share of pending charges booked early (still `pending_in_stripe`: the
     first rule wins).
+    `corrected`: share of the injected duplicates, wrong amounts, bookings of unsettled charges
+    and orphans that ops then correct as the ledger does, by reversal (`reversal_of`, minus the
+    amount), one to four days after the break was posted; a wrong amount is also booked again,
+    right. Each resolves to `matched` / `not_booked` / no item at all.
+    `reversed_booking`: share of the other settled charges whose good booking is reversed with
+    nothing booked again (money unbooked: `missing_in_ledger`).
     """
 
     amount_mismatch: float = 0.004
@@ -110,6 +116,8 @@ class BreakRates:
     missing_in_stripe: float = 0.001
     unexpected_ledger_entry: float = 0.03
     pending_with_entry: float = 0.05
+    corrected: float = 0.5
+    reversed_booking: float = 0.001
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -192,6 +200,8 @@ class _DayPlan:
     injected: Counter[str] = field(default_factory=Counter)
     bounds: dict[str, tuple[int, int]] = field(default_factory=dict)
     orphans: list[_Entry] = field(default_factory=list)
+    correctable: list[tuple[str, _Entry, Mapping[str, Any] | None]] = field(default_factory=list)
+    """Injected breaks ops may correct: (kind, the entry to reverse, its charge)."""
 
 
 def _dt(us: int) -> datetime:
@@ -301,16 +311,19 @@ class _DayBuilder:
                 cur = rng.choice([x for x in _CURRENCIES if x != cur])
             elif kind == "amount_mismatch":
                 amount = self._wrong_amount(c, cur)
-            plan.entries.append(
-                self._entry("charge", cid, "stripe_clearing", amount, cur, posted, desc)
-            )
+            booking = self._entry("charge", cid, "stripe_clearing", amount, cur, posted, desc)
+            plan.entries.append(booking)
+            if kind == "amount_mismatch":
+                plan.correctable.append((kind, booking, c))
+            elif kind is None:
+                plan.correctable.append(("good", booking, c))
             if kind == "duplicate_in_ledger":
                 again = posted + rng.randint(60, 90 * 60) * US
-                plan.entries.append(
-                    self._entry(
-                        "charge", cid, "stripe_clearing", amount, cur, again, desc + " (re-posted)"
-                    )
+                extra = self._entry(
+                    "charge", cid, "stripe_clearing", amount, cur, again, desc + " (re-posted)"
                 )
+                plan.entries.append(extra)
+                plan.correctable.append((kind, extra, c))
             if rng.random() < FEE_SHARE:
                 plan.entries.append(
                     self._entry("fee", cid, "stripe_fees", _fee(int(c["amount_captured"]), cur), cur,
@@ -331,11 +344,12 @@ class _DayBuilder:
             plan.injected[kind] += k
             for c in rng.sample(group, k):
                 created_us = int(c["created"]) * US
-                plan.entries.append(
-                    self._entry("charge", str(c["id"]), "stripe_clearing", int(c["amount"]),
-                                str(c["currency"]).upper(), created_us + self._normal_delay_us(),
-                                f"Stripe charge {c['id']} (booked at authorization)")
-                )  # fmt: skip
+                booked = self._entry("charge", str(c["id"]), "stripe_clearing", int(c["amount"]),
+                                     str(c["currency"]).upper(), created_us + self._normal_delay_us(),
+                                     f"Stripe charge {c['id']} (booked at authorization)")  # fmt: skip
+                plan.entries.append(booked)
+                if kind == "unexpected_ledger_entry":
+                    plan.correctable.append((kind, booked, c))
 
         # Orphans: charge entries whose external_ref no Stripe charge has (24 random characters
         # after "ch_": the emulator's ids have 23, so they can never collide).
@@ -352,6 +366,7 @@ class _DayBuilder:
                             str(model["currency"]).upper(), posted, f"Stripe charge {ref}")  # fmt: skip
             plan.entries.append(e)
             plan.orphans.append(e)
+            plan.correctable.append(("missing_in_stripe", e, None))
 
         # Adjustments and their reversals: noise of other entry types.
         k, _ = _stochastic_count(rng, ADJUSTMENT_RATE, len(settled))
@@ -365,7 +380,38 @@ class _DayBuilder:
                               posted + rng.randint(1, 48) * HOUR_US, f"Reversal of entry {adj.id}",
                               reversal_of=adj.id)  # fmt: skip
             plan.entries += [adj, rev]
+        self._corrections(plan)
         return plan
+
+    def _corrections(self, plan: _DayPlan) -> None:
+        """Ops' corrections, drawn last so every entry before them keeps its id and amount:
+        a reversal (minus the amount, `reversal_of` the entry, no external_ref: the ledger's
+        own model) one to four days after the entry, and for a wrong amount the right booking
+        next to it. A good booking reversed with nothing booked again is money unbooked."""
+        rng, rates = self.rng, self.rates
+        good = [(e, c) for kind, e, c in plan.correctable if kind == "good"]
+        k, plan.bounds["reversed_booking"] = _stochastic_count(
+            rng, rates.reversed_booking, len(good)
+        )
+        unbooked = {id(e) for e, _ in rng.sample(good, k)}
+        plan.injected["reversed_booking"] += k
+        for kind, e, c in plan.correctable:
+            if kind == "good" and id(e) not in unbooked:
+                continue
+            if kind != "good" and not rng.random() < rates.corrected:
+                continue
+            when = e.posted_us + rng.randint(24, 96) * HOUR_US
+            plan.entries.append(
+                self._entry("reversal", None, e.account, -e.amount_minor, e.currency, when,
+                            f"Reversal of entry {e.id}", reversal_of=e.id)
+            )  # fmt: skip
+            if kind == "amount_mismatch" and c is not None:
+                plan.entries.append(
+                    self._entry("charge", e.external_ref, e.account, int(c["amount_captured"]),
+                                e.currency, when, f"Stripe charge {e.external_ref} (corrected)")
+                )  # fmt: skip
+            if kind != "good":
+                plan.injected[f"corrected_{kind}"] += 1
 
     def _wrong_amount(self, c: Mapping[str, Any], currency: str) -> int:
         """A plausible wrong amount: the authorized instead of the captured amount, a yen amount
@@ -381,10 +427,16 @@ class _DayBuilder:
 
 
 def classify_charge(
-    charge: Mapping[str, Any], entries: list[_Entry] | list[Any], as_of_us: int, tolerance_us: int
+    charge: Mapping[str, Any],
+    entries: list[_Entry] | list[Any],
+    as_of_us: int,
+    tolerance_us: int,
+    first_posted_us: int | None = None,
 ) -> str:
-    """DESIGN.md's rules table, first rule that applies, for one charge and its visible `charge`
-    entries (anything with `.amount_minor`, `.currency`, `.posted_us`)."""
+    """DESIGN.md's rules table, first rule that applies, for one charge and its standing
+    `charge` entries (visible, net of reversals; anything with `.amount_minor`, `.currency`,
+    `.posted_us`). Timeliness is judged by the first booking, `first_posted_us` (reversed or
+    not; default the standing entry's own posting)."""
     if charge.get("status") == "pending":
         return "pending_in_stripe"
     if not _is_settled(charge):
@@ -399,12 +451,28 @@ def classify_charge(
         return "currency_mismatch"
     if e.amount_minor != int(charge["amount_captured"]):
         return "amount_mismatch"
-    if e.posted_us > deadline:
+    if (e.posted_us if first_posted_us is None else first_posted_us) > deadline:
         return "late_posting"
     return "matched"
 
 
 def _ground_truth(plan: _DayPlan, as_of_us: int, tolerance_us: int) -> list[GroundTruthRow]:
+    """Every charge's and orphan's status from the entries visible at `as_of_us`, each net of
+    its visible reversals (the seeder reverses whole entries: a reversed entry no longer
+    stands, and is listed with its reversal)."""
+    reversals: dict[int, list[_Entry]] = {}
+    for e in plan.entries:
+        if e.entry_type == "reversal" and e.reversal_of is not None and e.posted_us < as_of_us:
+            reversals.setdefault(e.reversal_of, []).append(e)
+
+    def stands(e: _Entry) -> bool:
+        return e.amount_minor + sum(r.amount_minor for r in reversals.get(e.id, [])) != 0
+
+    def with_reversals(es: Iterable[_Entry]) -> tuple[int, ...]:
+        return tuple(
+            sorted(i for e in es for i in (e.id, *(r.id for r in reversals.get(e.id, []))))
+        )
+
     visible: dict[str, list[_Entry]] = {}
     for e in plan.entries:
         if e.entry_type == "charge" and e.posted_us < as_of_us:
@@ -412,22 +480,29 @@ def _ground_truth(plan: _DayPlan, as_of_us: int, tolerance_us: int) -> list[Grou
     rows = []
     for c in plan.charges:
         es = sorted(visible.get(str(c["id"]), []), key=lambda e: e.id)
+        standing = [e for e in es if stands(e)]
         rows.append(
             GroundTruthRow(
                 charge_id=str(c["id"]),
-                ledger_entry_ids=tuple(e.id for e in es),
+                ledger_entry_ids=with_reversals(es),
                 reporting_date=business_day_of(int(c["created"])),
-                recon_status=classify_charge(c, es, as_of_us, tolerance_us),
+                recon_status=classify_charge(
+                    c,
+                    standing,
+                    as_of_us,
+                    tolerance_us,
+                    min((e.posted_us for e in es), default=None),
+                ),
                 currency=str(c["currency"]).upper(),
                 stripe_amount=int(c["amount_captured"])
                 if c.get("amount_captured") is not None
                 else None,
-                ledger_amount=sum(e.amount_minor for e in es) if es else None,
+                ledger_amount=sum(e.amount_minor for e in standing) if standing else None,
                 seed_day=plan.day,
             )
         )
     for e in plan.orphans:
-        if e.posted_us < as_of_us:
+        if e.posted_us < as_of_us and stands(e):
             rows.append(
                 GroundTruthRow(
                     charge_id=str(e.external_ref),
@@ -559,7 +634,10 @@ def seed_ledger(
         "entries": sum(entry_types.values()),
         "entries_by_type": dict(sorted(entry_types.items())),
         "injected": {k: injected[k] for k in (*_SC_BREAKS, "missing_in_stripe",
-                                               "unexpected_ledger_entry", "pending_with_entry")},
+                                               "unexpected_ledger_entry", "pending_with_entry",
+                                               "reversed_booking")},
+        "corrected": {k.removeprefix("corrected_"): n for k, n in sorted(injected.items())
+                      if k.startswith("corrected_")},
         "injected_bounds": {k: tuple(v) for k, v in bounds.items()},
         "ground_truth": {s: statuses.get(s, 0) for s in STATUSES},
     }  # fmt: skip
@@ -797,11 +875,14 @@ def grow_ledger(
                     "SELECT id FROM ledger_entries WHERE journal_id = %s", (journal_id,)
                 ).fetchall()
             }
-            new = [
-                e
-                for e in plan.entries
-                if e.id not in there and e.posted_us < clock_us and e.external_ref not in waiting
-            ]
+            new, have = [], set(there)
+            for e in plan.entries:  # in plan order: an entry before its reversal
+                if e.id in there or e.posted_us >= clock_us or e.external_ref in waiting:
+                    continue
+                if e.reversal_of is not None and e.reversal_of not in have:
+                    continue  # what it reverses is not booked yet
+                new.append(e)
+                have.add(e.id)
             n = _copy_entries(conn, new, journal_id, written_at)
             conn.execute(
                 "INSERT INTO seed.ledger_days AS d (day, complete, entries, last_written_at) "

@@ -59,6 +59,10 @@ LEDGER_ENTRIES_SCHEMA = pa.schema(
         pa.field("posted_at", UTC_US, nullable=False),
         pa.field("created_at", UTC_US, nullable=False),
         pa.field("updated_at", UTC_US, nullable=False),
+        # The batch the entry was posted in, and for a `reversal` the entry it cancels: the
+        # ledger corrects by reversal, never by an edit, so reconciliation nets each pair.
+        pa.field("journal_id", pa.int64()),
+        pa.field("reversal_of", pa.int64()),
         *LINEAGE_FIELDS,
     ]
 )

@@ -36,7 +36,9 @@ from recon_assets.warehouse.loader import (
     LoadPlan,
     LoadResult,
     LoadStep,
+    added_columns,
     build_result,
+    column_drift,
     dataset_schema,
     keyed_load_check,
     plan_load,
@@ -87,8 +89,22 @@ def ensure_raw_tables(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA}")
     for name, schema in DATASETS.items():
         con.execute(create_table_sql(f"{RAW_SCHEMA}.{name}", schema))
+        for f in added_columns(_table_columns(con, name), schema):
+            con.execute(
+                f"ALTER TABLE {RAW_SCHEMA}.{name} ADD COLUMN IF NOT EXISTS "
+                f"{_q(f.name)} {duckdb_type(f.type)}"
+            )
     for name, schema in BOOKKEEPING.items():
         con.execute(create_table_sql(f"{RAW_SCHEMA}.{name}", schema, loaded_at=False))
+
+
+def _table_columns(con: duckdb.DuckDBPyConnection, name: str) -> list[str]:
+    rows = con.execute(
+        "SELECT column_name FROM information_schema.columns "
+        "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+        [RAW_SCHEMA, name],
+    ).fetchall()
+    return [r[0] for r in rows]
 
 
 def _record_refs_before(con: duckdb.DuckDBPyConnection, where: str, params: list, run_id: str,
@@ -308,16 +324,9 @@ class DuckDBLoader:
         self, con: duckdb.DuckDBPyConnection, dataset: str, schema: pa.Schema
     ) -> None:
         """An existing table must have exactly the staged columns; drift needs a migration."""
-        rows = con.execute(
-            "SELECT column_name FROM information_schema.columns "
-            "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
-            [RAW_SCHEMA, dataset],
-        ).fetchall()
-        have = [r[0] for r in rows]
-        want = [*schema.names, LOADED_AT]
-        if have != want:
+        if drift := column_drift(_table_columns(con, dataset), schema):
             raise LoadError(
-                f"{RAW_SCHEMA}.{dataset} has columns {have}, the staged schema needs {want}; "
+                f"{RAW_SCHEMA}.{dataset} does not match the staged schema ({drift}); "
                 "migrate the table before loading"
             )
 

@@ -55,6 +55,29 @@ LOADED_AT = "_loaded_at"
 PARTITION_COLUMN = "_partition_date"
 
 
+def added_columns(have: Iterable[str], schema: pa.Schema) -> list[pa.Field]:
+    """The staged columns an existing raw table lacks, which the loaders add before loading.
+
+    Only nullable columns: a table created before a column joined the staged contract (the
+    ledger's `journal_id` and `reversal_of`) gains it, NULL in the rows loaded before, and those
+    rows get it when their day is loaded again. A missing NOT NULL column has no value for the
+    old rows, so it stays an error for a reviewed migration (`column_drift`)."""
+    present = {h.upper() for h in have}
+    return [f for f in schema if f.nullable and f.name.upper() not in present]
+
+
+def column_drift(have: Sequence[str], schema: pa.Schema, *, loaded_at: bool = True) -> str | None:
+    """Why a raw table's columns cannot take the staged files, or None when they are the
+    staged schema's (plus `_loaded_at`), in any order: both loaders insert by column name, so
+    only a missing or an extra column would silently load NULL or drop a value."""
+    want = {n.upper() for n in [*schema.names, *([LOADED_AT] if loaded_at else [])]}
+    got = {h.upper() for h in have}
+    if got == want:
+        return None
+    missing, extra = sorted(want - got), sorted(got - want)
+    return f"missing {missing}, unexpected {extra}"
+
+
 class LoadError(RuntimeError):
     """A load did not commit; the warehouse still holds the previous rows of the range."""
 

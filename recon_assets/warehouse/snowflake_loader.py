@@ -60,7 +60,9 @@ from recon_assets.warehouse.loader import (
     LoadPlan,
     LoadResult,
     LoadStep,
+    added_columns,
     build_result,
+    column_drift,
     dataset_schema,
     keyed_load_check,
     plan_load,
@@ -218,6 +220,12 @@ class SnowflakeLoader:
         for name, schema in DATASETS.items():
             if name.upper() not in existing:
                 cur.execute(self.create_table_sql(name, schema))
+                continue
+            for f in added_columns(self._columns(cur, name), schema):
+                cur.execute(
+                    f"ALTER TABLE {self.table_name(name)} ADD COLUMN {_col(f.name)} "
+                    f"{snowflake_type(f.type)}"
+                )
         for name, schema in BOOKKEEPING.items():
             if name.upper() not in existing:
                 cur.execute(self.create_table_sql(name, schema, loaded_at=False))
@@ -441,12 +449,10 @@ class SnowflakeLoader:
         MATCH_BY_COLUMN_NAME would otherwise load NULL into a column the files lack and drop a
         file column the table lacks, silently; drift needs a reviewed migration instead.
         """
-        have = self._columns(cur, dataset)
-        want = [n.upper() for n in [*schema.names, LOADED_AT]]
-        if have != want:
+        if drift := column_drift(self._columns(cur, dataset), schema):
             raise LoadError(
-                f"{self.table_name(dataset)} has columns {have}, the staged schema needs "
-                f"{want}; migrate the table before loading"
+                f"{self.table_name(dataset)} does not match the staged schema ({drift}); "
+                "migrate the table before loading"
             )
 
     def _columns(self, cur: Any, dataset: str) -> list[str]:

@@ -1,29 +1,36 @@
 {#-
-  The ledger's view of each Stripe charge this build rebuilds: its `charge` entries (only that entry type takes part in
-  reconciliation) grouped by external_ref. With exactly one entry, min = max, so
-  ledger_currency / last_posted_at are that entry's; min <> max currency flags a mixed group.
+  The ledger's view of each Stripe charge this build rebuilds: its `charge` entries grouped by
+  external_ref, net of the ledger's corrections (int_ledger__net_entries_in_build). An entry
+  whose reversals cancel it drops out: `ledger_entry_count`, `ledger_amount` and the currencies
+  are of the entries that still stand (a partly reversed entry counts by what is left), while
+  `first_posted_at` is the item's first booking, reversed or not: timeliness is judged by it,
+  so a later correction does not make a booking late. With exactly one standing entry, min = max
+  currency; min <> max flags a mixed group. `reversal_count` says the ledger corrected the item.
 
-  `ledger_entry_ids` lists the ids in order. The ordered string aggregate is the costly one: over
-  a first build's 11.6 M entries (8 M charges) it took 29.5 s at 256MB on DuckDB, where the same
-  grouping without it took 6.1. Nearly every charge has one entry, whose list is its id, so only
-  charges with several entries go through it (7.4 s in all). It was also what ran out of the
-  default 256MB in a first build of 8 M charges (in assert_amounts_fit_in_int64, the first reader
-  of every item); the build now completes there (docs/benchmarks.md, "First builds").
-  Neither the entries model nor `by_charge` is a CTE read twice: DuckDB materializes such a CTE
-  whole, and `by_charge` materialized ran out of 256MB at 8 M charges.
+  `ledger_entry_ids` lists every entry of the item ascending, its reversals included. The
+  ordered string aggregate is the costly one: over a first build's 11.6 M entries (8 M charges)
+  it took 29.5 s at 256MB on DuckDB, where the same grouping without it took 6.1. Nearly every
+  charge has one entry and no correction, whose list is its id, so only the others go through it
+  (7.4 s in all). It was also what ran out of the default 256MB in a first build of 8 M charges
+  (in assert_amounts_fit_in_int64, the first reader of every item); the build now completes
+  there (docs/benchmarks.md, "First builds"). Neither the entries nor `by_charge` is a CTE
+  read twice: DuckDB materializes such a CTE whole, and `by_charge` materialized ran out of
+  256MB at 8 M charges.
 -#}
+{%- set entries = ref('int_ledger__net_entries_in_build') %}
 with by_charge as (
 
     select
         external_ref as charge_id,
-        count(*) as ledger_entry_count,
+        count(case when not is_reversed_out then 1 end) as ledger_entry_count,
         min(entry_id) as first_entry_id,
-        sum(amount_minor) as ledger_amount,
-        min(currency) as ledger_currency,
-        max(currency) as ledger_currency_max,
+        sum(case when not is_reversed_out then net_amount end) as ledger_amount,
+        min(case when not is_reversed_out then currency end) as ledger_currency,
+        max(case when not is_reversed_out then currency end) as ledger_currency_max,
         min(posted_at) as first_posted_at,
-        max(posted_at) as last_posted_at
-    from {{ ref('int_ledger__entries_in_build') }}
+        max(case when not is_reversed_out then posted_at end) as last_posted_at,
+        sum(reversal_count) as reversal_count
+    from {{ entries }}
     where entry_type = 'charge'
       and external_ref is not null
     group by external_ref
@@ -33,19 +40,29 @@ with by_charge as (
 several as (
 
     select
-        external_ref as charge_id,
-        {{ recon.string_agg_ordered('cast(entry_id as varchar)', 'entry_id') }} as ledger_entry_ids
-    from {{ ref('int_ledger__entries_in_build') }}
-    where entry_type = 'charge'
-      and external_ref in (
-          select external_ref
-          from {{ ref('int_ledger__entries_in_build') }}
-          where entry_type = 'charge'
-            and external_ref is not null
-          group by external_ref
-          having count(*) > 1
-      )
-    group by external_ref
+        charge_id,
+        {{ recon.string_agg_ordered('cast(id as varchar)', 'id') }} as ledger_entry_ids
+    from (
+        select e.external_ref as charge_id, e.entry_id as id
+        from {{ entries }} as e
+        where e.entry_type = 'charge'
+          and e.external_ref in (
+              select external_ref
+              from {{ entries }}
+              where entry_type = 'charge'
+                and external_ref is not null
+              group by external_ref
+              having count(*) > 1 or sum(reversal_count) > 0
+          )
+        union all
+        select e.external_ref as charge_id, r.entry_id as id
+        from {{ ref('int_ledger__reversals_in_build') }} as r
+        inner join {{ ref('int_ledger__entries_in_build') }} as e
+            on e.entry_id = r.reversal_of
+        where e.entry_type = 'charge'
+          and e.external_ref is not null
+    ) as ids
+    group by charge_id
 
 )
 
@@ -53,11 +70,12 @@ select
     b.charge_id,
     b.ledger_entry_count,
     coalesce(s.ledger_entry_ids, cast(b.first_entry_id as varchar)) as ledger_entry_ids,
-    b.ledger_amount,
+    case when b.ledger_entry_count > 0 then b.ledger_amount end as ledger_amount,
     b.ledger_currency,
     b.ledger_currency_max,
     b.first_posted_at,
-    b.last_posted_at
+    b.last_posted_at,
+    b.reversal_count
 from by_charge as b
 left join several as s
     on s.charge_id = b.charge_id

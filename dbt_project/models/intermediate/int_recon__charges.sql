@@ -8,6 +8,10 @@
   charge's own day (int_recon__ledger_coverage), so a charge is `missing_in_ledger` only when the
   ledger was loaded without gaps through its booking deadline, whatever else was loaded or in
   which order. The `as_of` var, when given, overrides it for every charge (tests, what-ifs).
+
+  The ledger side is net of the ledger's own corrections (int_ledger__entries_by_charge): a
+  reversed entry does not count, and timeliness is judged by the charge's first booking, so a
+  wrong amount reversed and re-booked after the deadline is `matched`, not `late_posting`.
 -#}
 with charges as (
 
@@ -52,6 +56,7 @@ joined as (
         l.ledger_amount,
         l.ledger_currency,
         l.ledger_currency_max,
+        l.first_posted_at,
         l.last_posted_at
     from charges as c
     left join coverage as cov
@@ -82,7 +87,7 @@ select
             then 'currency_mismatch'
         when ledger_amount is distinct from amount_captured
             then 'amount_mismatch'
-        when last_posted_at > booking_deadline
+        when first_posted_at > booking_deadline
             then 'late_posting'
         else 'matched'
     end as recon_status,

@@ -9,11 +9,17 @@
     - not looked up yet: `pending_stripe_lookup` (not a break; the day stays preliminary).
   An entry with no reference at all names nothing to look up: `missing_in_stripe` at once.
   A charge found by the look-up is staged and reconciled on its own day (int_recon__charges).
+  Net of the ledger's corrections (int_ledger__net_entries_in_build): an entry its reversals
+  cancel leaves no item at all; a partly reversed one counts by what is left, and lists its
+  reversals after its own id.
 -#}
 select
     e.posted_date_et as reporting_date,
     e.external_ref as charge_id,
-    cast(e.entry_id as varchar) as ledger_entry_ids,
+    case
+        when e.reversal_ids is null then cast(e.entry_id as varchar)
+        else cast(e.entry_id as varchar) || ',' || e.reversal_ids
+    end as ledger_entry_ids,
     case
         when coalesce(e.external_ref, '') = '' then 'missing_in_stripe'
         when lk.lookup_result = 'not_found' then 'missing_in_stripe'
@@ -21,14 +27,15 @@ select
         else 'pending_stripe_lookup'
     end as recon_status,
     e.currency,
-    e.amount_minor as ledger_amount,
+    e.net_amount as ledger_amount,
     e.entry_id,
     e.posted_at as ledger_posted_at,
     e.loaded_at as ledger_loaded_at
-from {{ ref('int_ledger__entries_in_build') }} as e
+from {{ ref('int_ledger__net_entries_in_build') }} as e
 left join {{ ref('int_stripe__charges_in_build') }} as c
     on c.charge_id = e.external_ref
 left join {{ ref('stg_stripe__charge_lookups') }} as lk
     on lk.charge_id = e.external_ref
 where e.entry_type = 'charge'
+  and not e.is_reversed_out
   and c.charge_id is null

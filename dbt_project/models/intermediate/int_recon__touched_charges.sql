@@ -5,7 +5,7 @@
   reopens exactly what it touches:
     - charges and ledger entries loaded since the last build (`_loaded_at` after the fact table's
       `raw_loaded_through`): a charge re-pulled or found by a look-up, an entry posted weeks
-      late or edited, whatever their day;
+      late or edited, whatever their day; for a reversal, the charge of the entry it cancels;
     - charges a ledger load took an entry away from, and every id a look-up answered;
     - charges created within T+1 days before a newly loaded ledger day: their booking deadline
       may now be covered (pending_in_ledger may become missing_in_ledger);
@@ -95,6 +95,15 @@ touched as (
     select coalesce(e.external_ref, '') as charge_id from {{ entries_src }} as e cross join since as s
     where s.loaded_through is null or {{ recon.utc_instant(entries_src, '_loaded_at') }} > s.loaded_through
     union
+    {#- a correction reopens the item of the entry it cancels, whatever charge it names #}
+    select coalesce(t.external_ref, '') as charge_id
+    from {{ entries_src }} as r
+    inner join {{ entries_src }} as t
+        on t.id = r.reversal_of
+    cross join since as s
+    where r.reversal_of is not null
+      and (s.loaded_through is null or {{ recon.utc_instant(entries_src, '_loaded_at', 'r') }} > s.loaded_through)
+    union
     select r.charge_id from {{ ref('stg_ledger__dropped_refs') }} as r cross join since as s
     where s.loaded_through is null or r.loaded_at > s.loaded_through
     union
@@ -114,6 +123,14 @@ touched as (
     select coalesce(external_ref, '') as charge_id from {{ entries_src }}
     where {{ posted }} >= {{ window_from }}
       and {{ posted }} < {{ window_until }}
+    union
+    select coalesce(t.external_ref, '') as charge_id
+    from {{ entries_src }} as r
+    inner join {{ entries_src }} as t
+        on t.id = r.reversal_of
+    where r.reversal_of is not null
+      and {{ recon.utc_instant(entries_src, 'posted_at', 'r') }} >= {{ window_from }}
+      and {{ recon.utc_instant(entries_src, 'posted_at', 'r') }} < {{ window_until }}
     {%- endif %}
 
 )

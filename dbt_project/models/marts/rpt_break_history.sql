@@ -5,7 +5,7 @@
   status history. "How": what changed between its last break version and the version after it
   (the ledger booked it late, the ledger was corrected, Stripe refunded or changed the charge),
   or `went_away` when the item no longer exists (an orphan entry whose charge arrived, an entry
-  removed). Whether a break is new, still open or resolved *since the last report* is the
+  removed); an orphan entry that left because the ledger reversed it is `corrected_in_ledger`. Whether a break is new, still open or resolved *since the last report* is the
   report's to say: it knows when that was.
 -#}
 {#- Every read below is of `versions`: every version of the items that were ever a break (21.7 k
@@ -48,6 +48,17 @@ current_version as (
 
     select * from versions where valid_to is null
 
+),
+
+{#- Orphan entries the ledger reversed: such an item leaves the facts (nothing is left to
+    match), which is the ledger's correction, not the item going away on its own. Few rows:
+    reversals only. -#}
+reversed_entries as (
+
+    select distinct 'ledger_entry:' || cast(reversal_of as varchar) as recon_key
+    from {{ source('raw', 'ledger_entries') }}
+    where reversal_of is not null
+
 )
 
 select
@@ -62,6 +73,8 @@ select
     case when coalesce(cv.is_break, false) then null else lb.valid_to end as resolved_at,
     case
         when coalesce(cv.is_break, false) then null
+        when nx.recon_key is null and lb.recon_key in (select recon_key from reversed_entries)
+            then 'corrected_in_ledger'
         when nx.recon_key is null then 'went_away'
         when lb.ledger_entry_ids is null and nx.ledger_entry_ids is not null then 'booked_late'
         when coalesce(lb.ledger_entry_ids, '') <> coalesce(nx.ledger_entry_ids, '')
