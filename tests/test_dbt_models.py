@@ -1364,6 +1364,8 @@ def test_dagster_dbt_assets_build_a_partition_range(tmp_path: Path) -> None:
         "staging/stg_ledger__dropped_refs",
         "intermediate/int_stripe__charges_in_build",
         "intermediate/int_ledger__entries_in_build",
+        "intermediate/int_ledger__reversals_in_build",
+        "intermediate/int_ledger__net_entries_in_build",
         "intermediate/int_ledger__entries_by_charge",
         "intermediate/int_recon__ledger_coverage",
         "intermediate/int_recon__charges",
