@@ -76,7 +76,7 @@ def days_from(first: date, n: int) -> list[date]:
 
 def records(page: Any) -> int:
     """A page's record count, without parsing a page the client decoded as charges."""
-    return len(page.charges) if page.charges is not None else len(page.items)
+    return len(page.records) if page.records is not None else len(page.items)
 
 
 # --------------------------------------------------------------------------------------------

@@ -27,11 +27,13 @@ from recon_assets.defs.resources import (
     WarehouseResource,
 )
 from recon_assets.defs.stripe_assets import (
+    build_stripe_asset,
     build_stripe_charges_asset,
     build_stripe_events_asset,
     build_stripe_lookups_asset,
 )
 from recon_assets.defs.warehouse_assets import build_raw_asset
+from recon_assets.stripe.sources import REFUNDS
 
 
 def dbt_target(settings: ReconSettings) -> str:
@@ -148,10 +150,12 @@ def build_definitions(settings: ReconSettings) -> dg.Definitions:
     kind = settings.warehouse
     assets = [
         build_stripe_charges_asset(partitions),
+        build_stripe_asset(REFUNDS, partitions),
         build_ledger_entries_asset(
             partitions, timedelta(minutes=settings.ledger_changes_lookback_minutes)
         ),
         build_raw_asset("stripe_charges", partitions, kind),
+        build_raw_asset("stripe_refunds", partitions, kind),
         build_raw_asset("ledger_entries", partitions, kind),
         build_stripe_events_asset(
             partitions,

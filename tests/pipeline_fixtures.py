@@ -24,7 +24,8 @@ def dbt_manifest() -> Path:
 
 
 LINEAGE = {
-    "_synced_at", "_run_id", "_loaded_at", "charge_synced_at", "raw_loaded_through",
+    "_synced_at", "_run_id", "_loaded_at", "charge_synced_at", "refund_synced_at",
+    "raw_loaded_through",
     "run_id", "looked_up_at", "loaded_at",
 }  # fmt: skip
 """Per-run lineage: when and by which run a row was read or written, not what it says."""

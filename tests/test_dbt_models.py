@@ -28,7 +28,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from recon_assets.defs.dbt_assets import default_dbt_executable
-from recon_assets.stage.schemas import LEDGER_ENTRIES_SCHEMA, STRIPE_CHARGES_SCHEMA
+from recon_assets.stage.schemas import (
+    LEDGER_ENTRIES_SCHEMA,
+    STRIPE_CHARGES_SCHEMA,
+    STRIPE_REFUNDS_SCHEMA,
+)
 
 PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"
 DBT = Path(default_dbt_executable()).with_name("dbt")
@@ -176,6 +180,19 @@ class Case:
     charges: list[dict[str, Any]]
     entries: list[dict[str, Any]]
     expect: list[Expect] = field(default_factory=list)
+
+
+def refund(rid: str, created: datetime, *, status: str = "succeeded", amount: int = 500,
+           currency: str = "usd", synced: datetime = SYNCED, charge_id: str = "ch_x") -> dict:  # fmt: skip
+    return {
+        "id": rid, "created": created, "status": status, "charge": charge_id,
+        "payment_intent": None, "currency": currency, "amount": amount,
+        "balance_transaction": f"txn_{rid}",
+        "failure_balance_transaction": f"txn_f_{rid}" if status == "failed" else None,
+        "failure_reason": "expired_or_canceled_card" if status == "failed" else None,
+        "reason": None, "metadata": None, "_partition_date": et_day(created),
+        "_synced_at": synced, "_run_id": "run_test",
+    }  # fmt: skip
 
 
 def reversal(eid: int, of: dict, posted: datetime, amount: int | None = None,
@@ -427,7 +444,9 @@ def cases() -> list[Case]:
             [charge("ch_refunded", t, refunded=True)],
             [
                 ok(19, "ch_refunded", t),
-                entry(20, "ch_refunded", t + timedelta(days=1), -1000, entry_type="refund"),
+                # a refund entry names its refund; this one Stripe never had (a refund item of
+                # its own, on the refund side of the marts: test_refund_rules)
+                entry(20, "re_refunded_unknown", t + timedelta(days=1), -1000, entry_type="refund"),
             ],
             [Expect(d(2024, 3, 5), "ch_refunded", "matched", "USD", 1000, 1000, "19")],
         )
@@ -657,6 +676,8 @@ def arrow_table(schema: pa.Schema, rows: Sequence[dict[str, Any]]) -> pa.Table:
     return pa.table({f.name: [r[f.name] for r in rows] for f in schema}, schema=schema)
 
 
+STRIPE_DAYS = ("stripe_charges", "stripe_refunds")
+"""A Stripe day is loaded when both of its datasets are."""
 LOADED_1 = datetime(2024, 3, 13, 9, 0, tzinfo=UTC)
 LOADED_2 = datetime(2024, 3, 13, 12, 0, tzinfo=UTC)
 GAP_DAY = date(2024, 1, 10)
@@ -667,7 +688,9 @@ def loaded_days(first: date = date(2023, 11, 1), last: date = date(2024, 3, 12))
     return [first + timedelta(i) for i in range((last - first).days + 1)]
 
 
-LOOKUPS = [("ch_ghost", "not_found"), ("ch_garbled", "quarantined")]
+LOOKUPS = [
+    ("ch_ghost", "not_found"), ("ch_garbled", "quarantined"), ("re_refunded_unknown", "not_found"),
+]  # fmt: skip
 
 
 def write_raw(
@@ -677,6 +700,7 @@ def write_raw(
     *,
     load_log: Sequence[tuple[str, date, datetime]] | None = None,
     lookups: Sequence[tuple[str, str]] = LOOKUPS,
+    refunds: Sequence[dict] = (),
 ) -> None:
     """What the loaders leave behind: raw.* = staged columns + `_loaded_at` (TIMESTAMPTZ), the
     load log (every charge and ledger day loaded once at LOADED_1, but GAP_DAY's ledger) and
@@ -684,7 +708,7 @@ def write_raw(
     from recon_assets.warehouse.duckdb_loader import ensure_raw_tables
 
     if load_log is None:
-        load_log = [("stripe_charges", d, LOADED_1) for d in loaded_days()] + [
+        load_log = [(ds, d, LOADED_1) for ds in STRIPE_DAYS for d in loaded_days()] + [
             ("ledger_entries", d, LOADED_1) for d in loaded_days() if d != GAP_DAY
         ]
     con = duckdb.connect(str(db))
@@ -693,6 +717,7 @@ def write_raw(
         ensure_raw_tables(con)
         for name, schema, rows in [
             ("stripe_charges", STRIPE_CHARGES_SCHEMA, charges),
+            ("stripe_refunds", STRIPE_REFUNDS_SCHEMA, refunds),
             ("ledger_entries", LEDGER_ENTRIES_SCHEMA, entries),
         ]:
             tbl = arrow_table(schema, rows)
@@ -786,7 +811,8 @@ def read_marts(db: Path) -> Marts:
             "select * from marts.fct_charge_reconciliation order by recon_key"
         ).fetchall()
         rpt = con.sql(
-            f"select {', '.join(RPT_COLUMNS)} from marts.rpt_daily_reconciliation"
+            f"select {', '.join(RPT_COLUMNS)} from marts.rpt_daily_reconciliation "
+            "where item_type = 'charge'"
         ).fetchall()
         types = dict(zip(fct_rel.columns, [str(t) for t in fct_rel.types], strict=True))
         return Marts(
@@ -971,7 +997,7 @@ def test_every_rule_then_late_data_reopens_exactly_what_it_touches(work: Path) -
             "_loaded_at": LOADED_2,
         },
     ]
-    log = [("stripe_charges", d, LOADED_1) for d in loaded_days()] + [
+    log = [(ds, d, LOADED_1) for ds in STRIPE_DAYS for d in loaded_days()] + [
         ("ledger_entries", d, LOADED_1) for d in loaded_days() if d != GAP_DAY
     ]
     write_raw(db, charges, entries, load_log=[*log, ("ledger_entries", d12, LOADED_2)])
@@ -1013,9 +1039,10 @@ def test_every_rule_then_late_data_reopens_exactly_what_it_touches(work: Path) -
 
     # the history kept run A's version of every item run B changed, with before and after
     history = read_history(db)
-    # 4 charges changed (a new version each); orphans 501 and 718 went away (closed)
-    assert len(history) == len(a.fct) + 4
-    assert sum(1 for h in history if h[3] is None) == len(b.fct)
+    # 4 charges changed (a new version each); orphans 501 and 718 went away (closed); the
+    # refund entry naming no refund Stripe has is an item of the history too, unchanged
+    assert len(history) == len(a.fct) + 1 + 4
+    assert sum(1 for h in history if h[3] is None) == len(b.fct) + 1
     changes = read_status_changes(db)
     assert changes == {
         ("charge:ch_pending", "pending_in_stripe", "matched"),
@@ -1579,3 +1606,125 @@ def test_the_latest_version_is_the_greatest_in_order_a_null_the_lowest(
                 assert row in best[entry_id], (name, entry_id, row, best[entry_id])
     finally:
         con.close()
+
+
+@pytest.mark.timeout(300)
+def test_refund_rules_each_status_then_a_refund_that_fails_later(tmp_path: Path) -> None:
+    """Every row of the refunds' rules table on DuckDB, with the charges' machinery: a refund is
+    an item on the US-Eastern day it was created, its ledger entry names it and carries minus
+    its amount; orphan refund entries go by what the look-up said; the day is final only when
+    its refunds are. Then a refund fails a week later and a correction reverses a duplicate:
+    each reaches its own day through the key-based rebuild of a run that never covers it."""
+    db, work = tmp_path / "warehouse.duckdb", tmp_path / "work"
+    t = utc(2024, 3, 5, 15)  # 10:00 EST, Mar 5
+    day = date(2024, 3, 5)
+
+    def booked(eid: int, rid: str, amount: int = -500, *, hours: float = 2,
+               currency: str = "USD") -> dict:  # fmt: skip
+        return entry(eid, rid, t + timedelta(hours=hours), amount, currency, entry_type="refund")
+
+    refunds = [
+        refund("re_pending", t, status="pending"),
+        refund("re_action", t, status="requires_action"),
+        refund("re_failed", t, status="failed"),
+        refund("re_failed_booked", t, status="failed"),
+        refund("re_canceled_fixed", t, status="canceled"),
+        refund("re_missing", t),
+        refund("re_recent", utc(2024, 3, 11, 15)),
+        refund("re_dup", t),
+        refund("re_currency", t),
+        refund("re_sign", t),
+        refund("re_late", t),
+        refund("re_ok", t),
+        refund("re_yen", t, amount=1500, currency="jpy"),
+    ]
+    dup_extra = booked(806, "re_dup", hours=3)
+    canceled = booked(803, "re_canceled_fixed")
+    entries = [
+        booked(801, "re_pending"),
+        booked(802, "re_failed_booked"),
+        canceled,
+        entry(804, None, t + timedelta(days=1), 500, entry_type="reversal", reversal_of=803),
+        booked(805, "re_dup"),
+        dup_extra,
+        booked(807, "re_currency", currency="EUR"),
+        booked(808, "re_sign", 500),  # booked as money in: a wrong sign is an amount mismatch
+        booked(809, "re_late", hours=72 + 1),
+        booked(810, "re_ok"),
+        booked(811, "re_yen", -1500, currency="JPY"),
+        entry(812, "re_ghost", utc(2024, 3, 6, 12), -900, entry_type="refund"),
+        entry(813, "re_unknown", utc(2024, 3, 7, 12), -300, entry_type="refund"),
+    ]
+    lookups = [("re_ghost", "not_found")]
+    write_raw(db, [], entries, refunds=refunds, lookups=lookups)
+    dbt(db, work, "build", "--target", "local")
+
+    def refund_rows() -> dict[str, tuple]:
+        con = duckdb.connect(str(db), read_only=True)
+        try:
+            rows = con.execute(
+                "select refund_id, reporting_date, recon_status, currency, stripe_amount, "
+                "ledger_amount, amount_diff, ledger_entry_ids from marts.fct_refund_reconciliation"
+            ).fetchall()
+            return {r[0]: r[1:] for r in rows}
+        finally:
+            con.close()
+
+    got = refund_rows()
+    assert got == {
+        "re_pending": (day, "pending_in_stripe", "USD", 500, -500, 0, "801"),
+        "re_action": (day, "pending_in_stripe", "USD", 500, None, 500, None),
+        "re_failed": (day, "not_booked", "USD", 500, None, 500, None),
+        "re_failed_booked": (day, "unexpected_ledger_entry", "USD", 500, -500, 0, "802"),
+        "re_canceled_fixed": (day, "not_booked", "USD", 500, None, 500, "803,804"),
+        "re_missing": (day, "missing_in_ledger", "USD", 500, None, 500, None),
+        "re_recent": (date(2024, 3, 11), "pending_in_ledger", "USD", 500, None, 500, None),
+        "re_dup": (day, "duplicate_in_ledger", "USD", 500, -1000, -500, "805,806"),
+        "re_currency": (day, "currency_mismatch", "USD", 500, -500, 0, "807"),
+        "re_sign": (day, "amount_mismatch", "USD", 500, 500, 1000, "808"),
+        "re_late": (day, "late_posting", "USD", 500, -500, 0, "809"),
+        "re_ok": (day, "matched", "USD", 500, -500, 0, "810"),
+        "re_yen": (day, "matched", "JPY", 1500, -1500, 0, "811"),  # never divided by 100
+        "re_ghost": (date(2024, 3, 6), "missing_in_stripe", "USD", None, -900, -900, "812"),
+        "re_unknown": (date(2024, 3, 7), "pending_stripe_lookup", "USD", None, -300, -300, "813"),
+    }
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        rpt = con.execute(
+            "select recon_status, item_count, stripe_amount, ledger_amount, is_break "
+            "from marts.rpt_daily_reconciliation where reporting_date = ? and item_type = 'refund' "
+            "and currency = 'USD'",
+            [day],
+        ).fetchall()
+    finally:
+        con.close()
+    assert ("duplicate_in_ledger", 1, 500, -1000, True) in rpt
+    assert ("pending_in_stripe", 2, 1000, -500, False) in rpt
+    # a day with a refund still pending in Stripe is not final, even with no charge at all
+    status, reason = read_days(db)[day]
+    assert status == "preliminary" and "2 pending in Stripe" in reason
+    assert read_days(db)[date(2024, 3, 7)][0] == "preliminary"  # awaiting a look-up
+
+    # -- later: re_ok fails a week after it succeeded (re-pulled by id), ops reverse re_dup's
+    # extra entry; the run covers Mar 12 only, and both reach Mar 5
+    late = datetime(2024, 3, 13, 18, tzinfo=UTC)
+    refunds2 = [*refunds,
+                {**refund("re_ok", t, status="failed", synced=RESYNCED), "_loaded_at": late}]  # fmt: skip
+    entries2 = [*entries, {**entry(814, None, utc(2024, 3, 12, 14), 500, entry_type="reversal",
+                                   reversal_of=806), "_loaded_at": late}]  # fmt: skip
+    log = [(ds, d, LOADED_1) for ds in STRIPE_DAYS for d in loaded_days()] + [
+        ("ledger_entries", d, LOADED_1) for d in loaded_days() if d != GAP_DAY
+    ]
+    write_raw(db, [], entries2, refunds=refunds2, lookups=lookups,
+              load_log=[*log, ("ledger_entries", date(2024, 3, 12), late)])  # fmt: skip
+    dbt(db, work, "build", "--target", "local", "--vars",
+        window_vars(date(2024, 3, 12), date(2024, 3, 13)))  # fmt: skip
+    after = refund_rows()
+    assert after["re_ok"] == (day, "unexpected_ledger_entry", "USD", 500, -500, 0, "810")
+    assert after["re_dup"] == (day, "matched", "USD", 500, -500, 0, "805,806,814")
+    assert {k: v for k, v in after.items() if k not in ("re_ok", "re_dup")} == {
+        k: v for k, v in got.items() if k not in ("re_ok", "re_dup")
+    }
+    breaks = read_break_history(db)
+    assert breaks["refund:re_dup"][:3] == (False, "corrected_in_ledger", "matched")
+    assert breaks["refund:re_ok"][:3] == (True, None, "unexpected_ledger_entry")

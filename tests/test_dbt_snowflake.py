@@ -21,14 +21,18 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pytest
 
-from recon_assets.stage.schemas import LEDGER_ENTRIES_SCHEMA, STRIPE_CHARGES_SCHEMA
+from recon_assets.stage.schemas import (
+    LEDGER_ENTRIES_SCHEMA,
+    STRIPE_CHARGES_SCHEMA,
+    STRIPE_REFUNDS_SCHEMA,
+)
 from recon_assets.warehouse.loader import BOOKKEEPING
 from tests.test_dbt_models import (
     FCT_COLUMNS,
@@ -38,6 +42,7 @@ from tests.test_dbt_models import (
     LOOKUPS,
     RESYNCED,
     RPT_COLUMNS,
+    STRIPE_DAYS,
     Expect,
     _key,
     cases,
@@ -47,6 +52,7 @@ from tests.test_dbt_models import (
     expected_rpt,
     flatten,
     loaded_days,
+    refund,
     run_dbt,
     utc,
     window_vars,
@@ -104,11 +110,15 @@ class Warehouse:
         finally:
             conn.close()
 
-    def write_raw(self, charges: list[dict], entries: list[dict]) -> None:
+    def write_raw(
+        self, charges: list[dict], entries: list[dict], refunds: list[dict] | None = None
+    ) -> None:
         self.execute("create schema if not exists RAW")
+        refunds = REFUNDS if refunds is None else refunds
         for name, schema, rows, ntz in [
             ("STRIPE_CHARGES", STRIPE_CHARGES_SCHEMA, charges, False),
-            ("LEDGER_ENTRIES", LEDGER_ENTRIES_SCHEMA, entries, True),
+            ("STRIPE_REFUNDS", STRIPE_REFUNDS_SCHEMA, refunds, False),
+            ("LEDGER_ENTRIES", LEDGER_ENTRIES_SCHEMA, [*entries, *REFUND_ENTRIES], True),
         ]:
             cols = ", ".join(f"{f.name} {_sf_type(f.type, ntz)}" for f in schema)
             ts = "TIMESTAMP_NTZ" if ntz else "TIMESTAMP_TZ"
@@ -130,7 +140,7 @@ class Warehouse:
         for name, schema in BOOKKEEPING.items():  # as the Snowflake loader creates them
             cols = ", ".join(f"{f.name} {_sf_type(f.type, False)}" for f in schema)
             self.execute(f"create or replace table RAW.{name.upper()} ({cols})")
-        log = [("stripe_charges", d) for d in loaded_days()] + [
+        log = [(ds, d) for ds in STRIPE_DAYS for d in loaded_days()] + [
             ("ledger_entries", d) for d in loaded_days() if d != GAP_DAY
         ]
         at = LOADED_1.isoformat()
@@ -167,8 +177,28 @@ class Warehouse:
         return sorted(rows, key=_key)
 
     def rpt(self) -> list[tuple]:
-        rows = self.execute(f"select {', '.join(RPT_COLUMNS)} from MARTS.RPT_DAILY_RECONCILIATION")
+        rows = self.execute(
+            f"select {', '.join(RPT_COLUMNS)} from MARTS.RPT_DAILY_RECONCILIATION "
+            "where item_type = 'charge'"
+        )
         return sorted(rows, key=_key)
+
+    def refunds(self) -> dict[str, tuple]:
+        rows = self.execute(
+            "select refund_id, recon_status, stripe_amount, ledger_amount, amount_diff "
+            "from MARTS.FCT_REFUND_RECONCILIATION"
+        )
+        return {r[0]: tuple(r[1:]) for r in rows}
+
+
+REFUND_AT = datetime(2024, 3, 5, 15, tzinfo=UTC)
+REFUNDS = [refund("re_ok", REFUND_AT), refund("re_sign", REFUND_AT),
+           refund("re_missing", REFUND_AT, amount=700)]  # fmt: skip
+REFUND_ENTRIES = [
+    entry(901, "re_ok", REFUND_AT + timedelta(hours=2), -500, entry_type="refund"),
+    entry(902, "re_sign", REFUND_AT + timedelta(hours=2), 500, entry_type="refund"),
+]
+"""Refunds through the prod target too: the same rules, on Snowflake SQL."""
 
 
 def epoch_rows(rows: list[tuple]) -> list[tuple]:
@@ -190,6 +220,12 @@ def test_prod_target_builds_and_restates_a_window(
     before = wh.fct()
     assert before == epoch_rows(want)
     assert wh.rpt() == expected_rpt(want)
+    assert wh.refunds() == {
+        "re_ok": ("matched", 500, -500, 0),
+        "re_sign": ("amount_mismatch", 500, 500, 1000),
+        "re_missing": ("missing_in_ledger", 700, None, 700),
+        "re_refunded_unknown": ("missing_in_stripe", None, -1000, -1000),
+    }
 
     # Loaded later: Stripe re-pulls ch_pending (now succeeded); the only 2024-03-12 item
     # becomes an adjustment; a late entry books the Mar 5 charge ch_missing.
@@ -243,7 +279,12 @@ def test_prod_target_builds_and_restates_a_window(
     # keys they wrote (macros/checked_builds.sql), on Snowflake's SQL too
     checked = wh.execute("select model_name, checked from PUBLIC.RECON_CHECKED_BUILDS")
     assert sorted(checked) == sorted(
-        [("fct_charge_reconciliation", True), ("fct_reconciliation_history", True)] * 3
+        [
+            ("fct_charge_reconciliation", True),
+            ("fct_refund_reconciliation", True),
+            ("fct_reconciliation_history", True),
+        ]
+        * 3
     )
     log = (tmp_path / "logs" / "dbt.log").read_text()
     assert (

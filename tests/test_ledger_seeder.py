@@ -21,6 +21,7 @@ from recon_assets.local.ledger_seeder import (
     US,
     BreakRates,
     GroundTruthRow,
+    account_refunds,
     classify_charge,
     load_ground_truth,
     seed_ledger,
@@ -300,7 +301,7 @@ def test_break_counts_are_as_configured(
                          "duplicate_in_ledger", "late_posting", "reversed_booking")
     ) + fixed["amount_mismatch"] + fixed["duplicate_in_ledger"]  # fmt: skip
     assert sum(gt.values()) == s["charges"] + inj["missing_in_stripe"] - fixed["missing_in_stripe"]
-    assert {"fee", "refund", "adjustment", "reversal"} <= set(s["entries_by_type"])
+    assert {"fee", "adjustment", "reversal"} <= set(s["entries_by_type"])
 
 
 def test_no_breaks_means_every_settled_charge_matches(ledger_conn: psycopg.Connection) -> None:
@@ -383,11 +384,32 @@ def test_seeding_from_the_emulator_covers_every_charge_once(
         now=day_window(date(2024, 3, 13)).start,
     )  # fmt: skip
     r = seed_ledger_from_emulator(ledger_conn, cfg)
-    charges = _all_charges(ChargeGenerator(cfg).iter_charges, cfg.start_date, date(2024, 3, 11))
-    ids = [g.charge_id for g in r.ground_truth if g.recon_status != "missing_in_stripe"]
+    gen = ChargeGenerator(cfg)
+    charges = _all_charges(gen.iter_charges, cfg.start_date, date(2024, 3, 11))
+    truth = _as_tuples(r.ground_truth)
+    ids = [k for k, v in truth.items() if v[0] != "missing_in_stripe" and k.startswith("ch_")]
     assert sorted(ids) == sorted(c["id"] for c in charges)
     assert r.summary["charges"] == len(charges) > 0
-    assert _as_tuples(r.ground_truth) == _independent_truth(ledger_conn, charges, r.as_of)
+    charge_truth = {k: v for k, v in truth.items() if not k.startswith("re_")}
+    assert charge_truth == _independent_truth(ledger_conn, charges, r.as_of)
+    # every refund of those charges is an item of its own, booked minus its amount, naming it
+    refunds = {
+        f["id"]: f
+        for c in charges
+        for f in account_refunds(gen)(c["id"], None)
+        if f["created"] < r.as_of.timestamp()
+    }
+    assert refunds and {k for k, v in truth.items() if k.startswith("re_")
+                        and v[0] != "missing_in_stripe"} == set(refunds)  # fmt: skip
+    booked = dict(ledger_conn.execute(
+        "SELECT external_ref, sum(amount_minor) FROM ledger_entries WHERE entry_type = 'refund' "
+        "GROUP BY 1").fetchall())  # fmt: skip
+    for rid, f in refunds.items():
+        status, _ids, day, cur, stripe, ledger = truth[rid]
+        assert (day, cur, stripe) == (business_day_of(f["created"]), f["currency"].upper(),
+                                      f["amount"])  # fmt: skip
+        if status == "matched":
+            assert ledger == booked[rid] == -f["amount"]
 
 
 # --- grow_ledger: a ledger that grows with the clock, never re-seeded ---------------------------

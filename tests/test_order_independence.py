@@ -101,14 +101,18 @@ def world(ledger_pg: object, dbt_manifest: Path) -> Iterator[World]:
 
 
 def fct_rows(db: Path) -> set[tuple]:
+    """The charge and refund facts of the fortnight (a refund's id in the id column)."""
     con = duckdb.connect(str(db), read_only=True)
     try:
         return set(
             con.execute(
                 "select reporting_date, charge_id, ledger_entry_ids, recon_status, currency, "
                 "stripe_amount, ledger_amount from marts.fct_charge_reconciliation "
+                "where reporting_date >= ? and reporting_date <= ? union all "
+                "select reporting_date, refund_id, ledger_entry_ids, recon_status, currency, "
+                "stripe_amount, ledger_amount from marts.fct_refund_reconciliation "
                 "where reporting_date >= ? and reporting_date <= ?",
-                [FIRST, LAST],
+                [FIRST, LAST, FIRST, LAST],
             ).fetchall()
         )
     finally:
@@ -127,8 +131,13 @@ def truth_rows(seed: SeedResult) -> set[tuple]:
 def test_one_run_over_the_fortnight_is_the_ground_truth(world: World) -> None:
     con_rows = {
         r[:7] for r in world.reference["marts.fct_charge_reconciliation"] if FIRST <= r[0] <= LAST
+    } | {
+        (r[0], *r[1:2], *r[3:8])
+        for r in world.reference["marts.fct_refund_reconciliation"]
+        if FIRST <= r[0] <= LAST
     }
     truth = truth_rows(world.seed)
+    assert any(t[1].startswith("re_") for t in truth)  # refunds are items too
     statuses = {r[3] for r in truth}
     assert {"missing_in_stripe", "missing_in_ledger", "pending_in_ledger"} <= statuses
     assert con_rows == truth

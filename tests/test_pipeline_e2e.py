@@ -66,11 +66,32 @@ def test_week_reconciles_to_ground_truth_and_reruns_change_nothing(
     ).fetchall()
     rpt = con.execute(
         "select reporting_date, currency, recon_status, item_count, stripe_amount, ledger_amount "
-        "from marts.rpt_daily_reconciliation"
+        "from marts.rpt_daily_reconciliation where item_type = 'charge'"
     ).fetchall()
+    refunds = con.execute(
+        "select reporting_date, refund_id, ledger_entry_ids, recon_status, currency, "
+        "stripe_amount, ledger_amount from marts.fct_refund_reconciliation"
+    ).fetchall()
+    earlier = {  # refunds of charges created before the seeded days: nobody booked them
+        r[0] for r in con.execute(
+            "select id from raw.stripe_refunds where charge not in "
+            "(select id from raw.stripe_charges where _partition_date >= ?)", [FIRST]
+        ).fetchall()
+    }  # fmt: skip
     con.close()
 
-    truth = [t for t in seed.ground_truth if FIRST <= t.reporting_date <= LAST]
+    every = [t for t in seed.ground_truth if FIRST <= t.reporting_date <= LAST]
+    # every refund is an item of its own, on its own day, as the seeder says it must be
+    refund_truth = {
+        (t.reporting_date, t.charge_id, t.ledger_entry_ids_text, t.recon_status, t.currency,
+         t.stripe_amount, t.ledger_amount)
+        for t in every if t.item_type == "refund"
+    }  # fmt: skip
+    got_refunds = {r for r in refunds if FIRST <= r[0] <= LAST and r[1] not in earlier}
+    assert got_refunds == refund_truth, (sorted(got_refunds - refund_truth)[:3],
+                                         sorted(refund_truth - got_refunds)[:3])  # fmt: skip
+    assert {"matched", "missing_in_stripe"} <= {t[3] for t in refund_truth}
+    truth = [t for t in every if t.item_type == "charge"]
     statuses = Counter(t.recon_status for t in truth)
     # the week must exercise every status of the contract, or this test proves little
     assert set(statuses) == {

@@ -66,7 +66,8 @@ def test_events_are_exactly_the_changes_of_the_account(
     log = EventLog(gen)
     t0 = day_window(date(2024, 2, 1) + timedelta(days=start_day)).start
     t1 = t0 + hours * 3600
-    events = log.list(t0, t1 + 1, t1 + 1, lambda _: True)
+    every = log.list(t0, t1 + 1, t1 + 1, lambda _: True)
+    events = [e for e in every if e.refund < 0]  # those that carry the charge
     by_charge: dict[int, list] = {}
     for e in events:
         old = gen.get(gen.charge_id(e.position), now=e.created - 1)
@@ -82,6 +83,45 @@ def test_events_are_exactly_the_changes_of_the_account(
         assert a is not None and b is not None
         if any(a[f] != b[f] for f in FIELDS) and gen.created_at(g) < t0:
             assert g in by_charge, (cid, a, b)
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), start_day=st.integers(0, 40), hours=st.integers(1, 96))
+def test_refund_events_are_exactly_the_changes_of_the_refunds(
+    seed: int, start_day: int, hours: int
+) -> None:
+    """Each refund event's refund changed at that instant as its type says (created, settled,
+    failed), and its charge's amount_refunded agrees with the charge's refunds at every
+    instant: a refund and its charge never disagree."""
+    gen = ChargeGenerator(cfg(seed=seed))
+    log = EventLog(gen)
+    book = log.refunds
+    t0 = day_window(date(2024, 2, 1) + timedelta(days=start_day)).start
+    t1 = t0 + hours * 3600
+    events = [e for e in log.list(t0, t1 + 1, t1 + 1, lambda _: True) if e.refund >= 0]
+    assert all(e.type in ("refund.created", "refund.updated", "refund.failed",
+                          "charge.refund.updated") for e in events)  # fmt: skip
+
+    def state(g: int, n: int, now: int) -> str | None:
+        r = next((r for r in book.of_charge(g, now) if r.n == n), None)
+        return None if r is None else r.status(now)
+
+    for e in events:
+        before, at = (
+            state(e.position, e.refund, e.created - 1),
+            state(e.position, e.refund, e.created),
+        )
+        if e.type == "refund.created":
+            assert before is None and at is not None, e
+        elif e.type == "refund.updated":
+            assert (before, at) == ("pending", "succeeded"), e
+        elif e.type == "refund.failed":
+            assert before != "failed" and at == "failed", e
+    for g in {e.position for e in events}:
+        charge = gen.get(gen.charge_id(g), now=t1)
+        assert charge is not None
+        live = sum(r.amount for r in book.of_charge(g, t1) if r.status(t1) != "failed")
+        assert charge["amount_refunded"] == live
 
 
 def test_a_listing_is_kept_for_its_pages_and_follows_the_clock_and_the_filter() -> None:

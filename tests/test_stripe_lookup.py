@@ -103,7 +103,7 @@ def test_lookups_load_by_id_and_are_not_repeated(tmp_path: Path) -> None:
         for i, ref in enumerate([known, wanted, ghost, ghost]):
             con.execute(
                 "insert into raw.ledger_entries values (?, 'charge', ?, 'a', 1, 'USD', now(), "
-                "now(), now(), ?, now(), 'r0', now())",
+                "now(), now(), null, null, ?, now(), 'r0', now())",
                 [i + 1, ref, DAY],
             )
         con.close()

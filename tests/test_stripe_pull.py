@@ -701,9 +701,9 @@ def test_the_strict_page_decoder_accepts_exactly_the_clean_pages_and_reads_them_
         rows = CHARGE_LIST.validate_python(records)
     except ValueError:  # pydantic's ValidationError
         rows = None
-    if page.charges is not None:
+    if page.records is not None:
         assert rows is not None and no_drift
-        cols = struct_columns(page.charges)
+        cols = struct_columns(page.records)
         assert cols == charge_columns(rows)
         # the columns that are not copied as they are, written out from the JSON records
         assert cols["currency"] == [r["currency"].lower() for r in records]

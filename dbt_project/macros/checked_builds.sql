@@ -108,9 +108,10 @@
     of each item whose history the build opened or closed one of. -#}
 {% macro keys_written_predicate(relation) -%}
     {%- set name = relation.identifier | lower -%}
-    {%- if name == 'fct_charge_reconciliation' -%}
+    {%- if name in ('fct_charge_reconciliation', 'fct_refund_reconciliation') -%}
+        {%- set id_column = 'charge_id' if name == 'fct_charge_reconciliation' else 'refund_id' -%}
         {%- set touched = adapter.get_relation(database=target.database, schema='intermediate', identifier='int_recon__touched_charges') -%}
-        {{ return("recon_key in (select w.recon_key from " ~ relation ~ " as w where coalesce(w.charge_id, '') in (select charge_id from " ~ touched ~ "))") }}
+        {{ return("recon_key in (select w.recon_key from " ~ relation ~ " as w where coalesce(w." ~ id_column ~ ", '') in (select charge_id from " ~ touched ~ "))") }}
     {%- elif name == 'fct_reconciliation_history' -%}
         {%- set now = recon.build_instant() -%}
         {{ return("recon_key in (select w.recon_key from " ~ relation ~ " as w where w.valid_from = " ~ now ~ " or w.valid_to = " ~ now ~ ")") }}

@@ -13,9 +13,11 @@
   project macros come first); they act only on models keyed by recon_key.
 -#}
 {% macro recon_touched_delete_sql(target_relation, unique_key) -%}
+    {#- the column holding the item's id: charge_id for the charges, refund_id for the refunds -#}
+    {%- set id_column = config.get('touched_column', 'charge_id') -%}
     {%- if unique_key == 'recon_key' -%}
         delete from {{ target_relation }}
-        where coalesce(charge_id, '') in (select charge_id from {{ ref('int_recon__touched_charges') }});
+        where coalesce({{ id_column }}, '') in (select charge_id from {{ ref('int_recon__touched_charges') }});
     {%- endif -%}
 {%- endmacro %}
 

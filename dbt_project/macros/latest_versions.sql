@@ -80,6 +80,56 @@ from latest
 {%- endmacro %}
 
 
+{% macro stripe_refunds_latest(refund_ids=none) -%}
+{%- set src = source('raw', 'stripe_refunds') -%}
+{%- set scope %}
+    {%- if refund_ids is not none %}id in (select charge_id from {{ refund_ids }}){% endif %}
+{%- endset %}
+with latest as (
+
+    select
+        id as refund_id,
+        {{ recon.utc_instant(src, 'created') }} as created_at,
+        lower(status) as status,
+        charge as charge_id,
+        payment_intent as payment_intent_id,
+        upper(currency) as currency,
+        amount,
+        balance_transaction as balance_transaction_id,
+        failure_balance_transaction as failure_balance_transaction_id,
+        failure_reason,
+        reason,
+        metadata,
+        _partition_date as partition_date,
+        {{ recon.utc_instant(src, '_synced_at') }} as synced_at,
+        _run_id as run_id,
+        {{ recon.utc_instant(src, '_loaded_at') }} as loaded_at
+    from {{ recon.latest_versions(src, 'id', ['_synced_at', '_loaded_at', '_partition_date'], scope) }}
+
+)
+
+select
+    refund_id,
+    created_at,
+    {{ recon.et_date('created_at') }} as created_date_et,
+    status,
+    charge_id,
+    payment_intent_id,
+    currency,
+    amount,
+    balance_transaction_id,
+    failure_balance_transaction_id,
+    failure_reason,
+    reason,
+    metadata,
+    partition_date,
+    synced_at,
+    run_id,
+    loaded_at
+from latest
+{%- endmacro %}
+
+
 {% macro ledger_entries_latest(charge_ids=none, entry_type=none, reverses=none) -%}
 {%- set src = source('raw', 'ledger_entries') -%}
 {#- Every version of each entry any version of which names a scoped charge (or names none: the
@@ -92,7 +142,9 @@ from latest
       else "coalesce(external_ref, '') in (select charge_id from " ~ charge_ids ~ ")" %}
 {%- set reverses_a_scoped_entry = none if reverses is none
       else "reversal_of in (select entry_id from " ~ reverses ~ ")" %}
-{%- set is_of_the_type = none if entry_type is none else "lower(entry_type) = '" ~ entry_type ~ "'" %}
+{%- set types = none if entry_type is none else ([entry_type] if entry_type is string else entry_type) %}
+{%- set is_of_the_type = none if types is none
+      else "lower(entry_type) in ('" ~ types | join("', '") ~ "')" %}
 {%- set scope %}
     {%- if charge_ids is not none %}
     id in (

@@ -1,7 +1,8 @@
-"""`stripe_charges`: the charges created on each US-Eastern day, staged as Parquet."""
+"""`stripe_charges`, `stripe_refunds`: the Stripe objects created on each US-Eastern day, staged as
+Parquet (one asset per `StripeSource`), and the late changes and look-ups by id that follow."""
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
@@ -11,9 +12,10 @@ from recon_assets.defs.partitions import WRITER_POOL
 from recon_assets.defs.resources import StageResource, StripeResource, WarehouseResource
 from recon_assets.stage.manifest import CheckFailure, publish_manifest, record_check_failure
 from recon_assets.stripe.events import sync_charge_events
-from recon_assets.stripe.lookup import UNKNOWN_REFS_SQL, lookup_charges
-from recon_assets.stripe.pull import DATASET
+from recon_assets.stripe.lookup import UNKNOWN_REFS_SQL, UNKNOWN_REFUND_REFS_SQL, lookup_charges
+from recon_assets.stripe.pull import pull
 from recon_assets.stripe.pull_shards import process_count, pull_charges_in_processes
+from recon_assets.stripe.sources import CHARGES, REFUNDS, StripeSource
 from recon_assets.timewindows import days_of_range
 
 OWNERS = ["team:data-platform"]
@@ -23,8 +25,19 @@ QUARANTINE_CHECK = "quarantine_rate_below_threshold"
 def build_stripe_charges_asset(
     partitions: dg.PartitionsDefinition, quarantine_threshold: float = 0.01
 ) -> dg.AssetsDefinition:
+    return build_stripe_asset(CHARGES, partitions, quarantine_threshold)
+
+
+def build_stripe_asset(
+    source: StripeSource, partitions: dg.PartitionsDefinition, quarantine_threshold: float = 0.01
+) -> dg.AssetsDefinition:
+    """The daily pull of one Stripe object (`source`): the charges pull is also the template of
+    every other object's, so each gets the same paging, limiter, retries, quarantine and
+    blocking check."""
+    name, what = source.dataset, source.name
+
     @dg.asset(
-        name="stripe_charges",
+        name=name,
         pool=WRITER_POOL,
         partitions_def=partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
@@ -34,45 +47,47 @@ def build_stripe_charges_asset(
         check_specs=[
             dg.AssetCheckSpec(
                 QUARANTINE_CHECK,
-                asset="stripe_charges",
+                asset=name,
                 blocking=True,
                 description=(
-                    "Blocking, ERROR: at most 1 % of the charges fetched for the range failed "
+                    f"Blocking, ERROR: at most 1 % of the {what} fetched for the range failed "
                     "validation (they are in the quarantine, counted). More stops the run "
                     "before anything is loaded."
                 ),
             )
         ],
         description=(
-            "Every Stripe charge created on the US-Eastern day, pulled from GET /v1/charges in "
-            "parallel time slices and staged as one zstd Parquet file per day "
-            "(`{stage}/stripe_charges/{day}/`). Records that fail validation go to "
-            "`{stage}/quarantine/stripe_charges/{day}/` with the raw payload and the error; "
+            f"Every Stripe {what[:-1]} created on the US-Eastern day, pulled from GET "
+            f"{source.path} in parallel time slices and staged as one zstd Parquet file per day "
+            f"(`{{stage}}/{name}/{{day}}/`). Records that fail validation go to "
+            f"`{{stage}}/{source.quarantine_prefix}/{{day}}/` with the raw payload and the error; "
             "fetched = staged + quarantined is enforced. Re-materializing a day re-pulls its "
-            "current versions (captures, refunds, disputes change charges after their day)."
+            f"current versions ({what} change after their day)."
         ),
     )
-    def stripe_charges(
+    def _stripe_asset(
         context: dg.AssetExecutionContext, stripe: StripeResource, stage: StageResource
     ) -> dg.MaterializeResult:
         window = context.partition_time_window
         days = days_of_range(window.start, window.end)
-        context.log.info(f"pulling charges for {days[0]}..{days[-1]} ({len(days)} days)")
+        context.log.info(f"pulling {what} for {days[0]}..{days[-1]} ({len(days)} days)")
         store = stage.store_for_writing(context)
         processes = process_count(stripe.pull_processes, len(days), store)
-        if processes > 1:
-            context.log.info(f"pulling in {processes} processes")
         with stripe.client_spec() as spec:
-            result = pull_charges_in_processes(
-                spec,
-                store,
-                days,
-                context.run.run_id,
-                processes=processes,
-                windows_per_day=stripe.windows_per_day,
-                concurrency=stripe.concurrency,
-                publish=False,
-            )
+            if source is CHARGES:
+                if processes > 1:
+                    context.log.info(f"pulling in {processes} processes")
+                result = pull_charges_in_processes(
+                    spec, store, days, context.run.run_id, processes=processes,
+                    windows_per_day=stripe.windows_per_day, concurrency=stripe.concurrency,
+                    publish=False,
+                )  # fmt: skip
+            else:  # a few hundred a day: one process pages through them
+                result = pull(
+                    source, spec.build(), store, days, context.run.run_id,
+                    windows_per_day=stripe.windows_per_day, concurrency=stripe.concurrency,
+                    publish=False,
+                )  # fmt: skip
         rate = result.quarantined / result.fetched if result.fetched else 0.0
         if rate <= quarantine_threshold:  # the staged days become current only now
             for m in result.manifests:
@@ -83,14 +98,14 @@ def build_stripe_charges_asset(
                 record_check_failure(
                     store,
                     CheckFailure(
-                        DATASET, d, QUARANTINE_CHECK, context.run.run_id,
+                        name, d, QUARANTINE_CHECK, context.run.run_id,
                         f"quarantine rate {rate:.4%} of the range is above "
                         f"{quarantine_threshold:.2%}", now,
                     ),
                 )  # fmt: skip
         context.log.info(
-            f"staged {result.staged} charges, quarantined {result.quarantined}, "
-            f"{result.rows_per_s:.0f} charges/s"
+            f"staged {result.staged} {what}, quarantined {result.quarantined}, "
+            f"{result.rows_per_s:.0f} {what}/s"
         )
         run_meta, per_day = stage_metadata(result)
         record_days(context, days, per_day)
@@ -106,18 +121,18 @@ def build_stripe_charges_asset(
                         "threshold": dg.MetadataValue.float(quarantine_threshold),
                         "quarantined": dg.MetadataValue.int(result.quarantined),
                     },
-                    description="Share of fetched charges that failed validation.",
+                    description=f"Share of fetched {what} that failed validation.",
                 )
             ],
         )
 
-    return stripe_charges
+    return _stripe_asset
 
 
 LOOKUPS_KEY = dg.AssetKey(["raw", "stripe_charge_lookups"])
 EVENTS_KEY = dg.AssetKey(["raw", "stripe_charge_events"])
 
-HELD_SQL = "select distinct id from raw.stripe_charges where id in ({})"
+HELD_SQL = "select distinct id from raw.{} where id in ({})"
 EVENTS_CURSOR_SQL = "select max(read_until) from raw.stripe_event_reads having count(*) > 0"
 """The events cursor: no row before the first read (never a NULL some engines render as 0)."""
 FIRST_LOADED_SQL = (
@@ -148,7 +163,7 @@ def build_stripe_events_asset(
     @dg.asset(
         key=EVENTS_KEY,
         pool=WRITER_POOL,
-        deps=[dg.AssetKey(["raw", "stripe_charges"])],
+        deps=[dg.AssetKey(["raw", "stripe_charges"]), dg.AssetKey(["raw", "stripe_refunds"])],
         partitions_def=partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
         group_name="warehouse",
@@ -176,13 +191,16 @@ def build_stripe_events_asset(
         cursor = next((_unix(r[0]) for r in loader.query(EVENTS_CURSOR_SQL)), None)
         earliest = next((_as_date(r[0]) for r in loader.query(FIRST_LOADED_SQL)), None)
 
-        def held(ids: Sequence[str]) -> set[str]:
-            out: set[str] = set()
-            for i in range(0, len(ids), 1000):
-                chunk = list(ids[i : i + 1000])
-                sql = HELD_SQL.format(", ".join("?" * len(chunk)))
-                out |= {str(r[0]) for r in loader.query(sql, chunk)}
-            return out
+        def held_in(table: str) -> Callable[[Sequence[str]], set[str]]:
+            def held(ids: Sequence[str]) -> set[str]:
+                out: set[str] = set()
+                for i in range(0, len(ids), 1000):
+                    chunk = list(ids[i : i + 1000])
+                    sql = HELD_SQL.format(table, ", ".join("?" * len(chunk)))
+                    out |= {str(r[0]) for r in loader.query(sql, chunk)}
+                return out
+
+            return held
 
         store = stage.store()
         with stripe.charges_client() as client:
@@ -194,11 +212,14 @@ def build_stripe_events_asset(
                 earliest_loaded=earliest,
                 run_days=days,
                 now_hint=min(int(window.end.timestamp()), int(time.time())),
-                held=held,
+                held=held_in("stripe_charges"),
+                held_refunds=held_in("stripe_refunds"),
                 horizon_days=horizon_days,
                 overlap_s=int(overlap.total_seconds()),
                 concurrency=stripe.concurrency,
             )
+        if result.refund_manifest is not None:  # before the charges, whose load moves the cursor
+            loader.load_keyed(store, result.refund_manifest, run_id=context.run.run_id)
         loaded = loader.load_keyed(store, result.manifest, run_id=context.run.run_id)
         reopened = sorted(d for d in result.found_by_day if d not in days)
         context.log.info(
@@ -221,6 +242,7 @@ def build_stripe_events_asset(
                 "run_events_read": dg.MetadataValue.int(result.events),
                 "run_charges_changed": dg.MetadataValue.int(result.changed),
                 "run_charges_repulled": dg.MetadataValue.int(result.repulled),
+                "run_refunds_repulled": dg.MetadataValue.int(result.refunds_repulled),
                 "run_retrieved_by_id": dg.MetadataValue.int(result.retrieved),
                 "run_not_held": dg.MetadataValue.int(result.not_held),
                 "run_quarantined": dg.MetadataValue.int(result.quarantined),
@@ -245,7 +267,11 @@ def build_stripe_lookups_asset(
         key=LOOKUPS_KEY,
         pool=WRITER_POOL,
         # after the events: a charge they brought in needs no look-up
-        deps=[dg.AssetKey(["raw", "ledger_entries"]), EVENTS_KEY],
+        deps=[
+            dg.AssetKey(["raw", "ledger_entries"]),
+            dg.AssetKey(["raw", "stripe_refunds"]),
+            EVENTS_KEY,
+        ],
         partitions_def=partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
         group_name="warehouse",
@@ -268,37 +294,52 @@ def build_stripe_lookups_asset(
     ) -> dg.MaterializeResult:
         loader = warehouse.loader(stage.uri)
         ids = [str(r[0]) for r in loader.query(UNKNOWN_REFS_SQL)]
-        context.log.info(f"{len(ids)} ledger-named charges to look up in Stripe")
+        refund_ids = [str(r[0]) for r in loader.query(UNKNOWN_REFUND_REFS_SQL)]
+        context.log.info(
+            f"{len(ids)} ledger-named charges and {len(refund_ids)} refunds to look up in Stripe"
+        )
         store = stage.store()
+        results, replaced = [], 0
         with stripe.charges_client() as client:
-            result = lookup_charges(
-                client,
-                store,
-                ids,
-                context.run.run_id,
-                max_lookups=max_lookups,
-                concurrency=stripe.concurrency,
-            )
-        loaded = loader.load_keyed(store, result.manifest, run_id=context.run.run_id)
-        c = result.counters
+            # one bound for the run: the refunds get what the charges left of it
+            for source, wanted, bound in (
+                (CHARGES, ids, max_lookups),
+                (REFUNDS, refund_ids, max(0, max_lookups - len(ids))),
+            ):
+                if source is REFUNDS and not wanted:
+                    continue
+                result = lookup_charges(
+                    client, store, wanted, context.run.run_id, max_lookups=bound,
+                    concurrency=stripe.concurrency, source=source,
+                )  # fmt: skip
+                replaced += loader.load_keyed(
+                    store, result.manifest, run_id=context.run.run_id
+                ).replaced_rows
+                results.append(result)
+            c = client.counters.as_dict()
+        found_by_day: dict[date, int] = {}
+        for r in results:
+            for d, n in r.found_by_day.items():
+                found_by_day[d] = found_by_day.get(d, 0) + n
         days = days_of_range(context.partition_time_window.start, context.partition_time_window.end)
         record_days(
             context,
             days,
-            {d: {"charges_found": dg.MetadataValue.int(n)} for d, n in result.found_by_day.items()},
+            {d: {"charges_found": dg.MetadataValue.int(n)} for d, n in found_by_day.items()},
         )
         return dg.MaterializeResult(
             metadata={
-                "run_lookups": dg.MetadataValue.int(result.requested),
-                "run_found": dg.MetadataValue.int(result.found),
-                "run_not_found_404": dg.MetadataValue.int(result.not_found),
-                "run_quarantined": dg.MetadataValue.int(result.quarantined),
+                "run_lookups": dg.MetadataValue.int(sum(r.requested for r in results)),
+                "run_refund_lookups": dg.MetadataValue.int(sum(r.requested for r in results[1:])),
+                "run_found": dg.MetadataValue.int(sum(r.found for r in results)),
+                "run_not_found_404": dg.MetadataValue.int(sum(r.not_found for r in results)),
+                "run_quarantined": dg.MetadataValue.int(sum(r.quarantined for r in results)),
                 "run_requests": dg.MetadataValue.int(c["requests"]),
                 "run_retries": dg.MetadataValue.int(c["retries"]),
                 "max_lookups": dg.MetadataValue.int(max_lookups),
-                **by_id_metadata(result.found_by_day, days),
-                "run_rows_replaced_by_id": dg.MetadataValue.int(loaded.replaced_rows),
-                "run_seconds": dg.MetadataValue.float(round(result.seconds, 3)),
+                **by_id_metadata(found_by_day, days),
+                "run_rows_replaced_by_id": dg.MetadataValue.int(replaced),
+                "run_seconds": dg.MetadataValue.float(round(sum(r.seconds for r in results), 3)),
             }
         )
 

@@ -58,6 +58,10 @@ log = logging.getLogger(__name__)
 ChargeSource = Callable[[int, int], Iterable[Mapping[str, Any]]]
 """`(gte_unix, lt_unix) -> charges with gte <= created < lt` (Stripe Charge dicts)."""
 
+RefundSource = Callable[[str, int | None], list[Mapping[str, Any]]]
+"""`(charge id, now_unix or None for the account's own clock) -> the charge's refunds then`
+(Stripe Refund dicts, plus the emulator's `_settled_at` / `_failed_at` hints)."""
+
 US = 1_000_000
 HOUR_US = 3600 * US
 DAY_US = 24 * HOUR_US
@@ -105,6 +109,11 @@ class BreakRates:
     right. Each resolves to `matched` / `not_booked` / no item at all.
     `reversed_booking`: share of the other settled charges whose good booking is reversed with
     nothing booked again (money unbooked: `missing_in_ledger`).
+    Refunds (each booked as a `refund` entry naming the refund, minus its amount, once it has
+    succeeded; reversed after it fails): `refund_missing` (never booked),
+    `refund_amount_mismatch` (booked with the wrong sign), `refund_duplicate` (booked twice),
+    shares of the refunds; ops correct the last two at the `corrected` rate.
+    `refund_missing_in_stripe`: orphan refund entries per refund.
     """
 
     amount_mismatch: float = 0.004
@@ -118,6 +127,10 @@ class BreakRates:
     pending_with_entry: float = 0.05
     corrected: float = 0.5
     reversed_booking: float = 0.001
+    refund_missing: float = 0.01
+    refund_amount_mismatch: float = 0.01
+    refund_duplicate: float = 0.01
+    refund_missing_in_stripe: float = 0.005
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -132,6 +145,8 @@ class BreakRates:
         """No breaks at all: a perfect ledger (every settled charge matched)."""
         return cls(**{f.name: 0.0 for f in fields(cls)})
 
+
+_REFUND_BREAKS = ("refund_missing", "refund_amount_mismatch", "refund_duplicate")
 
 _SC_BREAKS = (
     "missing_in_ledger",
@@ -160,6 +175,12 @@ class GroundTruthRow:
     stripe_amount: int | None
     ledger_amount: int | None
     seed_day: date
+
+    @property
+    def item_type(self) -> str:
+        """`refund` for a refund or an orphan refund entry (its id is a `re_...`), else
+        `charge`: which fact table holds the row."""
+        return "refund" if self.charge_id.startswith("re_") else "charge"
 
     @property
     def ledger_entry_ids_text(self) -> str | None:
@@ -202,6 +223,9 @@ class _DayPlan:
     orphans: list[_Entry] = field(default_factory=list)
     correctable: list[tuple[str, _Entry, Mapping[str, Any] | None]] = field(default_factory=list)
     """Injected breaks ops may correct: (kind, the entry to reverse, its charge)."""
+    refunds: list[Mapping[str, Any]] = field(default_factory=list)
+    """The refunds of the day's charges (eventually), each an item of its own."""
+    refund_orphans: list[_Entry] = field(default_factory=list)
 
 
 def _dt(us: int) -> datetime:
@@ -269,7 +293,11 @@ class _DayBuilder:
         delay = 10 * 60 * US + int(self.rng.expovariate(1 / (6 * HOUR_US)))
         return min(delay, 36 * HOUR_US, self.t_us // 2)
 
-    def build(self, charges: list[Mapping[str, Any]]) -> _DayPlan:
+    def build(
+        self,
+        charges: list[Mapping[str, Any]],
+        refunds_of: Callable[[str], list[Mapping[str, Any]]] | None = None,
+    ) -> _DayPlan:
         rng, rates = self.rng, self.rates
         plan = _DayPlan(self.day, charges)
         settled = [c for c in charges if _is_settled(c)]
@@ -329,12 +357,6 @@ class _DayBuilder:
                     self._entry("fee", cid, "stripe_fees", _fee(int(c["amount_captured"]), cur), cur,
                                 posted, f"Stripe fee for {cid}")
                 )  # fmt: skip
-            refunded = int(c.get("amount_refunded") or 0)
-            if refunded:
-                when = posted + rng.randint(1, 72) * HOUR_US
-                plan.entries.append(
-                    self._entry("refund", cid, "refunds", -refunded, cur, when, f"Refund of {cid}")
-                )
 
         for kind, group in (
             ("unexpected_ledger_entry", unsettled),
@@ -381,7 +403,89 @@ class _DayBuilder:
                               reversal_of=adj.id)  # fmt: skip
             plan.entries += [adj, rev]
         self._corrections(plan)
+        if refunds_of is not None:
+            self._refunds(plan, settled, refunds_of)
         return plan
+
+    def _refunds(
+        self,
+        plan: _DayPlan,
+        settled: list[Mapping[str, Any]],
+        refunds_of: Callable[[str], list[Mapping[str, Any]]],
+    ) -> None:
+        """Each refund of the day's charges booked as bookkeeping does (a `refund` entry naming
+        it, minus its amount, a little after it succeeded; reversed a little after it failed),
+        with the refund breaks injected and some of them corrected. Drawn after everything else,
+        so the charges' entries keep their ids."""
+        rng, rates = self.rng, self.rates
+        for c in settled:
+            for r in refunds_of(str(c["id"])):
+                plan.refunds.append(r)
+                settled_at = r.get("_settled_at")
+                if settled_at is None:
+                    continue  # never succeeded: nothing to book
+                x, kind = rng.random(), None
+                for k in _REFUND_BREAKS:
+                    x -= getattr(rates, k)
+                    if x < 0:
+                        kind = k
+                        break
+                cur, rid = str(r["currency"]).upper(), str(r["id"])
+                posted = int(settled_at) * US + self._normal_delay_us()
+                if kind is not None:
+                    plan.injected[kind] += 1
+                if kind == "refund_missing":
+                    continue
+                amount = -int(r["amount"])
+                if kind == "refund_amount_mismatch":
+                    amount = -amount
+                booking = self._entry("refund", rid, "refunds", amount, cur, posted,
+                                      f"Stripe refund {rid}")  # fmt: skip
+                plan.entries.append(booking)
+                fix = kind is not None and rng.random() < rates.corrected
+                if kind == "refund_duplicate":
+                    extra = self._entry("refund", rid, "refunds", amount, cur,
+                                        posted + rng.randint(60, 90 * 60) * US,
+                                        f"Stripe refund {rid} (re-posted)")  # fmt: skip
+                    plan.entries.append(extra)
+                    if fix:
+                        when = extra.posted_us + rng.randint(24, 96) * HOUR_US
+                        plan.entries.append(self._entry(
+                            "reversal", None, "refunds", -amount, cur, when,
+                            f"Reversal of entry {extra.id}", reversal_of=extra.id))  # fmt: skip
+                elif kind == "refund_amount_mismatch" and fix:
+                    when = posted + rng.randint(24, 96) * HOUR_US
+                    plan.entries += [
+                        self._entry("reversal", None, "refunds", -amount, cur, when,
+                                    f"Reversal of entry {booking.id}", reversal_of=booking.id),
+                        self._entry("refund", rid, "refunds", -int(r["amount"]), cur, when,
+                                    f"Stripe refund {rid} (corrected)"),
+                    ]  # fmt: skip
+                if fix:
+                    plan.injected[f"corrected_{kind}"] += 1
+                failed_at = r.get("_failed_at")
+                if failed_at is not None:  # the money came back: the booking is reversed
+                    when = int(failed_at) * US + self._normal_delay_us()
+                    for e in [
+                        e
+                        for e in plan.entries
+                        if e.external_ref == rid and e.entry_type == "refund"
+                    ]:
+                        plan.entries.append(self._entry(
+                            "reversal", None, "refunds", -e.amount_minor, cur, when,
+                            f"Reversal of entry {e.id} (refund failed)", reversal_of=e.id))  # fmt: skip
+        window = day_window(self.day)
+        k, plan.bounds["refund_missing_in_stripe"] = _stochastic_count(
+            rng, rates.refund_missing_in_stripe, len(plan.refunds)
+        )
+        plan.injected["refund_missing_in_stripe"] += k
+        for _ in range(k):
+            rid = "re_" + "".join(rng.choices(string.ascii_letters + string.digits, k=26))
+            posted = rng.randint(window.start * US, window.end * US - 1)
+            e = self._entry("refund", rid, "refunds", -rng.randint(100, 20_000), "USD", posted,
+                            f"Stripe refund {rid}")  # fmt: skip
+            plan.entries.append(e)
+            plan.refund_orphans.append(e)
 
     def _corrections(self, plan: _DayPlan) -> None:
         """Ops' corrections, drawn last so every entry before them keeps its id and amount:
@@ -456,6 +560,27 @@ def classify_charge(
     return "matched"
 
 
+def classify_refund(
+    refund: Mapping[str, Any],
+    entries: list[_Entry] | list[Any],
+    as_of_us: int,
+    tolerance_us: int,
+    first_posted_us: int | None = None,
+) -> str:
+    """The same rules for a refund: pending or requires_action is Stripe undecided, succeeded
+    is settled, and its ledger entry carries minus its amount."""
+    as_charge = {
+        "status": {"pending": "pending", "requires_action": "pending"}.get(
+            str(refund["status"]), "succeeded" if refund["status"] == "succeeded" else "failed"
+        ),
+        "captured": refund["status"] == "succeeded",
+        "created": refund["created"],
+        "currency": refund["currency"],
+        "amount_captured": -int(refund["amount"]),
+    }
+    return classify_charge(as_charge, entries, as_of_us, tolerance_us, first_posted_us)
+
+
 def _ground_truth(plan: _DayPlan, as_of_us: int, tolerance_us: int) -> list[GroundTruthRow]:
     """Every charge's and orphan's status from the entries visible at `as_of_us`, each net of
     its visible reversals (the seeder reverses whole entries: a reversed entry no longer
@@ -501,7 +626,34 @@ def _ground_truth(plan: _DayPlan, as_of_us: int, tolerance_us: int) -> list[Grou
                 seed_day=plan.day,
             )
         )
-    for e in plan.orphans:
+    refund_entries: dict[str, list[_Entry]] = {}
+    for e in plan.entries:
+        if e.entry_type == "refund" and e.posted_us < as_of_us:
+            refund_entries.setdefault(str(e.external_ref), []).append(e)
+    for r in plan.refunds:
+        if int(r["created"]) * US >= as_of_us:
+            continue  # not made yet
+        es = sorted(refund_entries.get(str(r["id"]), []), key=lambda e: e.id)
+        standing = [e for e in es if stands(e)]
+        rows.append(
+            GroundTruthRow(
+                charge_id=str(r["id"]),
+                ledger_entry_ids=with_reversals(es),
+                reporting_date=business_day_of(int(r["created"])),
+                recon_status=classify_refund(
+                    r,
+                    standing,
+                    as_of_us,
+                    tolerance_us,
+                    min((e.posted_us for e in es), default=None),
+                ),
+                currency=str(r["currency"]).upper(),
+                stripe_amount=int(r["amount"]),
+                ledger_amount=sum(e.amount_minor for e in standing) if standing else None,
+                seed_day=plan.day,
+            )
+        )
+    for e in [*plan.orphans, *plan.refund_orphans]:
         if e.posted_us < as_of_us and stands(e):
             rows.append(
                 GroundTruthRow(
@@ -555,8 +707,12 @@ def seed_ledger(
     tolerance_days: int = 3,
     as_of: datetime | None = None,
     keep_truth: bool = True,
+    refunds: RefundSource | None = None,
 ) -> SeedResult:
     """Replace the ledger entries and ground truth of charge days `[first_day, last_day]`.
+
+    With `refunds`, each refund of the days' charges (as the account shows it now) is booked and
+    is an item of the ground truth too (its `charge_id` is the refund's id).
 
     One transaction: readers see the old or the new seed, never half of one. Entries go in with
     COPY, one day at a time (a day's charges are held in memory, never the range's). Applies the
@@ -603,7 +759,9 @@ def seed_ledger(
                 (c for c in charges(w.start, w.end) if w.contains(int(c["created"]))),
                 key=lambda c: (int(c["created"]), str(c["id"])),
             )
-            plan = _DayBuilder(day, seed, rates, t_us).build(day_charges)
+            plan = _DayBuilder(day, seed, rates, t_us).build(
+                day_charges, None if refunds is None else (lambda cid: refunds(cid, None))
+            )
             _copy_entries(conn, plan.entries, journal_id)
             rows = _ground_truth(plan, as_of_us, t_us)
             _copy_truth(conn, rows, as_of, tolerance_days, seed)
@@ -741,7 +899,17 @@ def seed_ledger_from_emulator(
         tolerance_days=tolerance_days,
         as_of=as_of,
         keep_truth=keep_truth,
+        refunds=account_refunds(generator),
     )
+
+
+def account_refunds(generator: Any) -> RefundSource:
+    """The emulator account's refunds of a charge (`refunds.refunds_of_charge`), at a given
+    instant or at the account's own clock (None)."""
+    from recon_assets.local.stripe_emulator.refunds import RefundBook, refunds_of_charge
+
+    book = RefundBook(generator)
+    return lambda cid, now: refunds_of_charge(book, cid, generator.now() if now is None else now)
 
 
 # --- A ledger that grows with the clock -------------------------------------------------------
@@ -795,6 +963,7 @@ def grow_ledger(
     account: Mapping[str, Any],
     rates: BreakRates | None = None,
     tolerance_days: int = 3,
+    refunds: RefundSource | None = None,
 ) -> GrowResult:
     """Bring the ledger of charge days `[first_day, last_day]` up to `clock`, as a real book of
     record grows: what has been booked by then is there, and nothing is ever rewritten.
@@ -862,7 +1031,9 @@ def grow_ledger(
                 ),
                 key=lambda c: (int(c["created"]), str(c["id"])),
             )
-            plan = _DayBuilder(day, seed, rates, t_us).build(eventual)
+            plan = _DayBuilder(day, seed, rates, t_us).build(
+                eventual, None if refunds is None else (lambda cid: refunds(cid, EVENTUALLY))
+            )
             settled_now = {
                 str(c["id"]) for c in account_charges(w.start, w.end, clock_s) if _is_settled(c)
             }

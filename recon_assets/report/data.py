@@ -100,8 +100,10 @@ STATUS_LEGEND: dict[str, tuple[bool, str, str]] = {
     "missing_in_ledger": (True, "settled in Stripe, not booked by the deadline, ledger loaded "
                           "without gaps through it", "book it"),
     "duplicate_in_ledger": (True, "booked more than once", "reverse the extra entries"),
-    "currency_mismatch": (True, "booked in another currency", "correct the entry"),
-    "amount_mismatch": (True, "booked amount differs from `amount_captured`", "correct the entry"),
+    "currency_mismatch": (True, "booked in another currency", "reverse it and book it right"),
+    "amount_mismatch": (
+        True, "booked amount differs from `amount_captured`", "reverse it and book it right"
+    ),
     "late_posting": (True, "booked after the deadline", "review the booking process"),
     "unexpected_ledger_entry": (True, "booked although the charge failed or was not captured",
                                 "reverse it"),

@@ -48,6 +48,26 @@ STRIPE_CHARGES_SCHEMA = pa.schema(
     ]
 )
 
+STRIPE_REFUNDS_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("created", UTC_US, nullable=False),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("charge", pa.string()),
+        pa.field("payment_intent", pa.string()),
+        pa.field("currency", pa.string(), nullable=False),
+        pa.field("amount", pa.int64(), nullable=False),
+        pa.field("balance_transaction", pa.string()),
+        pa.field("failure_balance_transaction", pa.string()),
+        pa.field("failure_reason", pa.string()),
+        pa.field("reason", pa.string()),
+        pa.field("metadata", pa.string()),  # JSON text of Stripe's metadata map
+        *LINEAGE_FIELDS,
+    ]
+)
+"""`raw.stripe_refunds`: one row per refund version, `_partition_date` the US-Eastern day the
+refund was created (its reporting day, whatever its charge's)."""
+
 LEDGER_ENTRIES_SCHEMA = pa.schema(
     [
         pa.field("id", pa.int64(), nullable=False),

@@ -38,6 +38,7 @@ import stripe
 from recon_assets.config import STRIPE_DOCUMENTED_RATE_PER_S
 from recon_assets.stripe.models import CLEAN_CHARGE_PAGE
 from recon_assets.stripe.ratelimit import RateLimiter
+from recon_assets.stripe.sources import CHARGES, StripeSource
 from recon_assets.timewindows import Window
 
 STRIPE_API_VERSION = "2026-10-28.endive"
@@ -194,12 +195,13 @@ def parse_response(content: bytes) -> Response:
 class Page:
     """One page of a list endpoint: its bytes, its cursor, and its records.
 
-    `charges` is set when the page decoded strictly as clean charges (`CLEAN_CHARGE_PAGE`), the
-    usual case: the pull then never needs `items`, which is parsed from `content` only if asked
-    for (only the quarantine path asks). Otherwise `items` holds the parsed records.
+    `records` is set when the page decoded strictly as clean records (the source's
+    `clean_page`), the usual case: the pull then never needs `items`, which is parsed from
+    `content` only if asked for (only the quarantine path asks). Otherwise `items` holds the
+    parsed records.
     """
 
-    __slots__ = ("_items", "charges", "content", "has_more", "last_id")
+    __slots__ = ("_items", "content", "has_more", "last_id", "records")
 
     def __init__(
         self,
@@ -208,12 +210,12 @@ class Page:
         last_id: str | None,
         *,
         items: list[Any] | None = None,
-        charges: list[Any] | None = None,
+        records: list[Any] | None = None,
     ) -> None:
-        if (items is None) == (charges is None):
-            raise ValueError("a Page holds either parsed items or decoded charges")
+        if (items is None) == (records is None):
+            raise ValueError("a Page holds either parsed items or decoded records")
         self.content, self.has_more, self.last_id = content, has_more, last_id
-        self.charges: list[Any] | None = charges
+        self.records: list[Any] | None = records
         self._items = items
 
     @property
@@ -235,8 +237,13 @@ def page_from_response(resp: Response) -> Page:
 
 
 def decode_charge_page(content: bytes) -> Page:
-    """A `GET /v1/charges` body as a `Page`: decoded straight into validated charges when the
-    whole page is clean, else parsed as JSON like any list (a bad body raises, and is retried).
+    """A `GET /v1/charges` body as a `Page` (`decode_page` with the charges' decoder)."""
+    return decode_page(content, CLEAN_CHARGE_PAGE)
+
+
+def decode_page(content: bytes, clean_page: msgspec.json.Decoder[Any]) -> Page:
+    """A list body as a `Page`: decoded straight into validated records when the whole page
+    is clean, else parsed as JSON like any list (a bad body raises, and is retried).
 
     The strict decode reads the bytes once into compact records (no dict per charge, nothing
     parsed that reconciliation does not read): about four times cheaper than parsing to dicts,
@@ -245,11 +252,11 @@ def decode_charge_page(content: bytes) -> Page:
     try:
         if not content.isascii():  # the decoder skips unread fields without checking UTF-8
             content.decode("utf-8")
-        page = CLEAN_CHARGE_PAGE.decode(content)
+        page = clean_page.decode(content)
     except (msgspec.MsgspecError, UnicodeDecodeError):  # anything suspect: the JSON path judges
         return page_from_response(parse_response(content))
     last = page.data[-1].id if page.data else None
-    return Page(content, page.has_more, last, charges=page.data)
+    return Page(content, page.has_more, last, records=page.data)
 
 
 class ChargesClient:
@@ -291,14 +298,22 @@ class ChargesClient:
         with self._rng_lock:
             return self.retry.backoff(attempt, self._rng)
 
-    def list_page(self, window: Window, starting_after: str | None = None) -> Page:
-        """One page, newest first, of charges with `window.start <= created < window.end`."""
+    def list_page(
+        self,
+        window: Window,
+        starting_after: str | None = None,
+        source: StripeSource = CHARGES,
+    ) -> Page:
+        """One page, newest first, of `source` records (charges by default) with
+        `window.start <= created < window.end`."""
         params: dict[str, Any] = {
             "limit": PAGE_LIMIT,
             "created": {"gte": window.start, "lt": window.end},
         }
-        what = f"GET /v1/charges for created in [{window.start}, {window.end})"
-        return self._list("/v1/charges", params, starting_after, what, decode_charge_page)
+        what = f"GET {source.path} for created in [{window.start}, {window.end})"
+        decoder = source.clean_page
+        return self._list(source.path, params, starting_after, what,
+                          lambda c: decode_page(c, decoder))  # fmt: skip
 
     def list_events(
         self, types: Sequence[str], created_gte: int, starting_after: str | None = None
@@ -331,17 +346,17 @@ class ChargesClient:
         assert page is not None
         return page
 
-    def retrieve(self, charge_id: str) -> Any | None:
-        """`GET /v1/charges/{id}`: the charge as parsed JSON, or None when Stripe says 404.
+    def retrieve(self, charge_id: str, source: StripeSource = CHARGES) -> Any | None:
+        """`GET {source.path}/{id}` (a charge by default): the object as parsed JSON, or None
+        when Stripe says 404.
 
         Same limiter, retries and counters as the list; the id must be a plain Stripe id
         (letters, digits, `_`), so it can never change the path.
         """
         if not _ID.match(charge_id):
             raise ValueError("not a Stripe object id")
-        resp = self._get(
-            f"/v1/charges/{charge_id}", {}, f"GET /v1/charges/{charge_id}", parse_response
-        )
+        path = f"{source.path}/{charge_id}"
+        resp = self._get(path, {}, f"GET {path}", parse_response)
         return None if resp is None else resp.data
 
     def _get(

@@ -36,6 +36,7 @@ from recon_assets.stage.store import StageStore
 from recon_assets.stripe.client import STRIPE_API_VERSION, ChargesClient
 from recon_assets.stripe.lookup import stage_charges_by_id
 from recon_assets.stripe.pull import DATASET
+from recon_assets.stripe.sources import REFUNDS
 from recon_assets.timewindows import business_day_of, day_window
 
 EVENTS_KIND = "events"
@@ -54,9 +55,12 @@ CHARGE_EVENT_TYPES = (
     "charge.dispute.funds_withdrawn",
     "charge.dispute.funds_reinstated",
     "charge.refund.updated",
+    "refund.created",
+    "refund.updated",
+    "refund.failed",
 )
-"""Every event that changes a field the reconciliation or the report reads (at most 20 types
-per request)."""
+"""Every event that changes a field the reconciliation or the report reads, of a charge or of a
+refund (at most 20 types per request)."""
 
 
 class EventsRetentionError(RuntimeError):
@@ -72,6 +76,18 @@ class ChargeEvents:
     newest: int | None = None
     latest: dict[str, tuple[int, Any]] = field(default_factory=dict)
     types: Counter[str] = field(default_factory=Counter)
+    refunds: dict[str, tuple[int, Any]] = field(default_factory=dict)
+    """The same, per refund an event carried (a refund that settles or fails after its day)."""
+
+
+def _keep_newest(latest: dict[str, tuple[int, Any]], key: str, created: int, obj: Any) -> None:
+    """The newest event's object per key; two of one key in one second: their order is not the
+    change order, so neither object is trusted (None: fetch it by id)."""
+    seen = latest.get(key)
+    if seen is None or created > seen[0]:
+        latest[key] = (created, obj)
+    elif created == seen[0]:
+        latest[key] = (created, None)
 
 
 def charge_id_of(event: Any) -> str | None:
@@ -105,13 +121,12 @@ def read_charge_events(client: ChargesClient, since: int) -> ChargeEvents:
             if cid is None:
                 continue
             obj = ev["data"]["object"]
-            usable = obj.get("object") == "charge" and ev.get("api_version") == STRIPE_API_VERSION
-            seen = out.latest.get(cid)
-            if seen is None or created > seen[0]:
-                out.latest[cid] = (created, obj if usable else None)
-            elif created == seen[0]:
-                # two events of one charge in one second: their order is not the change order
-                out.latest[cid] = (created, None)
+            pinned = ev.get("api_version") == STRIPE_API_VERSION
+            usable = obj.get("object") == "charge" and pinned
+            _keep_newest(out.latest, cid, created, obj if usable else None)
+            rid = obj.get("id")
+            if obj.get("object") == "refund" and isinstance(rid, str) and rid:
+                _keep_newest(out.refunds, rid, created, obj if pinned else None)
         if not page.has_more or page.last_id is None:
             return out
         after = page.last_id
@@ -181,6 +196,10 @@ class EventsResult:
     manifest: KeyedManifest
     counters: dict[str, int]
     seconds: float
+    refund_manifest: KeyedManifest | None = None
+    """The refunds the events named that the warehouse holds, at their latest state (loaded by
+    id before `manifest`, whose load moves the cursor)."""
+    refunds_repulled: int = 0
 
 
 def sync_charge_events(
@@ -197,6 +216,7 @@ def sync_charge_events(
     overlap_s: int,
     concurrency: int,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    held_refunds: Callable[[Sequence[str]], set[str]] = lambda ids: set(),
 ) -> EventsResult:
     """Read the events since the cursor, stage the latest state of every held charge they name,
     write the run's events manifest (with the read, for the loader to record).
@@ -222,6 +242,25 @@ def sync_charge_events(
     objects = [(cid, fetched[cid] if cid in fetched else got.latest[cid][1]) for cid in keep]
     staged = stage_charges_by_id(store, run_id, EVENTS_KIND, objects, clock())
     results = Counter(r for r, _ in staged.outcomes.values())
+    # refunds: the same, against the refunds held (one created on a day not loaded yet comes
+    # with its day's pull)
+    rids = sorted(got.refunds)
+    keep_r = sorted(held_refunds(rids)) if rids else []
+    fetch_r = [rid for rid in keep_r if got.refunds[rid][1] is None]
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        fetched_r = dict(zip(fetch_r, pool.map(lambda r: client.retrieve(r, REFUNDS), fetch_r),
+                             strict=True))  # fmt: skip
+    refund_objects = [(r, fetched_r[r] if r in fetched_r else got.refunds[r][1]) for r in keep_r]
+    refund_manifest = None
+    refunds_found = 0
+    if refund_objects:
+        staged_r = stage_charges_by_id(store, run_id, EVENTS_KIND, refund_objects, clock(), REFUNDS)
+        refunds_found = sum(1 for r, _ in staged_r.outcomes.values() if r == "found")
+        refund_manifest = KeyedManifest(
+            REFUNDS.dataset, run_id, EVENTS_KIND, staged_r.files,
+            written_at=staged_r.synced.isoformat(),
+        )  # fmt: skip
+        write_keyed_manifest(store, refund_manifest)
     manifest = KeyedManifest(
         DATASET,
         run_id,
@@ -246,4 +285,6 @@ def sync_charge_events(
         manifest=manifest,
         counters=client.counters.as_dict(),
         seconds=time.perf_counter() - started,
+        refund_manifest=refund_manifest,
+        refunds_repulled=refunds_found,
     )

@@ -1,4 +1,5 @@
-"""Look up by id the charges that ledger entries name and the warehouse does not hold.
+"""Look up by id the charges (and refunds) that ledger entries name and the warehouse does not
+hold.
 
 A ledger `charge` entry whose charge is not in the warehouse is not yet a break: its charge may
 sit on a day that was not loaded (a charge created the evening before the first loaded day), or
@@ -9,7 +10,9 @@ and retries as the pull) settles it:
 - found but failing validation: quarantined, `quarantined` (`unreadable_in_stripe`).
 
 Bounded: more ids than `max_lookups` is a clear failure naming what to do (backfill the Stripe
-days they belong to), never a million calls.
+days they belong to), never a million calls. A ledger `refund` entry naming a refund the
+warehouse does not hold goes the same way, through `GET /v1/refunds/{id}` (`source=REFUNDS`):
+the answers share `raw.stripe_charge_lookups` (ids say what they are: `ch_`, `re_`).
 """
 
 from __future__ import annotations
@@ -26,17 +29,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from recon_assets.stage.manifest import KeyedFile, KeyedManifest, write_keyed_manifest
-from recon_assets.stage.schemas import QUARANTINE_SCHEMA, STRIPE_CHARGES_SCHEMA
+from recon_assets.stage.schemas import QUARANTINE_SCHEMA
 from recon_assets.stage.store import StageStore
 from recon_assets.stage.writer import PartitionedParquetWriter
 from recon_assets.stripe.client import ChargesClient
-from recon_assets.stripe.models import Charge
-from recon_assets.stripe.pull import (
-    DATASET,
-    QUARANTINE_PREFIX,
-    charge_columns,
-    describe_validation_error,
-)
+from recon_assets.stripe.pull import describe_validation_error
+from recon_assets.stripe.sources import CHARGES, StripeSource
 from recon_assets.timewindows import business_day_of
 
 LOOKUP_KIND = "lookup"
@@ -68,29 +66,31 @@ def lookup_charges(
     max_lookups: int,
     concurrency: int,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    source: StripeSource = CHARGES,
 ) -> LookupResult:
     """Look up each id once; stage what Stripe returns; write the run's lookup manifest."""
     started = time.perf_counter()
     ids = sorted(set(charge_ids))
+    what = source.name
     if len(ids) > max_lookups:
         raise LookupLimitError(
-            f"{len(ids)} ledger charge entries name charges the warehouse does not hold, more "
-            f"than the look-up bound of {max_lookups} (RECON_STRIPE_MAX_LOOKUPS); first: "
-            f"{', '.join(ids[:5])}. Load the Stripe days those charges belong to (a backfill "
-            "of stripe_charges) or raise the bound; nothing was looked up"
+            f"{len(ids)} ledger {what[:-1]} entries name {what} the warehouse does not hold, "
+            f"more than the look-up bound of {max_lookups} (RECON_STRIPE_MAX_LOOKUPS); first: "
+            f"{', '.join(ids[:5])}. Load the Stripe days those {what} belong to (a backfill "
+            f"of {source.dataset}) or raise the bound; nothing was looked up"
         )
     plain = [i for i in ids if _STRIPE_ID.match(i)]
     outcomes: dict[str, tuple[str, str | None]] = {
         i: ("not_found", "not a Stripe object id; not requested") for i in ids if i not in plain
     }
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        fetched = list(pool.map(client.retrieve, plain))
+        fetched = list(pool.map(lambda i: client.retrieve(i, source), plain))
     staged = stage_charges_by_id(
-        store, run_id, LOOKUP_KIND, list(zip(plain, fetched, strict=True)), clock()
+        store, run_id, LOOKUP_KIND, list(zip(plain, fetched, strict=True)), clock(), source
     )
     outcomes.update(staged.outcomes)
     manifest = KeyedManifest(
-        DATASET,
+        source.dataset,
         run_id,
         LOOKUP_KIND,
         staged.files,
@@ -126,42 +126,44 @@ def stage_charges_by_id(
     kind: str,
     objects: Sequence[tuple[str, Any]],
     synced: datetime,
+    source: StripeSource = CHARGES,
 ) -> StagedById:
-    """Stage charges fetched one by one (a look-up, an event's object): each valid charge on its
+    """Stage objects fetched one by one (a look-up, an event's object): each valid one on its
     own created day under `<dataset>/_<kind>_files/`, each invalid one in the quarantine, None
     (Stripe's 404) recorded as not found. Nothing is published unless all of it is."""
+    dataset = source.dataset
     writer = PartitionedParquetWriter(
-        store, DATASET, STRIPE_CHARGES_SCHEMA, run_id, prefix=f"{DATASET}/_{kind}_files"
+        store, dataset, source.schema, run_id, prefix=f"{dataset}/_{kind}_files"
     )
     quarantine = PartitionedParquetWriter(
-        store, DATASET, QUARANTINE_SCHEMA, run_id, prefix=f"{QUARANTINE_PREFIX}/_{kind}"
+        store, dataset, QUARANTINE_SCHEMA, run_id, prefix=f"{source.quarantine_prefix}/_{kind}"
     )
     outcomes: dict[str, tuple[str, str | None]] = {}
     found_by_day: dict[date, int] = {}
     try:
         for cid, obj in objects:
             if obj is None:
-                outcomes[cid] = ("not_found", "HTTP 404 from GET /v1/charges/{id}")
+                outcomes[cid] = ("not_found", f"HTTP 404 from GET {source.path}/{{id}}")
                 continue
             try:
-                charge = Charge.model_validate_json(json.dumps(obj))
+                charge = source.model.model_validate_json(json.dumps(obj))
             except ValidationError as exc:
                 reason = describe_validation_error(exc)
                 created = obj.get("created") if isinstance(obj, dict) else None
                 day = business_day_of(created) if isinstance(created, int) else synced.date()
                 quarantine.append_row(
                     day,
-                    {"source": DATASET, "record_id": cid, "raw_payload": json.dumps(obj),
+                    {"source": dataset, "record_id": cid, "raw_payload": json.dumps(obj),
                      "error": reason},
                     synced,
                 )  # fmt: skip
                 outcomes[cid] = ("quarantined", reason[:500])
                 continue
-            if charge.id != cid:
-                outcomes[cid] = ("not_found", f"Stripe answered with another id ({charge.id})")
+            if charge.id != cid:  # type: ignore[attr-defined]
+                outcomes[cid] = ("not_found", f"Stripe answered with another id ({charge.id})")  # type: ignore[attr-defined]
                 continue
-            day = business_day_of(charge.created)
-            writer.append_columns(day, charge_columns([charge.model_dump()]), 1, synced)
+            day = business_day_of(charge.created)  # type: ignore[attr-defined]
+            writer.append_columns(day, source.dict_columns([charge.model_dump()]), 1, synced)
             found_by_day[day] = found_by_day.get(day, 0) + 1
             outcomes[cid] = ("found", None)
         files = writer.commit()
@@ -188,3 +190,19 @@ where lower(e.entry_type) = 'charge'
 order by 1
 """
 """Ids to look up: named by a ledger charge entry, not held, never answered 404/unreadable."""
+
+
+UNKNOWN_REFUND_REFS_SQL = """
+select distinct e.external_ref
+from raw.ledger_entries as e
+where lower(e.entry_type) = 'refund'
+  and e.external_ref is not null
+  and not exists (select 1 from raw.stripe_refunds as r where r.id = e.external_ref)
+  and not exists (
+      select 1 from raw.stripe_charge_lookups as l
+      where l.charge_id = e.external_ref and l.result <> 'found'
+  )
+order by 1
+"""
+"""Refund ids to look up: named by a ledger refund entry, not held, never answered 404 or
+unreadable."""

@@ -206,3 +206,63 @@ pages), so a page it refuses only takes the slower path, which quarantines and c
 One corner is refused where the models accept: a lone UTF-16 surrogate escape (msgspec refuses
 it; the pull routes such pages to the JSON path, as before).
 """
+
+
+# -- refunds ----------------------------------------------------------------------------------
+
+KNOWN_REFUND_STATUSES = frozenset({"pending", "requires_action", "succeeded", "failed", "canceled"})
+
+KNOWN_REFUND_FIELDS = frozenset(
+    {
+        "id", "object", "amount", "balance_transaction", "charge", "created", "currency",
+        "customer", "customer_account", "description", "destination_details",
+        "failure_balance_transaction", "failure_reason", "instructions_email", "metadata",
+        "next_action", "payment_intent", "payment_method", "pending_reason",
+        "presentment_details", "reason", "receipt_number", "source_transfer_reversal", "status",
+        "transfer_reversal",
+    }
+)  # fmt: skip
+"""Every top-level field of Stripe's Refund object as of the pinned API version (its published
+example, plus the fields it shows only for some refunds: failure, pending, next action)."""
+
+
+class Refund(BaseModel):
+    """The parts of a Stripe Refund that reconciliation needs: each refund is an item of its
+    own, held against the ledger's `refund` entry that names it."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    id: str = Field(min_length=3)
+    created: int
+    status: str
+    amount: int
+    currency: str = Field(min_length=3, max_length=3)
+    charge: str | None = None
+    payment_intent: str | None = None
+    balance_transaction: str | None = None
+    failure_balance_transaction: str | None = None
+    failure_reason: str | None = None
+    reason: str | None = None
+    metadata: dict[str, str] | None = None
+
+
+class RefundPage(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    object: Literal["list"]
+    data: list[Refund]
+    has_more: bool
+
+
+RefundFields = _fields_typed_dict(Refund)
+REFUND_LIST = TypeAdapter(list[RefundFields])
+RefundStruct = _msgspec_struct(Refund, declared_only=KNOWN_REFUND_FIELDS)
+
+
+class CleanRefundPage(msgspec.Struct):
+    object: Literal["list"]
+    data: list[RefundStruct]  # type: ignore[valid-type]
+    has_more: bool
+
+
+CLEAN_REFUND_PAGE = msgspec.json.Decoder(CleanRefundPage)

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import gc
 import json
-import json.encoder
-import operator
 import queue
 import re
 import threading
@@ -35,27 +33,19 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-import msgspec
 from pydantic import ValidationError
 
 from recon_assets.stage.manifest import day_manifest, publish_manifest
 from recon_assets.stage.result import DayCounts, StageResult
-from recon_assets.stage.schemas import QUARANTINE_SCHEMA, STRIPE_CHARGES_SCHEMA
+from recon_assets.stage.schemas import QUARANTINE_SCHEMA
 from recon_assets.stage.store import StageStore
 from recon_assets.stage.writer import DEFAULT_ROW_GROUP_ROWS, PartitionedParquetWriter
 from recon_assets.stripe.client import ChargesClient, Page
-from recon_assets.stripe.models import (
-    CHARGE_LIST,
-    KNOWN_CHARGE_FIELDS,
-    KNOWN_STATUSES,
-    Charge,
-    ChargePage,
-    ChargeStruct,
-)
+from recon_assets.stripe.sources import CHARGES, StripeSource
 from recon_assets.timewindows import Window, day_window, split_window
 
-DATASET = "stripe_charges"
-QUARANTINE_PREFIX = f"quarantine/{DATASET}"
+DATASET = CHARGES.dataset
+QUARANTINE_PREFIX = CHARGES.quarantine_prefix
 _GC_EVERY_PAGES = 100
 
 
@@ -67,64 +57,26 @@ PullResult = StageResult
 """The pull's result is the shared staging result."""
 
 
-def _metadata_encoder() -> Callable[[dict[str, str]], str]:
-    """`json.dumps(metadata, sort_keys=True)`, the same text at half the cost per charge.
-
-    `json.dumps` builds an encoder object per call; for a validated `dict[str, str]` (no
-    nesting, so no circular check is needed) the stdlib's own C encoder can be built once. Falls
-    back to a reused `JSONEncoder` where the C accelerator is missing.
-    """
-    enc = json.JSONEncoder(sort_keys=True)
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:
-        return enc.encode
-    c_encode = make(
-        None, enc.default, json.encoder.encode_basestring_ascii, None, ": ", ", ", True, False, True
-    )
-    return lambda m: "".join(c_encode(m, 0))
-
-
-_metadata_json = _metadata_encoder()
-
 # A UTF-16 surrogate escape in a body: Python's json (the client's parse) accepts a lone one, pydantic's
 # JSON parser does not. Such pages take the JSON path, so they are judged exactly as before.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
-_COPIED = (
-    "id", "livemode", "status", "paid", "captured", "refunded", "disputed", "amount",
-    "amount_captured", "amount_refunded", "balance_transaction", "customer", "payment_intent",
-    "failure_code", "failure_message", "description",
-)  # fmt: skip
-"""The staged columns that are a charge's field as it is; the other four are derived."""
-_copied_fields = operator.attrgetter(*_COPIED)
-
-
 def charge_columns(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
-    """Charges the models validated (`ChargeFields` dicts, `Charge.model_dump()`) as staged
-    columns: through the fast path's records, so both paths build columns one way."""
-    return struct_columns(msgspec.convert(rows, list[ChargeStruct]))
+    """Charges the models validated (dicts, `Charge.model_dump()`) as staged columns."""
+    return CHARGES.dict_columns(rows)
 
 
 def struct_columns(charges: Sequence[Any]) -> dict[str, list[Any]]:
-    """Validated charges (`ChargeStruct`s, as the client decodes a clean page) as staged columns,
-    one list per column.
-
-    Amounts stay integers in minor units; `created` becomes microseconds, the Parquet column's
-    unit. Built column-wise (one C-level transpose of the copied fields, a comprehension per
-    derived one) rather than one dict per row: it is the hot path of every pull.
-    """
-    copied = [list(col) for col in zip(*map(_copied_fields, charges), strict=True)]
-    columns = dict(zip(_COPIED, copied or [[] for _ in _COPIED], strict=True))
-    columns["created"] = [c.created * 1_000_000 for c in charges]
-    columns["currency"] = [c.currency.lower() for c in charges]
-    columns["outcome_type"] = [o.type if (o := c.outcome) else None for c in charges]
-    columns["metadata"] = [_metadata_json(m) if (m := c.metadata) else None for c in charges]
-    return columns
+    """Validated charges (`ChargeStruct`s, as the client decodes a clean page) as staged
+    columns, one list per column: the hot path of every pull (`StripeSource.columns`)."""
+    return CHARGES.columns(charges)
 
 
-def clean_page_rows(page: Page, window: Window) -> list[dict[str, Any]] | None:
-    """The page's charges as validated dicts when every one is valid and inside `window`.
+def clean_page_rows(
+    page: Page, window: Window, source: StripeSource = CHARGES
+) -> list[dict[str, Any]] | None:
+    """The page's records as validated dicts when every one is valid and inside `window`.
 
     For a page the client could not decode as clean charges (drift, or something suspect): one
     strict validation of the objects it parsed instead (no second JSON parse), so a page that
@@ -136,7 +88,7 @@ def clean_page_rows(page: Page, window: Window) -> list[dict[str, Any]] | None:
     if _SURROGATE_ESCAPE.search(page.content):
         return None
     try:
-        rows: list[dict[str, Any]] = CHARGE_LIST.validate_python(page.items)
+        rows: list[dict[str, Any]] = source.list_adapter.validate_python(page.items)
     except ValidationError:
         return None
     if rows:
@@ -162,7 +114,7 @@ class PreparedPage:
     page: Page | None = None
 
 
-def prepare_page(page: Page, window: Window) -> PreparedPage:
+def prepare_page(page: Page, window: Window, source: StripeSource = CHARGES) -> PreparedPage:
     """Drift check, validation and columns of one page, in the thread that fetched it.
 
     Why there: right after the client's parse the page's records are still in the CPU cache,
@@ -171,24 +123,25 @@ def prepare_page(page: Page, window: Window) -> PreparedPage:
     A page the client decoded as clean charges (no drift, every record valid) needs only the
     window check; any other goes through the parsed items.
     """
-    if page.charges is not None:
-        charges = page.charges
+    if page.records is not None:
+        charges = page.records
         if not charges or (
             min(c.created for c in charges) >= window.start
             and max(c.created for c in charges) < window.end
         ):
-            columns = struct_columns(charges)
-            statuses = Counter(s for s in columns["status"] if s not in KNOWN_STATUSES)
+            columns = source.columns(charges)
+            statuses = Counter(s for s in columns["status"] if s not in source.known_statuses)
             return PreparedPage(len(charges), Counter(), columns, len(charges), statuses)
     drift: Counter[str] = Counter()
+    known = source.known_fields
     for item in page.items:
-        if isinstance(item, dict) and not KNOWN_CHARGE_FIELDS.issuperset(item):
-            drift.update(item.keys() - KNOWN_CHARGE_FIELDS)
-    rows = clean_page_rows(page, window)
+        if isinstance(item, dict) and not known.issuperset(item):
+            drift.update(item.keys() - known)
+    rows = clean_page_rows(page, window, source)
     if rows is None:
         return PreparedPage(len(page.items), drift, page=page)
-    statuses = Counter(r["status"] for r in rows if r["status"] not in KNOWN_STATUSES)
-    return PreparedPage(len(page.items), drift, charge_columns(rows), len(rows), statuses)
+    statuses = Counter(r["status"] for r in rows if r["status"] not in source.known_statuses)
+    return PreparedPage(len(page.items), drift, source.dict_columns(rows), len(rows), statuses)
 
 
 def describe_validation_error(exc: ValidationError) -> str:
@@ -203,11 +156,13 @@ class _Stop(Exception):
     pass
 
 
-def iter_window(client: ChargesClient, window: Window) -> Iterator[Page]:
+def iter_window(
+    client: ChargesClient, window: Window, source: StripeSource = CHARGES
+) -> Iterator[Page]:
     """Every page of one created-window, newest first, following `starting_after` cursors."""
     cursor: str | None = None
     while True:
-        page = client.list_page(window, cursor)
+        page = client.list_page(window, cursor, source)
         if not page.has_more or page.last_id is None:
             yield page
             return
@@ -221,6 +176,18 @@ def pull_charges(
     store: StageStore,
     days: Sequence[date],
     run_id: str,
+    **options: Any,
+) -> PullResult:
+    """`pull` of the charges (`CHARGES`): the call every charges pull makes."""
+    return pull(CHARGES, client, store, days, run_id, **options)
+
+
+def pull(
+    source: StripeSource,
+    client: ChargesClient,
+    store: StageStore,
+    days: Sequence[date],
+    run_id: str,
     *,
     windows_per_day: int,
     concurrency: int,
@@ -228,13 +195,15 @@ def pull_charges(
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     publish: bool = True,
 ) -> PullResult:
-    """Pull every charge created on `days` (US-Eastern) and stage them, one file per day.
+    """Pull every `source` record created on `days` (US-Eastern) and stage them, one file per
+    day, into `source.dataset`.
 
     With `publish=False` the day manifests are returned, not written: the caller publishes them
     (`publish_manifest`) once its blocking checks pass, so a day that fails one keeps its
     previous version as the current one."""
     started = time.perf_counter()
     days = sorted(set(days))
+    windows_per_day = source.windows_per_day or windows_per_day
     jobs = [(d, w) for d in days for w in split_window(day_window(d), windows_per_day)]
     remaining = Counter(d for d, _ in jobs)
     per_day = {d: DayCounts() for d in days}
@@ -256,9 +225,9 @@ def pull_charges(
 
     def fetch_window(day: date, window: Window) -> None:
         try:
-            for page in iter_window(client, window):
+            for page in iter_window(client, window, source):
                 synced = clock()  # when this version was read, before any processing
-                prepared = prepare_page(page, window)
+                prepared = prepare_page(page, window, source)
                 del page  # freed here, while still in cache, not after the next request
                 put(("page", (day, window), (prepared, synced)))  # raises _Stop once stopped
             put(("done", day, None))
@@ -271,10 +240,10 @@ def pull_charges(
                 return
 
     writer = PartitionedParquetWriter(
-        store, DATASET, STRIPE_CHARGES_SCHEMA, run_id, row_group_rows=row_group_rows
+        store, source.dataset, source.schema, run_id, row_group_rows=row_group_rows
     )
     quarantine = PartitionedParquetWriter(
-        store, DATASET, QUARANTINE_SCHEMA, run_id, prefix=QUARANTINE_PREFIX
+        store, source.dataset, QUARANTINE_SCHEMA, run_id, prefix=source.quarantine_prefix
     )
 
     def to_quarantine(day: date, item: Any, error: str, synced: datetime) -> None:
@@ -282,7 +251,7 @@ def pull_charges(
         quarantine.append_row(
             day,
             {
-                "source": DATASET,
+                "source": source.dataset,
                 "record_id": rid if isinstance(rid, str) else None,
                 "raw_payload": json.dumps(item),
                 "error": error,
@@ -304,20 +273,20 @@ def pull_charges(
         assert p.page is not None
         rows = slow_rows(day, window, p.page, synced)
         for r in rows:
-            if r["status"] not in KNOWN_STATUSES:
+            if r["status"] not in source.known_statuses:
                 drift_statuses[r["status"]] += 1
-        writer.append_columns(day, charge_columns(rows), len(rows), synced)
+        writer.append_columns(day, source.dict_columns(rows), len(rows), synced)
         counts.staged += len(rows)
 
     def slow_rows(day: date, window: Window, page: Page, synced: datetime) -> list[dict[str, Any]]:
         """Record by record, from JSON: quarantines what is invalid or outside the window."""
         try:
-            charges: list[Charge | None] = list(ChargePage.model_validate_json(page.content).data)
+            charges: list[Any] = list(source.page_model.model_validate_json(page.content).data)  # type: ignore[attr-defined]
         except ValidationError:
             charges = []
             for item in page.items:  # only pages that hold a bad record
                 try:
-                    charges.append(Charge.model_validate_json(json.dumps(item)))
+                    charges.append(source.model.model_validate_json(json.dumps(item)))
                 except ValidationError as exc:
                     to_quarantine(day, item, describe_validation_error(exc), synced)
                     charges.append(None)

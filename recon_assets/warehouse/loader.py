@@ -31,11 +31,13 @@ from recon_assets.stage.schemas import (
     STRIPE_CHARGES_SCHEMA,
     STRIPE_EVENT_READS_SCHEMA,
     STRIPE_LOOKUPS_SCHEMA,
+    STRIPE_REFUNDS_SCHEMA,
 )
 from recon_assets.stage.store import StageStore
 
 DATASETS: Mapping[str, pa.Schema] = {
     "stripe_charges": STRIPE_CHARGES_SCHEMA,
+    "stripe_refunds": STRIPE_REFUNDS_SCHEMA,
     "ledger_entries": LEDGER_ENTRIES_SCHEMA,
 }
 """The datasets a loader accepts, by name. The name is also the raw table's name, so it is

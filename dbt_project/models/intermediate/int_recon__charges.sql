@@ -9,7 +9,7 @@
   ledger was loaded without gaps through its booking deadline, whatever else was loaded or in
   which order. The `as_of` var, when given, overrides it for every charge (tests, what-ifs).
 
-  The ledger side is net of the ledger's own corrections (int_ledger__entries_by_charge): a
+  The ledger side is net of the ledger's own corrections (int_ledger__entries_by_item): a
   reversed entry does not count, and timeliness is judged by the charge's first booking, so a
   wrong amount reversed and re-booked after the deadline is `matched`, not `late_posting`.
 -#}
@@ -21,7 +21,8 @@ with charges as (
 
 ledger as (
 
-    select * from {{ ref('int_ledger__entries_by_charge') }}
+    select * from {{ ref('int_ledger__entries_by_item') }}
+    where item_type = 'charge'
 
 ),
 
@@ -63,7 +64,7 @@ joined as (
         on c.created_date_et >= cov.first_day
         and c.created_date_et < cov.end_day_exclusive
     left join ledger as l
-        on l.charge_id = c.charge_id
+        on l.item_id = c.charge_id
 
 )
 
@@ -71,26 +72,18 @@ select
     created_date_et as reporting_date,
     charge_id,
     ledger_entry_ids,
-    case
-        when status = 'pending'
-            then 'pending_in_stripe'
-        when not (status = 'succeeded' and coalesce(captured, false))
-            then case when ledger_entry_count = 0 then 'not_booked' else 'unexpected_ledger_entry' end
-        when ledger_entry_count = 0
-            then case
-                when as_of is null or booking_deadline > as_of then 'pending_in_ledger'
-                else 'missing_in_ledger'
-            end
-        when ledger_entry_count > 1
-            then 'duplicate_in_ledger'
-        when ledger_currency <> currency
-            then 'currency_mismatch'
-        when ledger_amount is distinct from amount_captured
-            then 'amount_mismatch'
-        when first_posted_at > booking_deadline
-            then 'late_posting'
-        else 'matched'
-    end as recon_status,
+    {{ recon.item_status(
+        is_pending="status = 'pending'",
+        is_settled="status = 'succeeded' and coalesce(captured, false)",
+        entry_count='ledger_entry_count',
+        ledger_currency='ledger_currency',
+        currency='currency',
+        ledger_amount='ledger_amount',
+        expected_amount='amount_captured',
+        first_posted_at='first_posted_at',
+        booking_deadline='booking_deadline',
+        as_of='as_of',
+    ) }} as recon_status,
     currency,
     amount_captured as stripe_amount,
     ledger_amount,

@@ -53,6 +53,7 @@ orphans as (
         ledger_posted_at,
         cast(null as {{ recon.instant_type() }}) as booking_deadline
     from {{ ref('int_recon__orphan_ledger_entries') }}
+    where item_type = 'charge'
 
 )
 

@@ -1,5 +1,6 @@
 {#-
-  Ledger `charge` entries whose external_ref is no Stripe charge we hold, one row per entry,
+  Ledger `charge` entries whose external_ref is no Stripe charge we hold, and `refund` entries
+  whose external_ref is no refund we hold (`item_type`), one row per entry,
   reported on the US-Eastern day the entry was posted. What they are depends on what Stripe said
   when the charge was looked up by id (stg_stripe__charge_lookups), never on what happens to be
   loaded:
@@ -14,7 +15,9 @@
   reversals after its own id.
 -#}
 select
+    e.entry_type as item_type,
     e.posted_date_et as reporting_date,
+    e.external_ref as item_id,
     e.external_ref as charge_id,
     case
         when e.reversal_ids is null then cast(e.entry_id as varchar)
@@ -33,9 +36,13 @@ select
     e.loaded_at as ledger_loaded_at
 from {{ ref('int_ledger__net_entries_in_build') }} as e
 left join {{ ref('int_stripe__charges_in_build') }} as c
-    on c.charge_id = e.external_ref
+    on e.entry_type = 'charge'
+    and c.charge_id = e.external_ref
+left join {{ ref('int_stripe__refunds_in_build') }} as r
+    on e.entry_type = 'refund'
+    and r.refund_id = e.external_ref
 left join {{ ref('stg_stripe__charge_lookups') }} as lk
     on lk.charge_id = e.external_ref
-where e.entry_type = 'charge'
-  and not e.is_reversed_out
+where not e.is_reversed_out
   and c.charge_id is null
+  and r.refund_id is null

@@ -1,11 +1,13 @@
 {{ config(materialized='table') }}
 {#-
-  The charge ids whose fact rows this build rebuilds (orphan entries are keyed by the charge id
-  they name, '' for none, so one id covers a charge and the entries pointing at it). Late data
-  reopens exactly what it touches:
+  The item ids whose fact rows this build rebuilds: charge ids and refund ids (`re_...`), each
+  of which names its own item (orphan entries are keyed by the id they name, '' for none, so one
+  id covers an item and the entries pointing at it). The column keeps its first name,
+  `charge_id`. Late data reopens exactly what it touches:
     - charges and ledger entries loaded since the last build (`_loaded_at` after the fact table's
       `raw_loaded_through`): a charge re-pulled or found by a look-up, an entry posted weeks
-      late or edited, whatever their day; for a reversal, the charge of the entry it cancels;
+      late or edited, whatever their day; refunds loaded since (a refund that failed weeks
+      later); for a reversal, the item of the entry it cancels;
     - charges a ledger load took an entry away from, and every id a look-up answered;
     - charges created within T+1 days before a newly loaded ledger day: their booking deadline
       may now be covered (pending_in_ledger may become missing_in_ledger);
@@ -35,6 +37,8 @@
 {%- set w = recon.reporting_window() -%}
 {%- set t = recon.tolerance_days() -%}
 {%- set charges_src = source('raw', 'stripe_charges') -%}
+{%- set refunds_src = source('raw', 'stripe_refunds') -%}
+{%- set refund_created = recon.utc_instant(refunds_src, 'created') -%}
 {%- set entries_src = source('raw', 'ledger_entries') -%}
 {%- set created = recon.utc_instant(charges_src, 'created') -%}
 {%- set posted = recon.utc_instant(entries_src, 'posted_at') -%}
@@ -50,6 +54,8 @@ with
 touched as (
 
     select id as charge_id from {{ charges_src }}
+    union
+    select id as charge_id from {{ refunds_src }}
     union
     select coalesce(external_ref, '') as charge_id from {{ entries_src }}
 
@@ -92,6 +98,9 @@ touched as (
     select c.id as charge_id from {{ charges_src }} as c cross join since as s
     where s.loaded_through is null or {{ recon.utc_instant(charges_src, '_loaded_at') }} > s.loaded_through
     union
+    select f.id as charge_id from {{ refunds_src }} as f cross join since as s
+    where s.loaded_through is null or {{ recon.utc_instant(refunds_src, '_loaded_at') }} > s.loaded_through
+    union
     select coalesce(e.external_ref, '') as charge_id from {{ entries_src }} as e cross join since as s
     where s.loaded_through is null or {{ recon.utc_instant(entries_src, '_loaded_at') }} > s.loaded_through
     union
@@ -114,11 +123,20 @@ touched as (
     inner join new_ledger_days as d
         on {{ created }} >= d.from_instant
         and {{ created }} < d.until_instant
+    union
+    select f.id as charge_id from {{ refunds_src }} as f
+    inner join new_ledger_days as d
+        on {{ refund_created }} >= d.from_instant
+        and {{ refund_created }} < d.until_instant
     {%- if w is not none %}
     union
     select id as charge_id from {{ charges_src }}
     where {{ created }} >= {{ window_from }}
       and {{ created }} < {{ window_until }}
+    union
+    select id as charge_id from {{ refunds_src }}
+    where {{ refund_created }} >= {{ window_from }}
+      and {{ refund_created }} < {{ window_until }}
     union
     select coalesce(external_ref, '') as charge_id from {{ entries_src }}
     where {{ posted }} >= {{ window_from }}

@@ -1,6 +1,7 @@
 {{ config(unique_key='history_key', full_refresh=false) }}
 {#-
-  Every state each reconciliation item (charge or orphan entry) has had: one row per version,
+  Every state each reconciliation item (charge, refund or orphan entry) has had: one row per
+  version (`charge_id` holds the item's id: a refund's is its `re_...`),
   valid from the build that first showed it until the build that replaced it (`valid_to` NULL:
   the current version), with the Dagster run that made the change. A version is the item's
   status plus everything ops see change on it: Stripe's status, capture, captured / refunded
@@ -24,7 +25,9 @@
 {%- set since_seen = "1 = 0" %}
 {%- if is_incremental() and execute %}
     {%- set fct = ref('fct_charge_reconciliation') %}
-    {%- set seen, newest = run_query("select (select max(raw_loaded_through) from " ~ this ~ "), (select max(raw_loaded_through) from " ~ fct ~ ")").rows[0] %}
+    {%- set refunds = ref('fct_refund_reconciliation') %}
+    {#- the newest of both fact tables: a build can rebuild refunds and no charge #}
+    {%- set seen, newest = run_query("select (select max(raw_loaded_through) from " ~ this ~ "), (select max(t) from (select max(raw_loaded_through) as t from " ~ fct ~ " union all select max(raw_loaded_through) from " ~ refunds ~ ") as f)").rows[0] %}
     {%- if newest is not none %}
         {%- set since_seen = "f.raw_loaded_through >= " ~ recon.instant_literal(newest) %}
         {%- if seen is not none %}
@@ -48,7 +51,17 @@ with current_items as (
         {% for c in tracked -%}
         coalesce(cast(f.{{ c }} as varchar), '~'){% if not loop.last %} || '|' || {% endif %}
         {%- endfor %} as version_text
-    from {{ ref('fct_charge_reconciliation') }} as f
+    from (
+        select {{ cols | join(', ') }} from {{ ref('fct_charge_reconciliation') }}
+        union all
+        {#- a refund is an item of its own: its id in the item-id column #}
+        select recon_key, refund_id as charge_id, reporting_date, recon_status, is_break,
+               currency, stripe_status, cast(null as boolean) as stripe_captured, stripe_amount,
+               cast(null as bigint) as stripe_amount_refunded,
+               cast(null as boolean) as stripe_disputed, ledger_entry_ids, ledger_amount,
+               amount_diff, raw_loaded_through
+        from {{ ref('fct_refund_reconciliation') }}
+    ) as f
     {%- if is_incremental() %}
     where {{ since_seen }}
     {%- endif %}

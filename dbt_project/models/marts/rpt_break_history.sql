@@ -55,8 +55,9 @@ current_version as (
     reversals only. -#}
 reversed_entries as (
 
-    select distinct 'ledger_entry:' || cast(reversal_of as varchar) as recon_key
+    select distinct prefix || cast(reversal_of as varchar) as recon_key
     from {{ source('raw', 'ledger_entries') }}
+    cross join (select 'ledger_entry:' as prefix union all select 'refund_entry:' as prefix) as p
     where reversal_of is not null
 
 )

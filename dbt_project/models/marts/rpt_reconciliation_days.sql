@@ -1,14 +1,23 @@
 {{ config(materialized='view') }}
 {#-
   One row per US-Eastern reporting day: is it final, and if not, why. A view over the fact
-  table and the load log, so it can never disagree with them.
+  tables (charges and refunds: a day is final only when its refunds are too) and the load log,
+  so it can never disagree with them.
   Final = the Stripe day was loaded whole, the ledger is loaded without gaps from the day through
   its last booking deadline (the day's end + T), and no item of the day is still pending
   (in Stripe, in the ledger, or awaiting a look-up by id). Anything else is preliminary, and
   `day_status_reason` says which of these is missing.
 -#}
 {%- set t = recon.tolerance_days() -%}
-with items as (
+with facts as (
+
+    select reporting_date, recon_status, is_break from {{ ref('fct_charge_reconciliation') }}
+    union all
+    select reporting_date, recon_status, is_break from {{ ref('fct_refund_reconciliation') }}
+
+),
+
+items as (
 
     select
         reporting_date,
@@ -17,17 +26,20 @@ with items as (
         sum(case when recon_status = 'pending_in_stripe' then 1 else 0 end) as pending_in_stripe,
         sum(case when recon_status = 'pending_in_ledger' then 1 else 0 end) as pending_in_ledger,
         sum(case when recon_status = 'pending_stripe_lookup' then 1 else 0 end) as pending_lookup
-    from {{ ref('fct_charge_reconciliation') }}
+    from facts
     group by reporting_date
 
 ),
 
+{#- A Stripe day is loaded when every Stripe object of it is (charges and refunds). -#}
 stripe_days as (
 
-    select distinct partition_date
+    select partition_date
     from {{ ref('stg_recon__load_log') }}
-    where dataset = 'stripe_charges'
+    where dataset in ('stripe_charges', 'stripe_refunds')
       and load_kind = 'day'
+    group by partition_date
+    having count(distinct dataset) = 2
 
 ),
 

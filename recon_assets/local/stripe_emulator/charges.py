@@ -378,6 +378,7 @@ def seeded_changes(h: int, created: int) -> list[tuple[int, str]]:
 CHANGE_EVENT = {
     "capture": "charge.captured",
     "refund": "charge.refunded",
+    "refund_fail": "refund.failed",
     "dispute": "charge.dispute.created",
     "update": "charge.updated",
 }
@@ -390,13 +391,35 @@ def change_event_type(change: ChargeChange) -> str:
     return CHANGE_EVENT[change.kind]
 
 
-def apply_changes(text: str, changes: list[ChargeChange], now: int) -> str:
-    """A charge's JSON with its hand-made changes (sorted by `at`) as they stand at `now`."""
+@dataclass(frozen=True)
+class HandRefund:
+    """A refund a hand-made change made: its index among the charge's refunds, when, how much,
+    and when it failed (None: it did not, by the time asked about)."""
+
+    n: int
+    created: int
+    amount: int
+    failed_at: int | None
+
+
+def apply_changes(
+    text: str, changes: list[ChargeChange], now: int, refunds: list[HandRefund] | None = None
+) -> str:
+    """A charge's JSON with its hand-made changes (sorted by `at`) as they stand at `now`.
+
+    Refunds add up: a seeded refund already in `amount_refunded` is refund 0, each hand-made
+    `refund` a new one (of what is left, by default), and a `refund_fail` gives the latest
+    refund's money back. With `refunds`, the hand-made refunds are appended to it, so the
+    account's refund objects come from the very replay that sets the charge's amount_refunded.
+    """
     c = json.loads(text)
+    active: list[list[int]] = [[0, c["amount_refunded"]]] if c["amount_refunded"] else []
+    made: list[HandRefund] = []
     for ch in changes:
         due = now >= ch.at
         if ch.kind == "settle":
             c.update(amount_refunded=0, refunded=False, disputed=False)
+            active.clear()
             if not due:
                 c.update(status="pending", paid=False, failure_code=None, failure_message=None)
             elif ch.outcome == "failed":
@@ -415,16 +438,33 @@ def apply_changes(text: str, changes: list[ChargeChange], now: int) -> str:
             else:
                 c.update(captured=False, amount_captured=0, amount_refunded=0, refunded=False,
                          disputed=False)  # fmt: skip
+                active.clear()
         elif not due:
             continue
         elif ch.kind == "refund":
-            refunded = c["amount_captured"] if ch.amount is None else ch.amount
-            refunded = min(refunded, c["amount_captured"])
-            c.update(amount_refunded=refunded, refunded=refunded == c["amount_captured"])
+            left = c["amount_captured"] - sum(a for _, a in active)
+            amount = left if ch.amount is None else min(ch.amount, left)
+            if amount > 0:  # refund 0 is the seeded one's, whether or not the charge has it
+                n = 1 + sum(1 for r in made if r.n > 0)
+                made.append(HandRefund(n, ch.at, amount, None))
+                active.append([n, amount])
+        elif ch.kind == "refund_fail":
+            if active:
+                n, amount = active.pop()
+                if n == 0:  # the seeded refund failed: a marker, its creation is the seed's
+                    made.append(HandRefund(0, -1, amount, ch.at))
+                made = [
+                    HandRefund(r.n, r.created, r.amount, ch.at) if r.n == n else r for r in made
+                ]
         elif ch.kind == "dispute":
             c["disputed"] = True
         else:
             c["description"] = ch.description
+        refunded = sum(a for _, a in active)
+        c.update(amount_refunded=refunded,
+                 refunded=bool(refunded) and refunded == c["amount_captured"])  # fmt: skip
+    if refunds is not None:
+        refunds += made
     return json.dumps(c, separators=(",", ":"))
 
 

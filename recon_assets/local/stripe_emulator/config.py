@@ -23,7 +23,7 @@ MAX_CHARGES_PER_DAY = 5_000_000
 """Ids carry the index inside a day in four base-62 digits (62**4 = 14.7 M); keep well below it."""
 
 TruncateMode = Literal["mixed", "short_length", "abort"]
-ChangeKind = Literal["settle", "capture", "refund", "dispute", "update"]
+ChangeKind = Literal["settle", "capture", "refund", "refund_fail", "dispute", "update"]
 
 API_VERSION = "2026-10-28.endive"
 """What the emulator speaks when a client sends no Stripe-Version (stripe 16.1's pin), and the
@@ -43,12 +43,16 @@ class ChargeChange:
     - `settle`: the charge is `pending` from its creation until `at`, then `outcome`;
     - `capture`: an authorization (captured false, amount_captured 0) until `at`, then captured
       for `amount` (None: in full; less is a partial capture);
-    - `refund`: from `at`, `amount` refunded (None: all of amount_captured);
+    - `refund`: at `at`, a refund of `amount` (None: what is left of amount_captured), an
+      object of its own (`re_...`) that succeeds at once;
+    - `refund_fail`: at `at`, the charge's latest refund created before it fails (its money
+      comes back: the charge's amount_refunded drops by its amount);
     - `dispute`: from `at`, disputed;
     - `update`: from `at`, the description is `description`.
 
     Each one is also an event (`charge.succeeded`/`charge.failed`, `charge.captured`,
-    `charge.refunded`, `charge.dispute.created`, `charge.updated`) created at `at`.
+    `charge.refunded` with `refund.created`, `refund.failed` with `charge.refund.updated`,
+    `charge.dispute.created`, `charge.updated`) created at `at`.
     """
 
     charge_id: str
@@ -59,7 +63,7 @@ class ChargeChange:
     description: str | None = None
 
     def __post_init__(self) -> None:
-        if self.kind not in ("settle", "capture", "refund", "dispute", "update"):
+        if self.kind not in ("settle", "capture", "refund", "refund_fail", "dispute", "update"):
             raise ValueError(f"unknown change kind {self.kind!r}")
         if self.outcome not in ("succeeded", "failed"):
             raise ValueError(f"a settle outcome is succeeded or failed, not {self.outcome!r}")

@@ -26,6 +26,7 @@ from recon_assets.local.stripe_emulator.charges import (
 )
 from recon_assets.local.stripe_emulator.config import API_VERSION, EVENT_RETENTION_S
 from recon_assets.local.stripe_emulator.ids import ALNUM_TABLE
+from recon_assets.local.stripe_emulator.refunds import RefundBook
 
 EVENTS_URL = "/v1/events"
 
@@ -37,6 +38,8 @@ class Event:
     type: str
     position: int
     """The charge's position in the account (`ChargeGenerator`)."""
+    refund: int = -1
+    """For an event that carries a Refund: the refund's index among its charge's."""
 
 
 def type_filter(type_: str | None, types: list[str]) -> Callable[[str], bool]:
@@ -66,8 +69,9 @@ LISTINGS_KEPT = 4
 class EventLog:
     """The account's events, derived on demand from its generator."""
 
-    def __init__(self, gen: ChargeGenerator) -> None:
+    def __init__(self, gen: ChargeGenerator, refunds: RefundBook | None = None) -> None:
         self.gen = gen
+        self.refunds = refunds or RefundBook(gen)
         self._seed = gen.cfg.seed
         self._listings: OrderedDict[tuple[object, ...], Listing] = OrderedDict()
         self._lock = threading.Lock()
@@ -107,10 +111,9 @@ class EventLog:
         hi = min(lt if lt is not None else now + 1, now + 1)
         return lo, hi
 
-    def event_id(self, position: int, type_: str, created: int) -> str:
-        digest = hashlib.blake2b(
-            f"{self._seed}:{position}:{type_}:{created}".encode(), digest_size=24, person=b"evt"
-        ).digest()
+    def event_id(self, position: int, type_: str, created: int, refund: int = -1) -> str:
+        key = f"{self._seed}:{position}:{type_}:{created}" + (f":{refund}" if refund >= 0 else "")
+        digest = hashlib.blake2b(key.encode(), digest_size=24, person=b"evt").digest()
         return "evt_3" + digest[:23].translate(ALNUM_TABLE).decode()
 
     def list(
@@ -134,14 +137,26 @@ class EventLog:
         for g, changes in gen.changes.items():
             for ch in changes:
                 type_ = change_event_type(ch)
-                if lo <= ch.at < hi and keep(type_):
+                if ch.kind != "refund_fail" and lo <= ch.at < hi and keep(type_):
                     out.append(Event(ch.at, self.event_id(g, type_, ch.at), type_, g))
+        # the refunds' own events carry the Refund (a refund failing is only theirs)
+        for t, type_, r in self.refunds.events(lo, hi):
+            if keep(type_):
+                eid = self.event_id(r.charge_position, type_, t, r.n)
+                out.append(Event(t, eid, type_, r.charge_position, r.n))
         out.sort(key=lambda e: (e.created, e.id), reverse=True)
         return out
 
     def render(self, event: Event) -> str:
         """The event's JSON: Stripe's envelope around the object as it was at `created`."""
-        text = self.gen.render_span(event.position, event.position + 1, event.created)[0]
+        if event.refund >= 0:
+            r = next(
+                r for r in self.refunds.of_charge(event.position, event.created)
+                if r.n == event.refund
+            )  # fmt: skip
+            text = self.refunds.render(r, event.created)
+        else:
+            text = self.gen.render_span(event.position, event.position + 1, event.created)[0]
         if event.type.startswith("charge.dispute."):
             text = self._dispute(json.loads(text), event)
         return (

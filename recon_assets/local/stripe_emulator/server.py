@@ -38,6 +38,7 @@ from recon_assets.local.stripe_emulator.faults import (
     malform,
     malformed_kind,
 )
+from recon_assets.local.stripe_emulator.refunds import REFUNDS_URL, RefundBook
 
 LIST_URL = "/v1/charges"
 _HAS_MORE = b'],"has_more":true,"url":"/v1/charges"}'
@@ -48,6 +49,7 @@ _LIST_PARAMS = frozenset(
     | {f"created[{op}]" for op in ("gt", "gte", "lt", "lte")}
 )
 _EVENT_PARAMS = _LIST_PARAMS | {"type", "types[]"}
+_REFUND_PARAMS = _LIST_PARAMS | {"charge"}
 _TYPES_ITEM = re.compile(r"^types\[\d*\]$")
 
 
@@ -162,7 +164,8 @@ class _App:
     def __init__(self, cfg: EmulatorConfig) -> None:
         self.cfg = cfg
         self.gen = ChargeGenerator(cfg)
-        self.events = EventLog(self.gen)
+        self.refunds = RefundBook(self.gen)
+        self.events = EventLog(self.gen, self.refunds)
         self.plan = FaultPlan(cfg.seed, cfg.faults)
         self.counters = Counters()
         f = cfg.faults
@@ -223,6 +226,10 @@ class _App:
             return self._list(url.query)
         if h.command == "GET" and path == EVENTS_URL:
             return self._list_events(url.query)
+        if h.command == "GET" and path == REFUNDS_URL:
+            return self._list_refunds(url.query)
+        if h.command == "GET" and path.startswith(REFUNDS_URL + "/") and path.count("/") == 3:
+            return self._retrieve_refund(unquote(path[len(REFUNDS_URL) + 1 :]), url.query)
         if h.command == "GET" and path.startswith(LIST_URL + "/") and path.count("/") == 3:
             return self._retrieve(unquote(path[len(LIST_URL) + 1 :]), url.query)
         raise ApiError(
@@ -331,6 +338,71 @@ class _App:
             b'],"has_more":' + (b"true" if has_more else b"false") + b',"url":"/v1/events"}'
         )
         return chunks, 0, 0
+
+    def _list_refunds(self, query: str) -> tuple[list[bytes], int, int]:
+        """`GET /v1/refunds`: `created` filters, `charge`, Stripe's paging (newest first, by id
+        cursors). Stripe's `payment_intent` filter is not emulated (recon does not use it)."""
+        params = dict(parse_qsl(query, keep_blank_values=True))
+        for name in params:
+            if name not in _REFUND_PARAMS:
+                raise ApiError(
+                    400, "invalid_request_error", f"Received unknown parameter: {name}", param=name
+                )
+        limit, gte, lt, after, before = _paging(params)
+        now = self.gen.now()
+        book = self.refunds
+        owner = params.get("charge")
+        if owner is not None:
+            g = self.gen.position_of(owner, now)
+            found = [] if g is None else book.of_charge(g, now)
+            lo, hi = gte if gte is not None else 0, lt if lt is not None else now + 1
+            refunds = sorted(
+                (r for r in found if lo <= r.created < hi),
+                key=lambda r: (r.created, book.id_of(r)),
+                reverse=True,
+            )
+        else:
+            refunds = book.in_window(gte if gte is not None else 0,
+                                     lt if lt is not None else now + 1, now)  # fmt: skip
+        ids = [book.id_of(r) for r in refunds]
+        cursor = after if after is not None else before
+        if cursor is not None and cursor not in ids:
+            raise ApiError(
+                400, "invalid_request_error", f"No such refund: '{cursor}'",
+                code="resource_missing",
+                param="starting_after" if after is not None else "ending_before",
+            )  # fmt: skip
+        if before is not None:
+            end = ids.index(before)
+            page = refunds[max(0, end - limit) : end]
+            has_more = end - limit > 0
+        else:
+            begin = 0 if after is None else ids.index(after) + 1
+            page = refunds[begin : begin + limit]
+            has_more = begin + limit < len(refunds)
+        chunks = [b'{"object":"list","data":[']
+        for r in page:
+            chunks += (book.render(r, now).encode(), b",")
+        if page:
+            chunks.pop()
+        chunks.append(
+            b'],"has_more":' + (b"true" if has_more else b"false") + b',"url":"/v1/refunds"}'
+        )
+        return chunks, 0, 0
+
+    def _retrieve_refund(self, rid: str, query: str) -> tuple[list[bytes], int, int]:
+        for name, _ in parse_qsl(query, keep_blank_values=True):
+            raise ApiError(
+                400, "invalid_request_error", f"Received unknown parameter: {name}", param=name
+            )
+        now = self.gen.now()
+        r = self.refunds.get(rid, now)
+        if r is None:
+            raise ApiError(
+                404, "invalid_request_error", f"No such refund: '{rid}'",
+                code="resource_missing", param="id",
+            )  # fmt: skip
+        return [self.refunds.render(r, now).encode()], 0, 0
 
     def _cursor(self, param: str, charge_id: str, now: int) -> int:
         g = self.gen.position_of(charge_id, now)

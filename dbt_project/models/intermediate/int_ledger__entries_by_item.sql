@@ -1,6 +1,8 @@
 {#-
-  The ledger's view of each Stripe charge this build rebuilds: its `charge` entries grouped by
-  external_ref, net of the ledger's corrections (int_ledger__net_entries_in_build). An entry
+  The ledger's view of each item this build rebuilds: a Stripe charge's `charge` entries, a
+  refund's `refund` entries, grouped by (entry type, external_ref) as (`item_type`, `item_id`),
+  net of the ledger's corrections (int_ledger__net_entries_in_build). Charges and refunds are
+  rows of the same rules (macros/item_status.sql). An entry
   whose reversals cancel it drops out: `ledger_entry_count`, `ledger_amount` and the currencies
   are of the entries that still stand (a partly reversed entry counts by what is left), while
   `first_posted_at` is the item's first booking, reversed or not: timeliness is judged by it,
@@ -13,15 +15,16 @@
   charge has one entry and no correction, whose list is its id, so only the others go through it
   (7.4 s in all). It was also what ran out of the default 256MB in a first build of 8 M charges
   (in assert_amounts_fit_in_int64, the first reader of every item); the build now completes
-  there (docs/benchmarks.md, "First builds"). Neither the entries nor `by_charge` is a CTE
-  read twice: DuckDB materializes such a CTE whole, and `by_charge` materialized ran out of
-  256MB at 8 M charges.
+  there (docs/benchmarks.md, "First builds"). Neither the entries nor `by_item` is a CTE
+  read twice: DuckDB materializes such a CTE whole, and it materialized ran out of 256MB at
+  8 M charges.
 -#}
 {%- set entries = ref('int_ledger__net_entries_in_build') %}
-with by_charge as (
+with by_item as (
 
     select
-        external_ref as charge_id,
+        entry_type as item_type,
+        external_ref as item_id,
         count(case when not is_reversed_out then 1 end) as ledger_entry_count,
         min(entry_id) as first_entry_id,
         sum(case when not is_reversed_out then net_amount end) as ledger_amount,
@@ -31,43 +34,42 @@ with by_charge as (
         max(case when not is_reversed_out then posted_at end) as last_posted_at,
         sum(reversal_count) as reversal_count
     from {{ entries }}
-    where entry_type = 'charge'
-      and external_ref is not null
-    group by external_ref
+    where external_ref is not null
+    group by entry_type, external_ref
 
 ),
 
 several as (
 
     select
-        charge_id,
+        item_type,
+        item_id,
         {{ recon.string_agg_ordered('cast(id as varchar)', 'id') }} as ledger_entry_ids
     from (
-        select e.external_ref as charge_id, e.entry_id as id
+        select e.entry_type as item_type, e.external_ref as item_id, e.entry_id as id
         from {{ entries }} as e
-        where e.entry_type = 'charge'
-          and e.external_ref in (
-              select external_ref
+        where e.external_ref is not null
+          and e.entry_type || ':' || e.external_ref in (
+              select entry_type || ':' || external_ref
               from {{ entries }}
-              where entry_type = 'charge'
-                and external_ref is not null
-              group by external_ref
+              where external_ref is not null
+              group by entry_type, external_ref
               having count(*) > 1 or sum(reversal_count) > 0
           )
         union all
-        select e.external_ref as charge_id, r.entry_id as id
+        select e.entry_type as item_type, e.external_ref as item_id, r.entry_id as id
         from {{ ref('int_ledger__reversals_in_build') }} as r
         inner join {{ ref('int_ledger__entries_in_build') }} as e
             on e.entry_id = r.reversal_of
-        where e.entry_type = 'charge'
-          and e.external_ref is not null
+        where e.external_ref is not null
     ) as ids
-    group by charge_id
+    group by item_type, item_id
 
 )
 
 select
-    b.charge_id,
+    b.item_type,
+    b.item_id,
     b.ledger_entry_count,
     coalesce(s.ledger_entry_ids, cast(b.first_entry_id as varchar)) as ledger_entry_ids,
     case when b.ledger_entry_count > 0 then b.ledger_amount end as ledger_amount,
@@ -76,6 +78,7 @@ select
     b.first_posted_at,
     b.last_posted_at,
     b.reversal_count
-from by_charge as b
+from by_item as b
 left join several as s
-    on s.charge_id = b.charge_id
+    on s.item_type = b.item_type
+    and s.item_id = b.item_id
