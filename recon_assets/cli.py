@@ -130,6 +130,10 @@ def _print_days(settings: ReconSettings, result: Any) -> None:
             f"  {m.partition}  {status:<11} {meta['items']:>7,} items  {meta['breaks']:>4,} breaks"
             f"  match rate {float(meta['match_rate']):.2%}"
         )
+        print(
+            f"              refunds {meta.get('refunds', 0):,} ({meta.get('refund_breaks', 0):,} "
+            f"breaks); {meta.get('resolved_by_correction', 0):,} breaks corrected in the ledger"
+        )
         print(f"              {meta['report']}")
     print(f"  all days:   {settings.stage_uri.rstrip('/')}/{INDEX_KEY}")
 

@@ -95,19 +95,27 @@ def describe_step(step: str, metas: list[dict[str, Any]], checks: tuple[int, int
             f"({_first(metas, 'run_requests'):,} requests, "
             f"{float(_first(metas, 'run_rows_per_s', 0.0)):,.0f} charges/s)"
         )
+    if step == "stripe_refunds":
+        return (
+            f"{_sum(metas, 'rows'):,} refunds staged, {_sum(metas, 'quarantined'):,} quarantined "
+            f"({_first(metas, 'run_requests'):,} requests)"
+        )
     if step == "ledger_entries":
         return f"{_sum(metas, 'rows'):,} ledger entries staged"
-    if step.startswith("raw__") and step.endswith(("stripe_charges", "ledger_entries")):
+    if step.startswith("raw__") and step.endswith(
+        ("stripe_charges", "stripe_refunds", "ledger_entries")
+    ):
         return f"{_sum(metas, 'rows'):,} rows loaded"
     if step == "raw__stripe_charge_events":
         return (
             f"{_first(metas, 'run_events_read'):,} Stripe events read, "
-            f"{_first(metas, 'run_charges_repulled'):,} charges re-pulled, "
+            f"{_first(metas, 'run_charges_repulled'):,} charges and "
+            f"{_first(metas, 'run_refunds_repulled'):,} refunds re-pulled, "
             f"{_first(metas, 'run_days_reopened'):,} earlier days reopened"
         )
     if step == "raw__stripe_charge_lookups":
         return (
-            f"{_first(metas, 'run_lookups'):,} charges looked up by id "
+            f"{_first(metas, 'run_lookups'):,} charges and refunds looked up by id "
             f"({_first(metas, 'run_found'):,} found, {_first(metas, 'run_not_found_404'):,} not "
             "found)"
         )
@@ -123,8 +131,10 @@ def describe_step(step: str, metas: list[dict[str, Any]], checks: tuple[int, int
 
 LABELS = {
     "stripe_charges": "pull Stripe charges",
+    "stripe_refunds": "pull Stripe refunds",
     "ledger_entries": "extract the ledger",
     "raw__stripe_charges": "load charges",
+    "raw__stripe_refunds": "load refunds",
     "raw__ledger_entries": "load ledger entries",
     "raw__stripe_charge_events": "Stripe events",
     "raw__stripe_charge_lookups": "look-ups by id",

@@ -1327,11 +1327,13 @@ def test_parse_prod_target_without_a_connection(tmp_path: Path) -> None:
         for n in manifest["nodes"].values()
         if n["resource_type"] == "model" and n["config"]["schema"] == "marts"
     }
-    fct = marts.pop("fct_charge_reconciliation")
-    assert fct["materialized"] == "incremental"
-    assert fct["incremental_strategy"] == "delete+insert"
-    assert fct["unique_key"] == "recon_key"
-    assert fct["tmp_relation_type"] == "transient"
+    for name in ("fct_charge_reconciliation", "fct_refund_reconciliation"):
+        fct = marts.pop(name)
+        assert fct["materialized"] == "incremental"
+        assert fct["incremental_strategy"] == "delete+insert"
+        assert fct["unique_key"] == "recon_key"
+        assert fct["tmp_relation_type"] == "transient"
+    assert sources["stripe_refunds"]["meta"]["dagster"]["asset_key"] == ["raw", "stripe_refunds"]
     history = marts.pop("fct_reconciliation_history")
     assert history["materialized"] == "incremental"
     assert history["unique_key"] == "history_key"
@@ -1385,21 +1387,26 @@ def test_dagster_dbt_assets_build_a_partition_range(tmp_path: Path) -> None:
     specs = {k.to_user_string(): s for k, s in assets.specs_by_key.items()}
     assert set(specs) == {
         "staging/stg_stripe__charges",
+        "staging/stg_stripe__refunds",
         "staging/stg_ledger__entries",
         "staging/stg_recon__load_log",
         "staging/stg_stripe__charge_lookups",
         "staging/stg_ledger__dropped_refs",
         "intermediate/int_stripe__charges_in_build",
+        "intermediate/int_stripe__refunds_in_build",
         "intermediate/int_ledger__entries_in_build",
         "intermediate/int_ledger__reversals_in_build",
         "intermediate/int_ledger__net_entries_in_build",
-        "intermediate/int_ledger__entries_by_charge",
+        "intermediate/int_ledger__entries_by_item",
         "intermediate/int_recon__ledger_coverage",
         "intermediate/int_recon__charges",
+        "intermediate/int_recon__refunds",
+        "intermediate/int_recon__refund_items",
         "intermediate/int_recon__orphan_ledger_entries",
         "intermediate/int_recon__items",
         "intermediate/int_recon__touched_charges",
         "marts/fct_charge_reconciliation",
+        "marts/fct_refund_reconciliation",
         "marts/rpt_daily_reconciliation",
         "marts/rpt_reconciliation_days",
         "marts/fct_reconciliation_history",

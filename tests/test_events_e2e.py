@@ -115,6 +115,7 @@ def world(ledger_pg: object, dbt_manifest: Path) -> Iterator[World]:
         ids = dict(zip(["settle", "capture", "partial", "refund", "dispute"],
                        [c["id"] for c in picked], strict=True))  # fmt: skip
         amounts = {k: c["amount"] for k, c in zip(ids, picked, strict=True)}
+        ids["refund_fails"] = plain_charges(base, D + timedelta(days=1), 1)[0]["id"]
         partial = amounts["partial"] * 3 // 5
         changes = home / "changes.json"
         changes.write_text(
@@ -126,6 +127,11 @@ def world(ledger_pg: object, dbt_manifest: Path) -> Iterator[World]:
                     {"charge_id": ids["partial"], "kind": "capture", "amount": partial,
                      "at": at(D + timedelta(6), 16)},
                     {"charge_id": ids["refund"], "kind": "refund", "at": at(D + timedelta(20), 15)},
+                    # a refund that succeeds on D+6 and fails a week later
+                    {"charge_id": ids["refund_fails"], "kind": "refund",
+                     "at": at(D + timedelta(6), 15)},
+                    {"charge_id": ids["refund_fails"], "kind": "refund_fail",
+                     "at": at(D + timedelta(13), 15)},
                     {"charge_id": ids["dispute"], "kind": "dispute",
                      "at": at(D + timedelta(25), 15)},
                 ]
@@ -183,7 +189,36 @@ def test_late_changes_reach_their_day_through_events_alone(world: World) -> None
 
     after = fct(w)
     for k in ids:
-        assert after[ids[k]][0] == D  # every change landed on the charge's own day
+        if k != "refund_fails":
+            assert after[ids[k]][0] == D  # every change landed on the charge's own day
+
+    # refunds are items of their own, each on the day it was created: the one made 20 days
+    # after its charge on D+20, the one that failed a week after it succeeded on D+6, where
+    # the failure (an event only: no run covers D+13) reached it through a re-pull by id
+    refunds = {
+        r[0]: r[1:]
+        for r in query(
+            w,
+            "select charge_id, reporting_date, stripe_status, recon_status "
+            "from marts.fct_refund_reconciliation where charge_id in (select unnest(?))",
+            [[ids["refund"], ids["refund_fails"]]],
+        )
+    }
+    assert refunds[ids["refund"]][:2] == (D + timedelta(20), "succeeded")
+    assert refunds[ids["refund_fails"]][:2] == (D + timedelta(6), "failed")
+    # failed, it must not stand booked: booked when it succeeded, its reversal is posted on a day
+    # no run loads, so what the warehouse holds of the ledger decides which break it is
+    (standing,) = query(
+        w,
+        "select count(*) from raw.ledger_entries as e where e.entry_type = 'refund' "
+        "and e.external_ref in (select id from raw.stripe_refunds where charge = ?) "
+        "and not exists (select 1 from raw.ledger_entries as r where r.reversal_of = e.id)",
+        [ids["refund_fails"]],
+    )[0]
+    assert refunds[ids["refund_fails"]][2] == (
+        "unexpected_ledger_entry" if standing else "not_booked"
+    )
+    assert int(w.event_runs[3]["run_refunds_repulled"]) >= 1  # type: ignore[call-overload]
     assert after[ids["settle"]][1:3] == ("matched", "succeeded")
     assert after[ids["capture"]][1:4] == ("matched", "succeeded", amt["capture"])
     assert after[ids["partial"]][1:4] == ("matched", "succeeded", amt["partial"])

@@ -258,5 +258,6 @@ def test_the_browser_shows_the_asset_graph_and_the_report(
     day = dev.days[-1].isoformat()
     report = dev.home / "stage" / "reports" / day / f"reconciliation_{day}.html"
     dom = browse(report.as_uri(), screenshot=out / "report.png", wait_ms=2000)
-    assert "Totals per currency" in dom and "What each status means" in dom
+    assert "Charges: totals per currency" in dom and "What each status means" in dom
+    assert "Refunds: totals per currency" in dom
     assert (out / "report.png").stat().st_size > 20_000

@@ -80,6 +80,11 @@ def day_metadata(report: DayReport, history: DayHistory, uri: str) -> dict[str, 
             {t.currency: t.break_amount for t in report.totals()}
         ),
         "status_counts": dg.MetadataValue.json(report.counts_by_status()),
+        "refunds": dg.MetadataValue.int(sum(t.refunds for t in report.refund_totals())),
+        "refund_breaks": dg.MetadataValue.int(sum(t.breaks for t in report.refund_totals())),
+        "resolved_by_correction": dg.MetadataValue.int(
+            sum(1 for b in history.breaks if b.resolution == "corrected_in_ledger")
+        ),
         "report": dg.MetadataValue.url(uri) if "://" in uri else dg.MetadataValue.path(uri),
         "summary": dg.MetadataValue.md(render_summary_markdown(report)),
     }

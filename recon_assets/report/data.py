@@ -41,6 +41,7 @@ class SummaryRow:
     stripe_amount: int
     ledger_amount: int
     is_break: bool
+    item_type: str = "charge"
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,9 @@ class BreakRow:
     charge_created_at: datetime | None = None
     customer_id: str | None = None
     ledger_currency: str | None = None
+    item_type: str = "charge"
+    item_id: str | None = None
+    """The charge's id, or the refund's (`charge_id` is then the refund's charge)."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,31 @@ class CurrencyTotals:
     @property
     def match_rate(self) -> float | None:
         return self.matched / self.judged if self.judged else None
+
+
+@dataclass(frozen=True)
+class RefundTotals:
+    """A day's refunds in one currency: what Stripe refunded (refunds that succeeded), what the
+    ledger booked for them (its refund entries carry minus the amount; shown as money out),
+    and the breaks."""
+
+    currency: str
+    refunds: int
+    refunded: int
+    booked: int
+    breaks: int
+
+    @property
+    def difference(self) -> int:
+        """Booked minus refunded: positive when the ledger shows more money out."""
+        return self.booked - self.refunded
+
+
+REFUND_NOT_REFUNDED = (
+    "not_booked", "pending_in_stripe", "unexpected_ledger_entry", "missing_in_stripe",
+    "unreadable_in_stripe", "pending_stripe_lookup",
+)  # fmt: skip
+"""Refund statuses whose Stripe side is no money refunded (undecided, failed, or unknown)."""
 
 
 @dataclass(frozen=True)
@@ -145,10 +174,12 @@ class DayReport:
         return dict(sorted(out.items()))
 
     def totals(self) -> list[CurrencyTotals]:
+        """The charges' totals per currency (refunds are money the other way: `refund_totals`)."""
         out = []
-        for cur in sorted({r.currency for r in self.summary}):
-            rows = [r for r in self.summary if r.currency == cur]
-            breaks = [b for b in self.breaks if b.currency == cur]
+        charges = [r for r in self.summary if r.item_type == "charge"]
+        for cur in sorted({r.currency for r in charges}):
+            rows = [r for r in charges if r.currency == cur]
+            breaks = [b for b in self.breaks if b.currency == cur and b.item_type == "charge"]
             out.append(
                 CurrencyTotals(
                     cur,
@@ -162,6 +193,22 @@ class DayReport:
                 )
             )
         return out
+
+    def refund_totals(self) -> list[RefundTotals]:
+        refunds = [r for r in self.summary if r.item_type == "refund"]
+        return [
+            RefundTotals(
+                cur,
+                refunds=sum(r.item_count for r in rows),
+                refunded=sum(
+                    r.stripe_amount for r in rows if r.recon_status not in REFUND_NOT_REFUNDED
+                ),
+                booked=-sum(r.ledger_amount for r in rows),
+                breaks=sum(r.item_count for r in rows if r.is_break),
+            )
+            for cur in sorted({r.currency for r in refunds})
+            for rows in [[r for r in refunds if r.currency == cur]]
+        ]
 
     @property
     def match_rate(self) -> float | None:
@@ -179,34 +226,49 @@ class DayReport:
 
 
 _SUMMARY_SQL = """
-select reporting_date, currency, recon_status, item_count, stripe_amount, ledger_amount, is_break
+select reporting_date, currency, recon_status, item_count, stripe_amount, ledger_amount, is_break,
+       item_type
 from marts.rpt_daily_reconciliation
 where reporting_date >= ? and reporting_date < ?
-order by reporting_date, currency, recon_status
+order by reporting_date, item_type, currency, recon_status
 """
 _DAYS_SQL = """
 select reporting_date, day_status, day_status_reason
 from marts.rpt_reconciliation_days
 where reporting_date >= ? and reporting_date < ?
 """
-_REBUILT_SQL = """
+_FACTS = """(
+    select reporting_date, raw_loaded_through, is_break, currency, amount_diff
+    from marts.fct_charge_reconciliation
+    union all
+    select reporting_date, raw_loaded_through, is_break, currency, amount_diff
+    from marts.fct_refund_reconciliation
+)"""
+"""Both fact tables (charges and refunds), for what the report counts of either kind."""
+_REBUILT_SQL = f"""
 select distinct reporting_date
-from marts.fct_charge_reconciliation
-where raw_loaded_through = (select max(raw_loaded_through) from marts.fct_charge_reconciliation)
+from {_FACTS} as f
+where raw_loaded_through = (select max(raw_loaded_through) from {_FACTS} as m)
   and (reporting_date < ? or reporting_date >= ?)
 order by 1
 """
 _BREAKS_SQL = """
 select reporting_date, recon_status, charge_id, ledger_entry_ids, currency,
        stripe_amount, ledger_amount, amount_diff, recon_key, charge_created_at, customer_id,
-       ledger_currency
+       ledger_currency, 'charge' as item_type, charge_id as item_id
 from marts.fct_charge_reconciliation
 where reporting_date >= ? and reporting_date < ? and is_break
-order by reporting_date, recon_status, charge_id, ledger_entry_ids
+union all
+select reporting_date, recon_status, charge_id, ledger_entry_ids, currency,
+       stripe_amount, ledger_amount, amount_diff, recon_key, refund_created_at, null,
+       ledger_currency, 'refund' as item_type, refund_id as item_id
+from marts.fct_refund_reconciliation
+where reporting_date >= ? and reporting_date < ? and is_break
+order by 1, 13, 2, 14, 4
 """
-_TREND_SQL = """
+_TREND_SQL = f"""
 select reporting_date, currency, count(*), sum(abs(amount_diff))
-from marts.fct_charge_reconciliation
+from {_FACTS} as f
 where reporting_date >= ? and reporting_date < ? and is_break
 group by reporting_date, currency
 """
@@ -233,7 +295,7 @@ def fetch_reports(query: Query, days: Sequence[date]) -> list[DayReport]:
         if row.reporting_date in wanted:
             summary.setdefault(row.reporting_date, []).append(row)
     breaks: dict[date, list[BreakRow]] = {}
-    for r in query(_BREAKS_SQL, [first, end]):
+    for r in query(_BREAKS_SQL, [first, end, first, end]):
         b = BreakRow(*r)  # type: ignore[arg-type]
         if b.reporting_date in wanted:
             breaks.setdefault(b.reporting_date, []).append(b)
@@ -311,7 +373,8 @@ def rebuilt_days_outside(query: Query, days: Sequence[date]) -> list[date]:
 
 
 CSV_COLUMNS = [
-    "reporting_date", "recon_status", "charge_id", "charge_created_at", "customer_id",
+    "reporting_date", "recon_status", "item_type", "item_id", "charge_id", "created_at",
+    "customer_id",
     "currency", "stripe_amount_minor", "ledger_currency", "ledger_amount_minor",
     "amount_diff_minor", "ledger_entry_ids", "first_seen", "days_open", "since_last_report",
 ]  # fmt: skip
@@ -320,8 +383,10 @@ HISTORY_CSV_COLUMNS = ("first_seen", "days_open", "since_last_report")
 
 
 def render_breaks_csv(report: DayReport, history: DayHistory | None = None) -> str:
-    """The day's breaks in minor units with ISO-8601 UTC timestamps; amount_diff_minor is
-    ledger minus Stripe (negative: the ledger has less)."""
+    """The day's breaks in minor units with ISO-8601 UTC timestamps. Each row is a charge or a
+    refund (`item_type`, `item_id`; a refund's `charge_id` is its charge, `created_at` the
+    item's creation). amount_diff_minor is ledger minus Stripe for a charge (negative: the
+    ledger has less), ledger plus Stripe for a refund (its entry carries minus its amount)."""
     by_key = {b.recon_key: b for b in (history.breaks if history else [])}
     last = history.state.last_report_at if history else None
     buf = io.StringIO()
@@ -333,6 +398,8 @@ def render_breaks_csv(report: DayReport, history: DayHistory | None = None) -> s
             [
                 b.reporting_date.isoformat(),
                 b.recon_status,
+                b.item_type,
+                b.item_id or "",
                 b.charge_id or "",
                 _iso(b.charge_created_at),
                 b.customer_id or "",

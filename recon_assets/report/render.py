@@ -164,7 +164,7 @@ def render_day_html(
         out.append(f'<div class="card"><span class="muted">{label}</span><b>{value}</b></div>')
     out.append("</div>")
 
-    out.append("<h2>Totals per currency</h2>")
+    out.append("<h2>Charges: totals per currency</h2>")
     out.append(
         "<table><tr><th>currency</th><th>items</th><th>Stripe</th><th>ledger</th>"
         "<th>ledger &minus; Stripe</th><th>match rate</th><th>breaks</th><th>break amount</th></tr>"
@@ -184,12 +184,36 @@ def render_day_html(
         "(not counting not_booked and the pending ones).</p>"
     )
 
+    refunds = report.refund_totals()
+    out.append("<h2>Refunds: totals per currency</h2>")
+    if not refunds:
+        out.append('<p class="muted">No refunds created on this day.</p>')
+    else:
+        out.append(
+            "<table><tr><th>currency</th><th>refunds</th><th>refunded in Stripe</th>"
+            "<th>booked in the ledger</th><th>booked &minus; refunded</th><th>breaks</th></tr>"
+        )
+        for r in refunds:
+            out.append(
+                f"<tr><td>{escape(r.currency)}</td><td class='n'>{r.refunds:,}</td>"
+                f"<td class='n'>{_money(r.refunded, r.currency)}</td>"
+                f"<td class='n'>{_money(r.booked, r.currency)}</td>"
+                f"<td class='n'>{_signed(r.difference, r.currency)}</td>"
+                f"<td class='n'>{r.breaks:,}</td></tr>"
+            )
+        out.append("</table>")
+        out.append(
+            '<p class="muted">Refunded: the refunds that succeeded in Stripe. Booked: the '
+            "ledger's refund entries for them, as money out (net of reversals).</p>"
+        )
+
     out.append(f"<h2>Breaks ({report.break_count:,})</h2>")
     if not report.breaks:
         out.append("<p>No breaks.</p>")
     else:
         out.append(
-            "<table><tr><th>status</th><th>charge</th><th>created (ET)</th><th>customer</th>"
+            "<table><tr><th>status</th><th>item</th><th>charge</th><th>created (ET)</th>"
+            "<th>customer</th>"
             "<th>Stripe</th><th>ledger</th><th>ledger &minus; Stripe</th><th>ledger entries</th>"
             "<th>first seen</th><th>days open</th><th>since last report</th></tr>"
         )
@@ -206,8 +230,14 @@ def render_day_html(
                 if b.charge_id
                 else '<span class="muted">(none named)</span>'
             )
+            item = (
+                f"refund <code>{escape(b.item_id or '(none named)')}</code>"
+                if b.item_type == "refund"
+                else "charge"
+            )
             out.append(
-                f'<tr class="break"><td>{escape(b.recon_status)}</td><td><code>{charge}</code></td>'
+                f'<tr class="break"><td>{escape(b.recon_status)}</td><td>{item}</td>'
+                f"<td><code>{charge}</code></td>"
                 f"<td>{escape(_et(b.charge_created_at))}</td>"
                 f"<td><code>{escape(b.customer_id or '')}</code></td>"
                 f"<td class='n'>{_money(b.stripe_amount, b.currency)}</td>"
