@@ -137,11 +137,20 @@ def test_week_reconciles_to_ground_truth_and_reruns_change_nothing(
             and t.recon_status
             not in ("matched", "not_booked", "pending_in_stripe", "pending_in_ledger")
         ]
-        assert f"<h2>Breaks ({len(breaks):,})</h2>" in text
-        assert len(csv_rows) == len(breaks)
-        assert sorted(r.split(",")[2] for r in csv_rows) == sorted(
+        refund_breaks = [  # every refund break the marts hold for the day, with its item id
+            r[1] for r in refunds
+            if r[0] == d and r[3] not in
+            ("matched", "not_booked", "pending_in_stripe", "pending_in_ledger")
+        ]  # fmt: skip
+        assert f"<h2>Breaks ({len(breaks) + len(refund_breaks):,})</h2>" in text
+        assert len(csv_rows) == len(breaks) + len(refund_breaks)
+        rows = [r.split(",") for r in csv_rows]
+        # each row carries its item type and id; a charge row keeps its charge_id
+        assert sorted(r[4] for r in rows if r[2] == "charge") == sorted(
             t.charge_id or "" for t in breaks
         )
+        assert all(r[3] == r[4] for r in rows if r[2] == "charge")
+        assert sorted(r[3] for r in rows if r[2] == "refund") == sorted(refund_breaks)
 
     before = snapshot(settings.duckdb_path)
     assert before["raw.stripe_charges"] and before["marts.fct_charge_reconciliation"]
