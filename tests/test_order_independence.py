@@ -86,8 +86,12 @@ def world(ledger_pg: object, dbt_manifest: Path) -> Iterator[World]:
         cfg = settings_emulator_config(settings_for(Path("/nonexistent"), dsn))
         # breaks and ops' corrections of them (reversals, some posted days later, on days
         # other runs load) often enough that every ordering meets several
+        # and refund breaks of every kind, often enough for a fortnight's ~100 refunds
         rates = BreakRates(duplicate_in_ledger=0.01, amount_mismatch=0.01, missing_in_stripe=0.005,
-                           unexpected_ledger_entry=0.05, corrected=0.5, reversed_booking=0.005)  # fmt: skip
+                           unexpected_ledger_entry=0.05, corrected=0.5, reversed_booking=0.005,
+                           refund_missing=0.06, refund_amount_mismatch=0.06,
+                           refund_duplicate=0.06, refund_currency_mismatch=0.06,
+                           refund_late_posting=0.06, refund_missing_in_stripe=0.04)  # fmt: skip
         # from 4 days before: every refund created in the fortnight (up to 73 h after its
         # charge) has a booked charge day, so the seeder's truth holds every refund
         seed = seed_local_ledger(
@@ -139,7 +143,9 @@ def test_one_run_over_the_fortnight_is_the_ground_truth(world: World) -> None:
         if FIRST <= r[0] <= LAST
     }
     truth = truth_rows(world.seed)
-    assert any(t[1].startswith("re_") for t in truth)  # refunds are items too
+    refund_statuses = {t[3] for t in truth if t[1].startswith("re_")}  # refunds are items too
+    assert {"matched", "missing_in_ledger", "duplicate_in_ledger", "amount_mismatch",
+            "currency_mismatch", "late_posting", "missing_in_stripe"} <= refund_statuses  # fmt: skip
     statuses = {r[3] for r in truth}
     assert {"missing_in_stripe", "missing_in_ledger", "pending_in_ledger"} <= statuses
     assert con_rows == truth

@@ -112,7 +112,8 @@ class BreakRates:
     Refunds (each booked as a `refund` entry naming the refund, minus its amount, once it has
     succeeded; reversed after it fails): `refund_missing` (never booked),
     `refund_amount_mismatch` (booked with the wrong sign), `refund_duplicate` (booked twice),
-    shares of the refunds; ops correct the last two at the `corrected` rate.
+    `refund_currency_mismatch`, `refund_late_posting` (after created + T), shares of the
+    refunds; ops correct the amount and duplicate ones at the `corrected` rate.
     `refund_missing_in_stripe`: orphan refund entries per refund.
     """
 
@@ -130,6 +131,8 @@ class BreakRates:
     refund_missing: float = 0.01
     refund_amount_mismatch: float = 0.01
     refund_duplicate: float = 0.01
+    refund_currency_mismatch: float = 0.005
+    refund_late_posting: float = 0.005
     refund_missing_in_stripe: float = 0.005
 
     def __post_init__(self) -> None:
@@ -146,7 +149,10 @@ class BreakRates:
         return cls(**{f.name: 0.0 for f in fields(cls)})
 
 
-_REFUND_BREAKS = ("refund_missing", "refund_amount_mismatch", "refund_duplicate")
+_REFUND_BREAKS = (
+    "refund_missing", "refund_amount_mismatch", "refund_duplicate", "refund_currency_mismatch",
+    "refund_late_posting",
+)  # fmt: skip
 
 _SC_BREAKS = (
     "missing_in_ledger",
@@ -432,6 +438,10 @@ class _DayBuilder:
                         break
                 cur, rid = str(r["currency"]).upper(), str(r["id"])
                 posted = int(settled_at) * US + self._normal_delay_us()
+                if kind == "refund_late_posting":
+                    posted = int(r["created"]) * US + self.t_us + rng.randint(1, 2 * DAY_US)
+                elif kind == "refund_currency_mismatch":
+                    cur = rng.choice([x for x in _CURRENCIES if x != cur])
                 if kind is not None:
                     plan.injected[kind] += 1
                 if kind == "refund_missing":

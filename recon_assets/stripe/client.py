@@ -377,12 +377,12 @@ class ChargesClient:
             except stripe.AuthenticationError:
                 raise StripeAuthError(
                     "Stripe refused the API key (HTTP 401): check STRIPE_API_KEY and that it is "
-                    "a restricted key with read access to charges"
+                    "a restricted key with read access to charges, refunds and events"
                 ) from None
             except stripe.PermissionError:
                 raise StripeAuthError(
-                    "the API key lacks permission to read charges (HTTP 403): grant it "
-                    "'Charges: read'"
+                    f"the API key lacks permission for GET {path} (HTTP 403): grant it "
+                    "'Charges: read', 'Refunds: read' and 'Events: read'"
                 ) from None
             except stripe.RateLimitError:
                 self.counters.add(rate_limited=1)
