@@ -176,27 +176,44 @@ def _demo(settings: ReconSettings, days: list[date], first: date, last: date) ->
     runs.append(run_range(defs, last, last, instance, log))
     print(f"  the nightly of {last}: {time.perf_counter() - t:.1f} s")
     print("What finance ops opens at 9 AM:")
-    _print_days(settings, *runs)
-    print(
-        f"  breaks the ledger has corrected (reversals), resolved in the history: "
-        f"{_corrected_breaks(settings):,}"
-    )
+    _print_reported_days(settings, days)
     print(f"Next: `recon report {last}`, or `recon dev` for the Dagster UI.")
     return 0
 
 
-def _corrected_breaks(settings: ReconSettings) -> int:
-    """Breaks whose resolution is the ledger's own correction, read from the local warehouse."""
+def _print_reported_days(settings: ReconSettings, days: list[date]) -> None:
+    """Each day's headline as its report now says it (the nightly rewrites the earlier days'
+    reports its data restated), its refunds, and the breaks the ledger's own corrections
+    resolved, read from the local warehouse."""
+    from recon_assets.defs.report_assets import INDEX_KEY, report_key
+    from recon_assets.report.data import ReportState, fetch_histories, fetch_reports
     from recon_assets.warehouse.duckdb_loader import connect_duckdb
 
     con = connect_duckdb(settings.duckdb_path, read_only=True, memory_limit=None)
     try:
-        row = con.execute(
-            "select count(*) from marts.rpt_break_history where resolution = 'corrected_in_ledger'"
-        ).fetchone()
-        return int(row[0]) if row else 0
+
+        def query(sql: str, params: Any) -> list[tuple[object, ...]]:
+            return con.execute(sql, list(params)).fetchall()
+
+        reports = fetch_reports(query, days)
+        histories = fetch_histories(query, {d: ReportState() for d in days})
     finally:
         con.close()
+    for r in reports:
+        rate = r.match_rate
+        refunds = r.refund_totals()
+        corrected = sum(1 for b in histories[r.day].breaks if b.resolution == "corrected_in_ledger")
+        print(
+            f"  {r.day}  {r.day_status.upper():<11} {r.items:>7,} items  {r.break_count:>4,} breaks"
+            "  match rate " + (f"{rate:.2%}" if rate is not None else "n/a")
+        )
+        print(
+            f"              {sum(t.refunds for t in refunds):,} refunds "
+            f"({sum(t.breaks for t in refunds):,} breaks); {corrected:,} breaks resolved by "
+            "the ledger's corrections (reversals)"
+        )
+        print(f"              {Path(settings.stage_uri) / report_key(r.day.isoformat(), 'html')}")
+    print(f"  all days:   {settings.stage_uri.rstrip('/')}/{INDEX_KEY}")
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
