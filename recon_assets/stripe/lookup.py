@@ -177,32 +177,24 @@ def stage_charges_by_id(
     )
 
 
-UNKNOWN_REFS_SQL = """
+def unknown_refs_sql(entry_type: str, held_table: str) -> str:
+    """Ids to look up: named by a ledger entry of `entry_type`, not in `raw.<held_table>`, never
+    answered 404 or unreadable."""
+    return f"""
 select distinct e.external_ref
 from raw.ledger_entries as e
-where lower(e.entry_type) = 'charge'
+where lower(e.entry_type) = '{entry_type}'
   and e.external_ref is not null
-  and not exists (select 1 from raw.stripe_charges as c where c.id = e.external_ref)
+  and not exists (select 1 from raw.{held_table} as c where c.id = e.external_ref)
   and not exists (
       select 1 from raw.stripe_charge_lookups as l
       where l.charge_id = e.external_ref and l.result <> 'found'
   )
 order by 1
 """
-"""Ids to look up: named by a ledger charge entry, not held, never answered 404/unreadable."""
 
 
-UNKNOWN_REFUND_REFS_SQL = """
-select distinct e.external_ref
-from raw.ledger_entries as e
-where lower(e.entry_type) = 'refund'
-  and e.external_ref is not null
-  and not exists (select 1 from raw.stripe_refunds as r where r.id = e.external_ref)
-  and not exists (
-      select 1 from raw.stripe_charge_lookups as l
-      where l.charge_id = e.external_ref and l.result <> 'found'
-  )
-order by 1
-"""
-"""Refund ids to look up: named by a ledger refund entry, not held, never answered 404 or
-unreadable."""
+UNKNOWN_REFS_SQL = unknown_refs_sql("charge", "stripe_charges")
+"""Charge ids a ledger charge entry names that the warehouse does not hold."""
+UNKNOWN_REFUND_REFS_SQL = unknown_refs_sql("refund", "stripe_refunds")
+"""Refund ids a ledger refund entry names that the warehouse does not hold."""
