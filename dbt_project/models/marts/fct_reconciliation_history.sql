@@ -52,7 +52,11 @@ with current_items as (
         coalesce(cast(f.{{ c }} as varchar), '~'){% if not loop.last %} || '|' || {% endif %}
         {%- endfor %} as version_text
     from (
-        select {{ cols | join(', ') }} from {{ ref('fct_charge_reconciliation') }}
+        {#- the filter in each branch, on the fact table itself, so its scan prunes by it #}
+        select {{ cols | join(', ') }} from {{ ref('fct_charge_reconciliation') }} as f
+        {%- if is_incremental() %}
+        where {{ since_seen }}
+        {%- endif %}
         union all
         {#- a refund is an item of its own: its id in the item-id column #}
         select recon_key, refund_id as charge_id, reporting_date, recon_status, is_break,
@@ -60,11 +64,11 @@ with current_items as (
                cast(null as bigint) as stripe_amount_refunded,
                cast(null as boolean) as stripe_disputed, ledger_entry_ids, ledger_amount,
                amount_diff, raw_loaded_through
-        from {{ ref('fct_refund_reconciliation') }}
+        from {{ ref('fct_refund_reconciliation') }} as f
+        {%- if is_incremental() %}
+        where {{ since_seen }}
+        {%- endif %}
     ) as f
-    {%- if is_incremental() %}
-    where {{ since_seen }}
-    {%- endif %}
 
 ),
 {%- if is_incremental() %}
