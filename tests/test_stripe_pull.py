@@ -36,7 +36,8 @@ from recon_assets.stripe.client import (
     parse_response,
 )
 from recon_assets.stripe.models import CHARGE_LIST, KNOWN_CHARGE_FIELDS, Charge
-from recon_assets.stripe.pull import charge_columns, iter_window, pull_charges, struct_columns
+from recon_assets.stripe.pull import iter_window, pull_charges
+from recon_assets.stripe.sources import CHARGES
 from recon_assets.timewindows import BUSINESS_TZ, Window, business_day_of, day_window
 from tests.stripe_fixtures import client_for, running_emulator
 
@@ -703,8 +704,8 @@ def test_the_strict_page_decoder_accepts_exactly_the_clean_pages_and_reads_them_
         rows = None
     if page.records is not None:
         assert rows is not None and no_drift
-        cols = struct_columns(page.records)
-        assert cols == charge_columns(rows)
+        cols = CHARGES.columns(page.records)
+        assert cols == CHARGES.dict_columns(rows)
         # the columns that are not copied as they are, written out from the JSON records
         assert cols["currency"] == [r["currency"].lower() for r in records]
         assert cols["created"] == [r["created"] * 1_000_000 for r in records]

@@ -36,7 +36,7 @@ from recon_assets.stage.store import StageStore
 from recon_assets.stripe.client import STRIPE_API_VERSION, ChargesClient
 from recon_assets.stripe.lookup import stage_charges_by_id
 from recon_assets.stripe.pull import DATASET
-from recon_assets.stripe.sources import REFUNDS
+from recon_assets.stripe.sources import CHARGES, REFUNDS, StripeSource
 from recon_assets.timewindows import business_day_of, day_window
 
 EVENTS_KIND = "events"
@@ -202,6 +202,27 @@ class EventsResult:
     refunds_repulled: int = 0
 
 
+def _latest_held(
+    client: ChargesClient,
+    latest: dict[str, tuple[int, Any]],
+    held: Callable[[Sequence[str]], set[str]],
+    source: StripeSource,
+    concurrency: int,
+) -> tuple[list[tuple[str, Any]], list[str]]:
+    """(id, latest state) of each object the events named that the warehouse holds, in id
+    order: the newest event's object where it can be trusted, else `GET {source.path}/{id}`
+    through the shared limiter; and the ids fetched so."""
+    ids = sorted(latest)
+    held_ids = held(ids) if ids else set()
+    kept = [i for i in ids if i in held_ids]
+    to_fetch = [i for i in kept if latest[i][1] is None]
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        fetched = dict(
+            zip(to_fetch, pool.map(lambda i: client.retrieve(i, source), to_fetch), strict=True)
+        )
+    return [(i, fetched[i] if i in fetched else latest[i][1]) for i in kept], to_fetch
+
+
 def sync_charge_events(
     client: ChargesClient,
     store: StageStore,
@@ -234,23 +255,12 @@ def sync_charge_events(
         since = plan_read(cursor, earliest_loaded, stripe_now, run_days, horizon_days)
     read_until = max(since, now_hint, (got.newest or 0) + 1)
     ids = sorted(got.latest)
-    held_ids = held(ids) if ids else set()
-    keep = [cid for cid in ids if cid in held_ids]
-    to_fetch = [cid for cid in keep if got.latest[cid][1] is None]
-    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        fetched = dict(zip(to_fetch, pool.map(client.retrieve, to_fetch), strict=True))
-    objects = [(cid, fetched[cid] if cid in fetched else got.latest[cid][1]) for cid in keep]
+    objects, to_fetch = _latest_held(client, got.latest, held, CHARGES, concurrency)
     staged = stage_charges_by_id(store, run_id, EVENTS_KIND, objects, clock())
     results = Counter(r for r, _ in staged.outcomes.values())
     # refunds: the same, against the refunds held (one created on a day not loaded yet comes
     # with its day's pull)
-    rids = sorted(got.refunds)
-    keep_r = sorted(held_refunds(rids)) if rids else []
-    fetch_r = [rid for rid in keep_r if got.refunds[rid][1] is None]
-    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        fetched_r = dict(zip(fetch_r, pool.map(lambda r: client.retrieve(r, REFUNDS), fetch_r),
-                             strict=True))  # fmt: skip
-    refund_objects = [(r, fetched_r[r] if r in fetched_r else got.refunds[r][1]) for r in keep_r]
+    refund_objects, _ = _latest_held(client, got.refunds, held_refunds, REFUNDS, concurrency)
     refund_manifest = None
     refunds_found = 0
     if refund_objects:
@@ -276,7 +286,7 @@ def sync_charge_events(
         events=got.events,
         types=dict(got.types),
         changed=len(ids),
-        not_held=len(ids) - len(keep),
+        not_held=len(ids) - len(objects),
         repulled=results["found"],
         retrieved=len(to_fetch),
         not_found=results["not_found"],

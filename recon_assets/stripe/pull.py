@@ -27,7 +27,7 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -60,17 +60,6 @@ PullResult = StageResult
 # A UTF-16 surrogate escape in a body: Python's json (the client's parse) accepts a lone one, pydantic's
 # JSON parser does not. Such pages take the JSON path, so they are judged exactly as before.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
-
-
-def charge_columns(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
-    """Charges the models validated (dicts, `Charge.model_dump()`) as staged columns."""
-    return CHARGES.dict_columns(rows)
-
-
-def struct_columns(charges: Sequence[Any]) -> dict[str, list[Any]]:
-    """Validated charges (`ChargeStruct`s, as the client decodes a clean page) as staged
-    columns, one list per column: the hot path of every pull (`StripeSource.columns`)."""
-    return CHARGES.columns(charges)
 
 
 def clean_page_rows(
