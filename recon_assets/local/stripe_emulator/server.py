@@ -20,10 +20,12 @@ import struct
 import threading
 import time
 import traceback
+from collections.abc import Iterable
 from email.utils import formatdate
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
+from typing import TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from recon_assets.local.stripe_emulator.charges import ChargeGenerator
@@ -158,6 +160,61 @@ def _paging(params: dict[str, str]) -> tuple[int, int | None, int | None, str | 
     return limit, gte, lt, after, before
 
 
+_T = TypeVar("_T")
+
+
+def _refuse_unknown(params: Iterable[str], allowed: frozenset[str]) -> None:
+    """Stripe refuses a list call's first parameter it does not know."""
+    for name in params:
+        if name not in allowed:
+            raise ApiError(
+                400, "invalid_request_error", f"Received unknown parameter: {name}", param=name
+            )
+
+
+def _refuse_params(query: str) -> None:
+    """A retrieve takes no parameter: Stripe refuses the first one it gets."""
+    for name, _ in parse_qsl(query, keep_blank_values=True):
+        raise ApiError(
+            400, "invalid_request_error", f"Received unknown parameter: {name}", param=name
+        )
+
+
+def _page_by_id(
+    items: list[object],
+    index: dict[str, int],
+    limit: int,
+    after: str | None,
+    before: str | None,
+    noun: str,
+) -> tuple[list[object], bool]:
+    """One page of a newest-first listing whose ids sit at `index`, by Stripe's id cursors:
+    `starting_after` the page after the cursor, `ending_before` the page just newer than it;
+    an id not in the listing is Stripe's 400 `No such <noun>`."""
+    cursor = after if after is not None else before
+    if cursor is not None and cursor not in index:
+        raise ApiError(
+            400, "invalid_request_error", f"No such {noun}: '{cursor}'", code="resource_missing",
+            param="starting_after" if after is not None else "ending_before",
+        )  # fmt: skip
+    if before is not None:
+        end = index[before]
+        return items[max(0, end - limit) : end], end - limit > 0
+    begin = 0 if after is None else index[after] + 1
+    return items[begin : begin + limit], begin + limit < len(items)
+
+
+def _list_body(texts: list[str], has_more: bool, url: str) -> list[bytes]:
+    chunks = [b'{"object":"list","data":[']
+    for text in texts:
+        chunks += (text.encode(), b",")
+    if texts:
+        chunks.pop()
+    more = b"true" if has_more else b"false"
+    chunks.append(b'],"has_more":' + more + b',"url":"' + url.encode() + b'"}')
+    return chunks
+
+
 class _App:
     """Request handling, independent of the socket plumbing."""
 
@@ -269,11 +326,7 @@ class _App:
 
     def _list(self, query: str) -> tuple[list[bytes], int, int]:
         params = dict(parse_qsl(query, keep_blank_values=True))
-        for name in params:
-            if name not in _LIST_PARAMS:
-                raise ApiError(
-                    400, "invalid_request_error", f"Received unknown parameter: {name}", param=name
-                )
+        _refuse_unknown(params, _LIST_PARAMS)
         limit, gte, lt, after, before = _paging(params)
         gen = self.gen
         now = gen.now()
@@ -303,51 +356,18 @@ class _App:
         pairs = parse_qsl(query, keep_blank_values=True)
         types = [v for k, v in pairs if _TYPES_ITEM.match(k)]
         params = {k: v for k, v in pairs if not _TYPES_ITEM.match(k)}
-        for name in params:
-            if name not in _EVENT_PARAMS:
-                raise ApiError(
-                    400, "invalid_request_error", f"Received unknown parameter: {name}", param=name
-                )
+        _refuse_unknown(params, _EVENT_PARAMS)
         limit, gte, lt, after, before = _paging(params)
         listing = self.events.listing(gte, lt, self.gen.now(), params.get("type"), types)
-        events = listing.events
-        cursor = after if after is not None else before
-        at = listing.index.get(cursor) if cursor is not None else None
-        if cursor is not None and at is None:
-            raise ApiError(
-                400,
-                "invalid_request_error",
-                f"No such event: '{cursor}'",
-                code="resource_missing",
-                param="starting_after" if after is not None else "ending_before",
-            )
-        if before is not None:  # the page just newer than the cursor, still newest first
-            end = listing.index[before]
-            page = events[max(0, end - limit) : end]
-            has_more = end - limit > 0
-        else:
-            begin = 0 if at is None else at + 1
-            page = events[begin : begin + limit]
-            has_more = begin + limit < len(events)
-        chunks = [b'{"object":"list","data":[']
-        for e in page:
-            chunks += (self.events.render(e).encode(), b",")
-        if page:
-            chunks.pop()
-        chunks.append(
-            b'],"has_more":' + (b"true" if has_more else b"false") + b',"url":"/v1/events"}'
-        )
-        return chunks, 0, 0
+        page, has_more = _page_by_id(listing.events, listing.index, limit, after, before, "event")
+        texts = [self.events.render(e) for e in page]
+        return _list_body(texts, has_more, EVENTS_URL), 0, 0
 
     def _list_refunds(self, query: str) -> tuple[list[bytes], int, int]:
         """`GET /v1/refunds`: `created` filters, `charge`, Stripe's paging (newest first, by id
         cursors). Stripe's `payment_intent` filter is not emulated (recon does not use it)."""
         params = dict(parse_qsl(query, keep_blank_values=True))
-        for name in params:
-            if name not in _REFUND_PARAMS:
-                raise ApiError(
-                    400, "invalid_request_error", f"Received unknown parameter: {name}", param=name
-                )
+        _refuse_unknown(params, _REFUND_PARAMS)
         limit, gte, lt, after, before = _paging(params)
         now = self.gen.now()
         book = self.refunds
@@ -364,37 +384,13 @@ class _App:
         else:
             refunds = book.in_window(gte if gte is not None else 0,
                                      lt if lt is not None else now + 1, now)  # fmt: skip
-        ids = [book.id_of(r) for r in refunds]
-        cursor = after if after is not None else before
-        if cursor is not None and cursor not in ids:
-            raise ApiError(
-                400, "invalid_request_error", f"No such refund: '{cursor}'",
-                code="resource_missing",
-                param="starting_after" if after is not None else "ending_before",
-            )  # fmt: skip
-        if before is not None:
-            end = ids.index(before)
-            page = refunds[max(0, end - limit) : end]
-            has_more = end - limit > 0
-        else:
-            begin = 0 if after is None else ids.index(after) + 1
-            page = refunds[begin : begin + limit]
-            has_more = begin + limit < len(refunds)
-        chunks = [b'{"object":"list","data":[']
-        for r in page:
-            chunks += (book.render(r, now).encode(), b",")
-        if page:
-            chunks.pop()
-        chunks.append(
-            b'],"has_more":' + (b"true" if has_more else b"false") + b',"url":"/v1/refunds"}'
-        )
-        return chunks, 0, 0
+        index = {book.id_of(r): i for i, r in enumerate(refunds)}
+        page, has_more = _page_by_id(refunds, index, limit, after, before, "refund")
+        texts = [book.render(r, now) for r in page]
+        return _list_body(texts, has_more, REFUNDS_URL), 0, 0
 
     def _retrieve_refund(self, rid: str, query: str) -> tuple[list[bytes], int, int]:
-        for name, _ in parse_qsl(query, keep_blank_values=True):
-            raise ApiError(
-                400, "invalid_request_error", f"Received unknown parameter: {name}", param=name
-            )
+        _refuse_params(query)
         now = self.gen.now()
         r = self.refunds.get(rid, now)
         if r is None:
@@ -417,10 +413,7 @@ class _App:
         return g
 
     def _retrieve(self, charge_id: str, query: str) -> tuple[list[bytes], int, int]:
-        for name, _ in parse_qsl(query, keep_blank_values=True):
-            raise ApiError(
-                400, "invalid_request_error", f"Received unknown parameter: {name}", param=name
-            )
+        _refuse_params(query)
         now = self.gen.now()
         g = self.gen.position_of(charge_id, now)
         if g is None:
