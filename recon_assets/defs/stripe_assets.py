@@ -12,10 +12,15 @@ from recon_assets.defs.partitions import WRITER_POOL
 from recon_assets.defs.resources import StageResource, StripeResource, WarehouseResource
 from recon_assets.stage.manifest import CheckFailure, publish_manifest, record_check_failure
 from recon_assets.stripe.events import sync_charge_events
-from recon_assets.stripe.lookup import UNKNOWN_REFS_SQL, UNKNOWN_REFUND_REFS_SQL, lookup_charges
+from recon_assets.stripe.lookup import (
+    UNKNOWN_FEE_TXNS_SQL,
+    UNKNOWN_REFS_SQL,
+    UNKNOWN_REFUND_REFS_SQL,
+    lookup_charges,
+)
 from recon_assets.stripe.pull import pull
 from recon_assets.stripe.pull_shards import process_count, pull_charges_in_processes
-from recon_assets.stripe.sources import CHARGES, REFUNDS, StripeSource
+from recon_assets.stripe.sources import BALANCE_TRANSACTIONS, CHARGES, REFUNDS, StripeSource
 from recon_assets.timewindows import days_of_range
 
 OWNERS = ["team:data-platform"]
@@ -270,6 +275,7 @@ def build_stripe_lookups_asset(
         deps=[
             dg.AssetKey(["raw", "ledger_entries"]),
             dg.AssetKey(["raw", "stripe_refunds"]),
+            dg.AssetKey(["raw", "stripe_balance_transactions"]),
             EVENTS_KEY,
         ],
         partitions_def=partitions,
@@ -300,13 +306,18 @@ def build_stripe_lookups_asset(
         )
         store = stage.store()
         results, replaced = [], 0
+        looked_up: dict[str, int] = {}
         with stripe.charges_client() as client:
-            # one bound for the run: the refunds get what the charges left of it
+            # one bound for the run: the refunds get what the charges left of it, the fees'
+            # transactions (of charges held now, the ones just found included) the rest
             for source, wanted, bound in (
                 (CHARGES, ids, max_lookups),
                 (REFUNDS, refund_ids, max(0, max_lookups - len(ids))),
+                (BALANCE_TRANSACTIONS, None, max(0, max_lookups - len(ids) - len(refund_ids))),
             ):
-                if source is REFUNDS and not wanted:
+                if wanted is None:
+                    wanted = [str(r[0]) for r in loader.query(UNKNOWN_FEE_TXNS_SQL)]
+                if source is not CHARGES and not wanted:
                     continue
                 result = lookup_charges(
                     client, store, wanted, context.run.run_id, max_lookups=bound,
@@ -316,6 +327,7 @@ def build_stripe_lookups_asset(
                     store, result.manifest, run_id=context.run.run_id
                 ).replaced_rows
                 results.append(result)
+                looked_up[source.name] = result.requested
             c = client.counters.as_dict()
         found_by_day: dict[date, int] = {}
         for r in results:
@@ -330,7 +342,10 @@ def build_stripe_lookups_asset(
         return dg.MaterializeResult(
             metadata={
                 "run_lookups": dg.MetadataValue.int(sum(r.requested for r in results)),
-                "run_refund_lookups": dg.MetadataValue.int(sum(r.requested for r in results[1:])),
+                "run_refund_lookups": dg.MetadataValue.int(looked_up.get(REFUNDS.name, 0)),
+                "run_fee_transaction_lookups": dg.MetadataValue.int(
+                    looked_up.get(BALANCE_TRANSACTIONS.name, 0)
+                ),
                 "run_found": dg.MetadataValue.int(sum(r.found for r in results)),
                 "run_not_found_404": dg.MetadataValue.int(sum(r.not_found for r in results)),
                 "run_quarantined": dg.MetadataValue.int(sum(r.quarantined for r in results)),

@@ -68,6 +68,27 @@ STRIPE_REFUNDS_SCHEMA = pa.schema(
 """`raw.stripe_refunds`: one row per refund version, `_partition_date` the US-Eastern day the
 refund was created (its reporting day, whatever its charge's)."""
 
+STRIPE_BALANCE_TRANSACTIONS_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("created", UTC_US, nullable=False),
+        pa.field("available_on", UTC_US, nullable=False),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("type", pa.string(), nullable=False),
+        pa.field("reporting_category", pa.string()),
+        pa.field("source", pa.string()),
+        pa.field("currency", pa.string(), nullable=False),
+        pa.field("amount", pa.int64(), nullable=False),
+        pa.field("fee", pa.int64(), nullable=False),
+        pa.field("net", pa.int64(), nullable=False),
+        pa.field("exchange_rate", pa.float64()),
+        pa.field("description", pa.string()),
+        *LINEAGE_FIELDS,
+    ]
+)
+"""`raw.stripe_balance_transactions`: one row per balance transaction version,
+`_partition_date` the US-Eastern day it was created (a fee's reporting day, and the tie-out's)."""
+
 LEDGER_ENTRIES_SCHEMA = pa.schema(
     [
         pa.field("id", pa.int64(), nullable=False),

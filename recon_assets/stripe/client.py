@@ -305,12 +305,13 @@ class ChargesClient:
         source: StripeSource = CHARGES,
     ) -> Page:
         """One page, newest first, of `source` records (charges by default) with
-        `window.start <= created < window.end`."""
+        `window.start <= created < window.end` (or the source's own window field)."""
+        field = source.window_field
         params: dict[str, Any] = {
             "limit": PAGE_LIMIT,
-            "created": {"gte": window.start, "lt": window.end},
+            field: {"gte": window.start, "lt": window.end},
         }
-        what = f"GET {source.path} for created in [{window.start}, {window.end})"
+        what = f"GET {source.path} for {field} in [{window.start}, {window.end})"
         decoder = source.clean_page
         return self._list(source.path, params, starting_after, what,
                           lambda c: decode_page(c, decoder))  # fmt: skip

@@ -177,24 +177,56 @@ def stage_charges_by_id(
     )
 
 
-def unknown_refs_sql(entry_type: str, held_table: str) -> str:
-    """Ids to look up: named by a ledger entry of `entry_type`, not in `raw.<held_table>`, never
-    answered 404 or unreadable."""
+def unknown_refs_sql(entry_type: str, held_table: str, id_prefix: str) -> str:
+    """Ids to look up: named by a ledger entry of `entry_type` (or by a `fee` entry, whose
+    object is the one Stripe took the fee on, when the id starts with `id_prefix`), or the
+    source of a balance transaction (a charge captured, or a refund failed, on a later day
+    than its own, which was never loaded: every movement of the balance needs its item), not
+    in `raw.<held_table>`, never answered 404 or unreadable."""
     return f"""
-select distinct e.external_ref
-from raw.ledger_entries as e
-where lower(e.entry_type) = '{entry_type}'
-  and e.external_ref is not null
-  and not exists (select 1 from raw.{held_table} as c where c.id = e.external_ref)
+select distinct n.ref
+from (
+    select e.external_ref as ref
+    from raw.ledger_entries as e
+    where (lower(e.entry_type) = '{entry_type}'
+           or (lower(e.entry_type) = 'fee' and e.external_ref like '{id_prefix}%'))
+      and e.external_ref is not null
+    union
+    select x.source as ref
+    from raw.stripe_balance_transactions as x
+    where x.source like '{id_prefix}%'
+) as n
+where not exists (select 1 from raw.{held_table} as c where c.id = n.ref)
   and not exists (
       select 1 from raw.stripe_charge_lookups as l
-      where l.charge_id = e.external_ref and l.result <> 'found'
+      where l.charge_id = n.ref and l.result <> 'found'
   )
 order by 1
 """
 
 
-UNKNOWN_REFS_SQL = unknown_refs_sql("charge", "stripe_charges")
+UNKNOWN_FEE_TXNS_SQL = """
+select distinct c.balance_transaction
+from raw.stripe_charges as c
+inner join raw.ledger_entries as e
+    on e.external_ref = c.id
+where lower(e.entry_type) = 'fee'
+  and c.status = 'succeeded' and c.captured
+  and c.balance_transaction is not null
+  and not exists (
+      select 1 from raw.stripe_balance_transactions as x where x.id = c.balance_transaction
+  )
+  and not exists (
+      select 1 from raw.stripe_charge_lookups as l
+      where l.charge_id = c.balance_transaction and l.result <> 'found'
+  )
+order by 1
+"""
+"""Balance transactions a ledger fee entry's charge names that the warehouse does not hold
+(its capture fell on a day never loaded): looked up by id, so the fee is an item (on its own
+day), never an orphan entry that only a gap in the loads made."""
+
+UNKNOWN_REFS_SQL = unknown_refs_sql("charge", "stripe_charges", "ch_")
 """Charge ids a ledger charge entry names that the warehouse does not hold."""
-UNKNOWN_REFUND_REFS_SQL = unknown_refs_sql("refund", "stripe_refunds")
+UNKNOWN_REFUND_REFS_SQL = unknown_refs_sql("refund", "stripe_refunds", "re_")
 """Refund ids a ledger refund entry names that the warehouse does not hold."""

@@ -266,3 +266,65 @@ class CleanRefundPage(msgspec.Struct):
 
 
 CLEAN_REFUND_PAGE = msgspec.json.Decoder(CleanRefundPage)
+
+
+# -- balance transactions -------------------------------------------------------------------
+
+KNOWN_BALANCE_TRANSACTION_STATUSES = frozenset({"pending", "available"})
+
+KNOWN_BALANCE_TRANSACTION_FIELDS = frozenset(
+    {
+        "id", "object", "amount", "available_on", "balance_type", "created", "currency",
+        "description", "exchange_rate", "fee", "fee_details", "net", "reporting_category",
+        "source", "status", "type",
+    }
+)  # fmt: skip
+"""Every top-level field of Stripe's BalanceTransaction as of the pinned API version (its
+published example)."""
+
+
+class BalanceTransaction(BaseModel):
+    """The parts of a Stripe balance transaction that reconciliation needs: every movement of
+    the balance, with the fee Stripe took (`fee`, the sum of `fee_details`) and what is left
+    (`net` = amount - fee), in the currency the balance moved in. `exchange_rate` is set only
+    when Stripe converted the money (a settlement in another currency)."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    id: str = Field(min_length=3)
+    created: int
+    available_on: int
+    status: str
+    type: str
+    amount: int
+    fee: int
+    net: int
+    currency: str = Field(min_length=3, max_length=3)
+    source: str | None = None
+    reporting_category: str | None = None
+    exchange_rate: float | None = None
+    description: str | None = None
+
+
+class BalanceTransactionPage(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    object: Literal["list"]
+    data: list[BalanceTransaction]
+    has_more: bool
+
+
+BalanceTransactionFields = _fields_typed_dict(BalanceTransaction)
+BALANCE_TRANSACTION_LIST = TypeAdapter(list[BalanceTransactionFields])
+BalanceTransactionStruct = _msgspec_struct(
+    BalanceTransaction, declared_only=KNOWN_BALANCE_TRANSACTION_FIELDS
+)
+
+
+class CleanBalanceTransactionPage(msgspec.Struct):
+    object: Literal["list"]
+    data: list[BalanceTransactionStruct]  # type: ignore[valid-type]
+    has_more: bool
+
+
+CLEAN_BALANCE_TRANSACTION_PAGE = msgspec.json.Decoder(CleanBalanceTransactionPage)

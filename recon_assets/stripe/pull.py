@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import gc
 import json
+import operator
 import queue
 import re
 import threading
@@ -42,7 +43,7 @@ from recon_assets.stage.store import StageStore
 from recon_assets.stage.writer import DEFAULT_ROW_GROUP_ROWS, PartitionedParquetWriter
 from recon_assets.stripe.client import ChargesClient, Page
 from recon_assets.stripe.sources import CHARGES, StripeSource
-from recon_assets.timewindows import Window, day_window, split_window
+from recon_assets.timewindows import Window, split_window
 
 DATASET = CHARGES.dataset
 QUARANTINE_PREFIX = CHARGES.quarantine_prefix
@@ -81,7 +82,7 @@ def clean_page_rows(
     except ValidationError:
         return None
     if rows:
-        created = [r["created"] for r in rows]
+        created = [r[source.window_field] for r in rows]
         if min(created) < window.start or max(created) >= window.end:
             return None
     return rows
@@ -114,9 +115,9 @@ def prepare_page(page: Page, window: Window, source: StripeSource = CHARGES) -> 
     """
     if page.records is not None:
         charges = page.records
+        at = operator.attrgetter(source.window_field)
         if not charges or (
-            min(c.created for c in charges) >= window.start
-            and max(c.created for c in charges) < window.end
+            min(map(at, charges)) >= window.start and max(map(at, charges)) < window.end
         ):
             columns = source.columns(charges)
             statuses = Counter(s for s in columns["status"] if s not in source.known_statuses)
@@ -193,7 +194,7 @@ def pull(
     started = time.perf_counter()
     days = sorted(set(days))
     windows_per_day = source.windows_per_day or windows_per_day
-    jobs = [(d, w) for d in days for w in split_window(day_window(d), windows_per_day)]
+    jobs = [(d, w) for d in days for w in split_window(source.day_window(d), windows_per_day)]
     remaining = Counter(d for d, _ in jobs)
     per_day = {d: DayCounts() for d in days}
     drift_fields: Counter[str] = Counter()
@@ -283,11 +284,12 @@ def pull(
         for c in charges:
             if c is None:
                 continue
-            if not window.contains(c.created):
+            at = getattr(c, source.window_field)
+            if not window.contains(at):
                 to_quarantine(
                     day,
                     c.model_dump(),
-                    f"created {c.created} outside the requested window "
+                    f"{source.window_field} {at} outside the requested window "
                     f"[{window.start}, {window.end})",
                     synced,
                 )

@@ -14,22 +14,34 @@ import json.encoder
 import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 import msgspec
 import pyarrow as pa
 from pydantic import BaseModel, TypeAdapter
 
-from recon_assets.stage.schemas import STRIPE_CHARGES_SCHEMA, STRIPE_REFUNDS_SCHEMA
+from recon_assets.stage.schemas import (
+    STRIPE_BALANCE_TRANSACTIONS_SCHEMA,
+    STRIPE_CHARGES_SCHEMA,
+    STRIPE_REFUNDS_SCHEMA,
+)
 from recon_assets.stripe.models import (
+    BALANCE_TRANSACTION_LIST,
     CHARGE_LIST,
+    CLEAN_BALANCE_TRANSACTION_PAGE,
     CLEAN_CHARGE_PAGE,
     CLEAN_REFUND_PAGE,
+    KNOWN_BALANCE_TRANSACTION_FIELDS,
+    KNOWN_BALANCE_TRANSACTION_STATUSES,
     KNOWN_CHARGE_FIELDS,
     KNOWN_REFUND_FIELDS,
     KNOWN_REFUND_STATUSES,
     KNOWN_STATUSES,
     REFUND_LIST,
+    BalanceTransaction,
+    BalanceTransactionPage,
+    BalanceTransactionStruct,
     Charge,
     ChargePage,
     ChargeStruct,
@@ -37,6 +49,7 @@ from recon_assets.stripe.models import (
     RefundPage,
     RefundStruct,
 )
+from recon_assets.timewindows import Window, day_window
 
 
 def _metadata_encoder() -> Callable[[dict[str, str]], str]:
@@ -60,12 +73,15 @@ metadata_json = _metadata_encoder()
 
 
 def _columns_builder(
-    copied: tuple[str, ...], derived: Mapping[str, Callable[[Any], Any]]
+    copied: tuple[str, ...],
+    derived: Mapping[str, Callable[[Any], Any]],
+    *,
+    metadata: bool = True,
 ) -> Callable[[Sequence[Any]], dict[str, list[Any]]]:
     """Validated records (msgspec structs) as staged columns: the `copied` fields as they are,
     in one C-level transpose, and each derived column by its function. Every source has
-    `created` (unix seconds, staged as microseconds), a lower-case `currency` and `metadata` as
-    JSON text; amounts stay integers in minor units."""
+    `created` (unix seconds, staged as microseconds) and a lower-case `currency`; `metadata` as
+    JSON text where the object has it; amounts stay integers in minor units."""
     get = operator.attrgetter(*copied)
 
     def columns(records: Sequence[Any]) -> dict[str, list[Any]]:
@@ -73,7 +89,8 @@ def _columns_builder(
         out = dict(zip(copied, cols or [[] for _ in copied], strict=True))
         out["created"] = [r.created * 1_000_000 for r in records]
         out["currency"] = [r.currency.lower() for r in records]
-        out["metadata"] = [metadata_json(m) if (m := r.metadata) else None for r in records]
+        if metadata:
+            out["metadata"] = [metadata_json(m) if (m := r.metadata) else None for r in records]
         for name, fn in derived.items():
             out[name] = [fn(r) for r in records]
         return out
@@ -89,8 +106,11 @@ class StripeSource:
     page from JSON; `list_adapter` a page the client parsed; `clean_page` decodes a clean page's
     bytes straight into records (the fast path). `known_fields` / `known_statuses` make drift
     visible instead of fatal. `columns` turns validated records into the `schema`'s columns.
-    `windows_per_day`: how many parallel `created` slices a day is pulled in (None: the
-    resource's setting, sized for charges).
+    `windows_per_day`: how many parallel slices a day is pulled in (None: the resource's
+    setting, sized for charges). `window_field` is the instant a day is a window of, sent as
+    Stripe's filter of that name and checked on every record (`created`, or a payout's
+    `arrival_date`); `day_window` the instants of a reporting day (US-Eastern, or the UTC
+    calendar date for a field Stripe sends as a date).
     """
 
     name: str
@@ -106,6 +126,8 @@ class StripeSource:
     schema: pa.Schema
     columns: Callable[[Sequence[Any]], dict[str, list[Any]]]
     windows_per_day: int | None = None
+    window_field: str = "created"
+    day_window: Callable[[date], Window] = day_window
 
     @property
     def quarantine_prefix(self) -> str:
@@ -182,5 +204,37 @@ REFUNDS = StripeSource(
     windows_per_day=1,
 )
 
-SOURCES: Mapping[str, StripeSource] = {s.dataset: s for s in (CHARGES, REFUNDS)}
+BALANCE_TRANSACTIONS = StripeSource(
+    name="balance transactions",
+    dataset="stripe_balance_transactions",
+    path="/v1/balance_transactions",
+    model=BalanceTransaction,
+    page_model=BalanceTransactionPage,
+    list_adapter=BALANCE_TRANSACTION_LIST,
+    struct=BalanceTransactionStruct,
+    clean_page=CLEAN_BALANCE_TRANSACTION_PAGE,
+    known_fields=KNOWN_BALANCE_TRANSACTION_FIELDS,
+    known_statuses=KNOWN_BALANCE_TRANSACTION_STATUSES,
+    schema=STRIPE_BALANCE_TRANSACTIONS_SCHEMA,
+    columns=_columns_builder(
+        (
+            "id",
+            "status",
+            "type",
+            "reporting_category",
+            "source",
+            "amount",
+            "fee",
+            "net",
+            "exchange_rate",
+            "description",
+        ),
+        {"available_on": lambda t: t.available_on * 1_000_000},
+        metadata=False,
+    ),
+)
+
+SOURCES: Mapping[str, StripeSource] = {
+    s.dataset: s for s in (CHARGES, REFUNDS, BALANCE_TRANSACTIONS)
+}
 """Every Stripe object recon pulls, by dataset."""

@@ -28,6 +28,7 @@ from recon_assets.stage.schemas import (
     LEDGER_DROPPED_REFS_SCHEMA,
     LEDGER_ENTRIES_SCHEMA,
     LOAD_LOG_SCHEMA,
+    STRIPE_BALANCE_TRANSACTIONS_SCHEMA,
     STRIPE_CHARGES_SCHEMA,
     STRIPE_EVENT_READS_SCHEMA,
     STRIPE_LOOKUPS_SCHEMA,
@@ -38,6 +39,7 @@ from recon_assets.stage.store import StageStore
 DATASETS: Mapping[str, pa.Schema] = {
     "stripe_charges": STRIPE_CHARGES_SCHEMA,
     "stripe_refunds": STRIPE_REFUNDS_SCHEMA,
+    "stripe_balance_transactions": STRIPE_BALANCE_TRANSACTIONS_SCHEMA,
     "ledger_entries": LEDGER_ENTRIES_SCHEMA,
 }
 """The datasets a loader accepts, by name. The name is also the raw table's name, so it is

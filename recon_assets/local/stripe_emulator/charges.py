@@ -611,6 +611,33 @@ class ChargeGenerator:
         self._day_changes[k] = out
         return out
 
+    def capture_times(self, k: int) -> dict[int, int]:
+        """Day k's charges whose seeded life captures them after `created` (a late capture, a
+        pending charge that succeeds): position -> when. Every other captured charge was captured
+        at its `created`. From the cached `day_changes`."""
+        return {
+            g: t
+            for t, kind, g in self.day_changes(k)
+            if kind in ("charge.succeeded", "charge.captured")
+        }
+
+    def capture_time(self, g: int, now: int) -> int | None:
+        """When charge g was captured and succeeded, as it stands at `now` with its hand-made
+        changes (None: not captured and succeeded at `now`): when its balance transaction was
+        created."""
+        k, i = self.timeline.locate(g)
+        at = self.capture_times(k).get(g)
+        if at is None:
+            c = json.loads(self._render_day(k, i, i + 1, now)[0])
+            at = self.created_at(g) if c["status"] == "succeeded" and c["captured"] else None
+        for ch in self.changes.get(g, ()):
+            due = now >= ch.at
+            if ch.kind == "settle":
+                at = ch.at if due and ch.outcome == "succeeded" else None
+            elif ch.kind == "capture":
+                at = ch.at if due else None
+        return at if at is not None and at <= now else None
+
     def _render_day(self, k: int, i0: int, i1: int, now: int) -> list[str]:
         """Charges i0..i1-1 of day k. The hot path: one loop, locals only, `str.join` of literal
         pieces (twice as fast as `%` on a 2 KB template, which rescans the literal text)."""

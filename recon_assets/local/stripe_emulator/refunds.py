@@ -155,7 +155,7 @@ class RefundBook:
             "id": rid,
             "object": "refund",
             "amount": r.amount,
-            "balance_transaction": "txn_" + rid[3:27],
+            "balance_transaction": "txn_" + rid[3:],
             "charge": charge["id"],
             "created": r.created,
             "currency": charge["currency"],
@@ -174,7 +174,7 @@ class RefundBook:
         if status == "pending":
             body["pending_reason"] = "processing"
         if status == "failed":
-            body["failure_balance_transaction"] = "txn_" + rid[4:28]
+            body["failure_balance_transaction"] = "txn_f" + rid[3:]
             body["failure_reason"] = "expired_or_canceled_card"
         return json.dumps(body, separators=(",", ":"))
 

@@ -28,6 +28,7 @@ from types import TracebackType
 from typing import TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from recon_assets.local.stripe_emulator.balance import BALANCE_TRANSACTIONS_URL, BalanceBook
 from recon_assets.local.stripe_emulator.charges import ChargeGenerator
 from recon_assets.local.stripe_emulator.config import API_VERSION, EmulatorConfig
 from recon_assets.local.stripe_emulator.events import EVENTS_URL, EventLog
@@ -52,6 +53,7 @@ _LIST_PARAMS = frozenset(
 )
 _EVENT_PARAMS = _LIST_PARAMS | {"type", "types[]"}
 _REFUND_PARAMS = _LIST_PARAMS | {"charge"}
+
 _TYPES_ITEM = re.compile(r"^types\[\d*\]$")
 
 
@@ -138,17 +140,7 @@ def _paging(params: dict[str, str]) -> tuple[int, int | None, int | None, str | 
                 "This value must be less than or equal to 100.",
                 param="limit",
             )
-    gte: int | None = None
-    lt: int | None = None
-    for name, raw in params.items():
-        if name.startswith("created"):
-            v = _int_param(name, raw)
-            if name in ("created", "created[gt]", "created[gte]"):
-                lo = {"created": v, "created[gt]": v + 1, "created[gte]": v}[name]
-                gte = lo if gte is None else max(gte, lo)
-            if name in ("created", "created[lt]", "created[lte]"):
-                hi = {"created": v + 1, "created[lt]": v, "created[lte]": v + 1}[name]
-                lt = hi if lt is None else min(lt, hi)
+    gte, lt = _range(params, "created")
     after, before = params.get("starting_after"), params.get("ending_before")
     if after is not None and before is not None:
         raise ApiError(
@@ -158,6 +150,24 @@ def _paging(params: dict[str, str]) -> tuple[int, int | None, int | None, str | 
             param="ending_before",
         )
     return limit, gte, lt, after, before
+
+
+def _range(params: dict[str, str], field: str) -> tuple[int | None, int | None]:
+    """Stripe's range filter on `field` (`field`, `field[gt]`, `[gte]`, `[lt]`, `[lte]`) as
+    half-open bounds [gte, lt), None where unbounded."""
+    gte: int | None = None
+    lt: int | None = None
+    for name, raw in params.items():
+        if name == field or name.startswith(field + "["):
+            v = _int_param(name, raw)
+            op = name[len(field) :]
+            if op in ("", "[gt]", "[gte]"):
+                lo = {"": v, "[gt]": v + 1, "[gte]": v}[op]
+                gte = lo if gte is None else max(gte, lo)
+            if op in ("", "[lt]", "[lte]"):
+                hi = {"": v + 1, "[lt]": v, "[lte]": v + 1}[op]
+                lt = hi if lt is None else min(lt, hi)
+    return gte, lt
 
 
 _T = TypeVar("_T")
@@ -222,6 +232,7 @@ class _App:
         self.cfg = cfg
         self.gen = ChargeGenerator(cfg)
         self.refunds = RefundBook(self.gen)
+        self.balance = BalanceBook(self.gen, self.refunds)
         self.events = EventLog(self.gen, self.refunds)
         self.plan = FaultPlan(cfg.seed, cfg.faults)
         self.counters = Counters()
@@ -285,6 +296,16 @@ class _App:
             return self._list_events(url.query)
         if h.command == "GET" and path == REFUNDS_URL:
             return self._list_refunds(url.query)
+        if h.command == "GET" and path == BALANCE_TRANSACTIONS_URL:
+            return self._list_balance_transactions(url.query)
+        if (
+            h.command == "GET"
+            and path.startswith(BALANCE_TRANSACTIONS_URL + "/")
+            and path.count("/") == 3
+        ):
+            return self._retrieve_balance_transaction(
+                unquote(path[len(BALANCE_TRANSACTIONS_URL) + 1 :]), url.query
+            )
         if h.command == "GET" and path.startswith(REFUNDS_URL + "/") and path.count("/") == 3:
             return self._retrieve_refund(unquote(path[len(REFUNDS_URL) + 1 :]), url.query)
         if h.command == "GET" and path.startswith(LIST_URL + "/") and path.count("/") == 3:
@@ -388,6 +409,34 @@ class _App:
         page, has_more = _page_by_id(refunds, index, limit, after, before, "refund")
         texts = [book.render(r, now) for r in page]
         return _list_body(texts, has_more, REFUNDS_URL), 0, 0
+
+    def _list_balance_transactions(self, query: str) -> tuple[list[bytes], int, int]:
+        """`GET /v1/balance_transactions`: `created` filters and Stripe's paging (newest first,
+        by id cursors). Stripe's `currency`, `type`, `source` and `payout` filters are not
+        emulated (a request naming one is refused, not answered wrongly)."""
+        params = dict(parse_qsl(query, keep_blank_values=True))
+        _refuse_unknown(params, _LIST_PARAMS)
+        limit, gte, lt, after, before = _paging(params)
+        now = self.gen.now()
+        txns = self.balance.in_window(gte if gte is not None else 0,
+                                      lt if lt is not None else now + 1, now)  # fmt: skip
+        index = {t.id: i for i, t in enumerate(txns)}
+        page, has_more = _page_by_id(txns, index, limit, after, before, "balance_transaction")
+        texts = [t.render(now) for t in page]
+        return _list_body(texts, has_more, BALANCE_TRANSACTIONS_URL), 0, 0
+
+    def _retrieve_balance_transaction(
+        self, txn_id: str, query: str
+    ) -> tuple[list[bytes], int, int]:
+        _refuse_params(query)
+        now = self.gen.now()
+        t = self.balance.get(txn_id, now)
+        if t is None:
+            raise ApiError(
+                404, "invalid_request_error", f"No such balance transaction: '{txn_id}'",
+                code="resource_missing", param="id",
+            )  # fmt: skip
+        return [t.render(now).encode()], 0, 0
 
     def _retrieve_refund(self, rid: str, query: str) -> tuple[list[bytes], int, int]:
         _refuse_params(query)
