@@ -186,7 +186,7 @@ def _print_reported_days(settings: ReconSettings, days: list[date]) -> None:
     reports its data restated), its refunds, and the breaks the ledger's own corrections
     resolved, read from the local warehouse."""
     from recon_assets.defs.report_assets import INDEX_KEY, report_key
-    from recon_assets.report.data import ReportState, fetch_histories, fetch_reports
+    from recon_assets.report.data import ReportState, fetch_histories, fetch_reports, format_minor
     from recon_assets.warehouse.duckdb_loader import connect_duckdb
 
     con = connect_duckdb(settings.duckdb_path, read_only=True, memory_limit=None)
@@ -212,6 +212,27 @@ def _print_reported_days(settings: ReconSettings, days: list[date]) -> None:
             f"({sum(t.breaks for t in refunds):,} breaks); {corrected:,} breaks resolved by "
             "the ledger's corrections (reversals)"
         )
+        fees = r.fee_totals()
+        print(
+            f"              {sum(t.fees for t in fees):,} Stripe fees "
+            f"({sum(t.breaks for t in fees):,} breaks)"
+        )
+        # the day's biggest currency in full, then what the rest say: a person reads one line
+        for t in sorted(r.tieout, key=lambda t: -abs(t.stripe_net))[:1]:
+            rest = r.unexplained
+            print(
+                f"              tie-out {t.currency}: Stripe balance moved "
+                f"{format_minor(t.stripe_net, t.currency)}, ledger "
+                f"{format_minor(t.ledger_net, t.currency)}, difference "
+                f"{format_minor(t.difference, t.currency)}, explained "
+                f"{format_minor(t.explained, t.currency)}, unexplained "
+                f"{format_minor(t.unexplained, t.currency)}; "
+                + (
+                    "unexplained: " + ", ".join(format_minor(a, c) for c, a in rest.items())
+                    if rest
+                    else f"unexplained 0 in all {len(r.tieout)} currencies"
+                )
+            )
         print(f"              {Path(settings.stage_uri) / report_key(r.day.isoformat(), 'html')}")
     print(f"  all days:   {settings.stage_uri.rstrip('/')}/{INDEX_KEY}")
 

@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 from recon_assets.defs.dbt_assets import default_dbt_executable
 from recon_assets.stage.schemas import (
     LEDGER_ENTRIES_SCHEMA,
+    STRIPE_BALANCE_TRANSACTIONS_SCHEMA,
     STRIPE_CHARGES_SCHEMA,
     STRIPE_REFUNDS_SCHEMA,
 )
@@ -195,6 +196,18 @@ def refund(rid: str, created: datetime, *, status: str = "succeeded", amount: in
     }  # fmt: skip
 
 
+def txn(tid: str, source: str, created: datetime, amount: int, fee: int = 0, *,
+        type_: str = "charge", currency: str = "usd") -> dict:  # fmt: skip
+    """A balance transaction: `net` = amount - fee, as Stripe's always is."""
+    return {
+        "id": tid, "created": created, "available_on": created + timedelta(days=2),
+        "status": "available", "type": type_, "reporting_category": type_, "source": source,
+        "currency": currency, "amount": amount, "fee": fee, "net": amount - fee,
+        "exchange_rate": None, "description": None, "_partition_date": et_day(created),
+        "_synced_at": SYNCED, "_run_id": "run_test",
+    }  # fmt: skip
+
+
 def reversal(eid: int, of: dict, posted: datetime, amount: int | None = None,
              ref: str | None = None) -> dict:  # fmt: skip
     """The ledger's correction of entry `of`: minus its amount unless told, no external_ref
@@ -355,9 +368,9 @@ def cases() -> list[Case]:
     t = utc(2024, 3, 5, 12)
     c.append(
         Case(
-            "old, none (a fee entry does not count)",
+            "old, none (an entry of another type does not count)",
             [charge("ch_missing", t)],
-            [entry(6, "ch_missing", t + timedelta(hours=2), 30, entry_type="fee")],
+            [entry(6, "ch_missing", t + timedelta(hours=2), 30, entry_type="adjustment")],
             [Expect(d(2024, 3, 5), "ch_missing", "missing_in_ledger", "USD", 1000, None, None)],
         )
     )
@@ -676,8 +689,8 @@ def arrow_table(schema: pa.Schema, rows: Sequence[dict[str, Any]]) -> pa.Table:
     return pa.table({f.name: [r[f.name] for r in rows] for f in schema}, schema=schema)
 
 
-STRIPE_DAYS = ("stripe_charges", "stripe_refunds")
-"""A Stripe day is loaded when both of its datasets are."""
+STRIPE_DAYS = ("stripe_charges", "stripe_refunds", "stripe_balance_transactions")
+"""A Stripe day is loaded when each of its datasets is."""
 LOADED_1 = datetime(2024, 3, 13, 9, 0, tzinfo=UTC)
 LOADED_2 = datetime(2024, 3, 13, 12, 0, tzinfo=UTC)
 GAP_DAY = date(2024, 1, 10)
@@ -701,6 +714,7 @@ def write_raw(
     load_log: Sequence[tuple[str, date, datetime]] | None = None,
     lookups: Sequence[tuple[str, str]] = LOOKUPS,
     refunds: Sequence[dict] = (),
+    txns: Sequence[dict] = (),
 ) -> None:
     """What the loaders leave behind: raw.* = staged columns + `_loaded_at` (TIMESTAMPTZ), the
     load log (every charge and ledger day loaded once at LOADED_1, but GAP_DAY's ledger) and
@@ -718,6 +732,7 @@ def write_raw(
         for name, schema, rows in [
             ("stripe_charges", STRIPE_CHARGES_SCHEMA, charges),
             ("stripe_refunds", STRIPE_REFUNDS_SCHEMA, refunds),
+            ("stripe_balance_transactions", STRIPE_BALANCE_TRANSACTIONS_SCHEMA, txns),
             ("ledger_entries", LEDGER_ENTRIES_SCHEMA, entries),
         ]:
             tbl = arrow_table(schema, rows)
@@ -1327,7 +1342,11 @@ def test_parse_prod_target_without_a_connection(tmp_path: Path) -> None:
         for n in manifest["nodes"].values()
         if n["resource_type"] == "model" and n["config"]["schema"] == "marts"
     }
-    for name in ("fct_charge_reconciliation", "fct_refund_reconciliation"):
+    for name in (
+        "fct_charge_reconciliation",
+        "fct_refund_reconciliation",
+        "fct_fee_reconciliation",
+    ):
         fct = marts.pop(name)
         assert fct["materialized"] == "incremental"
         assert fct["incremental_strategy"] == "delete+insert"
@@ -1344,6 +1363,7 @@ def test_parse_prod_target_without_a_connection(tmp_path: Path) -> None:
         "rpt_reconciliation_days": "view",
         "rpt_status_changes": "view",
         "rpt_break_history": "view",
+        "rpt_balance_tieout": "view",
     }
 
 
@@ -1388,12 +1408,14 @@ def test_dagster_dbt_assets_build_a_partition_range(tmp_path: Path) -> None:
     assert set(specs) == {
         "staging/stg_stripe__charges",
         "staging/stg_stripe__refunds",
+        "staging/stg_stripe__balance_transactions",
         "staging/stg_ledger__entries",
         "staging/stg_recon__load_log",
         "staging/stg_stripe__charge_lookups",
         "staging/stg_ledger__dropped_refs",
         "intermediate/int_stripe__charges_in_build",
         "intermediate/int_stripe__refunds_in_build",
+        "intermediate/int_stripe__balance_transactions_in_build",
         "intermediate/int_ledger__entries_in_build",
         "intermediate/int_ledger__reversals_in_build",
         "intermediate/int_ledger__net_entries_in_build",
@@ -1402,11 +1424,15 @@ def test_dagster_dbt_assets_build_a_partition_range(tmp_path: Path) -> None:
         "intermediate/int_recon__charges",
         "intermediate/int_recon__refunds",
         "intermediate/int_recon__refund_items",
+        "intermediate/int_recon__fees",
+        "intermediate/int_recon__fee_items",
         "intermediate/int_recon__orphan_ledger_entries",
         "intermediate/int_recon__items",
         "intermediate/int_recon__touched_charges",
         "marts/fct_charge_reconciliation",
         "marts/fct_refund_reconciliation",
+        "marts/fct_fee_reconciliation",
+        "marts/rpt_balance_tieout",
         "marts/rpt_daily_reconciliation",
         "marts/rpt_reconciliation_days",
         "marts/fct_reconciliation_history",
@@ -1735,3 +1761,107 @@ def test_refund_rules_each_status_then_a_refund_that_fails_later(tmp_path: Path)
     breaks = read_break_history(db)
     assert breaks["refund:re_dup"][:3] == (False, "corrected_in_ledger", "matched")
     assert breaks["refund:re_ok"][:3] == (True, None, "unexpected_ledger_entry")
+
+
+def test_fee_rules_and_the_balance_tieout_name_every_cent(tmp_path: Path) -> None:
+    """Every fee rule on DuckDB (an item per object Stripe took a fee on, on its transaction's
+    day, the ledger's `fee` entry naming the object with minus the fee), then the day's balance
+    tie-out: on a true ledger every cent of the difference is explained by open items and
+    timing, and unexplained is 0; money no item accounts for (a transaction of no item, a
+    matched charge whose transaction says another amount) is unexplained, keeps the day
+    preliminary and names itself."""
+    db, work = tmp_path / "warehouse.duckdb", tmp_path / "work"
+    t = utc(2024, 3, 5, 15)  # 10:00 EST, Mar 5
+    day = date(2024, 3, 5)
+    names = ["ok", "missing", "dup", "currency", "wrong", "late", "yen", "awaited", "nofee"]
+    charges = [charge(f"ch_{n}", t, currency="jpy" if n == "yen" else "usd") for n in names]
+    txns = [
+        txn(f"txn_ch_{n}", f"ch_{n}", t, 1000, 59, currency="jpy" if n == "yen" else "usd")
+        for n in names
+        if n not in ("awaited", "nofee")
+    ] + [txn("txn_ch_nofee", "ch_nofee", t, 1000, 0)]
+
+    def fee(eid: int, cid: str, amount: int = -59, *, hours: float = 2, cur: str = "USD") -> dict:
+        return entry(eid, cid, t + timedelta(hours=hours), amount, cur, entry_type="fee")
+
+    entries = [
+        ok(900 + i, f"ch_{n}", t, currency="JPY" if n == "yen" else "USD")
+        for i, n in enumerate(names)
+    ] + [
+        fee(1, "ch_ok"),
+        fee(2, "ch_dup"),
+        fee(3, "ch_dup", hours=3),
+        fee(4, "ch_currency", cur="EUR"),
+        fee(5, "ch_wrong", -89),  # an old rate card: the fixed part twice
+        fee(6, "ch_late", hours=72 + 1),
+        fee(7, "ch_yen", cur="JPY"),
+        fee(8, "ch_awaited"),  # its charge's transaction is on a day not loaded yet
+        fee(9, "ch_nofee"),  # Stripe took no fee on it
+        fee(10, "ch_gone", -40),  # names a charge Stripe answered 404 for
+    ]
+    write_raw(db, charges, entries, txns=txns, lookups=[("ch_gone", "not_found")])
+    dbt(db, work, "build", "--target", "local")
+
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        fees = {
+            r[0]: r[1:]
+            for r in con.execute(
+                "select coalesce(balance_transaction_id, source_id), reporting_date, recon_status,"
+                " stripe_amount, ledger_amount, amount_diff, ledger_entry_ids "
+                "from marts.fct_fee_reconciliation"
+            ).fetchall()
+        }
+        tieout = con.execute(
+            "select currency, stripe_net, ledger_net, difference, explained_open, "
+            "explained_timing, unexplained from marts.rpt_balance_tieout where reporting_date = ?",
+            [day],
+        ).fetchall()
+        days = dict(con.execute(
+            "select reporting_date, day_status_reason from marts.rpt_reconciliation_days"
+        ).fetchall())  # fmt: skip
+    finally:
+        con.close()
+    assert fees == {
+        "txn_ch_ok": (day, "matched", 59, -59, 0, "1"),
+        "txn_ch_missing": (day, "missing_in_ledger", 59, None, 59, None),
+        "txn_ch_dup": (day, "duplicate_in_ledger", 59, -118, -59, "2,3"),
+        "txn_ch_currency": (day, "currency_mismatch", 59, -59, 0, "4"),
+        "txn_ch_wrong": (day, "amount_mismatch", 59, -89, -30, "5"),
+        "txn_ch_late": (day, "late_posting", 59, -59, 0, "6"),
+        "txn_ch_yen": (day, "matched", 59, -59, 0, "7"),  # yen: never divided by 100
+        "ch_awaited": (day, "pending_stripe_lookup", None, -59, -59, "8"),
+        "ch_nofee": (day, "unexpected_ledger_entry", None, -59, -59, "9"),
+        "ch_gone": (day, "missing_in_stripe", None, -40, -40, "10"),
+    }
+    # the tie-out: Stripe moved 8 charges' net (each 1000 - fee) in USD and one in JPY; the
+    # ledger booked the charges and fees it booked; the open fees, the awaited charge (its
+    # money in a transaction not loaded) and the orphans explain all of it
+    usd = {r[0]: r[1:] for r in tieout}["USD"]
+    stripe_net = 6 * (1000 - 59) + 1000
+    # 8 USD bookings; USD fees 1, 2, 3, 5, 8, 9, 10 posted that day (6 is late: Mar 8; 4 is EUR)
+    ledger_net = 8 * 1000 - 59 * 5 - 89 - 40
+    assert usd[0] == stripe_net and usd[1] == ledger_net
+    assert usd[2] == ledger_net - stripe_net and usd[2] == usd[3] + usd[4] + usd[5]
+    assert usd[5] == 0 and "does not tie out" not in (days[day] or "")
+
+    # money of no item, and a matched charge whose transaction says another amount: both are
+    # unexplained, named in the day's status, and the rest stays explained
+    txns2 = [*txns, txn("txn_adjust", "adj_1", t, -250, type_="adjustment")]
+    txns2 = [x if x["id"] != "txn_ch_ok" else txn("txn_ch_ok", "ch_ok", t, 990, 59) for x in txns2]
+    write_raw(db, charges, entries, txns=txns2, lookups=[("ch_gone", "not_found")])
+    dbt(db, work, "build", "--target", "local", "--full-refresh")
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        (unexplained,) = con.execute(
+            "select unexplained from marts.rpt_balance_tieout "
+            "where reporting_date = ? and currency = 'USD'", [day]
+        ).fetchone()  # fmt: skip
+        (reason,) = con.execute(
+            "select day_status_reason from marts.rpt_reconciliation_days where reporting_date = ?",
+            [day],
+        ).fetchone()  # fmt: skip
+    finally:
+        con.close()
+    assert unexplained == 250 + 10  # ledger - Stripe: the adjustment took 250, ch_ok 10 less
+    assert "the Stripe balance does not tie out (unexplained in 1 currencies)" in reason

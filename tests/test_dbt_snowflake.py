@@ -30,6 +30,7 @@ import pytest
 
 from recon_assets.stage.schemas import (
     LEDGER_ENTRIES_SCHEMA,
+    STRIPE_BALANCE_TRANSACTIONS_SCHEMA,
     STRIPE_CHARGES_SCHEMA,
     STRIPE_REFUNDS_SCHEMA,
 )
@@ -54,6 +55,7 @@ from tests.test_dbt_models import (
     loaded_days,
     refund,
     run_dbt,
+    txn,
     utc,
     window_vars,
 )
@@ -70,6 +72,8 @@ def _sf_type(t: pa.DataType, ntz: bool) -> str:
         return "VARCHAR"
     if pa.types.is_date32(t):
         return "DATE"
+    if pa.types.is_float64(t):
+        return "FLOAT"
     if pa.types.is_timestamp(t):
         return "TIMESTAMP_NTZ" if ntz else "TIMESTAMP_TZ"
     raise TypeError(t)
@@ -118,7 +122,13 @@ class Warehouse:
         for name, schema, rows, ntz in [
             ("STRIPE_CHARGES", STRIPE_CHARGES_SCHEMA, charges, False),
             ("STRIPE_REFUNDS", STRIPE_REFUNDS_SCHEMA, refunds, False),
-            ("LEDGER_ENTRIES", LEDGER_ENTRIES_SCHEMA, [*entries, *REFUND_ENTRIES], True),
+            ("STRIPE_BALANCE_TRANSACTIONS", STRIPE_BALANCE_TRANSACTIONS_SCHEMA, TXNS, False),
+            (
+                "LEDGER_ENTRIES",
+                LEDGER_ENTRIES_SCHEMA,
+                [*entries, *REFUND_ENTRIES, *FEE_ENTRIES],
+                True,
+            ),
         ]:
             cols = ", ".join(f"{f.name} {_sf_type(f.type, ntz)}" for f in schema)
             ts = "TIMESTAMP_NTZ" if ntz else "TIMESTAMP_TZ"
@@ -190,6 +200,13 @@ class Warehouse:
         )
         return {r[0]: tuple(r[1:]) for r in rows}
 
+    def fees(self) -> dict[str, tuple]:
+        rows = self.execute(
+            "select source_id, recon_status, stripe_amount, ledger_amount, amount_diff "
+            "from MARTS.FCT_FEE_RECONCILIATION"
+        )
+        return {r[0]: tuple(r[1:]) for r in rows}
+
 
 REFUND_AT = datetime(2024, 3, 5, 15, tzinfo=UTC)
 REFUNDS = [refund("re_ok", REFUND_AT), refund("re_sign", REFUND_AT),
@@ -199,6 +216,17 @@ REFUND_ENTRIES = [
     entry(902, "re_sign", REFUND_AT + timedelta(hours=2), 500, entry_type="refund"),
 ]
 """Refunds through the prod target too: the same rules, on Snowflake SQL."""
+FEE_AT = utc(2024, 3, 5, 12)  # ch_dup's and ch_amount's created, in cases()
+TXNS = [
+    txn("txn_ch_dup", "ch_dup", FEE_AT, 1000, 59),
+    txn("txn_ch_amount", "ch_amount", FEE_AT, 1000, 59),
+    txn("txn_re_ok", "re_ok", REFUND_AT, -500),
+]
+FEE_ENTRIES = [
+    entry(903, "ch_dup", FEE_AT + timedelta(hours=2), -59, entry_type="fee"),
+    entry(904, "ch_amount", FEE_AT + timedelta(hours=2), -60, entry_type="fee"),
+]
+"""Fees and the balance tie-out through the prod target too."""
 
 
 def epoch_rows(rows: list[tuple]) -> list[tuple]:
@@ -226,6 +254,17 @@ def test_prod_target_builds_and_restates_a_window(
         "re_missing": ("missing_in_ledger", 700, None, 700),
         "re_refunded_unknown": ("missing_in_stripe", None, -1000, -1000),
     }
+    assert wh.fees() == {
+        "ch_dup": ("matched", 59, -59, 0),
+        "ch_amount": ("amount_mismatch", 59, -60, -1),
+    }
+    # the tie-out, on Snowflake SQL: Stripe's side is the day's net, every cent named
+    ((stripe_net, difference, explained, unexplained),) = wh.execute(
+        "select stripe_net, difference, explained, unexplained from MARTS.RPT_BALANCE_TIEOUT "
+        "where reporting_date = '2024-03-05' and currency = 'USD'"
+    )
+    assert stripe_net == 2 * (1000 - 59) - 500
+    assert difference == explained + unexplained
 
     # Loaded later: Stripe re-pulls ch_pending (now succeeded); the only 2024-03-12 item
     # becomes an adjustment; a late entry books the Mar 5 charge ch_missing.
@@ -282,6 +321,7 @@ def test_prod_target_builds_and_restates_a_window(
         [
             ("fct_charge_reconciliation", True),
             ("fct_refund_reconciliation", True),
+            ("fct_fee_reconciliation", True),
             ("fct_reconciliation_history", True),
         ]
         * 3

@@ -4,6 +4,7 @@ implementation of the table over the rows actually written)."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -21,6 +22,7 @@ from recon_assets.local.ledger_seeder import (
     US,
     BreakRates,
     GroundTruthRow,
+    account_balance,
     account_refunds,
     classify_charge,
     load_ground_truth,
@@ -301,7 +303,7 @@ def test_break_counts_are_as_configured(
                          "duplicate_in_ledger", "late_posting", "reversed_booking")
     ) + fixed["amount_mismatch"] + fixed["duplicate_in_ledger"]  # fmt: skip
     assert sum(gt.values()) == s["charges"] + inj["missing_in_stripe"] - fixed["missing_in_stripe"]
-    assert {"fee", "adjustment", "reversal"} <= set(s["entries_by_type"])
+    assert {"adjustment", "reversal"} <= set(s["entries_by_type"])
 
 
 def test_no_breaks_means_every_settled_charge_matches(ledger_conn: psycopg.Connection) -> None:
@@ -390,8 +392,19 @@ def test_seeding_from_the_emulator_covers_every_charge_once(
     ids = [k for k, v in truth.items() if v[0] != "missing_in_stripe" and k.startswith("ch_")]
     assert sorted(ids) == sorted(c["id"] for c in charges)
     assert r.summary["charges"] == len(charges) > 0
-    charge_truth = {k: v for k, v in truth.items() if not k.startswith("re_")}
+    charge_truth = {k: v for k, v in truth.items() if not k.startswith(("re_", "fee:"))}
     assert charge_truth == _independent_truth(ledger_conn, charges, r.as_of)
+    # every fee Stripe took on those charges is an item of its own, Stripe's amount its fee
+    fees = {
+        "fee:" + t["source"]: t
+        for c in charges
+        for t in account_balance(gen)(c["id"], None)
+        if t["fee"] and t["created"] < r.as_of.timestamp()
+    }
+    assert fees and {k for k in truth if k.startswith("fee:")} == set(fees)
+    for k, t in fees.items():
+        assert truth[k][4] == t["fee"] > 0 and truth[k][3] == t["currency"].upper()
+        assert truth[k][2] == business_day_of(t["created"])
     # every refund of those charges is an item of its own, booked minus its amount, naming it
     refunds = {
         f["id"]: f
@@ -560,3 +573,54 @@ def test_a_ledger_grown_for_another_account_is_refused(ledger_conn: psycopg.Conn
     with pytest.raises(seeder.SeedAccountMismatch, match="another RECON_HOME"):
         _grow(ledger_conn, clock + timedelta(days=1), account={**ACCOUNT, "charges_per_day": 9})
     assert _stamped(ledger_conn) == rows
+
+
+def test_each_fee_is_booked_from_its_transaction_with_the_fee_breaks_as_configured(
+    ledger_conn: psycopg.Connection,
+) -> None:
+    """With a balance source, each booked charge's fee is a `fee` entry naming the charge with
+    minus its transaction's fee (never posted before the transaction), the fee breaks are
+    injected at their rates, a charge left unbooked leaves its fee unbooked too, and every fee
+    is an item of the ground truth, classified by the charges' rules."""
+    charges = fake_charges(300)
+    by_id: dict[str, dict[str, Any]] = {}
+    for d in (FIRST, FIRST + timedelta(1), LAST):
+        w = day_window(d)
+        by_id.update({str(c["id"]): c for c in charges(w.start, w.end)})
+
+    def balance(cid: str, now: int | None) -> list[dict[str, Any]]:
+        c = by_id.get(cid)
+        if c is None or c["status"] != "succeeded" or not c["captured"]:
+            return []
+        fee = max(1, int(c["amount_captured"]) * 29 // 1000 + 30)
+        return [{"id": "txn_" + cid[3:], "source": cid, "created": c["created"] + 60,
+                 "amount": c["amount_captured"], "fee": fee, "currency": c["currency"]}]  # fmt: skip
+
+    rates = dataclasses.replace(
+        RATES, fee_missing=0.05, fee_amount_mismatch=0.05, fee_duplicate=0.05
+    )
+    r = seed_ledger(ledger_conn, charges, FIRST, LAST, seed=5, rates=rates, as_of=FAR_AS_OF,
+                    balance=balance)  # fmt: skip
+    fees = {t.charge_id: t for t in r.ground_truth if t.item_type == "fee"}
+    settled = [c for c in by_id.values() if c["status"] == "succeeded" and c["captured"]]
+    assert set(fees) == {"fee:" + str(c["id"]) for c in settled}
+    inj, fixed = r.summary["injected"], r.summary["corrected"]
+    for kind in ("fee_missing", "fee_amount_mismatch", "fee_duplicate"):
+        assert 0.02 * len(settled) < inj[kind] < 0.09 * len(settled), kind
+    statuses = Counter(t.recon_status for t in fees.values())
+    # an unbooked charge's fee is missing too; a wrong fee corrected is matched again
+    assert statuses["missing_in_ledger"] == inj["fee_missing"] + inj["missing_in_ledger"]
+    # (a wrong fee on a charge booked in the wrong currency is a currency mismatch first)
+    wrong_fee = inj["fee_amount_mismatch"] - fixed["fee_amount_mismatch"]
+    assert wrong_fee - inj["currency_mismatch"] <= statuses["amount_mismatch"] <= wrong_fee
+    assert statuses["duplicate_in_ledger"] == inj["fee_duplicate"] - fixed["fee_duplicate"]
+    rows = ledger_conn.execute(
+        "SELECT external_ref, amount_minor, posted_at FROM ledger_entries WHERE entry_type = 'fee'"
+    ).fetchall()
+    assert rows
+    for ref, amount, posted in rows:
+        (txn,) = balance(ref, None)
+        assert posted.timestamp() >= txn["created"]
+        assert amount in {-txn["fee"] + d for d in (0, -30, -1, 1, 30)}
+    matched = [t for t in fees.values() if t.recon_status == "matched"]
+    assert matched and all(t.ledger_amount == -t.stripe_amount for t in matched)

@@ -107,7 +107,8 @@ def world(ledger_pg: object, dbt_manifest: Path) -> Iterator[World]:
 
 
 def fct_rows(db: Path) -> set[tuple]:
-    """The charge and refund facts of the fortnight (a refund's id in the id column)."""
+    """The charge, refund and fee facts of the fortnight (a refund's id in the id column, a
+    fee's as the seeder's truth names it: `fee:` + the object it was taken on)."""
     con = duckdb.connect(str(db), read_only=True)
     try:
         return set(
@@ -117,8 +118,12 @@ def fct_rows(db: Path) -> set[tuple]:
                 "where reporting_date >= ? and reporting_date <= ? union all "
                 "select reporting_date, refund_id, ledger_entry_ids, recon_status, currency, "
                 "stripe_amount, ledger_amount from marts.fct_refund_reconciliation "
+                "where reporting_date >= ? and reporting_date <= ? union all "
+                "select reporting_date, case when recon_key like 'fee:%' then 'fee:' || source_id "
+                "else source_id end, ledger_entry_ids, recon_status, currency, stripe_amount, "
+                "ledger_amount from marts.fct_fee_reconciliation "
                 "where reporting_date >= ? and reporting_date <= ?",
-                [FIRST, LAST, FIRST, LAST],
+                [FIRST, LAST, FIRST, LAST, FIRST, LAST],
             ).fetchall()
         )
     finally:
@@ -135,17 +140,30 @@ def truth_rows(seed: SeedResult) -> set[tuple]:
 
 
 def test_one_run_over_the_fortnight_is_the_ground_truth(world: World) -> None:
-    con_rows = {
-        r[:7] for r in world.reference["marts.fct_charge_reconciliation"] if FIRST <= r[0] <= LAST
-    } | {
-        (r[0], *r[1:2], *r[3:8])
-        for r in world.reference["marts.fct_refund_reconciliation"]
-        if FIRST <= r[0] <= LAST
-    }
+    con_rows = (
+        {r[:7] for r in world.reference["marts.fct_charge_reconciliation"] if FIRST <= r[0] <= LAST}
+        | {
+            (r[0], *r[1:2], *r[3:8])
+            for r in world.reference["marts.fct_refund_reconciliation"]
+            if FIRST <= r[0] <= LAST
+        }
+        | {
+            (r[0], "fee:" + r[1], *r[3:8])
+            for r in world.reference["marts.fct_fee_reconciliation"]
+            if FIRST <= r[0] <= LAST
+        }
+    )
     truth = truth_rows(world.seed)
     refund_statuses = {t[3] for t in truth if t[1].startswith("re_")}  # refunds are items too
     assert {"matched", "missing_in_ledger", "duplicate_in_ledger", "amount_mismatch",
             "currency_mismatch", "late_posting", "missing_in_stripe"} <= refund_statuses  # fmt: skip
+    fee_statuses = {t[3] for t in truth if t[1].startswith("fee:")}  # and fees
+    assert {
+        "matched",
+        "missing_in_ledger",
+        "duplicate_in_ledger",
+        "amount_mismatch",
+    } <= fee_statuses
     statuses = {r[3] for r in truth}
     assert {"missing_in_stripe", "missing_in_ledger", "pending_in_ledger"} <= statuses
     assert con_rows == truth

@@ -62,16 +62,35 @@ def test_week_reconciles_to_ground_truth_and_reruns_change_nothing(
     con = duckdb.connect(str(settings.duckdb_path), read_only=True)
     fct = con.execute(
         "select reporting_date, charge_id, ledger_entry_ids, recon_status, currency, "
-        "stripe_amount, ledger_amount, amount_diff from marts.fct_charge_reconciliation"
+        "stripe_amount, ledger_amount, amount_diff from marts.fct_charge_reconciliation "
+        "where reporting_date >= ?",
+        [FIRST],  # earlier charges a transaction's look-up found
     ).fetchall()
     rpt = con.execute(
         "select reporting_date, currency, recon_status, item_count, stripe_amount, ledger_amount "
-        "from marts.rpt_daily_reconciliation where item_type = 'charge'"
+        "from marts.rpt_daily_reconciliation where item_type = 'charge' and reporting_date >= ?",
+        [FIRST],
     ).fetchall()
     refunds = con.execute(
         "select reporting_date, refund_id, ledger_entry_ids, recon_status, currency, "
         "stripe_amount, ledger_amount from marts.fct_refund_reconciliation"
     ).fetchall()
+    fees = con.execute(  # of the seeded days' charges: one captured later is nobody's booking
+        "select reporting_date, 'fee:' || source_id, ledger_entry_ids, recon_status, currency, "
+        "stripe_amount, ledger_amount from marts.fct_fee_reconciliation where source_id in "
+        "(select id from raw.stripe_charges where _partition_date >= ?)",
+        [FIRST],
+    ).fetchall()
+    fee_breaks = con.execute(  # every fee break the report lists, a charge's of any day included
+        "select reporting_date, source_id from marts.fct_fee_reconciliation where is_break"
+    ).fetchall()
+    tieout = con.execute(
+        "select reporting_date, currency, stripe_net, ledger_net, difference, explained, "
+        "unexplained from marts.rpt_balance_tieout"
+    ).fetchall()
+    stripe_net = dict(con.execute(
+        "select _partition_date, sum(net) from raw.stripe_balance_transactions group by 1"
+    ).fetchall())  # fmt: skip
     earlier = {  # refunds of charges created before the seeded days: nobody booked them
         r[0] for r in con.execute(
             "select id from raw.stripe_refunds where charge not in "
@@ -91,6 +110,23 @@ def test_week_reconciles_to_ground_truth_and_reruns_change_nothing(
     assert got_refunds == refund_truth, (sorted(got_refunds - refund_truth)[:3],
                                          sorted(refund_truth - got_refunds)[:3])  # fmt: skip
     assert {"matched", "missing_in_stripe"} <= {t[3] for t in refund_truth}
+    # every fee Stripe took is an item of its own, on its balance transaction's day
+    fee_truth = {
+        (t.reporting_date, t.charge_id, t.ledger_entry_ids_text, t.recon_status, t.currency,
+         t.stripe_amount, t.ledger_amount)
+        for t in every if t.item_type == "fee"
+    }  # fmt: skip
+    got_fees = {r for r in fees if FIRST <= r[0] <= LAST}
+    assert got_fees == fee_truth, (sorted(got_fees - fee_truth)[:3],
+                                   sorted(fee_truth - got_fees)[:3])  # fmt: skip
+    assert {"matched", "missing_in_ledger"} <= {t[3] for t in fee_truth}
+    # the balance tie-out: Stripe's side is the day's transactions, and on the seeded ledger
+    # every cent of the difference is explained
+    assert tieout and {r[0] for r in tieout} == set(stripe_net)
+    for d, total in stripe_net.items():
+        assert sum(r[2] for r in tieout if r[0] == d) == total
+    for r in tieout:
+        assert r[4] == r[3] - r[2] and r[5] == r[4] and r[6] == 0, r
     truth = [t for t in every if t.item_type == "charge"]
     statuses = Counter(t.recon_status for t in truth)
     # the week must exercise every status of the contract, or this test proves little
@@ -142,8 +178,10 @@ def test_week_reconciles_to_ground_truth_and_reruns_change_nothing(
             if r[0] == d and r[3] not in
             ("matched", "not_booked", "pending_in_stripe", "pending_in_ledger")
         ]  # fmt: skip
-        assert f"<h2>Breaks ({len(breaks) + len(refund_breaks):,})</h2>" in text
-        assert len(csv_rows) == len(breaks) + len(refund_breaks)
+        fee_ids = [s for day, s in fee_breaks if day == d]
+        n = len(breaks) + len(refund_breaks) + len(fee_ids)
+        assert f"<h2>Breaks ({n:,})</h2>" in text
+        assert len(csv_rows) == n
         rows = [r.split(",") for r in csv_rows]
         # each row carries its item type and id; a charge row keeps its charge_id
         assert sorted(r[4] for r in rows if r[2] == "charge") == sorted(
@@ -151,6 +189,9 @@ def test_week_reconciles_to_ground_truth_and_reruns_change_nothing(
         )
         assert all(r[3] == r[4] for r in rows if r[2] == "charge")
         assert sorted(r[3] for r in rows if r[2] == "refund") == sorted(refund_breaks)
+        assert sorted(r[3] for r in rows if r[2] == "fee") == sorted(fee_ids)
+        # the report's header ties the balance out, per currency
+        assert text.count("Stripe balance (") == len([r for r in tieout if r[0] == d]) > 0
 
     before = snapshot(settings.duckdb_path)
     assert before["raw.stripe_charges"] and before["marts.fct_charge_reconciliation"]

@@ -108,8 +108,11 @@
     of each item whose history the build opened or closed one of. -#}
 {% macro keys_written_predicate(relation) -%}
     {%- set name = relation.identifier | lower -%}
-    {%- if name in ('fct_charge_reconciliation', 'fct_refund_reconciliation') -%}
-        {%- set id_column = 'charge_id' if name == 'fct_charge_reconciliation' else 'refund_id' -%}
+    {%- set id_columns = {'fct_charge_reconciliation': 'charge_id',
+                          'fct_refund_reconciliation': 'refund_id',
+                          'fct_fee_reconciliation': 'source_id'} -%}
+    {%- if name in id_columns -%}
+        {%- set id_column = id_columns[name] -%}
         {%- set touched = adapter.get_relation(database=target.database, schema='intermediate', identifier='int_recon__touched_charges') -%}
         {{ return("recon_key in (select w.recon_key from " ~ relation ~ " as w where coalesce(w." ~ id_column ~ ", '') in (select charge_id from " ~ touched ~ "))") }}
     {%- elif name == 'fct_reconciliation_history' -%}

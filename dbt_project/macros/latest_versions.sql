@@ -130,6 +130,60 @@ from latest
 {%- endmacro %}
 
 
+{% macro stripe_balance_transactions_latest(source_ids=none) -%}
+{%- set src = source('raw', 'stripe_balance_transactions') -%}
+{#- With `source_ids` (a relation with a `charge_id` column: the touched item ids), only the
+    transactions of those sources: a fee item is keyed by the object its fee was taken on. -#}
+{%- set scope %}
+    {%- if source_ids is not none %}source in (select charge_id from {{ source_ids }}){% endif %}
+{%- endset %}
+with latest as (
+
+    select
+        id as balance_transaction_id,
+        {{ recon.utc_instant(src, 'created') }} as created_at,
+        {{ recon.utc_instant(src, 'available_on') }} as available_on,
+        lower(status) as status,
+        lower(type) as type,
+        reporting_category,
+        source as source_id,
+        upper(currency) as currency,
+        amount,
+        fee,
+        net,
+        exchange_rate,
+        description,
+        _partition_date as partition_date,
+        {{ recon.utc_instant(src, '_synced_at') }} as synced_at,
+        _run_id as run_id,
+        {{ recon.utc_instant(src, '_loaded_at') }} as loaded_at
+    from {{ recon.latest_versions(src, 'id', ['_synced_at', '_loaded_at', '_partition_date'], scope) }}
+
+)
+
+select
+    balance_transaction_id,
+    created_at,
+    {{ recon.et_date('created_at') }} as created_date_et,
+    available_on,
+    status,
+    type,
+    reporting_category,
+    source_id,
+    currency,
+    amount,
+    fee,
+    net,
+    exchange_rate,
+    description,
+    partition_date,
+    synced_at,
+    run_id,
+    loaded_at
+from latest
+{%- endmacro %}
+
+
 {% macro ledger_entries_latest(charge_ids=none, entry_type=none, reverses=none) -%}
 {%- set src = source('raw', 'ledger_entries') -%}
 {#- Every version of each entry any version of which names a scoped charge (or names none: the

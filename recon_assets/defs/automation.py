@@ -221,13 +221,15 @@ def root_cause(error: Any) -> str:
 
 
 def failed_checks(instance: dg.DagsterInstance, run_id: str) -> list[str]:
-    """`asset: check` of every ERROR-severity check that failed in the run."""
+    """`asset: check` of every ERROR-severity check that failed in the run, with what the
+    check said (the tie-out's names the day and the amount)."""
     out = []
     for rec in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
         ev = rec.dagster_event.event_specific_data if rec.dagster_event else None
         if ev is None or ev.passed or ev.severity != dg.AssetCheckSeverity.ERROR:
             continue
-        out.append(f"{ev.asset_key.to_user_string()}: {ev.check_name}")
+        said = f" ({ev.description})" if getattr(ev, "description", None) else ""
+        out.append(f"{ev.asset_key.to_user_string()}: {ev.check_name}{said}")
     return sorted(set(out))
 
 

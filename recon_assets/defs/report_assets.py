@@ -14,6 +14,7 @@ from recon_assets.report.data import (
     fetch_histories,
     fetch_index,
     fetch_reports,
+    format_minor,
     rebuilt_days_outside,
     render_breaks_csv,
     render_summary_markdown,
@@ -82,12 +83,45 @@ def day_metadata(report: DayReport, history: DayHistory, uri: str) -> dict[str, 
         "status_counts": dg.MetadataValue.json(report.counts_by_status()),
         "refunds": dg.MetadataValue.int(sum(t.refunds for t in report.refund_totals())),
         "refund_breaks": dg.MetadataValue.int(sum(t.breaks for t in report.refund_totals())),
+        "fees": dg.MetadataValue.int(sum(t.fees for t in report.fee_totals())),
+        "fee_breaks": dg.MetadataValue.int(sum(t.breaks for t in report.fee_totals())),
+        "unexplained_by_currency": dg.MetadataValue.json(report.unexplained),
         "resolved_by_correction": dg.MetadataValue.int(
             sum(1 for b in history.breaks if b.resolution == "corrected_in_ledger")
         ),
         "report": dg.MetadataValue.url(uri) if "://" in uri else dg.MetadataValue.path(uri),
         "summary": dg.MetadataValue.md(render_summary_markdown(report)),
     }
+
+
+TIEOUT_CHECK = "balance_tieout_unexplained_is_zero"
+
+
+def tieout_check(reports: list[DayReport]) -> dg.AssetCheckResult:
+    """Fails (ERROR) when a day that is final in every other way (loaded, nothing pending) has
+    money the tie-out cannot explain, naming each day and amount: such a day stays preliminary,
+    and its numbers are not what the bank will see. A day still waiting for data shows its
+    rest in its report, not failed on (the data may be on the way)."""
+    bad = [
+        f"{r.day.isoformat()} {format_minor(amount, cur)}"
+        for r in sorted(reports, key=lambda r: r.day)
+        if r.complete
+        for cur, amount in sorted(r.unexplained.items())
+    ]
+    return dg.AssetCheckResult(
+        check_name=TIEOUT_CHECK,
+        passed=not bad,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=(
+            "unexplained Stripe balance movement on a final day: " + ", ".join(bad) if bad else None
+        ),
+        metadata={
+            "complete_days_checked": dg.MetadataValue.int(sum(1 for r in reports if r.complete)),
+            "unexplained": dg.MetadataValue.json(
+                {r.day.isoformat(): r.unexplained for r in reports if r.unexplained}
+            ),
+        },
+    )
 
 
 def build_report_asset(
@@ -102,6 +136,18 @@ def build_report_asset(
         group_name="reconciliation",
         kinds={"html", "csv"},
         owners=["team:finance-ops"],
+        check_specs=[
+            dg.AssetCheckSpec(
+                TIEOUT_CHECK,
+                asset=REPORT_KEY,
+                description=(
+                    "ERROR: on every final day the run reported, the Stripe balance ties out "
+                    "with the ledger: the tie-out's unexplained rest (marts.rpt_balance_tieout) "
+                    "is 0 in every currency. A failure names each day and amount; the alert "
+                    "says the same."
+                ),
+            )
+        ],
         description=(
             "What finance ops opens at 9 AM US-Eastern, per day: "
             "`{stage}/reports/{day}/reconciliation_{day}.html` (self-contained: final or "
@@ -164,6 +210,7 @@ def build_report_asset(
             )
             context.add_asset_metadata(meta, partition_key=r.day.isoformat())
         return dg.MaterializeResult(
+            check_results=[tieout_check([*reports, *restated, *rewritten])],
             metadata={
                 "run_days": dg.MetadataValue.int(len(reports)),
                 "restated_since_last_report": dg.MetadataValue.json(
@@ -173,7 +220,7 @@ def build_report_asset(
                     [r.day.isoformat() for r in rewritten]
                 ),
                 "index": dg.MetadataValue.path(store.uri(INDEX_KEY)),
-            }
+            },
         )
 
     return reconciliation_report

@@ -29,6 +29,7 @@ from recon_assets.local.ledger_seeder import (
     BreakRates,
     GrowResult,
     SeedResult,
+    account_balance,
     account_refunds,
     grow_ledger,
     seed_ledger_from_emulator,
@@ -152,6 +153,7 @@ def grow_local_ledger(
             account=account,
             tolerance_days=tolerance_days,
             refunds=account_refunds(generator),
+            balance=account_balance(generator),
         )
 
 

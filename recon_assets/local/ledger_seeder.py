@@ -62,6 +62,10 @@ RefundSource = Callable[[str, int | None], list[Mapping[str, Any]]]
 """`(charge id, now_unix or None for the account's own clock) -> the charge's refunds then`
 (Stripe Refund dicts, plus the emulator's `_settled_at` / `_failed_at` hints)."""
 
+BalanceSource = Callable[[str, int | None], list[Mapping[str, Any]]]
+"""`(charge or refund id, now_unix or None) -> its balance transactions then` (Stripe
+BalanceTransaction dicts): each fee is booked from its transaction's `fee`."""
+
 US = 1_000_000
 HOUR_US = 3600 * US
 DAY_US = 24 * HOUR_US
@@ -72,8 +76,6 @@ IDS_PER_DAY = 10**7
 SOURCE_SYSTEM = "recon-seeder"
 CREATED_BY = "svc-ledger-seeder"
 _CURRENCIES = ("USD", "EUR", "GBP", "CAD", "JPY", "KRW")
-FEE_SHARE = 0.5
-"""Share of booked charges that also get a processing-fee entry (type `fee`, same external_ref)."""
 ADJUSTMENT_RATE = 0.001
 """Adjustment + reversal pairs per succeeded charge: entry types reconciliation must ignore."""
 
@@ -115,6 +117,12 @@ class BreakRates:
     `refund_currency_mismatch`, `refund_late_posting` (after created + T), shares of the
     refunds; ops correct the amount and duplicate ones at the `corrected` rate.
     `refund_missing_in_stripe`: orphan refund entries per refund.
+    Fees (each booked as a `fee` entry naming the charge Stripe took it on, minus the fee of
+    its balance transaction, with the charge's booking and never before the transaction):
+    `fee_missing` (not booked), `fee_amount_mismatch` (booked from an old rate card: a unit or
+    the fixed 30 off), `fee_duplicate` (booked twice), shares of the fees of booked charges; ops
+    correct the amount and duplicate ones at the `corrected` rate. A charge that is not booked
+    (`missing_in_ledger`) has its fee not booked either.
     """
 
     amount_mismatch: float = 0.004
@@ -134,6 +142,9 @@ class BreakRates:
     refund_currency_mismatch: float = 0.005
     refund_late_posting: float = 0.005
     refund_missing_in_stripe: float = 0.005
+    fee_missing: float = 0.002
+    fee_amount_mismatch: float = 0.003
+    fee_duplicate: float = 0.002
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -153,6 +164,8 @@ _REFUND_BREAKS = (
     "refund_missing", "refund_amount_mismatch", "refund_duplicate", "refund_currency_mismatch",
     "refund_late_posting",
 )  # fmt: skip
+
+_FEE_BREAKS = ("fee_missing", "fee_amount_mismatch", "fee_duplicate")
 
 _SC_BREAKS = (
     "missing_in_ledger",
@@ -184,9 +197,17 @@ class GroundTruthRow:
 
     @property
     def item_type(self) -> str:
-        """`refund` for a refund or an orphan refund entry (its id is a `re_...`), else
-        `charge`: which fact table holds the row."""
+        """`fee` for a fee (its id is `fee:` + the object it was taken on), `refund` for a
+        refund or an orphan refund entry (its id is a `re_...`), else `charge`: which fact
+        table holds the row."""
+        if self.charge_id.startswith("fee:"):
+            return "fee"
         return "refund" if self.charge_id.startswith("re_") else "charge"
+
+    @property
+    def item_id(self) -> str:
+        """The id the item's fact table keys it by (a fee's is the object's id)."""
+        return self.charge_id.removeprefix("fee:")
 
     @property
     def ledger_entry_ids_text(self) -> str | None:
@@ -232,6 +253,8 @@ class _DayPlan:
     refunds: list[Mapping[str, Any]] = field(default_factory=list)
     """The refunds of the day's charges (eventually), each an item of its own."""
     refund_orphans: list[_Entry] = field(default_factory=list)
+    fees: list[Mapping[str, Any]] = field(default_factory=list)
+    """The balance transactions with a fee of the day's booked charges, each a fee item."""
 
 
 def _dt(us: int) -> datetime:
@@ -255,12 +278,6 @@ def _stochastic_count(rng: random.Random, rate: float, n: int) -> tuple[int, tup
 
 def _is_settled(c: Mapping[str, Any]) -> bool:
     return c.get("status") == "succeeded" and bool(c.get("captured"))
-
-
-def _fee(amount: int, currency: str) -> int:
-    if is_zero_decimal(currency):
-        return -math.ceil(amount * 0.036)
-    return -(math.ceil(amount * 0.029) + 30)
 
 
 class _DayBuilder:
@@ -303,6 +320,7 @@ class _DayBuilder:
         self,
         charges: list[Mapping[str, Any]],
         refunds_of: Callable[[str], list[Mapping[str, Any]]] | None = None,
+        txns_of: Callable[[str], list[Mapping[str, Any]]] | None = None,
     ) -> _DayPlan:
         rng, rates = self.rng, self.rates
         plan = _DayPlan(self.day, charges)
@@ -333,6 +351,8 @@ class _DayBuilder:
             posted = created_us + self._normal_delay_us()
             desc = f"Stripe charge {cid}"
             if kind == "missing_in_ledger":
+                if txns_of is not None:  # nor is its fee: an item all the same
+                    plan.fees += [t for t in txns_of(cid) if int(t["fee"])]
                 continue
             if kind == "late_posting":
                 posted = deadline_us + rng.randint(1, 2 * DAY_US)
@@ -358,11 +378,8 @@ class _DayBuilder:
                 )
                 plan.entries.append(extra)
                 plan.correctable.append((kind, extra, c))
-            if rng.random() < FEE_SHARE:
-                plan.entries.append(
-                    self._entry("fee", cid, "stripe_fees", _fee(int(c["amount_captured"]), cur), cur,
-                                posted, f"Stripe fee for {cid}")
-                )  # fmt: skip
+            if txns_of is not None:
+                self._fee(plan, txns_of(cid), cur, posted)
 
         for kind, group in (
             ("unexpected_ledger_entry", unsettled),
@@ -412,6 +429,56 @@ class _DayBuilder:
         if refunds_of is not None:
             self._refunds(plan, settled, refunds_of)
         return plan
+
+    def _fee(self, plan: _DayPlan, txns: list[Mapping[str, Any]], cur: str, posted: int) -> None:
+        """A charge's fee booked as bookkeeping does: a `fee` entry naming the charge, minus the
+        fee of its balance transaction, with the charge's booking (and never before Stripe took
+        it), with the fee breaks injected and some of them corrected."""
+        rng, rates = self.rng, self.rates
+        for t in txns:
+            fee = int(t["fee"])
+            if not fee:
+                continue
+            plan.fees.append(t)
+            x, kind = rng.random(), None
+            for k in _FEE_BREAKS:
+                x -= getattr(rates, k)
+                if x < 0:
+                    kind = k
+                    break
+            if kind is not None:
+                plan.injected[kind] += 1
+            if kind == "fee_missing":
+                continue
+            src = str(t["source"])
+            when = max(posted, (int(t["created"]) + 60) * US)
+            amount = -fee
+            if kind == "fee_amount_mismatch":  # an old rate card: a unit, or the fixed part, off
+                amount = -fee + rng.choice((-30, -1, 1, 30))
+            booking = self._entry("fee", src, "stripe_fees", amount, cur, when,
+                                  f"Stripe fee for {src}")  # fmt: skip
+            plan.entries.append(booking)
+            fix = kind is not None and rng.random() < rates.corrected
+            if kind == "fee_duplicate":
+                extra = self._entry("fee", src, "stripe_fees", amount, cur,
+                                    when + rng.randint(60, 90 * 60) * US,
+                                    f"Stripe fee for {src} (re-posted)")  # fmt: skip
+                plan.entries.append(extra)
+                if fix:
+                    plan.entries.append(self._entry(
+                        "reversal", None, "stripe_fees", -amount, cur,
+                        extra.posted_us + rng.randint(24, 96) * HOUR_US,
+                        f"Reversal of entry {extra.id}", reversal_of=extra.id))  # fmt: skip
+            elif kind == "fee_amount_mismatch" and fix:
+                at = when + rng.randint(24, 96) * HOUR_US
+                plan.entries += [
+                    self._entry("reversal", None, "stripe_fees", -amount, cur, at,
+                                f"Reversal of entry {booking.id}", reversal_of=booking.id),
+                    self._entry("fee", src, "stripe_fees", -fee, cur, at,
+                                f"Stripe fee for {src} (corrected)"),
+                ]  # fmt: skip
+            if fix:
+                plan.injected[f"corrected_{kind}"] += 1
 
     def _refunds(
         self,
@@ -663,6 +730,35 @@ def _ground_truth(plan: _DayPlan, as_of_us: int, tolerance_us: int) -> list[Grou
                 seed_day=plan.day,
             )
         )
+    fee_entries: dict[str, list[_Entry]] = {}
+    for e in plan.entries:
+        if e.entry_type == "fee" and e.posted_us < as_of_us:
+            fee_entries.setdefault(str(e.external_ref), []).append(e)
+    for t in plan.fees:
+        if int(t["created"]) * US >= as_of_us:
+            continue  # Stripe has not taken it yet
+        es = sorted(fee_entries.get(str(t["source"]), []), key=lambda e: e.id)
+        standing = [e for e in es if stands(e)]
+        as_charge = {"status": "succeeded", "captured": True, "created": t["created"],
+                     "currency": t["currency"], "amount_captured": -int(t["fee"])}  # fmt: skip
+        rows.append(
+            GroundTruthRow(
+                charge_id="fee:" + str(t["source"]),
+                ledger_entry_ids=with_reversals(es),
+                reporting_date=business_day_of(int(t["created"])),
+                recon_status=classify_charge(
+                    as_charge,
+                    standing,
+                    as_of_us,
+                    tolerance_us,
+                    min((e.posted_us for e in es), default=None),
+                ),
+                currency=str(t["currency"]).upper(),
+                stripe_amount=int(t["fee"]),
+                ledger_amount=sum(e.amount_minor for e in standing) if standing else None,
+                seed_day=plan.day,
+            )
+        )
     for e in [*plan.orphans, *plan.refund_orphans]:
         if e.posted_us < as_of_us and stands(e):
             rows.append(
@@ -718,11 +814,14 @@ def seed_ledger(
     as_of: datetime | None = None,
     keep_truth: bool = True,
     refunds: RefundSource | None = None,
+    balance: BalanceSource | None = None,
 ) -> SeedResult:
     """Replace the ledger entries and ground truth of charge days `[first_day, last_day]`.
 
     With `refunds`, each refund of the days' charges (as the account shows it now) is booked and
-    is an item of the ground truth too (its `charge_id` is the refund's id).
+    is an item of the ground truth too (its `charge_id` is the refund's id). With `balance`,
+    each booked charge's fee is booked from its balance transaction and is an item too (its
+    `charge_id` is `fee:` + the charge's id).
 
     One transaction: readers see the old or the new seed, never half of one. Entries go in with
     COPY, one day at a time (a day's charges are held in memory, never the range's). Applies the
@@ -770,7 +869,9 @@ def seed_ledger(
                 key=lambda c: (int(c["created"]), str(c["id"])),
             )
             plan = _DayBuilder(day, seed, rates, t_us).build(
-                day_charges, None if refunds is None else (lambda cid: refunds(cid, None))
+                day_charges,
+                None if refunds is None else (lambda cid: refunds(cid, None)),
+                None if balance is None else (lambda cid: balance(cid, None)),
             )
             _copy_entries(conn, plan.entries, journal_id)
             rows = _ground_truth(plan, as_of_us, t_us)
@@ -803,7 +904,8 @@ def seed_ledger(
         "entries_by_type": dict(sorted(entry_types.items())),
         "injected": {k: injected[k] for k in (*_SC_BREAKS, "missing_in_stripe",
                                                "unexpected_ledger_entry", "pending_with_entry",
-                                               "reversed_booking")},
+                                               "reversed_booking", *_REFUND_BREAKS,
+                                               *_FEE_BREAKS)},
         "corrected": {k.removeprefix("corrected_"): n for k, n in sorted(injected.items())
                       if k.startswith("corrected_")},
         "injected_bounds": {k: tuple(v) for k, v in bounds.items()},
@@ -910,6 +1012,7 @@ def seed_ledger_from_emulator(
         as_of=as_of,
         keep_truth=keep_truth,
         refunds=account_refunds(generator),
+        balance=account_balance(generator),
     )
 
 
@@ -920,6 +1023,18 @@ def account_refunds(generator: Any) -> RefundSource:
 
     book = RefundBook(generator)
     return lambda cid, now: refunds_of_charge(book, cid, generator.now() if now is None else now)
+
+
+def account_balance(generator: Any) -> BalanceSource:
+    """The emulator account's balance transactions of a charge or refund
+    (`balance.balance_transactions_of`), at a given instant or at the account's own clock."""
+    from recon_assets.local.stripe_emulator.balance import BalanceBook, balance_transactions_of
+    from recon_assets.local.stripe_emulator.refunds import RefundBook
+
+    book = BalanceBook(generator, RefundBook(generator))
+    return lambda sid, now: balance_transactions_of(
+        book, sid, generator.now() if now is None else now
+    )
 
 
 # --- A ledger that grows with the clock -------------------------------------------------------
@@ -974,6 +1089,7 @@ def grow_ledger(
     rates: BreakRates | None = None,
     tolerance_days: int = 3,
     refunds: RefundSource | None = None,
+    balance: BalanceSource | None = None,
 ) -> GrowResult:
     """Bring the ledger of charge days `[first_day, last_day]` up to `clock`, as a real book of
     record grows: what has been booked by then is there, and nothing is ever rewritten.
@@ -1042,7 +1158,9 @@ def grow_ledger(
                 key=lambda c: (int(c["created"]), str(c["id"])),
             )
             plan = _DayBuilder(day, seed, rates, t_us).build(
-                eventual, None if refunds is None else (lambda cid: refunds(cid, EVENTUALLY))
+                eventual,
+                None if refunds is None else (lambda cid: refunds(cid, EVENTUALLY)),
+                None if balance is None else (lambda cid: balance(cid, EVENTUALLY)),
             )
             settled_now = {
                 str(c["id"]) for c in account_charges(w.start, w.end, clock_s) if _is_settled(c)

@@ -103,6 +103,38 @@ class RefundTotals:
         return self.booked - self.refunded
 
 
+@dataclass(frozen=True)
+class FeeTotals:
+    """A day's Stripe fees in one currency: what Stripe took (the fees of the day's balance
+    transactions), what the ledger booked for them (fee entries carry minus the fee; shown as
+    money out), and the breaks."""
+
+    currency: str
+    fees: int
+    taken: int
+    booked: int
+    breaks: int
+
+    @property
+    def difference(self) -> int:
+        """Booked minus taken: positive when the ledger shows more fees than Stripe took."""
+        return self.booked - self.taken
+
+
+@dataclass(frozen=True)
+class TieoutRow:
+    """The day's tie-out of the Stripe balance in one currency (marts.rpt_balance_tieout):
+    how much the balance moved (`stripe_net`), the ledger's movement of the same money, the
+    difference, the part open items and timing explain, and the unexplained rest."""
+
+    currency: str
+    stripe_net: int
+    ledger_net: int
+    difference: int
+    explained: int
+    unexplained: int
+
+
 REFUND_NOT_REFUNDED = (
     "not_booked", "pending_in_stripe", "unexpected_ledger_entry", "missing_in_stripe",
     "unreadable_in_stripe", "pending_stripe_lookup",
@@ -158,6 +190,16 @@ class DayReport:
     day_status_reason: str = "not reconciled yet"
     trend: tuple[TrendPoint, ...] = ()
     """The 30 days ending with this one (days without data have no point)."""
+    tieout: tuple[TieoutRow, ...] = ()
+    """The day's balance tie-out, per currency (none until its balance transactions load)."""
+    complete: bool = False
+    """Everything final but the tie-out: loaded, nothing pending. Such a day whose balance
+    does not tie out stays preliminary, and is the tie-out check's failure."""
+
+    @property
+    def unexplained(self) -> dict[str, int]:
+        """The tie-out's non-zero unexplained rests, by currency: each is an alert."""
+        return {t.currency: t.unexplained for t in self.tieout if t.unexplained}
 
     @property
     def items(self) -> int:
@@ -210,6 +252,20 @@ class DayReport:
             for rows in [[r for r in refunds if r.currency == cur]]
         ]
 
+    def fee_totals(self) -> list[FeeTotals]:
+        fees = [r for r in self.summary if r.item_type == "fee"]
+        return [
+            FeeTotals(
+                cur,
+                fees=sum(r.item_count for r in rows),
+                taken=sum(r.stripe_amount for r in rows),
+                booked=-sum(r.ledger_amount for r in rows),
+                breaks=sum(r.item_count for r in rows if r.is_break),
+            )
+            for cur in sorted({r.currency for r in fees})
+            for rows in [[r for r in fees if r.currency == cur]]
+        ]
+
     @property
     def match_rate(self) -> float | None:
         t = self.totals()
@@ -222,6 +278,7 @@ class DayReport:
         parts = [self.day.isoformat(), self.day_status, self.day_status_reason]
         parts += [repr(astuple(r)) for r in self.summary]
         parts += [repr(astuple(b)) for b in self.breaks]
+        parts += [repr(astuple(t)) for t in self.tieout]
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
@@ -233,7 +290,7 @@ where reporting_date >= ? and reporting_date < ?
 order by reporting_date, item_type, currency, recon_status
 """
 _DAYS_SQL = """
-select reporting_date, day_status, day_status_reason
+select reporting_date, day_status, day_status_reason, is_complete
 from marts.rpt_reconciliation_days
 where reporting_date >= ? and reporting_date < ?
 """
@@ -243,8 +300,11 @@ _FACTS = """(
     union all
     select reporting_date, raw_loaded_through, is_break, currency, amount_diff
     from marts.fct_refund_reconciliation
+    union all
+    select reporting_date, raw_loaded_through, is_break, currency, amount_diff
+    from marts.fct_fee_reconciliation
 )"""
-"""Both fact tables (charges and refunds), for what the report counts of either kind."""
+"""The fact tables (charges, refunds, fees), for what the report counts of any kind."""
 _REBUILT_SQL = f"""
 select distinct reporting_date
 from {_FACTS} as f
@@ -264,7 +324,20 @@ select reporting_date, recon_status, charge_id, ledger_entry_ids, currency,
        ledger_currency, 'refund' as item_type, refund_id as item_id
 from marts.fct_refund_reconciliation
 where reporting_date >= ? and reporting_date < ? and is_break
+union all
+select reporting_date, recon_status,
+       case when source_id like 'ch_%' then source_id end, ledger_entry_ids, currency,
+       stripe_amount, ledger_amount, amount_diff, recon_key, fee_created_at, null,
+       ledger_currency, 'fee' as item_type, source_id as item_id
+from marts.fct_fee_reconciliation
+where reporting_date >= ? and reporting_date < ? and is_break
 order by 1, 13, 2, 14, 4
+"""
+_TIEOUT_SQL = """
+select reporting_date, currency, stripe_net, ledger_net, difference, explained, unexplained
+from marts.rpt_balance_tieout
+where reporting_date >= ? and reporting_date < ?
+order by reporting_date, currency
 """
 _TREND_SQL = f"""
 select reporting_date, currency, count(*), sum(abs(amount_diff))
@@ -295,11 +368,15 @@ def fetch_reports(query: Query, days: Sequence[date]) -> list[DayReport]:
         if row.reporting_date in wanted:
             summary.setdefault(row.reporting_date, []).append(row)
     breaks: dict[date, list[BreakRow]] = {}
-    for r in query(_BREAKS_SQL, [first, end, first, end]):
+    for r in query(_BREAKS_SQL, [first, end, first, end, first, end]):
         b = BreakRow(*r)  # type: ignore[arg-type]
         if b.reporting_date in wanted:
             breaks.setdefault(b.reporting_date, []).append(b)
     status = {r[0]: (str(r[1]), str(r[2] or "")) for r in query(_DAYS_SQL, [first, end])}
+    complete = {r[0] for r in query(_DAYS_SQL, [first, end]) if r[3]}
+    tieout: dict[date, list[TieoutRow]] = {}
+    for d, *rest in query(_TIEOUT_SQL, [first, end]):
+        tieout.setdefault(d, []).append(TieoutRow(*rest))  # type: ignore[arg-type,index]
     trend_rows = query(_TREND_SQL, [first - timedelta(days=TREND_DAYS - 1), end])
     by_day: dict[date, dict[str, tuple[int, int]]] = {}
     for d, cur, n, amount in trend_rows:
@@ -322,6 +399,8 @@ def fetch_reports(query: Query, days: Sequence[date]) -> list[DayReport]:
                 breaks.get(d, []),
                 *status.get(d, ("preliminary", "nothing reconciled for this day yet")),
                 trend=trend,
+                tieout=tuple(tieout.get(d, [])),
+                complete=d in complete,
             )
         )
     return reports
@@ -383,10 +462,11 @@ HISTORY_CSV_COLUMNS = ("first_seen", "days_open", "since_last_report")
 
 
 def render_breaks_csv(report: DayReport, history: DayHistory | None = None) -> str:
-    """The day's breaks in minor units with ISO-8601 UTC timestamps. Each row is a charge or a
-    refund (`item_type`, `item_id`; a refund's `charge_id` is its charge, `created_at` the
-    item's creation). amount_diff_minor is ledger minus Stripe for a charge (negative: the
-    ledger has less), ledger plus Stripe for a refund (its entry carries minus its amount)."""
+    """The day's breaks in minor units with ISO-8601 UTC timestamps. Each row is a charge, a
+    refund or a fee (`item_type`, `item_id`; a refund's `charge_id` is its charge, a fee's the
+    charge it was taken on; `created_at` the item's creation). amount_diff_minor is ledger minus
+    Stripe for a charge (negative: the ledger has less), ledger plus Stripe for a refund or a
+    fee (its entry carries minus its amount)."""
     by_key = {b.recon_key: b for b in (history.breaks if history else [])}
     last = history.state.last_report_at if history else None
     buf = io.StringIO()

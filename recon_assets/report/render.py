@@ -29,6 +29,7 @@ CSS = """
 body{font:14px/1.45 -apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;color:#1d2433}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px}
 .meta{color:#5b6476;margin:0 0 14px}.meta a{color:#3756c8}
+.tieout.alert{color:#b42318}
 .badge{display:inline-block;padding:2px 10px;border-radius:10px;font-weight:600;color:#fff}
 .final{background:#1f8a4c}.preliminary{background:#c77700}
 table{border-collapse:collapse;margin:6px 0 12px}th,td{padding:4px 10px;border-bottom:1px solid #e3e6ee}
@@ -152,6 +153,18 @@ def render_day_html(
         f"{escape(report.day_status_reason or 'complete: nothing can change it any more')}"
         f"<br>Generated {escape(_et(run.generated_at))} by {run_link}.</p>"
     )
+    for t in report.tieout:
+        alert = " alert" if t.unexplained else ""
+        out.append(
+            f'<p class="meta tieout{alert}">Stripe balance ({escape(t.currency)}) moved '
+            f"{_signed(t.stripe_net, t.currency)}, ledger {_signed(t.ledger_net, t.currency)}, "
+            f"difference {_signed(t.difference, t.currency)}, explained "
+            f"{_signed(t.explained, t.currency)}, <b>unexplained "
+            f"{_signed(t.unexplained, t.currency)}</b></p>"
+        )
+    if not report.tieout:
+        out.append('<p class="meta muted">No balance tie-out: the day\'s balance transactions '
+                   "are not loaded.</p>")  # fmt: skip
     rate = report.match_rate
     out.append('<div class="cards">')
     for label, value in (
@@ -207,6 +220,30 @@ def render_day_html(
             "ledger's refund entries for them, as money out (net of reversals).</p>"
         )
 
+    fees = report.fee_totals()
+    out.append("<h2>Stripe fees: totals per currency</h2>")
+    if not fees:
+        out.append('<p class="muted">No fees taken on this day.</p>')
+    else:
+        out.append(
+            "<table><tr><th>currency</th><th>fees</th><th>taken by Stripe</th>"
+            "<th>booked in the ledger</th><th>booked &minus; taken</th><th>breaks</th></tr>"
+        )
+        for f in fees:
+            out.append(
+                f"<tr><td>{escape(f.currency)}</td><td class='n'>{f.fees:,}</td>"
+                f"<td class='n'>{_money(f.taken, f.currency)}</td>"
+                f"<td class='n'>{_money(f.booked, f.currency)}</td>"
+                f"<td class='n'>{_signed(f.difference, f.currency)}</td>"
+                f"<td class='n'>{f.breaks:,}</td></tr>"
+            )
+        out.append("</table>")
+        out.append(
+            '<p class="muted">Taken: the fees of the balance transactions created on this day '
+            "(one item per charge or refund Stripe took a fee on). Booked: the ledger's fee "
+            "entries naming them, as money out (net of reversals).</p>"
+        )
+
     out.append(f"<h2>Breaks ({report.break_count:,})</h2>")
     if not report.breaks:
         out.append("<p>No breaks.</p>")
@@ -231,8 +268,8 @@ def render_day_html(
                 else '<span class="muted">(none named)</span>'
             )
             item = (
-                f"refund <code>{escape(b.item_id or '(none named)')}</code>"
-                if b.item_type == "refund"
+                f"{b.item_type} <code>{escape(b.item_id or '(none named)')}</code>"
+                if b.item_type in ("refund", "fee")
                 else "charge"
             )
             out.append(

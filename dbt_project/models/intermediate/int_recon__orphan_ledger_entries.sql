@@ -44,5 +44,6 @@ left join {{ ref('int_stripe__refunds_in_build') }} as r
 left join {{ ref('stg_stripe__charge_lookups') }} as lk
     on lk.charge_id = e.external_ref
 where not e.is_reversed_out
+  and e.entry_type in ('charge', 'refund')
   and c.charge_id is null
   and r.refund_id is null

@@ -1,7 +1,7 @@
 {{ config(materialized='table') }}
 {#-
   The item ids whose fact rows this build rebuilds: charge ids and refund ids (`re_...`), each
-  of which names its own item (orphan entries are keyed by the id they name, '' for none, so one
+  of which names its own item (and the fee item of the object Stripe took the fee on) (orphan entries are keyed by the id they name, '' for none, so one
   id covers an item and the entries pointing at it). The column keeps its first name,
   `charge_id`. Late data reopens exactly what it touches:
     - charges and ledger entries loaded since the last build (`_loaded_at` after the fact table's
@@ -39,6 +39,8 @@
 {%- set charges_src = source('raw', 'stripe_charges') -%}
 {%- set refunds_src = source('raw', 'stripe_refunds') -%}
 {%- set refund_created = recon.utc_instant(refunds_src, 'created') -%}
+{%- set txns_src = source('raw', 'stripe_balance_transactions') -%}
+{%- set txn_created = recon.utc_instant(txns_src, 'created') -%}
 {%- set entries_src = source('raw', 'ledger_entries') -%}
 {%- set created = recon.utc_instant(charges_src, 'created') -%}
 {%- set posted = recon.utc_instant(entries_src, 'posted_at') -%}
@@ -56,6 +58,8 @@ touched as (
     select id as charge_id from {{ charges_src }}
     union
     select id as charge_id from {{ refunds_src }}
+    union
+    select source as charge_id from {{ txns_src }} where source is not null
     union
     select coalesce(external_ref, '') as charge_id from {{ entries_src }}
 
@@ -101,6 +105,11 @@ touched as (
     select f.id as charge_id from {{ refunds_src }} as f cross join since as s
     where s.loaded_through is null or {{ recon.utc_instant(refunds_src, '_loaded_at') }} > s.loaded_through
     union
+    {#- a balance transaction's source: the fee item keyed by it #}
+    select x.source as charge_id from {{ txns_src }} as x cross join since as s
+    where x.source is not null
+      and (s.loaded_through is null or {{ recon.utc_instant(txns_src, '_loaded_at', 'x') }} > s.loaded_through)
+    union
     select coalesce(e.external_ref, '') as charge_id from {{ entries_src }} as e cross join since as s
     where s.loaded_through is null or {{ recon.utc_instant(entries_src, '_loaded_at') }} > s.loaded_through
     union
@@ -128,6 +137,12 @@ touched as (
     inner join new_ledger_days as d
         on {{ refund_created }} >= d.from_instant
         and {{ refund_created }} < d.until_instant
+    union
+    select x.source as charge_id from {{ txns_src }} as x
+    inner join new_ledger_days as d
+        on {{ txn_created }} >= d.from_instant
+        and {{ txn_created }} < d.until_instant
+    where x.source is not null
     {%- if w is not none %}
     union
     select id as charge_id from {{ charges_src }}
@@ -137,6 +152,11 @@ touched as (
     select id as charge_id from {{ refunds_src }}
     where {{ refund_created }} >= {{ window_from }}
       and {{ refund_created }} < {{ window_until }}
+    union
+    select source as charge_id from {{ txns_src }}
+    where source is not null
+      and {{ txn_created }} >= {{ window_from }}
+      and {{ txn_created }} < {{ window_until }}
     union
     select coalesce(external_ref, '') as charge_id from {{ entries_src }}
     where {{ posted }} >= {{ window_from }}

@@ -1,8 +1,8 @@
 {{ config(materialized='view') }}
 {#-
-  The ops report: per US-Eastern day, item type (`charge` | `refund`), currency and status, how
-  many items and how much money (integer minor units; a side with no amount sums to 0; a refund's
-  Stripe amount is positive, its ledger amount negative when booked right), plus whether the
+  The ops report: per US-Eastern day, item type (`charge` | `refund` | `fee`), currency and status, how
+  many items and how much money (integer minor units; a side with no amount sums to 0; a refund's or
+  a fee's Stripe amount is positive, its ledger amount negative when booked right), plus whether the
   day is final and why. `item_type` is the last column, so readers of the charge columns by
   position keep them.
   A view over the fact table: it changes in the same transaction as the facts, so the two can
@@ -17,6 +17,10 @@ with facts as (
     select reporting_date, 'refund' as item_type, currency, recon_status, stripe_amount,
            ledger_amount
     from {{ ref('fct_refund_reconciliation') }}
+    union all
+    select reporting_date, 'fee' as item_type, currency, recon_status, stripe_amount,
+           ledger_amount
+    from {{ ref('fct_fee_reconciliation') }}
 
 )
 

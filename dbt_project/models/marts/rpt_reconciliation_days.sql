@@ -1,11 +1,12 @@
 {{ config(materialized='view') }}
 {#-
   One row per US-Eastern reporting day: is it final, and if not, why. A view over the fact
-  tables (charges and refunds: a day is final only when its refunds are too) and the load log,
+  tables (charges, refunds and fees: a day is final only when all its items are) and the load log,
   so it can never disagree with them.
   Final = the Stripe day was loaded whole, the ledger is loaded without gaps from the day through
-  its last booking deadline (the day's end + T), and no item of the day is still pending
-  (in Stripe, in the ledger, or awaiting a look-up by id). Anything else is preliminary, and
+  its last booking deadline (the day's end + T), no item of the day is still pending
+  (in Stripe, in the ledger, or awaiting a look-up by id), and the day's Stripe balance ties
+  out (rpt_balance_tieout: nothing unexplained). Anything else is preliminary, and
   `day_status_reason` says which of these is missing.
 -#}
 {%- set t = recon.tolerance_days() -%}
@@ -14,6 +15,8 @@ with facts as (
     select reporting_date, recon_status, is_break from {{ ref('fct_charge_reconciliation') }}
     union all
     select reporting_date, recon_status, is_break from {{ ref('fct_refund_reconciliation') }}
+    union all
+    select reporting_date, recon_status, is_break from {{ ref('fct_fee_reconciliation') }}
 
 ),
 
@@ -31,15 +34,26 @@ items as (
 
 ),
 
-{#- A Stripe day is loaded when every Stripe object of it is (charges and refunds). -#}
+{#- A Stripe day is loaded when every Stripe object of it is (charges, refunds, balance
+    transactions). -#}
 stripe_days as (
 
     select partition_date
     from {{ ref('stg_recon__load_log') }}
-    where dataset in ('stripe_charges', 'stripe_refunds')
+    where dataset in ('stripe_charges', 'stripe_refunds', 'stripe_balance_transactions')
       and load_kind = 'day'
     group by partition_date
-    having count(distinct dataset) = 2
+    having count(distinct dataset) = 3
+
+),
+
+{#- money the balance tie-out cannot explain: an alert, and the day is not final -#}
+unexplained as (
+
+    select reporting_date, count(*) as currencies
+    from {{ ref('rpt_balance_tieout') }}
+    where unexplained <> 0
+    group by reporting_date
 
 ),
 
@@ -47,6 +61,7 @@ judged as (
 
     select
         i.*,
+        coalesce(u.currencies, 0) as unexplained_currencies,
         s.partition_date is not null as stripe_day_loaded,
         cov.last_day as ledger_loaded_through,
         cov.covered_until is not null
@@ -56,6 +71,8 @@ judged as (
     from items as i
     left join stripe_days as s
         on s.partition_date = i.reporting_date
+    left join unexplained as u
+        on u.reporting_date = i.reporting_date
     left join {{ ref('int_recon__ledger_coverage') }} as cov
         on i.reporting_date >= cov.first_day
         and i.reporting_date < cov.end_day_exclusive
@@ -67,6 +84,7 @@ select
     case
         when stripe_day_loaded and ledger_complete
             and pending_in_stripe = 0 and pending_in_ledger = 0 and pending_lookup = 0
+            and unexplained_currencies = 0
             then 'final'
         else 'preliminary'
     end as day_status,
@@ -84,8 +102,15 @@ select
             then cast(pending_in_ledger as varchar) || ' pending in the ledger; ' else '' end
         || case when pending_lookup > 0
             then cast(pending_lookup as varchar) || ' awaiting a Stripe look-up; ' else '' end
+        || case when unexplained_currencies > 0
+            then 'the Stripe balance does not tie out (unexplained in '
+                || cast(unexplained_currencies as varchar) || ' currencies); ' else '' end
     ), ';') as day_status_reason,
     stripe_day_loaded,
+    {#- everything final but the tie-out: such a day with money unexplained is the alert -#}
+    stripe_day_loaded and ledger_complete
+        and pending_in_stripe = 0 and pending_in_ledger = 0 and pending_lookup = 0
+        as is_complete,
     ledger_loaded_through,
     ledger_complete,
     cast(item_count as bigint) as item_count,
