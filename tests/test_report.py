@@ -167,3 +167,28 @@ def test_the_readme_status_table_is_the_report_legend() -> None:
     assert {name: (brk == "yes", meaning, action) for name, brk, meaning, action in rows} == (
         STATUS_LEGEND
     )
+
+
+def test_the_tieout_check_fails_on_a_complete_day_naming_the_day_and_the_amount() -> None:
+    """Money the tie-out cannot explain on a day complete in every other way fails the ERROR
+    check with the day and the amount (in the currency's own units: yen never / 100); the same
+    on a day still waiting for data is shown, not failed on; nothing unexplained passes."""
+    import dagster as dg
+
+    from recon_assets.defs.report_assets import tieout_check
+    from recon_assets.report.data import DayReport, TieoutRow
+
+    def day(d: date, complete: bool, *rows: TieoutRow) -> DayReport:
+        return DayReport(d, [], [], "preliminary", "", tieout=rows, complete=complete)
+
+    ok = TieoutRow("USD", 1000, 900, -100, -100, 0)
+    bad_usd = TieoutRow("USD", 1000, 1260, 260, 0, 260)
+    bad_jpy = TieoutRow("JPY", 500, 450, -50, 0, -50)
+    waiting = day(date(2024, 3, 6), False, bad_usd)
+    assert tieout_check([day(date(2024, 3, 4), True, ok), waiting]).passed
+    r = tieout_check([day(date(2024, 3, 5), True, ok, bad_usd, bad_jpy), waiting])
+    assert not r.passed and r.severity == dg.AssetCheckSeverity.ERROR
+    assert r.description == (
+        "unexplained Stripe balance movement on a day otherwise final: "
+        "2024-03-05 -50 JPY, 2024-03-05 2.60 USD"
+    )

@@ -113,7 +113,9 @@ def tieout_check(reports: list[DayReport]) -> dg.AssetCheckResult:
         passed=not bad,
         severity=dg.AssetCheckSeverity.ERROR,
         description=(
-            "unexplained Stripe balance movement on a final day: " + ", ".join(bad) if bad else None
+            "unexplained Stripe balance movement on a day otherwise final: " + ", ".join(bad)
+            if bad
+            else None
         ),
         metadata={
             "complete_days_checked": dg.MetadataValue.int(sum(1 for r in reports if r.complete)),
