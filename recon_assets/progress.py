@@ -95,8 +95,8 @@ def describe_step(step: str, metas: list[dict[str, Any]], checks: tuple[int, int
             f"({_first(metas, 'run_requests'):,} requests, "
             f"{float(_first(metas, 'run_rows_per_s', 0.0)):,.0f} charges/s)"
         )
-    if step in ("stripe_refunds", "stripe_balance_transactions"):
-        noun = "refunds" if step == "stripe_refunds" else "balance transactions"
+    if step in ("stripe_refunds", "stripe_balance_transactions", "stripe_payouts"):
+        noun = step.removeprefix("stripe_").replace("_", " ")
         return (
             f"{_sum(metas, 'rows'):,} {noun} staged, {_sum(metas, 'quarantined'):,} quarantined "
             f"({_first(metas, 'run_requests'):,} requests)"
@@ -104,7 +104,13 @@ def describe_step(step: str, metas: list[dict[str, Any]], checks: tuple[int, int
     if step == "ledger_entries":
         return f"{_sum(metas, 'rows'):,} ledger entries staged"
     if step.startswith("raw__") and step.endswith(
-        ("stripe_charges", "stripe_refunds", "stripe_balance_transactions", "ledger_entries")
+        (
+            "stripe_charges",
+            "stripe_refunds",
+            "stripe_balance_transactions",
+            "stripe_payouts",
+            "ledger_entries",
+        )
     ):
         return f"{_sum(metas, 'rows'):,} rows loaded"
     if step == "raw__stripe_charge_events":
@@ -116,7 +122,8 @@ def describe_step(step: str, metas: list[dict[str, Any]], checks: tuple[int, int
         )
     if step == "raw__stripe_charge_lookups":
         return (
-            f"{_first(metas, 'run_lookups'):,} charges, refunds and fee transactions looked up by id "
+            f"{_first(metas, 'run_lookups'):,} charges, refunds, payouts and fee transactions "
+            "looked up by id "
             f"({_first(metas, 'run_found'):,} found, {_first(metas, 'run_not_found_404'):,} not "
             "found)"
         )
@@ -138,6 +145,8 @@ LABELS = {
     "raw__stripe_refunds": "load refunds",
     "stripe_balance_transactions": "pull balance txns",
     "raw__stripe_balance_transactions": "load balance txns",
+    "stripe_payouts": "pull payouts",
+    "raw__stripe_payouts": "load payouts",
     "raw__ledger_entries": "load ledger entries",
     "raw__stripe_charge_events": "Stripe events",
     "raw__stripe_charge_lookups": "look-ups by id",

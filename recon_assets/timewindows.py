@@ -44,6 +44,19 @@ def day_window(day: date) -> Window:
     )
 
 
+def utc_date_window(day: date) -> Window:
+    """The half-open unix-second window of one UTC calendar date: the day of a field Stripe
+    sends as a date (a payout's `arrival_date` is 00:00 UTC of the bank's date), which is that
+    date itself, never a US-Eastern instant."""
+    start = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())
+    return Window(start, start + 86400)
+
+
+def utc_date_of(t: int) -> date:
+    """The UTC calendar date of an instant: `utc_date_window`'s day."""
+    return datetime.fromtimestamp(t, UTC).date()
+
+
 def days_between(first: date, end_exclusive: date) -> Iterator[date]:
     d = first
     while d < end_exclusive:

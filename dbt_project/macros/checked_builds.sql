@@ -110,7 +110,8 @@
     {%- set name = relation.identifier | lower -%}
     {%- set id_columns = {'fct_charge_reconciliation': 'charge_id',
                           'fct_refund_reconciliation': 'refund_id',
-                          'fct_fee_reconciliation': 'source_id'} -%}
+                          'fct_fee_reconciliation': 'source_id',
+                          'fct_payout_reconciliation': 'payout_id'} -%}
     {%- if name in id_columns -%}
         {%- set id_column = id_columns[name] -%}
         {%- set touched = adapter.get_relation(database=target.database, schema='intermediate', identifier='int_recon__touched_charges') -%}

@@ -184,6 +184,61 @@ from latest
 {%- endmacro %}
 
 
+{% macro stripe_payouts_latest(payout_ids=none) -%}
+{%- set src = source('raw', 'stripe_payouts') -%}
+{%- set scope %}
+    {%- if payout_ids is not none %}id in (select charge_id from {{ payout_ids }}){% endif %}
+{%- endset %}
+with latest as (
+
+    select
+        id as payout_id,
+        {{ recon.utc_instant(src, 'created') }} as created_at,
+        {{ recon.utc_instant(src, 'arrival_date') }} as arrival_at,
+        lower(status) as status,
+        upper(currency) as currency,
+        amount,
+        automatic,
+        method,
+        balance_transaction as balance_transaction_id,
+        failure_balance_transaction as failure_balance_transaction_id,
+        failure_code,
+        failure_message,
+        description,
+        metadata,
+        _partition_date as partition_date,
+        {{ recon.utc_instant(src, '_synced_at') }} as synced_at,
+        _run_id as run_id,
+        {{ recon.utc_instant(src, '_loaded_at') }} as loaded_at
+    from {{ recon.latest_versions(src, 'id', ['_synced_at', '_loaded_at', '_partition_date'], scope) }}
+
+)
+
+select
+    payout_id,
+    created_at,
+    arrival_at,
+    {#- Stripe sends the bank's date as 00:00 UTC of it: that date is the reporting day #}
+    {{ recon.utc_date('arrival_at') }} as arrival_date,
+    status,
+    currency,
+    amount,
+    automatic,
+    method,
+    balance_transaction_id,
+    failure_balance_transaction_id,
+    failure_code,
+    failure_message,
+    description,
+    metadata,
+    partition_date,
+    synced_at,
+    run_id,
+    loaded_at
+from latest
+{%- endmacro %}
+
+
 {% macro ledger_entries_latest(charge_ids=none, entry_type=none, reverses=none) -%}
 {%- set src = source('raw', 'ledger_entries') -%}
 {#- Every version of each entry any version of which names a scoped charge (or names none: the

@@ -68,6 +68,21 @@
 {%- endmacro %}
 
 
+{#- The UTC calendar date of an instant: the day of a field Stripe sends as a date (a
+    payout's `arrival_date`, 00:00 UTC of the bank's date), never a US-Eastern day. -#}
+{% macro utc_date(instant) -%}
+    {{ return(adapter.dispatch('utc_date', 'recon')(instant)) }}
+{%- endmacro %}
+
+{% macro duckdb__utc_date(instant) -%}
+    cast(timezone('UTC', {{ instant }}) as date)
+{%- endmacro %}
+
+{% macro snowflake__utc_date(instant) -%}
+    cast({{ instant }} as date)
+{%- endmacro %}
+
+
 {# The instant a US-Eastern date starts (its ET midnight), as a canonical instant. #}
 {% macro et_day_start(date_expr) -%}
     {{ return(adapter.dispatch('et_day_start', 'recon')(date_expr)) }}

@@ -14,13 +14,20 @@ from recon_assets.stage.manifest import CheckFailure, publish_manifest, record_c
 from recon_assets.stripe.events import sync_charge_events
 from recon_assets.stripe.lookup import (
     UNKNOWN_FEE_TXNS_SQL,
+    UNKNOWN_PAYOUT_REFS_SQL,
     UNKNOWN_REFS_SQL,
     UNKNOWN_REFUND_REFS_SQL,
     lookup_charges,
 )
 from recon_assets.stripe.pull import pull
 from recon_assets.stripe.pull_shards import process_count, pull_charges_in_processes
-from recon_assets.stripe.sources import BALANCE_TRANSACTIONS, CHARGES, REFUNDS, StripeSource
+from recon_assets.stripe.sources import (
+    BALANCE_TRANSACTIONS,
+    CHARGES,
+    PAYOUTS,
+    REFUNDS,
+    StripeSource,
+)
 from recon_assets.timewindows import days_of_range
 
 OWNERS = ["team:data-platform"]
@@ -276,6 +283,7 @@ def build_stripe_lookups_asset(
             dg.AssetKey(["raw", "ledger_entries"]),
             dg.AssetKey(["raw", "stripe_refunds"]),
             dg.AssetKey(["raw", "stripe_balance_transactions"]),
+            dg.AssetKey(["raw", "stripe_payouts"]),
             EVENTS_KEY,
         ],
         partitions_def=partitions,
@@ -307,22 +315,26 @@ def build_stripe_lookups_asset(
         store = stage.store()
         results, replaced = [], 0
         looked_up: dict[str, int] = {}
+        # What each step looks for: the fees' transactions are those of charges held now (the
+        # ones just found included), so their query runs after the charges' step.
+        steps: tuple[tuple[StripeSource, str | list[str]], ...] = (
+            (CHARGES, ids),
+            (REFUNDS, refund_ids),
+            (PAYOUTS, UNKNOWN_PAYOUT_REFS_SQL),
+            (BALANCE_TRANSACTIONS, UNKNOWN_FEE_TXNS_SQL),
+        )
         with stripe.charges_client() as client:
-            # one bound for the run: the refunds get what the charges left of it, the fees'
-            # transactions (of charges held now, the ones just found included) the rest
-            for source, wanted, bound in (
-                (CHARGES, ids, max_lookups),
-                (REFUNDS, refund_ids, max(0, max_lookups - len(ids))),
-                (BALANCE_TRANSACTIONS, None, max(0, max_lookups - len(ids) - len(refund_ids))),
-            ):
-                if wanted is None:
-                    wanted = [str(r[0]) for r in loader.query(UNKNOWN_FEE_TXNS_SQL)]
+            left = max_lookups  # one bound for the run, shared in this order
+            for source, wanted in steps:
+                if isinstance(wanted, str):
+                    wanted = [str(r[0]) for r in loader.query(wanted)]
                 if source is not CHARGES and not wanted:
                     continue
                 result = lookup_charges(
-                    client, store, wanted, context.run.run_id, max_lookups=bound,
+                    client, store, wanted, context.run.run_id, max_lookups=left,
                     concurrency=stripe.concurrency, source=source,
                 )  # fmt: skip
+                left = max(0, left - len(wanted))
                 replaced += loader.load_keyed(
                     store, result.manifest, run_id=context.run.run_id
                 ).replaced_rows
@@ -346,6 +358,7 @@ def build_stripe_lookups_asset(
                 "run_fee_transaction_lookups": dg.MetadataValue.int(
                     looked_up.get(BALANCE_TRANSACTIONS.name, 0)
                 ),
+                "run_payout_lookups": dg.MetadataValue.int(looked_up.get(PAYOUTS.name, 0)),
                 "run_found": dg.MetadataValue.int(sum(r.found for r in results)),
                 "run_not_found_404": dg.MetadataValue.int(sum(r.not_found for r in results)),
                 "run_quarantined": dg.MetadataValue.int(sum(r.quarantined for r in results)),

@@ -30,6 +30,7 @@ from recon_assets.local.ledger_seeder import (
     GrowResult,
     SeedResult,
     account_balance,
+    account_payouts,
     account_refunds,
     grow_ledger,
     seed_ledger_from_emulator,
@@ -154,6 +155,7 @@ def grow_local_ledger(
             tolerance_days=tolerance_days,
             refunds=account_refunds(generator),
             balance=account_balance(generator),
+            payouts=account_payouts(generator),
         )
 
 

@@ -66,6 +66,10 @@ BalanceSource = Callable[[str, int | None], list[Mapping[str, Any]]]
 """`(charge or refund id, now_unix or None) -> its balance transactions then` (Stripe
 BalanceTransaction dicts): each fee is booked from its transaction's `fee`."""
 
+PayoutSource = Callable[[date, int | None], list[Mapping[str, Any]]]
+"""`(arrival date, now_unix or None) -> the payouts arriving on that (UTC) date then` (Stripe
+Payout dicts): each is booked as a `payout` entry once it is paid."""
+
 US = 1_000_000
 HOUR_US = 3600 * US
 DAY_US = 24 * HOUR_US
@@ -123,6 +127,11 @@ class BreakRates:
     the fixed 30 off), `fee_duplicate` (booked twice), shares of the fees of booked charges; ops
     correct the amount and duplicate ones at the `corrected` rate. A charge that is not booked
     (`missing_in_ledger`) has its fee not booked either.
+    Payouts (each booked as a `payout` entry naming it, minus its amount, a little after it
+    arrived; reversed a little after it failed): `payout_missing`, `payout_amount_mismatch`
+    (a bank fee or a unit off), `payout_duplicate`, shares of the payouts (a few a day, so
+    higher rates); `payout_failure_unreversed`: share of the failed payouts whose booking ops
+    never reverse (`unexpected_ledger_entry`).
     """
 
     amount_mismatch: float = 0.004
@@ -145,6 +154,10 @@ class BreakRates:
     fee_missing: float = 0.002
     fee_amount_mismatch: float = 0.003
     fee_duplicate: float = 0.002
+    payout_missing: float = 0.04
+    payout_amount_mismatch: float = 0.04
+    payout_duplicate: float = 0.03
+    payout_failure_unreversed: float = 0.25
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -166,6 +179,8 @@ _REFUND_BREAKS = (
 )  # fmt: skip
 
 _FEE_BREAKS = ("fee_missing", "fee_amount_mismatch", "fee_duplicate")
+
+_PAYOUT_BREAKS = ("payout_missing", "payout_amount_mismatch", "payout_duplicate")
 
 _SC_BREAKS = (
     "missing_in_ledger",
@@ -198,10 +213,12 @@ class GroundTruthRow:
     @property
     def item_type(self) -> str:
         """`fee` for a fee (its id is `fee:` + the object it was taken on), `refund` for a
-        refund or an orphan refund entry (its id is a `re_...`), else `charge`: which fact
-        table holds the row."""
+        refund or an orphan refund entry (its id is a `re_...`), `payout` for a payout
+        (`po_...`), else `charge`: which fact table holds the row."""
         if self.charge_id.startswith("fee:"):
             return "fee"
+        if self.charge_id.startswith("po_"):
+            return "payout"
         return "refund" if self.charge_id.startswith("re_") else "charge"
 
     @property
@@ -255,6 +272,8 @@ class _DayPlan:
     refund_orphans: list[_Entry] = field(default_factory=list)
     fees: list[Mapping[str, Any]] = field(default_factory=list)
     """The balance transactions with a fee of the day's booked charges, each a fee item."""
+    payouts: list[Mapping[str, Any]] = field(default_factory=list)
+    """The payouts arriving on the day (its date, as Stripe's `arrival_date`), each an item."""
 
 
 def _dt(us: int) -> datetime:
@@ -321,6 +340,7 @@ class _DayBuilder:
         charges: list[Mapping[str, Any]],
         refunds_of: Callable[[str], list[Mapping[str, Any]]] | None = None,
         txns_of: Callable[[str], list[Mapping[str, Any]]] | None = None,
+        payouts: list[Mapping[str, Any]] | None = None,
     ) -> _DayPlan:
         rng, rates = self.rng, self.rates
         plan = _DayPlan(self.day, charges)
@@ -428,7 +448,52 @@ class _DayBuilder:
         self._corrections(plan)
         if refunds_of is not None:
             self._refunds(plan, settled, refunds_of)
+        if payouts is not None:
+            self._payouts(plan, payouts)
         return plan
+
+    def _payouts(self, plan: _DayPlan, payouts: list[Mapping[str, Any]]) -> None:
+        """Each payout arriving on the day booked as bookkeeping does: a `payout` entry naming
+        it, minus its amount (money leaves the Stripe balance for the bank), a little after it
+        arrived; reversed a little after the bank returned it (failed), except for the share
+        ops never reverse. Drawn last, so every other entry keeps its id."""
+        rng, rates = self.rng, self.rates
+        for p in sorted(payouts, key=lambda p: str(p["id"])):
+            plan.payouts.append(p)
+            x, kind = rng.random(), None
+            for k in _PAYOUT_BREAKS:
+                x -= getattr(rates, k)
+                if x < 0:
+                    kind = k
+                    break
+            unreversed = rng.random() < rates.payout_failure_unreversed
+            if p["status"] not in ("paid", "failed"):
+                continue  # not arrived (or canceled before): nothing to book
+            if kind is not None:
+                plan.injected[kind] += 1
+            if kind == "payout_missing":
+                continue
+            pid, cur = str(p["id"]), str(p["currency"]).upper()
+            posted = int(p["arrival_date"]) * US + self._normal_delay_us()
+            amount = -int(p["amount"])
+            if kind == "payout_amount_mismatch":  # a bank fee taken off, or a unit
+                amount += rng.choice((1, -1, 1500, 2500))
+            booked = [self._entry("payout", pid, "bank_in_transit", amount, cur, posted,
+                                  f"Stripe payout {pid}")]  # fmt: skip
+            if kind == "payout_duplicate":
+                booked.append(self._entry("payout", pid, "bank_in_transit", amount, cur,
+                                          posted + rng.randint(60, 90 * 60) * US,
+                                          f"Stripe payout {pid} (re-posted)"))  # fmt: skip
+            plan.entries += booked
+            if p["status"] == "failed" and p.get("_failed_at") is not None:
+                if unreversed:
+                    plan.injected["payout_failure_unreversed"] += 1
+                    continue
+                when = int(p["_failed_at"]) * US + self._normal_delay_us()
+                for e in booked:
+                    plan.entries.append(self._entry(
+                        "reversal", None, "bank_in_transit", -e.amount_minor, cur, when,
+                        f"Reversal of entry {e.id} (payout failed)", reversal_of=e.id))  # fmt: skip
 
     def _fee(self, plan: _DayPlan, txns: list[Mapping[str, Any]], cur: str, posted: int) -> None:
         """A charge's fee booked as bookkeeping does: a `fee` entry naming the charge, minus the
@@ -759,6 +824,33 @@ def _ground_truth(plan: _DayPlan, as_of_us: int, tolerance_us: int) -> list[Grou
                 seed_day=plan.day,
             )
         )
+    payout_entries: dict[str, list[_Entry]] = {}
+    for e in plan.entries:
+        if e.entry_type == "payout" and e.posted_us < as_of_us:
+            payout_entries.setdefault(str(e.external_ref), []).append(e)
+    for p in plan.payouts:
+        if int(p["created"]) * US >= as_of_us:
+            continue  # not made yet
+        es = sorted(payout_entries.get(str(p["id"]), []), key=lambda e: e.id)
+        standing = [e for e in es if stands(e)]
+        rows.append(
+            GroundTruthRow(
+                charge_id=str(p["id"]),
+                ledger_entry_ids=with_reversals(es),
+                reporting_date=datetime.fromtimestamp(int(p["arrival_date"]), UTC).date(),
+                recon_status=classify_payout(
+                    p,
+                    standing,
+                    as_of_us,
+                    tolerance_us,
+                    min((e.posted_us for e in es), default=None),
+                ),
+                currency=str(p["currency"]).upper(),
+                stripe_amount=int(p["amount"]),
+                ledger_amount=sum(e.amount_minor for e in standing) if standing else None,
+                seed_day=plan.day,
+            )
+        )
     for e in [*plan.orphans, *plan.refund_orphans]:
         if e.posted_us < as_of_us and stands(e):
             rows.append(
@@ -815,13 +907,15 @@ def seed_ledger(
     keep_truth: bool = True,
     refunds: RefundSource | None = None,
     balance: BalanceSource | None = None,
+    payouts: PayoutSource | None = None,
 ) -> SeedResult:
     """Replace the ledger entries and ground truth of charge days `[first_day, last_day]`.
 
     With `refunds`, each refund of the days' charges (as the account shows it now) is booked and
     is an item of the ground truth too (its `charge_id` is the refund's id). With `balance`,
     each booked charge's fee is booked from its balance transaction and is an item too (its
-    `charge_id` is `fee:` + the charge's id).
+    `charge_id` is `fee:` + the charge's id). With `payouts`, each payout arriving on a day
+    (its UTC date, the day's date) is booked and is an item too (`charge_id` its `po_...`).
 
     One transaction: readers see the old or the new seed, never half of one. Entries go in with
     COPY, one day at a time (a day's charges are held in memory, never the range's). Applies the
@@ -872,6 +966,7 @@ def seed_ledger(
                 day_charges,
                 None if refunds is None else (lambda cid: refunds(cid, None)),
                 None if balance is None else (lambda cid: balance(cid, None)),
+                None if payouts is None else payouts(day, None),
             )
             _copy_entries(conn, plan.entries, journal_id)
             rows = _ground_truth(plan, as_of_us, t_us)
@@ -905,7 +1000,8 @@ def seed_ledger(
         "injected": {k: injected[k] for k in (*_SC_BREAKS, "missing_in_stripe",
                                                "unexpected_ledger_entry", "pending_with_entry",
                                                "reversed_booking", *_REFUND_BREAKS,
-                                               *_FEE_BREAKS)},
+                                               *_FEE_BREAKS, *_PAYOUT_BREAKS,
+                                               "payout_failure_unreversed")},
         "corrected": {k.removeprefix("corrected_"): n for k, n in sorted(injected.items())
                       if k.startswith("corrected_")},
         "injected_bounds": {k: tuple(v) for k, v in bounds.items()},
@@ -1013,6 +1109,7 @@ def seed_ledger_from_emulator(
         keep_truth=keep_truth,
         refunds=account_refunds(generator),
         balance=account_balance(generator),
+        payouts=account_payouts(generator),
     )
 
 
@@ -1035,6 +1132,17 @@ def account_balance(generator: Any) -> BalanceSource:
     return lambda sid, now: balance_transactions_of(
         book, sid, generator.now() if now is None else now
     )
+
+
+def account_payouts(generator: Any) -> PayoutSource:
+    """The emulator account's payouts arriving on a date (`payouts.PayoutBook`), at a given
+    instant or at the account's own clock, with the `_failed_at` hint of a failed one."""
+    from recon_assets.local.stripe_emulator.balance import BalanceBook
+    from recon_assets.local.stripe_emulator.payouts import PayoutBook, payouts_arriving
+    from recon_assets.local.stripe_emulator.refunds import RefundBook
+
+    book = PayoutBook(BalanceBook(generator, RefundBook(generator)))
+    return lambda day, now: payouts_arriving(book, day, generator.now() if now is None else now)
 
 
 # --- A ledger that grows with the clock -------------------------------------------------------
@@ -1060,6 +1168,28 @@ CREATE TABLE IF NOT EXISTS seed.ledger_days (
     last_written_at timestamptz NOT NULL
 );
 """
+
+
+def classify_payout(
+    payout: Mapping[str, Any],
+    entries: list[_Entry] | list[Any],
+    as_of_us: int,
+    tolerance_us: int,
+    first_posted_us: int | None = None,
+) -> str:
+    """The same rules for a payout: pending or in_transit is Stripe undecided, paid is
+    settled, its day and deadline start at its arrival date, and its ledger entry carries
+    minus its amount."""
+    status = str(payout["status"])
+    as_charge = {
+        "status": "pending" if status in ("pending", "in_transit") else
+                  "succeeded" if status == "paid" else "failed",
+        "captured": status == "paid",
+        "created": payout["arrival_date"],
+        "currency": payout["currency"],
+        "amount_captured": -int(payout["amount"]),
+    }  # fmt: skip
+    return classify_charge(as_charge, entries, as_of_us, tolerance_us, first_posted_us)
 
 
 class SeedAccountMismatch(RuntimeError):
@@ -1090,6 +1220,7 @@ def grow_ledger(
     tolerance_days: int = 3,
     refunds: RefundSource | None = None,
     balance: BalanceSource | None = None,
+    payouts: PayoutSource | None = None,
 ) -> GrowResult:
     """Bring the ledger of charge days `[first_day, last_day]` up to `clock`, as a real book of
     record grows: what has been booked by then is there, and nothing is ever rewritten.
@@ -1161,6 +1292,7 @@ def grow_ledger(
                 eventual,
                 None if refunds is None else (lambda cid: refunds(cid, EVENTUALLY)),
                 None if balance is None else (lambda cid: balance(cid, EVENTUALLY)),
+                None if payouts is None else payouts(day, EVENTUALLY),
             )
             settled_now = {
                 str(c["id"]) for c in account_charges(w.start, w.end, clock_s) if _is_settled(c)

@@ -89,6 +89,28 @@ STRIPE_BALANCE_TRANSACTIONS_SCHEMA = pa.schema(
 """`raw.stripe_balance_transactions`: one row per balance transaction version,
 `_partition_date` the US-Eastern day it was created (a fee's reporting day, and the tie-out's)."""
 
+STRIPE_PAYOUTS_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("created", UTC_US, nullable=False),
+        pa.field("arrival_date", UTC_US, nullable=False),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("amount", pa.int64(), nullable=False),
+        pa.field("currency", pa.string(), nullable=False),
+        pa.field("automatic", pa.bool_()),
+        pa.field("method", pa.string()),
+        pa.field("balance_transaction", pa.string()),
+        pa.field("failure_balance_transaction", pa.string()),
+        pa.field("failure_code", pa.string()),
+        pa.field("failure_message", pa.string()),
+        pa.field("description", pa.string()),
+        pa.field("metadata", pa.string()),
+        *LINEAGE_FIELDS,
+    ]
+)
+"""`raw.stripe_payouts`: one row per payout version, `_partition_date` its arrival date (the
+UTC date Stripe sends as `arrival_date`: the bank's date, a payout's reporting day)."""
+
 LEDGER_ENTRIES_SCHEMA = pa.schema(
     [
         pa.field("id", pa.int64(), nullable=False),

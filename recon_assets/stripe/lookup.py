@@ -35,7 +35,6 @@ from recon_assets.stage.writer import PartitionedParquetWriter
 from recon_assets.stripe.client import ChargesClient
 from recon_assets.stripe.pull import describe_validation_error
 from recon_assets.stripe.sources import CHARGES, StripeSource
-from recon_assets.timewindows import business_day_of
 
 LOOKUP_KIND = "lookup"
 _STRIPE_ID = re.compile(r"^[A-Za-z0-9_]{1,255}$")
@@ -129,7 +128,7 @@ def stage_charges_by_id(
     source: StripeSource = CHARGES,
 ) -> StagedById:
     """Stage objects fetched one by one (a look-up, an event's object): each valid one on its
-    own created day under `<dataset>/_<kind>_files/`, each invalid one in the quarantine, None
+    own day (`source.day_of` its window field: a charge's created day, a payout's arrival date) under `<dataset>/_<kind>_files/`, each invalid one in the quarantine, None
     (Stripe's 404) recorded as not found. Nothing is published unless all of it is."""
     dataset = source.dataset
     writer = PartitionedParquetWriter(
@@ -149,8 +148,8 @@ def stage_charges_by_id(
                 charge = source.model.model_validate_json(json.dumps(obj))
             except ValidationError as exc:
                 reason = describe_validation_error(exc)
-                created = obj.get("created") if isinstance(obj, dict) else None
-                day = business_day_of(created) if isinstance(created, int) else synced.date()
+                at = obj.get(source.window_field) if isinstance(obj, dict) else None
+                day = source.day_of(at) if isinstance(at, int) else synced.date()
                 quarantine.append_row(
                     day,
                     {"source": dataset, "record_id": cid, "raw_payload": json.dumps(obj),
@@ -162,7 +161,7 @@ def stage_charges_by_id(
             if charge.id != cid:  # type: ignore[attr-defined]
                 outcomes[cid] = ("not_found", f"Stripe answered with another id ({charge.id})")  # type: ignore[attr-defined]
                 continue
-            day = business_day_of(charge.created)  # type: ignore[attr-defined]
+            day = source.day_of(getattr(charge, source.window_field))
             writer.append_columns(day, source.dict_columns([charge.model_dump()]), 1, synced)
             found_by_day[day] = found_by_day.get(day, 0) + 1
             outcomes[cid] = ("found", None)
@@ -230,3 +229,6 @@ UNKNOWN_REFS_SQL = unknown_refs_sql("charge", "stripe_charges", "ch_")
 """Charge ids a ledger charge entry names that the warehouse does not hold."""
 UNKNOWN_REFUND_REFS_SQL = unknown_refs_sql("refund", "stripe_refunds", "re_")
 """Refund ids a ledger refund entry names that the warehouse does not hold."""
+UNKNOWN_PAYOUT_REFS_SQL = unknown_refs_sql("payout", "stripe_payouts", "po_")
+"""Payout ids a ledger payout entry or a loaded payout transaction names that the warehouse
+does not hold (a payout created in the range arrives after it)."""

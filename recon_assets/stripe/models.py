@@ -328,3 +328,66 @@ class CleanBalanceTransactionPage(msgspec.Struct):
 
 
 CLEAN_BALANCE_TRANSACTION_PAGE = msgspec.json.Decoder(CleanBalanceTransactionPage)
+
+
+# -- payouts -------------------------------------------------------------------------------
+
+KNOWN_PAYOUT_STATUSES = frozenset({"paid", "pending", "in_transit", "canceled", "failed"})
+
+KNOWN_PAYOUT_FIELDS = frozenset(
+    {
+        "id", "object", "amount", "application_fee", "application_fee_amount", "arrival_date",
+        "automatic", "balance_transaction", "created", "currency", "description", "destination",
+        "failure_balance_transaction", "failure_code", "failure_message", "livemode",
+        "metadata", "method", "original_payout", "payout_method", "reconciliation_status",
+        "reversed_by", "source_type", "statement_descriptor", "status", "trace_id", "type",
+    }
+)  # fmt: skip
+"""Every top-level field of Stripe's Payout as of the pinned API version (its published
+example)."""
+
+
+class Payout(BaseModel):
+    """The parts of a Stripe payout that reconciliation needs: money leaving the balance for
+    the bank (`amount`, positive, in `currency`), expected there on `arrival_date` (00:00 UTC of
+    the bank's date). `balance_transaction` is its own movement of the balance;
+    `failure_balance_transaction` the one that gives the money back when it fails."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    id: str = Field(min_length=3)
+    created: int
+    arrival_date: int
+    status: str
+    amount: int
+    currency: str = Field(min_length=3, max_length=3)
+    automatic: bool | None = None
+    method: str | None = None
+    balance_transaction: str | None = None
+    failure_balance_transaction: str | None = None
+    failure_code: str | None = None
+    failure_message: str | None = None
+    description: str | None = None
+    metadata: dict[str, str] | None = None
+
+
+class PayoutPage(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    object: Literal["list"]
+    data: list[Payout]
+    has_more: bool
+
+
+PayoutFields = _fields_typed_dict(Payout)
+PAYOUT_LIST = TypeAdapter(list[PayoutFields])
+PayoutStruct = _msgspec_struct(Payout, declared_only=KNOWN_PAYOUT_FIELDS)
+
+
+class CleanPayoutPage(msgspec.Struct):
+    object: Literal["list"]
+    data: list[PayoutStruct]  # type: ignore[valid-type]
+    has_more: bool
+
+
+CLEAN_PAYOUT_PAGE = msgspec.json.Decoder(CleanPayoutPage)

@@ -24,6 +24,7 @@ from pydantic import BaseModel, TypeAdapter
 from recon_assets.stage.schemas import (
     STRIPE_BALANCE_TRANSACTIONS_SCHEMA,
     STRIPE_CHARGES_SCHEMA,
+    STRIPE_PAYOUTS_SCHEMA,
     STRIPE_REFUNDS_SCHEMA,
 )
 from recon_assets.stripe.models import (
@@ -31,13 +32,17 @@ from recon_assets.stripe.models import (
     CHARGE_LIST,
     CLEAN_BALANCE_TRANSACTION_PAGE,
     CLEAN_CHARGE_PAGE,
+    CLEAN_PAYOUT_PAGE,
     CLEAN_REFUND_PAGE,
     KNOWN_BALANCE_TRANSACTION_FIELDS,
     KNOWN_BALANCE_TRANSACTION_STATUSES,
     KNOWN_CHARGE_FIELDS,
+    KNOWN_PAYOUT_FIELDS,
+    KNOWN_PAYOUT_STATUSES,
     KNOWN_REFUND_FIELDS,
     KNOWN_REFUND_STATUSES,
     KNOWN_STATUSES,
+    PAYOUT_LIST,
     REFUND_LIST,
     BalanceTransaction,
     BalanceTransactionPage,
@@ -45,11 +50,20 @@ from recon_assets.stripe.models import (
     Charge,
     ChargePage,
     ChargeStruct,
+    Payout,
+    PayoutPage,
+    PayoutStruct,
     Refund,
     RefundPage,
     RefundStruct,
 )
-from recon_assets.timewindows import Window, day_window
+from recon_assets.timewindows import (
+    Window,
+    business_day_of,
+    day_window,
+    utc_date_of,
+    utc_date_window,
+)
 
 
 def _metadata_encoder() -> Callable[[dict[str, str]], str]:
@@ -110,7 +124,8 @@ class StripeSource:
     setting, sized for charges). `window_field` is the instant a day is a window of, sent as
     Stripe's filter of that name and checked on every record (`created`, or a payout's
     `arrival_date`); `day_window` the instants of a reporting day (US-Eastern, or the UTC
-    calendar date for a field Stripe sends as a date).
+    calendar date for a field Stripe sends as a date), and `day_of` its inverse: the day an
+    object fetched by id is staged on.
     """
 
     name: str
@@ -128,6 +143,7 @@ class StripeSource:
     windows_per_day: int | None = None
     window_field: str = "created"
     day_window: Callable[[date], Window] = day_window
+    day_of: Callable[[int], date] = business_day_of
 
     @property
     def quarantine_prefix(self) -> str:
@@ -234,7 +250,41 @@ BALANCE_TRANSACTIONS = StripeSource(
     ),
 )
 
+PAYOUTS = StripeSource(
+    name="payouts",
+    dataset="stripe_payouts",
+    path="/v1/payouts",
+    model=Payout,
+    page_model=PayoutPage,
+    list_adapter=PAYOUT_LIST,
+    struct=PayoutStruct,
+    clean_page=CLEAN_PAYOUT_PAGE,
+    known_fields=KNOWN_PAYOUT_FIELDS,
+    known_statuses=KNOWN_PAYOUT_STATUSES,
+    schema=STRIPE_PAYOUTS_SCHEMA,
+    columns=_columns_builder(
+        (
+            "id",
+            "status",
+            "amount",
+            "automatic",
+            "method",
+            "balance_transaction",
+            "failure_balance_transaction",
+            "failure_code",
+            "failure_message",
+            "description",
+        ),
+        {"arrival_date": lambda p: p.arrival_date * 1_000_000},
+    ),
+    # a day's payouts are one per currency: one slice, windowed by the bank's date
+    windows_per_day=1,
+    window_field="arrival_date",
+    day_window=utc_date_window,
+    day_of=utc_date_of,
+)
+
 SOURCES: Mapping[str, StripeSource] = {
-    s.dataset: s for s in (CHARGES, REFUNDS, BALANCE_TRANSACTIONS)
+    s.dataset: s for s in (CHARGES, REFUNDS, BALANCE_TRANSACTIONS, PAYOUTS)
 }
 """Every Stripe object recon pulls, by dataset."""

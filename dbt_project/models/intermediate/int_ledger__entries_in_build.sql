@@ -8,4 +8,4 @@
   once written, instead of each evaluating the id filter and the latest-version ranking over the
   raw table again (~0.2 s apiece at 540 days loaded, a dozen readers; docs/benchmarks.md).
 -#}
-{{ recon.ledger_entries_latest(charge_ids=ref('int_recon__touched_charges'), entry_type=['charge', 'refund', 'fee']) }}
+{{ recon.ledger_entries_latest(charge_ids=ref('int_recon__touched_charges'), entry_type=['charge', 'refund', 'fee', 'payout']) }}

@@ -1,6 +1,7 @@
 {#-
-  Ledger `charge` entries whose external_ref is no Stripe charge we hold, and `refund` entries
-  whose external_ref is no refund we hold (`item_type`), one row per entry,
+  Ledger `charge` entries whose external_ref is no Stripe charge we hold, `refund` entries
+  whose external_ref is no refund we hold and `payout` entries whose external_ref is no payout
+  we hold (`item_type`), one row per entry,
   reported on the US-Eastern day the entry was posted. What they are depends on what Stripe said
   when the charge was looked up by id (stg_stripe__charge_lookups), never on what happens to be
   loaded:
@@ -41,9 +42,13 @@ left join {{ ref('int_stripe__charges_in_build') }} as c
 left join {{ ref('int_stripe__refunds_in_build') }} as r
     on e.entry_type = 'refund'
     and r.refund_id = e.external_ref
+left join {{ ref('int_stripe__payouts_in_build') }} as p
+    on e.entry_type = 'payout'
+    and p.payout_id = e.external_ref
 left join {{ ref('stg_stripe__charge_lookups') }} as lk
     on lk.charge_id = e.external_ref
 where not e.is_reversed_out
-  and e.entry_type in ('charge', 'refund')
+  and e.entry_type in ('charge', 'refund', 'payout')
   and c.charge_id is null
   and r.refund_id is null
+  and p.payout_id is null

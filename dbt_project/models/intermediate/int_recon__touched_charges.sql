@@ -1,6 +1,7 @@
 {{ config(materialized='table') }}
 {#-
-  The item ids whose fact rows this build rebuilds: charge ids and refund ids (`re_...`), each
+  The item ids whose fact rows this build rebuilds: charge, refund (`re_...`) and payout
+  (`po_...`) ids, each
   of which names its own item (and the fee item of the object Stripe took the fee on) (orphan entries are keyed by the id they name, '' for none, so one
   id covers an item and the entries pointing at it). The column keeps its first name,
   `charge_id`. Late data reopens exactly what it touches:
@@ -41,6 +42,8 @@
 {%- set refund_created = recon.utc_instant(refunds_src, 'created') -%}
 {%- set txns_src = source('raw', 'stripe_balance_transactions') -%}
 {%- set txn_created = recon.utc_instant(txns_src, 'created') -%}
+{%- set payouts_src = source('raw', 'stripe_payouts') -%}
+{%- set payout_arrival = recon.utc_instant(payouts_src, 'arrival_date') -%}
 {%- set entries_src = source('raw', 'ledger_entries') -%}
 {%- set created = recon.utc_instant(charges_src, 'created') -%}
 {%- set posted = recon.utc_instant(entries_src, 'posted_at') -%}
@@ -60,6 +63,8 @@ touched as (
     select id as charge_id from {{ refunds_src }}
     union
     select source as charge_id from {{ txns_src }} where source is not null
+    union
+    select id as charge_id from {{ payouts_src }}
     union
     select coalesce(external_ref, '') as charge_id from {{ entries_src }}
 
@@ -110,6 +115,9 @@ touched as (
     where x.source is not null
       and (s.loaded_through is null or {{ recon.utc_instant(txns_src, '_loaded_at', 'x') }} > s.loaded_through)
     union
+    select p.id as charge_id from {{ payouts_src }} as p cross join since as s
+    where s.loaded_through is null or {{ recon.utc_instant(payouts_src, '_loaded_at') }} > s.loaded_through
+    union
     select coalesce(e.external_ref, '') as charge_id from {{ entries_src }} as e cross join since as s
     where s.loaded_through is null or {{ recon.utc_instant(entries_src, '_loaded_at') }} > s.loaded_through
     union
@@ -143,6 +151,13 @@ touched as (
         on {{ txn_created }} >= d.from_instant
         and {{ txn_created }} < d.until_instant
     where x.source is not null
+    {#- a payout's day is its arrival date (00:00 UTC, the evening before in US-Eastern
+        time): a day wider on each side holds it #}
+    union
+    select p.id as charge_id from {{ payouts_src }} as p
+    inner join new_ledger_days as d
+        on {{ payout_arrival }} >= {{ recon.add_days('d.from_instant', -1) }}
+        and {{ payout_arrival }} < {{ recon.add_days('d.until_instant', 1) }}
     {%- if w is not none %}
     union
     select id as charge_id from {{ charges_src }}
@@ -157,6 +172,10 @@ touched as (
     where source is not null
       and {{ txn_created }} >= {{ window_from }}
       and {{ txn_created }} < {{ window_until }}
+    union
+    select id as charge_id from {{ payouts_src }}
+    where {{ recon.utc_date(payout_arrival) }} >= cast('{{ w.min }}' as date)
+      and {{ recon.utc_date(payout_arrival) }} < cast('{{ w.max_exclusive }}' as date)
     union
     select coalesce(external_ref, '') as charge_id from {{ entries_src }}
     where {{ posted }} >= {{ window_from }}

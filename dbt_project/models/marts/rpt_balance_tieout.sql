@@ -3,7 +3,7 @@
   The daily tie-out of the Stripe balance (docs/design.md, "The balance tie-out"): one row per
   US-Eastern day whose balance transactions are loaded and currency. Stripe's side is how much
   the balance moved (the sum of the day's transactions' `net`); the ledger's side is the day's
-  entries that move the same money (every `charge`, `refund` and `fee` entry posted that day,
+  entries that move the same money (every `charge`, `refund`, `fee` and `payout` entry posted that day,
   and the reversals of such entries, posted that day). `difference` = ledger - Stripe, split in:
     - `explained_open`: the money of the day's open items (breaks and pending of every type, by
       what their ledger and Stripe sides differ), and of orphan entries;
@@ -18,7 +18,7 @@
   A view: it reads every balance transaction and entry, so it agrees with the facts by
   construction (its cost grows with the history; docs/benchmarks.md).
 -#}
-{%- set item_types = "('charge', 'refund', 'fee')" %}
+{%- set item_types = "('charge', 'refund', 'fee', 'payout')" %}
 with txns as (
 
     select balance_transaction_id, source_id, type, created_date_et, currency, amount, fee, net
@@ -34,7 +34,7 @@ entries as (
 ),
 
 {#- every movement of money, by the item it belongs to, on the day it moved: a transaction's
-    gross to its charge or refund, its fee to the fee item of its source; an entry to the item
+    gross to its charge, refund or payout, its fee to the fee item of its source; an entry to the item
     it names, a reversal to the item of the entry it cancels -#}
 moves as (
 
@@ -42,6 +42,7 @@ moves as (
         case
             when type in ('charge', 'payment') then 'charge'
             when type in ('refund', 'refund_failure') then 'refund'
+            when type in ('payout', 'payout_failure', 'payout_cancel') then 'payout'
             else type
         end as item_type,
         source_id as item_id,
@@ -83,6 +84,10 @@ items as (
     select 'fee', source_id, reporting_date, recon_status
     from {{ ref('fct_fee_reconciliation') }}
     where recon_key = 'fee:' || source_id
+    union all
+    select 'payout', payout_id, reporting_date, recon_status
+    from {{ ref('fct_payout_reconciliation') }}
+    where recon_key = 'payout:' || payout_id
 
 ),
 
@@ -99,6 +104,14 @@ named_txns as (
     union all
     select 'refund', refund_id, failure_balance_transaction_id
     from {{ ref('stg_stripe__refunds') }}
+    where failure_balance_transaction_id is not null
+    union all
+    select 'payout', payout_id, balance_transaction_id
+    from {{ ref('stg_stripe__payouts') }}
+    where balance_transaction_id is not null
+    union all
+    select 'payout', payout_id, failure_balance_transaction_id
+    from {{ ref('stg_stripe__payouts') }}
     where failure_balance_transaction_id is not null
 
 ),

@@ -12,9 +12,12 @@ transaction can never disagree with its charge or refund.
 `available` from then, `pending` before. The account settles in each charge's currency, so
 `exchange_rate` is always null here.
 
+A payout (payouts.py) adds its own `payout` transaction (minus its amount) and, if it fails, a
+`payout_failure` that gives the money back.
+
 Ids: a charge's transaction is the id its charge names (`balance_transaction`, 24 characters);
-a refund's is `txn_` + the refund id's 25 characters, its failure's `txn_f` + those: three
-lengths, so they never collide.
+a refund's is `txn_` + the refund id's 25 characters, its failure's `txn_f` + those; a payout's
+`txn_po` + the payout id's 24, its failure's `txn_pf` + those: they never collide.
 """
 
 from __future__ import annotations
@@ -23,10 +26,14 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from recon_assets.currencies import is_zero_decimal
 from recon_assets.local.stripe_emulator.charges import MAX_SEEDED_DELAY, ChargeGenerator
 from recon_assets.local.stripe_emulator.refunds import RefundBook, split_refund_id
+
+if TYPE_CHECKING:
+    from recon_assets.local.stripe_emulator.payouts import PayoutBook
 
 BALANCE_TRANSACTIONS_URL = "/v1/balance_transactions"
 DAY = 86400
@@ -118,6 +125,8 @@ class BalanceBook:
     def __init__(self, gen: ChargeGenerator, refunds: RefundBook) -> None:
         self.gen = gen
         self.refunds = refunds
+        self.payouts: PayoutBook | None = None
+        """Set by the PayoutBook built on this book: its payouts' own transactions."""
         self._closed: dict[tuple[int, int], list[BalanceTransaction]] = {}
         """Listings of windows wholly in the past: no transaction can be created in them any
         more (only `status` moves, and it is rendered at the request's `now`), so each page of
@@ -157,7 +166,18 @@ class BalanceBook:
         return json.loads(self.gen.render_span(g, g + 1, now)[0])["currency"]
 
     def in_window(self, lo: int, hi: int, now: int) -> list[BalanceTransaction]:
-        """Transactions created in [lo, hi) that exist at `now`, newest first by (created, id)."""
+        """Transactions created in [lo, hi) that exist at `now`, newest first by (created, id):
+        the charges' and refunds' and the payouts'."""
+        money = self.money_in_window(lo, hi, now)
+        if self.payouts is None:
+            return money
+        out = money + self.payouts.transactions_in_window(lo, min(hi, now + 1), now)
+        out.sort(key=lambda t: (t.created, t.id), reverse=True)
+        return out
+
+    def money_in_window(self, lo: int, hi: int, now: int) -> list[BalanceTransaction]:
+        """The charges' and refunds' transactions created in [lo, hi) at `now`, newest first:
+        what payouts sweep."""
         hi = min(hi, now + 1)
         if hi <= lo:
             return []
@@ -235,12 +255,17 @@ class BalanceBook:
             got = self.of_source("re_" + body, now)
         elif len(body) == 26 and body[0] == "f":
             got = self.of_source("re_" + body[1:], now)
+        elif len(body) == 26 and body[:2] in ("po", "pf"):
+            got = self.of_source("po_" + body[2:], now)
         else:
             return None
         return next((t for t in got if t.id == txn_id), None)
 
     def of_source(self, source_id: str, now: int) -> list[BalanceTransaction]:
-        """The transactions of one charge or refund at `now`, oldest first."""
+        """The transactions of one charge, refund or payout at `now`, oldest first."""
+        if source_id.startswith("po_"):
+            p = None if self.payouts is None else self.payouts.get(source_id, now)
+            return [] if p is None else p.transactions(now)
         if source_id.startswith("re_"):
             parts = split_refund_id(source_id)
             if parts is None:

@@ -41,6 +41,7 @@ from recon_assets.local.stripe_emulator.faults import (
     malform,
     malformed_kind,
 )
+from recon_assets.local.stripe_emulator.payouts import PAYOUTS_URL, PayoutBook
 from recon_assets.local.stripe_emulator.refunds import REFUNDS_URL, RefundBook
 
 LIST_URL = "/v1/charges"
@@ -53,6 +54,12 @@ _LIST_PARAMS = frozenset(
 )
 _EVENT_PARAMS = _LIST_PARAMS | {"type", "types[]"}
 _REFUND_PARAMS = _LIST_PARAMS | {"charge"}
+_BALANCE_PARAMS = _LIST_PARAMS | {"payout"}
+_PAYOUT_PARAMS = (
+    _LIST_PARAMS
+    | {"status", "arrival_date"}
+    | {f"arrival_date[{op}]" for op in ("gt", "gte", "lt", "lte")}
+)
 
 _TYPES_ITEM = re.compile(r"^types\[\d*\]$")
 
@@ -233,6 +240,7 @@ class _App:
         self.gen = ChargeGenerator(cfg)
         self.refunds = RefundBook(self.gen)
         self.balance = BalanceBook(self.gen, self.refunds)
+        self.payouts = PayoutBook(self.balance)
         self.events = EventLog(self.gen, self.refunds)
         self.plan = FaultPlan(cfg.seed, cfg.faults)
         self.counters = Counters()
@@ -306,6 +314,10 @@ class _App:
             return self._retrieve_balance_transaction(
                 unquote(path[len(BALANCE_TRANSACTIONS_URL) + 1 :]), url.query
             )
+        if h.command == "GET" and path == PAYOUTS_URL:
+            return self._list_payouts(url.query)
+        if h.command == "GET" and path.startswith(PAYOUTS_URL + "/") and path.count("/") == 3:
+            return self._retrieve_payout(unquote(path[len(PAYOUTS_URL) + 1 :]), url.query)
         if h.command == "GET" and path.startswith(REFUNDS_URL + "/") and path.count("/") == 3:
             return self._retrieve_refund(unquote(path[len(REFUNDS_URL) + 1 :]), url.query)
         if h.command == "GET" and path.startswith(LIST_URL + "/") and path.count("/") == 3:
@@ -411,19 +423,58 @@ class _App:
         return _list_body(texts, has_more, REFUNDS_URL), 0, 0
 
     def _list_balance_transactions(self, query: str) -> tuple[list[bytes], int, int]:
-        """`GET /v1/balance_transactions`: `created` filters and Stripe's paging (newest first,
-        by id cursors). Stripe's `currency`, `type`, `source` and `payout` filters are not
-        emulated (a request naming one is refused, not answered wrongly)."""
+        """`GET /v1/balance_transactions`: `created` filters, `payout` (the transactions an
+        automatic payout swept, and its own) and Stripe's paging (newest first, by id cursors).
+        Stripe's `currency`, `type` and `source` filters are not emulated (a request naming one
+        is refused, not answered wrongly)."""
         params = dict(parse_qsl(query, keep_blank_values=True))
-        _refuse_unknown(params, _LIST_PARAMS)
+        _refuse_unknown(params, _BALANCE_PARAMS)
         limit, gte, lt, after, before = _paging(params)
         now = self.gen.now()
-        txns = self.balance.in_window(gte if gte is not None else 0,
-                                      lt if lt is not None else now + 1, now)  # fmt: skip
+        lo, hi = gte if gte is not None else 0, lt if lt is not None else now + 1
+        if "payout" in params:
+            p = self.payouts.get(params["payout"], now)
+            if p is None:
+                raise ApiError(
+                    400, "invalid_request_error", f"No such payout: '{params['payout']}'",
+                    code="resource_missing", param="payout",
+                )  # fmt: skip
+            swept = self.payouts.swept(p.day, p.currency, now) + p.transactions(now)[:1]
+            txns = sorted((t for t in swept if lo <= t.created < hi),
+                          key=lambda t: (t.created, t.id), reverse=True)  # fmt: skip
+        else:
+            txns = self.balance.in_window(lo, hi, now)
         index = {t.id: i for i, t in enumerate(txns)}
         page, has_more = _page_by_id(txns, index, limit, after, before, "balance_transaction")
         texts = [t.render(now) for t in page]
         return _list_body(texts, has_more, BALANCE_TRANSACTIONS_URL), 0, 0
+
+    def _list_payouts(self, query: str) -> tuple[list[bytes], int, int]:
+        """`GET /v1/payouts`: `created` and `arrival_date` filters, `status`, Stripe's paging
+        (newest first, by id cursors). `destination` is not emulated (one bank account)."""
+        params = dict(parse_qsl(query, keep_blank_values=True))
+        _refuse_unknown(params, _PAYOUT_PARAMS)
+        limit, gte, lt, after, before = _paging(params)
+        a_gte, a_lt = _range(params, "arrival_date")
+        now = self.gen.now()
+        created = None if gte is None and lt is None else (gte or 0, lt or now + 1)
+        arrival = None if a_gte is None and a_lt is None else (a_gte or 0, a_lt or 2**62)
+        payouts = self.payouts.listing(created, arrival, params.get("status"), now)
+        index = {p.id: i for i, p in enumerate(payouts)}
+        page, has_more = _page_by_id(payouts, index, limit, after, before, "payout")
+        texts = [p.render(now) for p in page]
+        return _list_body(texts, has_more, PAYOUTS_URL), 0, 0
+
+    def _retrieve_payout(self, pid: str, query: str) -> tuple[list[bytes], int, int]:
+        _refuse_params(query)
+        now = self.gen.now()
+        p = self.payouts.get(pid, now)
+        if p is None:
+            raise ApiError(
+                404, "invalid_request_error", f"No such payout: '{pid}'",
+                code="resource_missing", param="id",
+            )  # fmt: skip
+        return [p.render(now).encode()], 0, 0
 
     def _retrieve_balance_transaction(
         self, txn_id: str, query: str
