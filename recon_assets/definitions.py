@@ -33,7 +33,12 @@ from recon_assets.defs.stripe_assets import (
     build_stripe_lookups_asset,
 )
 from recon_assets.defs.warehouse_assets import build_raw_asset
-from recon_assets.stripe.sources import BALANCE_TRANSACTIONS, PAYOUTS, REFUNDS
+from recon_assets.stripe.sources import (
+    BALANCE_TRANSACTIONS,
+    PAYOUT_TRANSACTIONS,
+    PAYOUTS,
+    REFUNDS,
+)
 
 
 def dbt_target(settings: ReconSettings) -> str:
@@ -153,6 +158,7 @@ def build_definitions(settings: ReconSettings) -> dg.Definitions:
         build_stripe_asset(REFUNDS, partitions),
         build_stripe_asset(BALANCE_TRANSACTIONS, partitions),
         build_stripe_asset(PAYOUTS, partitions),
+        build_stripe_asset(PAYOUT_TRANSACTIONS, partitions),
         build_ledger_entries_asset(
             partitions, timedelta(minutes=settings.ledger_changes_lookback_minutes)
         ),
@@ -160,6 +166,7 @@ def build_definitions(settings: ReconSettings) -> dg.Definitions:
         build_raw_asset("stripe_refunds", partitions, kind),
         build_raw_asset("stripe_balance_transactions", partitions, kind),
         build_raw_asset("stripe_payouts", partitions, kind),
+        build_raw_asset("stripe_payout_transactions", partitions, kind),
         build_raw_asset("ledger_entries", partitions, kind),
         build_stripe_events_asset(
             partitions,

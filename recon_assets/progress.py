@@ -95,7 +95,12 @@ def describe_step(step: str, metas: list[dict[str, Any]], checks: tuple[int, int
             f"({_first(metas, 'run_requests'):,} requests, "
             f"{float(_first(metas, 'run_rows_per_s', 0.0)):,.0f} charges/s)"
         )
-    if step in ("stripe_refunds", "stripe_balance_transactions", "stripe_payouts"):
+    if step in (
+        "stripe_refunds",
+        "stripe_balance_transactions",
+        "stripe_payouts",
+        "stripe_payout_transactions",
+    ):
         noun = step.removeprefix("stripe_").replace("_", " ")
         return (
             f"{_sum(metas, 'rows'):,} {noun} staged, {_sum(metas, 'quarantined'):,} quarantined "
@@ -109,6 +114,7 @@ def describe_step(step: str, metas: list[dict[str, Any]], checks: tuple[int, int
             "stripe_refunds",
             "stripe_balance_transactions",
             "stripe_payouts",
+            "stripe_payout_transactions",
             "ledger_entries",
         )
     ):
@@ -147,6 +153,8 @@ LABELS = {
     "raw__stripe_balance_transactions": "load balance txns",
     "stripe_payouts": "pull payouts",
     "raw__stripe_payouts": "load payouts",
+    "stripe_payout_transactions": "pull payout txns",
+    "raw__stripe_payout_transactions": "load payout txns",
     "raw__ledger_entries": "load ledger entries",
     "raw__stripe_charge_events": "Stripe events",
     "raw__stripe_charge_lookups": "look-ups by id",

@@ -23,6 +23,7 @@ from recon_assets.local.stripe_emulator.balance import (
     stripe_fee,
 )
 from recon_assets.local.stripe_emulator.config import ChargeChange
+from recon_assets.local.stripe_emulator.payouts import PayoutBook
 from recon_assets.local.stripe_emulator.refunds import RefundBook
 from recon_assets.stage.store import LocalStageStore
 from recon_assets.stripe.pull import pull
@@ -137,15 +138,16 @@ def test_a_late_capture_and_a_failed_refund_each_move_the_balance_when_they_happ
 @given(day=st.integers(0, 300), windows=st.integers(1, 3))
 def test_the_pull_stages_exactly_the_days_balance_transactions(day: int, windows: int, tmp_path_factory: pytest.TempPathFactory) -> None:  # fmt: skip
     """Through the charges' pull (paging, windows, validation, conserved counts), every balance
-    transaction created on the day is staged once, on that day, with its fee and net."""
+    transaction created on the day (the payouts' included) is staged once, on that day, with its
+    fee and net."""
     d = date(2024, 1, 1) + timedelta(days=day)
     store = LocalStageStore(tmp_path_factory.mktemp("stage"))
     with running_emulator(charges_per_day=1500) as emu:
         gen = ChargeGenerator(emu.cfg)
         w = day_window(d)
-        want = {
-            t.id: t for t in BalanceBook(gen, RefundBook(gen)).in_window(w.start, w.end, FROZEN_NOW)
-        }
+        book = BalanceBook(gen, RefundBook(gen))
+        PayoutBook(book)  # the account's payouts move its balance too
+        want = {t.id: t for t in book.in_window(w.start, w.end, FROZEN_NOW)}
         source = dataclasses.replace(BALANCE_TRANSACTIONS, windows_per_day=windows)
         result = pull(source, client_for(emu), store, [d], "run1", windows_per_day=windows,
                       concurrency=2)  # fmt: skip

@@ -24,11 +24,13 @@ from recon_assets.stripe.pull_shards import process_count, pull_charges_in_proce
 from recon_assets.stripe.sources import (
     BALANCE_TRANSACTIONS,
     CHARGES,
+    PAYOUT_TRANSACTIONS,
     PAYOUTS,
     REFUNDS,
     StripeSource,
 )
-from recon_assets.timewindows import days_of_range
+from recon_assets.timewindows import Window, days_of_range
+from recon_assets.warehouse.loader import WarehouseLoader
 
 OWNERS = ["team:data-platform"]
 QUARANTINE_CHECK = "quarantine_rate_below_threshold"
@@ -47,9 +49,11 @@ def build_stripe_asset(
     every other object's, so each gets the same paging, limiter, retries, quarantine and
     blocking check."""
     name, what = source.dataset, source.name
+    parent_deps = [] if source.parent_filter is None else [PARENTS[source.dataset][0]]
 
     @dg.asset(
         name=name,
+        deps=parent_deps,
         pool=WRITER_POOL,
         partitions_def=partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
@@ -78,12 +82,18 @@ def build_stripe_asset(
         ),
     )
     def _stripe_asset(
-        context: dg.AssetExecutionContext, stripe: StripeResource, stage: StageResource
+        context: dg.AssetExecutionContext,
+        stripe: StripeResource,
+        stage: StageResource,
+        warehouse: WarehouseResource,
     ) -> dg.MaterializeResult:
         window = context.partition_time_window
         days = days_of_range(window.start, window.end)
         context.log.info(f"pulling {what} for {days[0]}..{days[-1]} ({len(days)} days)")
         store = stage.store_for_writing(context)
+        parents = None
+        if source.parent_filter is not None:
+            parents = parents_by_day(warehouse.loader(stage.uri), PARENTS[source.dataset][1], days)
         processes = process_count(stripe.pull_processes, len(days), store)
         with stripe.client_spec() as spec:
             if source is CHARGES:
@@ -98,7 +108,7 @@ def build_stripe_asset(
                 result = pull(
                     source, spec.build(), store, days, context.run.run_id,
                     windows_per_day=stripe.windows_per_day, concurrency=stripe.concurrency,
-                    publish=False,
+                    publish=False, parents=parents,
                 )  # fmt: skip
         rate = result.quarantined / result.fetched if result.fetched else 0.0
         if rate <= quarantine_threshold:  # the staged days become current only now
@@ -139,6 +149,43 @@ def build_stripe_asset(
         )
 
     return _stripe_asset
+
+
+PAID_PAYOUTS_SQL = """
+select id, created, _partition_date
+from (
+    select id, created, status, _partition_date,
+           row_number() over (partition by id order by _synced_at desc, _loaded_at desc) as n
+    from raw.stripe_payouts
+    where _partition_date >= cast('{first}' as date)
+      and _partition_date < cast('{end}' as date)
+) as v
+where n = 1 and lower(status) = 'paid'
+order by 3, 1
+"""
+"""The paid payouts arriving on a range of days (their latest version): the parents whose
+transactions `PAYOUT_TRANSACTIONS` pulls."""
+
+PARENTS: dict[str, tuple[dg.AssetKey, str]] = {
+    PAYOUT_TRANSACTIONS.dataset: (dg.AssetKey(["raw", PAYOUTS.dataset]), PAID_PAYOUTS_SQL),
+}
+"""Per source pulled by parent: the loaded parents' asset and the query naming them."""
+
+
+def parents_by_day(
+    loader: WarehouseLoader, sql: str, days: Sequence[date]
+) -> dict[date, list[tuple[str, Window]]]:
+    """The parents of each day, each with the window its children were created in (before
+    the parent itself: a payout carries what was in the balance when it was made)."""
+    q = sql.format(first=days[0].isoformat(), end=(days[-1] + timedelta(1)).isoformat())
+    out: dict[date, list[tuple[str, Window]]] = {}
+    for pid, created, day in loader.query(q):
+        at = created if isinstance(created, datetime) else datetime.fromisoformat(str(created))
+        if at.tzinfo is None:  # Snowflake's TIMESTAMP_NTZ holds the UTC wall clock
+            at = at.replace(tzinfo=UTC)
+        d = day if isinstance(day, date) else date.fromisoformat(str(day))
+        out.setdefault(d, []).append((str(pid), Window(0, int(at.timestamp()) + 1)))
+    return out
 
 
 LOOKUPS_KEY = dg.AssetKey(["raw", "stripe_charge_lookups"])

@@ -111,6 +111,17 @@ STRIPE_PAYOUTS_SCHEMA = pa.schema(
 """`raw.stripe_payouts`: one row per payout version, `_partition_date` its arrival date (the
 UTC date Stripe sends as `arrival_date`: the bank's date, a payout's reporting day)."""
 
+STRIPE_PAYOUT_TRANSACTIONS_SCHEMA = pa.schema(
+    [
+        pa.field("payout", pa.string(), nullable=False),
+        *(f for f in STRIPE_BALANCE_TRANSACTIONS_SCHEMA if not f.name.startswith("_")),
+        *LINEAGE_FIELDS,
+    ]
+)
+"""`raw.stripe_payout_transactions`: the balance transactions each paid payout carried (Stripe's
+`GET /v1/balance_transactions?payout=`), one row per (payout, transaction) version,
+`_partition_date` the payout's arrival date. Their `net` sums to the payout's amount."""
+
 LEDGER_ENTRIES_SCHEMA = pa.schema(
     [
         pa.field("id", pa.int64(), nullable=False),

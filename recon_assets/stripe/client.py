@@ -26,7 +26,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -303,13 +303,16 @@ class ChargesClient:
         window: Window,
         starting_after: str | None = None,
         source: StripeSource = CHARGES,
+        filters: Mapping[str, str] | None = None,
     ) -> Page:
         """One page, newest first, of `source` records (charges by default) with
-        `window.start <= created < window.end` (or the source's own window field)."""
+        `window.start <= created < window.end` (or the source's own window field), and Stripe's
+        list `filters` (`payout=po_...`) when given."""
         field = source.window_field
         params: dict[str, Any] = {
             "limit": PAGE_LIMIT,
             field: {"gte": window.start, "lt": window.end},
+            **(filters or {}),
         }
         what = f"GET {source.path} for {field} in [{window.start}, {window.end})"
         decoder = source.clean_page

@@ -28,7 +28,7 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -147,12 +147,16 @@ class _Stop(Exception):
 
 
 def iter_window(
-    client: ChargesClient, window: Window, source: StripeSource = CHARGES
+    client: ChargesClient,
+    window: Window,
+    source: StripeSource = CHARGES,
+    filters: Mapping[str, str] | None = None,
 ) -> Iterator[Page]:
-    """Every page of one created-window, newest first, following `starting_after` cursors."""
+    """Every page of one created-window (and `filters`: a payout's transactions), newest
+    first, following `starting_after` cursors."""
     cursor: str | None = None
     while True:
-        page = client.list_page(window, cursor, source)
+        page = client.list_page(window, cursor, source, filters)
         if not page.has_more or page.last_id is None:
             yield page
             return
@@ -184,9 +188,15 @@ def pull(
     row_group_rows: int = DEFAULT_ROW_GROUP_ROWS,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     publish: bool = True,
+    parents: Mapping[date, Sequence[tuple[str, Window]]] | None = None,
 ) -> PullResult:
     """Pull every `source` record created on `days` (US-Eastern) and stage them, one file per
     day, into `source.dataset`.
+
+    With `parents` (for a source with a `parent_filter`: a payout's transactions), each day's
+    jobs are its parents instead of its time slices: every record listed with the filter
+    naming the parent id within the parent's window, staged on that day with the parent's id
+    in `parent_filter`'s column. A day with no parent still gets its (empty) file.
 
     With `publish=False` the day manifests are returned, not written: the caller publishes them
     (`publish_manifest`) once its blocking checks pass, so a day that fails one keeps its
@@ -194,8 +204,16 @@ def pull(
     started = time.perf_counter()
     days = sorted(set(days))
     windows_per_day = source.windows_per_day or windows_per_day
-    jobs = [(d, w) for d in days for w in split_window(source.day_window(d), windows_per_day)]
-    remaining = Counter(d for d, _ in jobs)
+    jobs: list[tuple[date, Window, str | None]]
+    if parents is None:
+        jobs = [
+            (d, w, None) for d in days for w in split_window(source.day_window(d), windows_per_day)
+        ]
+    else:
+        if source.parent_filter is None:
+            raise ValueError(f"{source.name} has no parent filter")
+        jobs = [(d, w, pid) for d in days for pid, w in parents.get(d, ())]
+    remaining = Counter(d for d, _, _ in jobs)
     per_day = {d: DayCounts() for d in days}
     drift_fields: Counter[str] = Counter()
     drift_statuses: Counter[str] = Counter()
@@ -213,13 +231,14 @@ def pull(
             except queue.Full:
                 continue
 
-    def fetch_window(day: date, window: Window) -> None:
+    def fetch_window(day: date, window: Window, parent: str | None) -> None:
+        filters = None if parent is None else {str(source.parent_filter): parent}
         try:
-            for page in iter_window(client, window, source):
+            for page in iter_window(client, window, source, filters):
                 synced = clock()  # when this version was read, before any processing
                 prepared = prepare_page(page, window, source)
                 del page  # freed here, while still in cache, not after the next request
-                put(("page", (day, window), (prepared, synced)))  # raises _Stop once stopped
+                put(("page", (day, window, parent), (prepared, synced)))  # _Stop once stopped
             put(("done", day, None))
         except _Stop:
             return
@@ -250,14 +269,21 @@ def pull(
         )
         per_day[day].quarantined += 1
 
-    def consume(day: date, window: Window, p: PreparedPage, synced: datetime) -> None:
+    def with_parent(columns: dict[str, list[Any]], n: int, parent: str | None) -> dict:
+        if parent is not None:
+            columns[str(source.parent_filter)] = [parent] * n
+        return columns
+
+    def consume(
+        day: date, window: Window, parent: str | None, p: PreparedPage, synced: datetime
+    ) -> None:
         counts = per_day[day]
         counts.fetched += p.fetched
         drift_fields.update(p.drift_fields)
         if p.columns is not None:
             if p.drift_statuses:
                 drift_statuses.update(p.drift_statuses)
-            writer.append_columns(day, p.columns, p.staged, synced)
+            writer.append_columns(day, with_parent(p.columns, p.staged, parent), p.staged, synced)
             counts.staged += p.staged
             return
         assert p.page is not None
@@ -265,7 +291,8 @@ def pull(
         for r in rows:
             if r["status"] not in source.known_statuses:
                 drift_statuses[r["status"]] += 1
-        writer.append_columns(day, source.dict_columns(rows), len(rows), synced)
+        columns = with_parent(source.dict_columns(rows), len(rows), parent)
+        writer.append_columns(day, columns, len(rows), synced)
         counts.staged += len(rows)
 
     def slow_rows(day: date, window: Window, page: Page, synced: datetime) -> list[dict[str, Any]]:
@@ -301,8 +328,12 @@ def pull(
     gc.disable()  # validated rows are short-lived; full GC scans of them cost ~30 % here
     executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="stripe-pull")
     try:
-        for d, w in jobs:
-            executor.submit(fetch_window, d, w)
+        for d, w, parent in jobs:
+            executor.submit(fetch_window, d, w, parent)
+        for d in days:
+            if not remaining[d]:  # no parent that day: still a staged (empty) day
+                writer.begin_day(d)
+                writer.close_day(d)
         open_jobs, n_pages = len(jobs), 0
         while open_jobs:
             kind, a, b = pages.get()
@@ -315,8 +346,8 @@ def pull(
                     writer.begin_day(a)  # an empty day still gets its (empty) file
                     writer.close_day(a)
                 continue
-            (day, window), (prepared, synced) = a, b
-            consume(day, window, prepared, synced)
+            (day, window, parent), (prepared, synced) = a, b
+            consume(day, window, parent, prepared, synced)
             n_pages += 1
             if n_pages % _GC_EVERY_PAGES == 0:
                 gc.collect(0)

@@ -9,6 +9,7 @@ the pull.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import json.encoder
 import operator
@@ -24,6 +25,7 @@ from pydantic import BaseModel, TypeAdapter
 from recon_assets.stage.schemas import (
     STRIPE_BALANCE_TRANSACTIONS_SCHEMA,
     STRIPE_CHARGES_SCHEMA,
+    STRIPE_PAYOUT_TRANSACTIONS_SCHEMA,
     STRIPE_PAYOUTS_SCHEMA,
     STRIPE_REFUNDS_SCHEMA,
 )
@@ -125,7 +127,9 @@ class StripeSource:
     Stripe's filter of that name and checked on every record (`created`, or a payout's
     `arrival_date`); `day_window` the instants of a reporting day (US-Eastern, or the UTC
     calendar date for a field Stripe sends as a date), and `day_of` its inverse: the day an
-    object fetched by id is staged on.
+    object fetched by id is staged on. `parent_filter`: the list filter that names a parent
+    object (`payout`: the transactions a payout carried), pulled per parent instead of per
+    time slice, and the staged column holding the parent's id.
     """
 
     name: str
@@ -144,6 +148,7 @@ class StripeSource:
     window_field: str = "created"
     day_window: Callable[[date], Window] = day_window
     day_of: Callable[[int], date] = business_day_of
+    parent_filter: str | None = None
 
     @property
     def quarantine_prefix(self) -> str:
@@ -284,7 +289,19 @@ PAYOUTS = StripeSource(
     day_of=utc_date_of,
 )
 
+PAYOUT_TRANSACTIONS = dataclasses.replace(
+    BALANCE_TRANSACTIONS,
+    name="payout transactions",
+    dataset="stripe_payout_transactions",
+    schema=STRIPE_PAYOUT_TRANSACTIONS_SCHEMA,
+    parent_filter="payout",
+    day_window=utc_date_window,
+    day_of=utc_date_of,
+)
+"""What each paid payout carried (`GET /v1/balance_transactions?payout=po_...`): balance
+transactions, staged on the payout's arrival date with its id in `payout`."""
+
 SOURCES: Mapping[str, StripeSource] = {
-    s.dataset: s for s in (CHARGES, REFUNDS, BALANCE_TRANSACTIONS, PAYOUTS)
+    s.dataset: s for s in (CHARGES, REFUNDS, BALANCE_TRANSACTIONS, PAYOUTS, PAYOUT_TRANSACTIONS)
 }
 """Every Stripe object recon pulls, by dataset."""

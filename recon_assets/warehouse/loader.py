@@ -32,6 +32,7 @@ from recon_assets.stage.schemas import (
     STRIPE_CHARGES_SCHEMA,
     STRIPE_EVENT_READS_SCHEMA,
     STRIPE_LOOKUPS_SCHEMA,
+    STRIPE_PAYOUT_TRANSACTIONS_SCHEMA,
     STRIPE_PAYOUTS_SCHEMA,
     STRIPE_REFUNDS_SCHEMA,
 )
@@ -42,6 +43,7 @@ DATASETS: Mapping[str, pa.Schema] = {
     "stripe_refunds": STRIPE_REFUNDS_SCHEMA,
     "stripe_balance_transactions": STRIPE_BALANCE_TRANSACTIONS_SCHEMA,
     "stripe_payouts": STRIPE_PAYOUTS_SCHEMA,
+    "stripe_payout_transactions": STRIPE_PAYOUT_TRANSACTIONS_SCHEMA,
     "ledger_entries": LEDGER_ENTRIES_SCHEMA,
 }
 """The datasets a loader accepts, by name. The name is also the raw table's name, so it is

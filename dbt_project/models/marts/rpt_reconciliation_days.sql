@@ -5,7 +5,8 @@
   so it can never disagree with them.
   Final = the Stripe day was loaded whole, the ledger is loaded without gaps from the day through
   its last booking deadline (the day's end + T), no item of the day is still pending
-  (in Stripe, in the ledger, or awaiting a look-up by id), and the day's Stripe balance ties
+  (in Stripe, in the ledger, or awaiting a look-up by id), every paid payout arriving that day
+  carried exactly its amount (rpt_payout_composition), and the day's Stripe balance ties
   out (rpt_balance_tieout: nothing unexplained). Anything else is preliminary, and
   `day_status_reason` says which of these is missing.
 -#}
@@ -37,16 +38,16 @@ items as (
 ),
 
 {#- A Stripe day is loaded when every Stripe object of it is (charges, refunds, balance
-    transactions, and the payouts arriving that day). -#}
+    transactions, the payouts arriving that day and what they carried). -#}
 stripe_days as (
 
     select partition_date
     from {{ ref('stg_recon__load_log') }}
     where dataset in ('stripe_charges', 'stripe_refunds', 'stripe_balance_transactions',
-                      'stripe_payouts')
+                      'stripe_payouts', 'stripe_payout_transactions')
       and load_kind = 'day'
     group by partition_date
-    having count(distinct dataset) = 4
+    having count(distinct dataset) = 5
 
 ),
 
@@ -60,11 +61,23 @@ unexplained as (
 
 ),
 
+{#- paid payouts whose carried transactions do not sum to their amount: our pull of them is
+    incomplete (Stripe's own invariant), so the day cannot be final -#}
+incomplete_payouts as (
+
+    select reporting_date, count(*) as payouts
+    from {{ ref('rpt_payout_composition') }}
+    where not is_complete
+    group by reporting_date
+
+),
+
 judged as (
 
     select
         i.*,
         coalesce(u.currencies, 0) as unexplained_currencies,
+        coalesce(ip.payouts, 0) as incomplete_payouts,
         s.partition_date is not null as stripe_day_loaded,
         cov.last_day as ledger_loaded_through,
         cov.covered_until is not null
@@ -76,6 +89,8 @@ judged as (
         on s.partition_date = i.reporting_date
     left join unexplained as u
         on u.reporting_date = i.reporting_date
+    left join incomplete_payouts as ip
+        on ip.reporting_date = i.reporting_date
     left join {{ ref('int_recon__ledger_coverage') }} as cov
         on i.reporting_date >= cov.first_day
         and i.reporting_date < cov.end_day_exclusive
@@ -87,7 +102,7 @@ select
     case
         when stripe_day_loaded and ledger_complete
             and pending_in_stripe = 0 and pending_in_ledger = 0 and pending_lookup = 0
-            and unexplained_currencies = 0
+            and unexplained_currencies = 0 and incomplete_payouts = 0
             then 'final'
         else 'preliminary'
     end as day_status,
@@ -108,11 +123,15 @@ select
         || case when unexplained_currencies > 0
             then 'the Stripe balance does not tie out (unexplained in '
                 || cast(unexplained_currencies as varchar) || ' currencies); ' else '' end
+        || case when incomplete_payouts > 0
+            then cast(incomplete_payouts as varchar)
+                || ' paid payouts whose transactions do not sum to their amount; ' else '' end
     ), ';') as day_status_reason,
     stripe_day_loaded,
     {#- everything final but the tie-out: such a day with money unexplained is the alert -#}
     stripe_day_loaded and ledger_complete
         and pending_in_stripe = 0 and pending_in_ledger = 0 and pending_lookup = 0
+        and incomplete_payouts = 0
         as is_complete,
     ledger_loaded_through,
     ledger_complete,
