@@ -217,6 +217,17 @@ def _print_reported_days(settings: ReconSettings, days: list[date]) -> None:
             f"              {sum(t.fees for t in fees):,} Stripe fees "
             f"({sum(t.breaks for t in fees):,} breaks)"
         )
+        booked = sum(1 for p in r.payouts if p.recon_status == "matched")
+        short = sum(1 for p in r.payouts if not p.is_complete)
+        print(
+            f"              {len(r.payouts):,} payouts arriving ({booked:,} booked and matched, "
+            f"{sum(1 for b in r.breaks if b.item_type == 'payout'):,} breaks); "
+            + (
+                f"{short:,} carried less or more than their amount"
+                if short
+                else "each carried exactly its amount"
+            )
+        )
         # the day's biggest currency in full, then what the rest say: a person reads one line
         for t in sorted(r.tieout, key=lambda t: -abs(t.stripe_net))[:1]:
             rest = r.unexplained

@@ -15,7 +15,7 @@ import hashlib
 import io
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import astuple, dataclass
+from dataclasses import astuple, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
@@ -147,6 +147,31 @@ class TrendPoint:
     day: date
     breaks: int
     break_amount_by_currency: dict[str, int]
+    unexplained_by_currency: dict[str, int] = field(default_factory=dict)
+    """The balance tie-out's unexplained rest, per currency where it is not 0."""
+
+
+@dataclass(frozen=True)
+class PayoutRow:
+    """One payout arriving on the day (marts.rpt_payout_composition): its amount, what it
+    carried (charges, refunds, fees and disputes, and their net), and whether the ledger booked
+    it (`recon_status`; None before its item is built)."""
+
+    payout_id: str
+    currency: str
+    stripe_status: str
+    amount: int
+    charges: int
+    charges_amount: int
+    refunds: int
+    refunds_amount: int
+    fees_amount: int
+    disputes: int
+    disputes_amount: int
+    carried_net: int
+    is_complete: bool
+    recon_status: str | None
+    ledger_amount: int | None
 
 
 STATUS_LEGEND: dict[str, tuple[bool, str, str]] = {
@@ -195,6 +220,8 @@ class DayReport:
     complete: bool = False
     """Everything final but the tie-out: loaded, nothing pending. Such a day whose balance
     does not tie out stays preliminary, and is the tie-out check's failure."""
+    payouts: tuple[PayoutRow, ...] = ()
+    """The payouts arriving on the day (its date is the bank's), with what each carried."""
 
     @property
     def unexplained(self) -> dict[str, int]:
@@ -279,6 +306,7 @@ class DayReport:
         parts += [repr(astuple(r)) for r in self.summary]
         parts += [repr(astuple(b)) for b in self.breaks]
         parts += [repr(astuple(t)) for t in self.tieout]
+        parts += [repr(astuple(p)) for p in self.payouts]
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
@@ -303,8 +331,11 @@ _FACTS = """(
     union all
     select reporting_date, raw_loaded_through, is_break, currency, amount_diff
     from marts.fct_fee_reconciliation
+    union all
+    select reporting_date, raw_loaded_through, is_break, currency, amount_diff
+    from marts.fct_payout_reconciliation
 )"""
-"""The fact tables (charges, refunds, fees), for what the report counts of any kind."""
+"""The fact tables (charges, refunds, fees, payouts), for what the report counts of any kind."""
 _REBUILT_SQL = f"""
 select distinct reporting_date
 from {_FACTS} as f
@@ -331,7 +362,26 @@ select reporting_date, recon_status,
        ledger_currency, 'fee' as item_type, source_id as item_id
 from marts.fct_fee_reconciliation
 where reporting_date >= ? and reporting_date < ? and is_break
+union all
+select reporting_date, recon_status, null, ledger_entry_ids, currency,
+       stripe_amount, ledger_amount, amount_diff, recon_key, payout_arrival_at, null,
+       ledger_currency, 'payout' as item_type, payout_id as item_id
+from marts.fct_payout_reconciliation
+where reporting_date >= ? and reporting_date < ? and is_break
 order by 1, 13, 2, 14, 4
+"""
+_PAYOUTS_SQL = """
+select reporting_date, payout_id, currency, stripe_status, amount, charges, charges_amount,
+       refunds, refunds_amount, fees_amount, disputes, disputes_amount, carried_net,
+       is_complete, recon_status, ledger_amount
+from marts.rpt_payout_composition
+where reporting_date >= ? and reporting_date < ?
+order by reporting_date, currency, payout_id
+"""
+_UNEXPLAINED_SQL = """
+select reporting_date, currency, unexplained
+from marts.rpt_balance_tieout
+where reporting_date >= ? and reporting_date < ? and unexplained <> 0
 """
 _TIEOUT_SQL = """
 select reporting_date, currency, stripe_net, ledger_net, difference, explained, unexplained
@@ -368,12 +418,16 @@ def fetch_reports(query: Query, days: Sequence[date]) -> list[DayReport]:
         if row.reporting_date in wanted:
             summary.setdefault(row.reporting_date, []).append(row)
     breaks: dict[date, list[BreakRow]] = {}
-    for r in query(_BREAKS_SQL, [first, end, first, end, first, end]):
+    for r in query(_BREAKS_SQL, [first, end] * 4):
         b = BreakRow(*r)  # type: ignore[arg-type]
         if b.reporting_date in wanted:
             breaks.setdefault(b.reporting_date, []).append(b)
-    status = {r[0]: (str(r[1]), str(r[2] or "")) for r in query(_DAYS_SQL, [first, end])}
-    complete = {r[0] for r in query(_DAYS_SQL, [first, end]) if r[3]}
+    days_rows = query(_DAYS_SQL, [first, end])
+    status = {r[0]: (str(r[1]), str(r[2] or "")) for r in days_rows}
+    complete = {r[0] for r in days_rows if r[3]}
+    payouts: dict[date, list[PayoutRow]] = {}
+    for d, *rest in query(_PAYOUTS_SQL, [first, end]):
+        payouts.setdefault(d, []).append(PayoutRow(*rest))  # type: ignore[arg-type,index]
     tieout: dict[date, list[TieoutRow]] = {}
     for d, *rest in query(_TIEOUT_SQL, [first, end]):
         tieout.setdefault(d, []).append(TieoutRow(*rest))  # type: ignore[arg-type,index]
@@ -381,6 +435,9 @@ def fetch_reports(query: Query, days: Sequence[date]) -> list[DayReport]:
     by_day: dict[date, dict[str, tuple[int, int]]] = {}
     for d, cur, n, amount in trend_rows:
         by_day.setdefault(d, {})[str(cur)] = (int(n), int(amount))  # type: ignore[call-overload,index]
+    unexplained: dict[date, dict[str, int]] = {}
+    for d, cur, amount in query(_UNEXPLAINED_SQL, [first - timedelta(days=TREND_DAYS - 1), end]):
+        unexplained.setdefault(d, {})[str(cur)] = int(amount)  # type: ignore[call-overload,index]
     reports = []
     for d in sorted(wanted):
         window = [d - timedelta(days=i) for i in range(TREND_DAYS - 1, -1, -1)]
@@ -389,6 +446,7 @@ def fetch_reports(query: Query, days: Sequence[date]) -> list[DayReport]:
                 w,
                 sum(n for n, _ in by_day.get(w, {}).values()),
                 {c: a for c, (_, a) in sorted(by_day.get(w, {}).items())},
+                dict(sorted(unexplained.get(w, {}).items())),
             )
             for w in window
         )
@@ -401,6 +459,7 @@ def fetch_reports(query: Query, days: Sequence[date]) -> list[DayReport]:
                 trend=trend,
                 tieout=tuple(tieout.get(d, [])),
                 complete=d in complete,
+                payouts=tuple(payouts.get(d, [])),
             )
         )
     return reports

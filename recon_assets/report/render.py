@@ -29,7 +29,7 @@ CSS = """
 body{font:14px/1.45 -apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;color:#1d2433}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px}
 .meta{color:#5b6476;margin:0 0 14px}.meta a{color:#3756c8}
-.tieout.alert{color:#b42318}
+.tieout.alert,.alert{color:#b42318}
 .badge{display:inline-block;padding:2px 10px;border-radius:10px;font-weight:600;color:#fff}
 .final{background:#1f8a4c}.preliminary{background:#c77700}
 table{border-collapse:collapse;margin:6px 0 12px}th,td{padding:4px 10px;border-bottom:1px solid #e3e6ee}
@@ -126,6 +126,27 @@ def _sparklines(points: Sequence[TrendPoint], width: int = 640, height: int = 40
         )
     return (
         "<table><tr><th>currency</th><th>break amount per day</th><th></th></tr>"
+        + "".join(rows)
+        + "</table>"
+    )
+
+
+def _unexplained(points: Sequence[TrendPoint]) -> str:
+    """The balance tie-out's unexplained rest per day, per currency: it is 0 on a sound day,
+    so every day that had one is listed, with its amount."""
+    rows = [
+        f"<tr><td>{p.day.isoformat()}</td><td>{escape(cur)}</td>"
+        f"<td class='n alert'>{_signed(amount, cur)}</td></tr>"
+        for p in points
+        for cur, amount in p.unexplained_by_currency.items()
+    ]
+    if not rows:
+        return (
+            f'<p class="muted">Unexplained in the balance tie-out: 0 on each of these '
+            f"{len(points)} days.</p>"
+        )
+    return (
+        "<table><tr><th>day</th><th>currency</th><th>unexplained in the tie-out</th></tr>"
         + "".join(rows)
         + "</table>"
     )
@@ -244,6 +265,38 @@ def render_day_html(
             "entries naming them, as money out (net of reversals).</p>"
         )
 
+    out.append(f"<h2>Payouts arriving on this day ({len(report.payouts):,})</h2>")
+    if not report.payouts:
+        out.append('<p class="muted">No payout arrives on this day.</p>')
+    else:
+        out.append(
+            "<table><tr><th>payout</th><th>status</th><th>amount</th><th>charges</th>"
+            "<th>refunds</th><th>fees</th><th>disputes</th><th>carried</th>"
+            "<th>in the ledger</th></tr>"
+        )
+        for p in report.payouts:
+            cur = p.currency
+            carried = _money(p.carried_net, cur) + (
+                "" if p.is_complete else ' <span class="alert">(not its amount)</span>'
+            )
+            out.append(
+                f"<tr><td>{escape(p.payout_id)}</td><td>{escape(p.stripe_status)}</td>"
+                f"<td class='n'>{_money(p.amount, cur)}</td>"
+                f"<td class='n'>{p.charges:,} ({_money(p.charges_amount, cur)})</td>"
+                f"<td class='n'>{p.refunds:,} ({_money(p.refunds_amount, cur)})</td>"
+                f"<td class='n'>{_money(p.fees_amount, cur)}</td>"
+                f"<td class='n'>{p.disputes:,} ({_money(p.disputes_amount, cur)})</td>"
+                f"<td class='n'>{carried}</td>"
+                f"<td>{escape(p.recon_status or 'not reconciled yet')}</td></tr>"
+            )
+        out.append("</table>")
+        out.append(
+            "<p class=\"muted\">A payout arrives on the bank's date (Stripe's "
+            "<code>arrival_date</code>). Carried: the net of the balance transactions Stripe "
+            "lists for it (charges and disputes gross, refunds, fees), which is its amount when "
+            "our pull of them is complete. In the ledger: the payout's status as an item.</p>"
+        )
+
     out.append(f"<h2>Breaks ({report.break_count:,})</h2>")
     if not report.breaks:
         out.append("<p>No breaks.</p>")
@@ -269,7 +322,7 @@ def render_day_html(
             )
             item = (
                 f"{b.item_type} <code>{escape(b.item_id or '(none named)')}</code>"
-                if b.item_type in ("refund", "fee")
+                if b.item_type != "charge"
                 else "charge"
             )
             out.append(
@@ -347,6 +400,7 @@ def render_day_html(
     if report.trend:
         out.append(_bars(report.trend))
         out.append(_sparklines(report.trend))
+        out.append(_unexplained(report.trend))
     if restated:
         out.append("<h2>Past days restated since the last report</h2><ul>")
         for d, n, st in restated:
