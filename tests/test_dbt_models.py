@@ -32,6 +32,8 @@ from recon_assets.stage.schemas import (
     LEDGER_ENTRIES_SCHEMA,
     STRIPE_BALANCE_TRANSACTIONS_SCHEMA,
     STRIPE_CHARGES_SCHEMA,
+    STRIPE_PAYOUT_TRANSACTIONS_SCHEMA,
+    STRIPE_PAYOUTS_SCHEMA,
     STRIPE_REFUNDS_SCHEMA,
 )
 
@@ -689,7 +691,13 @@ def arrow_table(schema: pa.Schema, rows: Sequence[dict[str, Any]]) -> pa.Table:
     return pa.table({f.name: [r[f.name] for r in rows] for f in schema}, schema=schema)
 
 
-STRIPE_DAYS = ("stripe_charges", "stripe_refunds", "stripe_balance_transactions")
+STRIPE_DAYS = (
+    "stripe_charges",
+    "stripe_refunds",
+    "stripe_balance_transactions",
+    "stripe_payouts",
+    "stripe_payout_transactions",
+)
 """A Stripe day is loaded when each of its datasets is."""
 LOADED_1 = datetime(2024, 3, 13, 9, 0, tzinfo=UTC)
 LOADED_2 = datetime(2024, 3, 13, 12, 0, tzinfo=UTC)
@@ -715,6 +723,8 @@ def write_raw(
     lookups: Sequence[tuple[str, str]] = LOOKUPS,
     refunds: Sequence[dict] = (),
     txns: Sequence[dict] = (),
+    payouts: Sequence[dict] = (),
+    carried: Sequence[dict] = (),
 ) -> None:
     """What the loaders leave behind: raw.* = staged columns + `_loaded_at` (TIMESTAMPTZ), the
     load log (every charge and ledger day loaded once at LOADED_1, but GAP_DAY's ledger) and
@@ -733,6 +743,8 @@ def write_raw(
             ("stripe_charges", STRIPE_CHARGES_SCHEMA, charges),
             ("stripe_refunds", STRIPE_REFUNDS_SCHEMA, refunds),
             ("stripe_balance_transactions", STRIPE_BALANCE_TRANSACTIONS_SCHEMA, txns),
+            ("stripe_payouts", STRIPE_PAYOUTS_SCHEMA, payouts),
+            ("stripe_payout_transactions", STRIPE_PAYOUT_TRANSACTIONS_SCHEMA, carried),
             ("ledger_entries", LEDGER_ENTRIES_SCHEMA, entries),
         ]:
             tbl = arrow_table(schema, rows)
@@ -1865,3 +1877,139 @@ def test_fee_rules_and_the_balance_tieout_name_every_cent(tmp_path: Path) -> Non
         con.close()
     assert unexplained == 250 + 10  # ledger - Stripe: the adjustment took 250, ch_ok 10 less
     assert "the Stripe balance does not tie out (unexplained in 1 currencies)" in reason
+
+
+def payout(pid: str, arrival: date, *, status: str = "paid", amount: int = 5000,
+           currency: str = "usd") -> dict:  # fmt: skip
+    """A payout created at 02:00 UTC the business day before it arrives (00:00 UTC of the
+    bank's date), as Stripe's automatic ones are."""
+    arrives = datetime(arrival.year, arrival.month, arrival.day, tzinfo=UTC)
+    return {
+        "id": pid, "created": arrives - timedelta(hours=22), "arrival_date": arrives,
+        "status": status, "amount": amount, "currency": currency, "automatic": True,
+        "method": "standard", "balance_transaction": f"txn_{pid}",
+        "failure_balance_transaction": f"txn_f_{pid}" if status == "failed" else None,
+        "failure_code": "account_closed" if status == "failed" else None,
+        "failure_message": None, "description": "STRIPE PAYOUT", "metadata": None,
+        "_partition_date": arrival, "_synced_at": SYNCED, "_run_id": "run_test",
+    }  # fmt: skip
+
+
+@pytest.mark.timeout(300)
+def test_payout_rules_composition_and_the_tieout(tmp_path: Path) -> None:
+    """Every payout rule on DuckDB: an item on its arrival date (the UTC date Stripe sends,
+    never the US-Eastern evening before), the ledger's `payout` entry naming it with minus its
+    amount; in transit is pending in Stripe, failed is not booked (or an unexpected entry when
+    the booking was not reversed). What each paid payout carried must sum to its amount, or its
+    day is not final; the payouts' own transactions are items of the tie-out, which stays
+    fully explained."""
+    db, work = tmp_path / "warehouse.duckdb", tmp_path / "work"
+    day = date(2024, 3, 5)  # arrives 00:00 UTC: 19:00 EST on Mar 4
+    at = datetime(2024, 3, 5, 15, tzinfo=UTC)  # booked 10:00 EST on the arrival date
+    names = ["ok", "missing", "wrong", "sign", "dup", "late", "failed", "kept"]
+    payouts = [payout(f"po_{n}", day, status="failed" if n in ("failed", "kept") else "paid")
+               for n in names]  # fmt: skip
+    payouts += [
+        payout("po_yen", day, amount=123_456, currency="jpy"),
+        payout("po_transit", date(2024, 3, 12), status="in_transit"),
+    ]
+
+    def booked(eid: int, pid: str, amount: int = -5000, *, hours: float = 0,
+               cur: str = "USD") -> dict:  # fmt: skip
+        return entry(eid, pid, at + timedelta(hours=hours), amount, cur, entry_type="payout")
+
+    failed, kept = booked(6, "po_failed"), booked(7, "po_kept")
+    entries = [
+        booked(1, "po_ok"),
+        booked(2, "po_wrong", -4999),
+        booked(3, "po_sign", 5000),  # money into the balance: the wrong sign
+        booked(4, "po_dup"),
+        booked(5, "po_dup", hours=1),
+        booked(8, "po_late", hours=3 * 24 + 1),
+        failed,
+        reversal(9, failed, at + timedelta(days=1)),  # the bank returned it: reversed
+        kept,  # returned, and the booking stands
+        booked(10, "po_yen", -123_456, cur="JPY"),
+        booked(11, "po_transit"),  # booked before it arrived: still Stripe's to decide
+        booked(12, "po_ghost", -700),  # a payout Stripe answered 404 for
+    ]
+    txns, carried = [], []
+    for p in payouts:
+        own = txn(p["balance_transaction"], p["id"], p["created"], -p["amount"], type_="payout",
+                  currency=p["currency"])  # fmt: skip
+        txns.append(own)
+        if p["id"] == "po_failed" or p["id"] == "po_kept":
+            txns.append(txn(p["failure_balance_transaction"], p["id"], at - timedelta(hours=8),
+                            p["amount"], type_="payout_failure", currency=p["currency"]))  # fmt: skip
+        if p["status"] != "paid":
+            continue
+        # what it carried: a charge and a refund whose net is its amount, but po_missing's
+        # listing came back short (our pull of it is incomplete)
+        gross = p["amount"] + 800 + 30
+        rows = [
+            txn(f"txn_c_{p['id']}", f"ch_{p['id']}", at - timedelta(days=3), gross, 30,
+                currency=p["currency"]),
+            txn(f"txn_r_{p['id']}", f"re_{p['id']}", at - timedelta(days=3), -800, type_="refund",
+                currency=p["currency"]),
+            own,
+        ]  # fmt: skip
+        if p["id"] == "po_missing":
+            rows = rows[:1] + rows[2:]
+        carried += [{**r, "payout": p["id"], "_partition_date": day} for r in rows]
+    write_raw(db, [], entries, txns=txns, payouts=payouts, carried=carried,
+              lookups=[("po_ghost", "not_found")])  # fmt: skip
+    dbt(db, work, "build", "--target", "local")
+
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        got = {
+            r[0]: r[1:]
+            for r in con.execute(
+                "select payout_id, reporting_date, recon_status, stripe_amount, ledger_amount, "
+                "amount_diff, ledger_entry_ids from marts.fct_payout_reconciliation"
+            ).fetchall()
+        }
+        composition = dict(con.execute(
+            "select payout_id, (is_complete, carried_net, charges, refunds, fees_amount) "
+            "from marts.rpt_payout_composition"
+        ).fetchall())  # fmt: skip
+        tieout = con.execute(
+            "select reporting_date, currency, stripe_net, difference, explained_open, "
+            "explained_timing, unexplained from marts.rpt_balance_tieout"
+        ).fetchall()
+        days = dict(con.execute(
+            "select reporting_date, day_status_reason from marts.rpt_reconciliation_days"
+        ).fetchall())  # fmt: skip
+        daily = con.execute(
+            "select recon_status, item_count from marts.rpt_daily_reconciliation "
+            "where item_type = 'payout' and reporting_date = ? and currency = 'USD'", [day]
+        ).fetchall()  # fmt: skip
+    finally:
+        con.close()
+    d12 = date(2024, 3, 12)
+    assert got == {
+        "po_ok": (day, "matched", 5000, -5000, 0, "1"),
+        "po_missing": (day, "missing_in_ledger", 5000, None, 5000, None),
+        "po_wrong": (day, "amount_mismatch", 5000, -4999, 1, "2"),
+        "po_sign": (day, "amount_mismatch", 5000, 5000, 10000, "3"),
+        "po_dup": (day, "duplicate_in_ledger", 5000, -10000, -5000, "4,5"),
+        "po_late": (day, "late_posting", 5000, -5000, 0, "8"),
+        "po_failed": (day, "not_booked", 5000, None, 5000, "6,9"),
+        "po_kept": (day, "unexpected_ledger_entry", 5000, -5000, 0, "7"),
+        "po_yen": (day, "matched", 123_456, -123_456, 0, "10"),  # never divided by 100
+        "po_transit": (d12, "pending_in_stripe", 5000, -5000, 0, "11"),
+        "po_ghost": (et_day(at), "missing_in_stripe", None, -700, -700, "12"),
+    }
+    assert dict(daily)["amount_mismatch"] == 2 and dict(daily)["matched"] == 1
+    assert composition["po_ok"] == (True, 5000, 1, 1, 30)
+    assert composition["po_yen"] == (True, 123_456, 1, 1, 30)
+    assert composition["po_missing"] == (False, 5000 + 830 - 30, 1, 0, 30)
+    assert composition["po_failed"][0] and composition["po_transit"][0]  # nothing to check
+    assert "1 paid payouts whose transactions do not sum to their amount" in days[day]
+    # each payout's own transaction moved the balance on its US-Eastern day (Mar 3, 21:00):
+    # the tie-out takes it as the payout item's money, and every cent is explained
+    assert tieout and all(r[6] == 0 for r in tieout), tieout
+    usd_mar3 = next(r for r in tieout if r[0] == date(2024, 3, 3) and r[1] == "USD")
+    assert usd_mar3[2] == -5000 * 8
+    for r in tieout:
+        assert r[3] == r[4] + r[5] + r[6]
