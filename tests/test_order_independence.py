@@ -87,7 +87,7 @@ def world(ledger_pg: object, dbt_manifest: Path) -> Iterator[World]:
         # breaks and ops' corrections of them (reversals, some posted days later, on days
         # other runs load) often enough that every ordering meets several
         # and refund breaks of every kind, often enough for a fortnight's ~100 refunds
-        rates = BreakRates(duplicate_in_ledger=0.01, amount_mismatch=0.01, missing_in_stripe=0.005,
+        rates = BreakRates(payout_missing=0.1, payout_duplicate=0.1, duplicate_in_ledger=0.01, amount_mismatch=0.01, missing_in_stripe=0.005,
                            unexpected_ledger_entry=0.05, corrected=0.5, reversed_booking=0.005,
                            refund_missing=0.06, refund_amount_mismatch=0.06,
                            refund_duplicate=0.06, refund_currency_mismatch=0.06,
@@ -107,7 +107,7 @@ def world(ledger_pg: object, dbt_manifest: Path) -> Iterator[World]:
 
 
 def fct_rows(db: Path) -> set[tuple]:
-    """The charge, refund and fee facts of the fortnight (a refund's id in the id column, a
+    """The charge, refund, fee and payout facts of the fortnight (a refund's id in the id column, a
     fee's as the seeder's truth names it: `fee:` + the object it was taken on)."""
     con = duckdb.connect(str(db), read_only=True)
     try:
@@ -122,8 +122,11 @@ def fct_rows(db: Path) -> set[tuple]:
                 "select reporting_date, case when recon_key like 'fee:%' then 'fee:' || source_id "
                 "else source_id end, ledger_entry_ids, recon_status, currency, stripe_amount, "
                 "ledger_amount from marts.fct_fee_reconciliation "
+                "where reporting_date >= ? and reporting_date <= ? union all "
+                "select reporting_date, payout_id, ledger_entry_ids, recon_status, currency, "
+                "stripe_amount, ledger_amount from marts.fct_payout_reconciliation "
                 "where reporting_date >= ? and reporting_date <= ?",
-                [FIRST, LAST, FIRST, LAST, FIRST, LAST],
+                [FIRST, LAST] * 4,
             ).fetchall()
         )
     finally:
@@ -152,6 +155,11 @@ def test_one_run_over_the_fortnight_is_the_ground_truth(world: World) -> None:
             for r in world.reference["marts.fct_fee_reconciliation"]
             if FIRST <= r[0] <= LAST
         }
+        | {
+            (r[0], r[1], *r[3:8])
+            for r in world.reference["marts.fct_payout_reconciliation"]
+            if FIRST <= r[0] <= LAST
+        }
     )
     truth = truth_rows(world.seed)
     refund_statuses = {t[3] for t in truth if t[1].startswith("re_")}  # refunds are items too
@@ -164,6 +172,8 @@ def test_one_run_over_the_fortnight_is_the_ground_truth(world: World) -> None:
         "duplicate_in_ledger",
         "amount_mismatch",
     } <= fee_statuses
+    payout_statuses = {t[3] for t in truth if t[1].startswith("po_")}  # and payouts
+    assert "matched" in payout_statuses and len(payout_statuses) >= 3
     statuses = {r[3] for r in truth}
     assert {"missing_in_stripe", "missing_in_ledger", "pending_in_ledger"} <= statuses
     assert con_rows == truth

@@ -84,6 +84,15 @@ def test_week_reconciles_to_ground_truth_and_reruns_change_nothing(
     fee_breaks = con.execute(  # every fee break the report lists, a charge's of any day included
         "select reporting_date, source_id from marts.fct_fee_reconciliation where is_break"
     ).fetchall()
+    payouts = con.execute(
+        "select reporting_date, payout_id, ledger_entry_ids, recon_status, currency, "
+        "stripe_amount, ledger_amount from marts.fct_payout_reconciliation"
+    ).fetchall()
+    carried = con.execute(
+        "select payout_id, is_complete, carried_net, amount from marts.rpt_payout_composition "
+        "where stripe_status = 'paid' and reporting_date between ? and ?",
+        [FIRST, LAST],  # a payout arriving later, looked up by id, waits for its own day
+    ).fetchall()
     tieout = con.execute(
         "select reporting_date, currency, stripe_net, ledger_net, difference, explained, "
         "unexplained from marts.rpt_balance_tieout"
@@ -120,6 +129,17 @@ def test_week_reconciles_to_ground_truth_and_reruns_change_nothing(
     assert got_fees == fee_truth, (sorted(got_fees - fee_truth)[:3],
                                    sorted(fee_truth - got_fees)[:3])  # fmt: skip
     assert {"matched", "missing_in_ledger"} <= {t[3] for t in fee_truth}
+    # every payout is an item of its own, on its arrival date, and carried exactly its amount
+    payout_truth = {
+        (t.reporting_date, t.charge_id, t.ledger_entry_ids_text, t.recon_status, t.currency,
+         t.stripe_amount, t.ledger_amount)
+        for t in every if t.item_type == "payout"
+    }  # fmt: skip
+    got_payouts = {r for r in payouts if FIRST <= r[0] <= LAST}
+    assert got_payouts == payout_truth, (sorted(got_payouts - payout_truth)[:3],
+                                         sorted(payout_truth - got_payouts)[:3])  # fmt: skip
+    assert len(payout_truth) >= 5 * 6 and "matched" in {t[3] for t in payout_truth}
+    assert carried and all(c[1] and c[2] == c[3] for c in carried), carried
     # the balance tie-out: Stripe's side is the day's transactions, and on the seeded ledger
     # every cent of the difference is explained
     assert tieout and {r[0] for r in tieout} == set(stripe_net)
@@ -179,7 +199,11 @@ def test_week_reconciles_to_ground_truth_and_reruns_change_nothing(
             ("matched", "not_booked", "pending_in_stripe", "pending_in_ledger")
         ]  # fmt: skip
         fee_ids = [s for day, s in fee_breaks if day == d]
-        n = len(breaks) + len(refund_breaks) + len(fee_ids)
+        payout_breaks = [
+            r[1] for r in payouts if r[0] == d and r[3] not in
+            ("matched", "not_booked", "pending_in_stripe", "pending_in_ledger")
+        ]  # fmt: skip
+        n = len(breaks) + len(refund_breaks) + len(fee_ids) + len(payout_breaks)
         assert f"<h2>Breaks ({n:,})</h2>" in text
         assert len(csv_rows) == n
         rows = [r.split(",") for r in csv_rows]
@@ -190,6 +214,8 @@ def test_week_reconciles_to_ground_truth_and_reruns_change_nothing(
         assert all(r[3] == r[4] for r in rows if r[2] == "charge")
         assert sorted(r[3] for r in rows if r[2] == "refund") == sorted(refund_breaks)
         assert sorted(r[3] for r in rows if r[2] == "fee") == sorted(fee_ids)
+        assert sorted(r[3] for r in rows if r[2] == "payout") == sorted(payout_breaks)
+        assert f"Payouts arriving on this day ({len([r for r in payouts if r[0] == d]):,})" in text
         # the report's header ties the balance out, per currency
         assert text.count("Stripe balance (") == len([r for r in tieout if r[0] == d]) > 0
 

@@ -48,7 +48,7 @@ from psycopg.types.json import Jsonb
 
 from recon_assets.currencies import is_zero_decimal
 from recon_assets.ledger.migrations import apply_migrations
-from recon_assets.timewindows import business_day_of, day_window, days_between
+from recon_assets.timewindows import business_day_of, day_start_utc, day_window, days_between
 
 if TYPE_CHECKING:
     from recon_assets.local.stripe_emulator import EmulatorConfig
@@ -474,7 +474,10 @@ class _DayBuilder:
             if kind == "payout_missing":
                 continue
             pid, cur = str(p["id"]), str(p["currency"]).upper()
-            posted = int(p["arrival_date"]) * US + self._normal_delay_us()
+            # booked once the bank shows it: in the US-Eastern business day of its date
+            # (Stripe's arrival instant is 19:00 or 20:00 ET the evening before)
+            arrives = datetime.fromtimestamp(int(p["arrival_date"]), UTC).date()
+            posted = _us(day_start_utc(arrives)) + 9 * HOUR_US + self._normal_delay_us()
             amount = -int(p["amount"])
             if kind == "payout_amount_mismatch":  # a bank fee taken off, or a unit
                 amount += rng.choice((1, -1, 1500, 2500))
