@@ -1358,6 +1358,7 @@ def test_parse_prod_target_without_a_connection(tmp_path: Path) -> None:
         "fct_charge_reconciliation",
         "fct_refund_reconciliation",
         "fct_fee_reconciliation",
+        "fct_payout_reconciliation",
     ):
         fct = marts.pop(name)
         assert fct["materialized"] == "incremental"
@@ -1376,6 +1377,7 @@ def test_parse_prod_target_without_a_connection(tmp_path: Path) -> None:
         "rpt_status_changes": "view",
         "rpt_break_history": "view",
         "rpt_balance_tieout": "view",
+        "rpt_payout_composition": "view",
     }
 
 
@@ -1421,6 +1423,8 @@ def test_dagster_dbt_assets_build_a_partition_range(tmp_path: Path) -> None:
         "staging/stg_stripe__charges",
         "staging/stg_stripe__refunds",
         "staging/stg_stripe__balance_transactions",
+        "staging/stg_stripe__payouts",
+        "staging/stg_stripe__payout_transactions",
         "staging/stg_ledger__entries",
         "staging/stg_recon__load_log",
         "staging/stg_stripe__charge_lookups",
@@ -1428,6 +1432,7 @@ def test_dagster_dbt_assets_build_a_partition_range(tmp_path: Path) -> None:
         "intermediate/int_stripe__charges_in_build",
         "intermediate/int_stripe__refunds_in_build",
         "intermediate/int_stripe__balance_transactions_in_build",
+        "intermediate/int_stripe__payouts_in_build",
         "intermediate/int_ledger__entries_in_build",
         "intermediate/int_ledger__reversals_in_build",
         "intermediate/int_ledger__net_entries_in_build",
@@ -1438,6 +1443,8 @@ def test_dagster_dbt_assets_build_a_partition_range(tmp_path: Path) -> None:
         "intermediate/int_recon__refund_items",
         "intermediate/int_recon__fees",
         "intermediate/int_recon__fee_items",
+        "intermediate/int_recon__payouts",
+        "intermediate/int_recon__payout_items",
         "intermediate/int_recon__orphan_ledger_entries",
         "intermediate/int_recon__items",
         "intermediate/int_recon__touched_charges",
@@ -1445,6 +1452,8 @@ def test_dagster_dbt_assets_build_a_partition_range(tmp_path: Path) -> None:
         "marts/fct_refund_reconciliation",
         "marts/fct_fee_reconciliation",
         "marts/rpt_balance_tieout",
+        "marts/fct_payout_reconciliation",
+        "marts/rpt_payout_composition",
         "marts/rpt_daily_reconciliation",
         "marts/rpt_reconciliation_days",
         "marts/fct_reconciliation_history",

@@ -32,6 +32,8 @@ from recon_assets.stage.schemas import (
     LEDGER_ENTRIES_SCHEMA,
     STRIPE_BALANCE_TRANSACTIONS_SCHEMA,
     STRIPE_CHARGES_SCHEMA,
+    STRIPE_PAYOUT_TRANSACTIONS_SCHEMA,
+    STRIPE_PAYOUTS_SCHEMA,
     STRIPE_REFUNDS_SCHEMA,
 )
 from recon_assets.warehouse.loader import BOOKKEEPING
@@ -53,6 +55,7 @@ from tests.test_dbt_models import (
     expected_rpt,
     flatten,
     loaded_days,
+    payout,
     refund,
     run_dbt,
     txn,
@@ -123,10 +126,12 @@ class Warehouse:
             ("STRIPE_CHARGES", STRIPE_CHARGES_SCHEMA, charges, False),
             ("STRIPE_REFUNDS", STRIPE_REFUNDS_SCHEMA, refunds, False),
             ("STRIPE_BALANCE_TRANSACTIONS", STRIPE_BALANCE_TRANSACTIONS_SCHEMA, TXNS, False),
+            ("STRIPE_PAYOUTS", STRIPE_PAYOUTS_SCHEMA, PAYOUTS, False),
+            ("STRIPE_PAYOUT_TRANSACTIONS", STRIPE_PAYOUT_TRANSACTIONS_SCHEMA, CARRIED, False),
             (
                 "LEDGER_ENTRIES",
                 LEDGER_ENTRIES_SCHEMA,
-                [*entries, *REFUND_ENTRIES, *FEE_ENTRIES],
+                [*entries, *REFUND_ENTRIES, *FEE_ENTRIES, *PAYOUT_ENTRIES],
                 True,
             ),
         ]:
@@ -200,6 +205,13 @@ class Warehouse:
         )
         return {r[0]: tuple(r[1:]) for r in rows}
 
+    def payouts(self) -> dict[str, tuple]:
+        rows = self.execute(
+            "select payout_id, reporting_date, recon_status, stripe_amount, ledger_amount, "
+            "amount_diff from MARTS.FCT_PAYOUT_RECONCILIATION"
+        )
+        return {r[0]: tuple(r[1:]) for r in rows}
+
     def fees(self) -> dict[str, tuple]:
         rows = self.execute(
             "select source_id, recon_status, stripe_amount, ledger_amount, amount_diff "
@@ -227,6 +239,17 @@ FEE_ENTRIES = [
     entry(904, "ch_amount", FEE_AT + timedelta(hours=2), -60, entry_type="fee"),
 ]
 """Fees and the balance tie-out through the prod target too."""
+PAYOUTS = [payout("po_ok", date(2024, 3, 6)), payout("po_short", date(2024, 3, 6), amount=900)]
+PAYOUT_ENTRIES = [
+    entry(905, "po_ok", utc(2024, 3, 6, 15), -5000, entry_type="payout"),
+    entry(906, "po_short", utc(2024, 3, 6, 15), -800, entry_type="payout"),
+]
+CARRIED = [
+    {**txn("txn_c_po_ok", "ch_po_ok", FEE_AT, 5059, 59), "payout": "po_ok"},
+    {**txn("txn_po_ok", "po_ok", utc(2024, 3, 5, 2), -5000, type_="payout"), "payout": "po_ok"},
+    {**txn("txn_c_po_short", "ch_po_short", FEE_AT, 659, 59), "payout": "po_short"},
+]
+"""Payouts, their arrival date and what they carried through the prod target too."""
 
 
 def epoch_rows(rows: list[tuple]) -> list[tuple]:
@@ -258,6 +281,16 @@ def test_prod_target_builds_and_restates_a_window(
         "ch_dup": ("matched", 59, -59, 0),
         "ch_amount": ("amount_mismatch", 59, -60, -1),
     }
+    # payouts on their arrival date (a UTC date, never the US-Eastern evening before), and
+    # a payout whose listing came back short is named
+    assert wh.payouts() == {
+        "po_ok": (date(2024, 3, 6), "matched", 5000, -5000, 0),
+        "po_short": (date(2024, 3, 6), "amount_mismatch", 900, -800, 100),
+    }
+    composition = wh.execute(
+        "select payout_id, is_complete, carried_net from MARTS.RPT_PAYOUT_COMPOSITION"
+    )
+    assert sorted(composition) == [("po_ok", True, 5000), ("po_short", False, 600)]
     # the tie-out, on Snowflake SQL: Stripe's side is the day's net, every cent named
     ((stripe_net, difference, explained, unexplained),) = wh.execute(
         "select stripe_net, difference, explained, unexplained from MARTS.RPT_BALANCE_TIEOUT "
@@ -322,6 +355,7 @@ def test_prod_target_builds_and_restates_a_window(
             ("fct_charge_reconciliation", True),
             ("fct_refund_reconciliation", True),
             ("fct_fee_reconciliation", True),
+            ("fct_payout_reconciliation", True),
             ("fct_reconciliation_history", True),
         ]
         * 3
