@@ -123,7 +123,8 @@ def describe_step(step: str, metas: list[dict[str, Any]], checks: tuple[int, int
         return (
             f"{_first(metas, 'run_events_read'):,} Stripe events read, "
             f"{_first(metas, 'run_charges_repulled'):,} charges and "
-            f"{_first(metas, 'run_refunds_repulled'):,} refunds re-pulled, "
+            f"{_first(metas, 'run_refunds_repulled'):,} refunds and "
+            f"{_first(metas, 'run_payouts_repulled'):,} payouts re-pulled, "
             f"{_first(metas, 'run_days_reopened'):,} earlier days reopened"
         )
     if step == "raw__stripe_charge_lookups":

@@ -4,7 +4,8 @@ every version.
 One seeded account (a clean ledger, so every charge's final status is `matched`) in which five
 charges of day D change long after D, by hand-made changes the emulator also lists as events: a
 bank debit settling on D+5, an authorization captured in full on D+6, one captured for less on
-D+6, a refund on D+20, a dispute on D+25. Day D is loaded once, by the first run; every later
+D+6, a refund on D+20, a dispute on D+25; and a payout paid within D..D+3 that the bank returns
+on D+5. Day D is loaded once, by the first run; every later
 run covers only its own night (the trailing re-statement plays no part: no run re-pulls D), with
 the emulator's clock moved forward to that night. Then the daemon is "down" for five weeks: the
 next run fails, naming the range a backfill must cover.
@@ -29,6 +30,9 @@ from recon_assets.definitions import build_definitions
 from recon_assets.local.bootstrap import seed_local_ledger, settings_emulator_config
 from recon_assets.local.ledger_seeder import BreakRates
 from recon_assets.local.stripe_emulator import ChargeGenerator
+from recon_assets.local.stripe_emulator.balance import BalanceBook
+from recon_assets.local.stripe_emulator.payouts import PayoutBook, payouts_arriving
+from recon_assets.local.stripe_emulator.refunds import RefundBook
 from recon_assets.progress import materialize_range
 from recon_assets.stripe.events import EventsRetentionError, backfill_days
 from recon_assets.timewindows import day_window
@@ -116,6 +120,14 @@ def world(ledger_pg: object, dbt_manifest: Path) -> Iterator[World]:
                        [c["id"] for c in picked], strict=True))  # fmt: skip
         amounts = {k: c["amount"] for k, c in zip(ids, picked, strict=True)}
         ids["refund_fails"] = plain_charges(base, D + timedelta(days=1), 1)[0]["id"]
+        # a payout that arrives within D..D+3 (the account's first ones arrive on D+2), is
+        # paid, and that the bank returns on D+5
+        gen = ChargeGenerator(settings_emulator_config(base))
+        book = PayoutBook(BalanceBook(gen, RefundBook(gen)))
+        paid = [p for k in range(4)
+                for p in payouts_arriving(book, D + timedelta(k), night_after(D + timedelta(5)))
+                if p["status"] == "paid"]  # fmt: skip
+        ids["payout_fails"] = paid[0]["id"]
         partial = amounts["partial"] * 3 // 5
         changes = home / "changes.json"
         changes.write_text(
@@ -134,6 +146,8 @@ def world(ledger_pg: object, dbt_manifest: Path) -> Iterator[World]:
                      "at": at(D + timedelta(13), 15)},
                     {"charge_id": ids["dispute"], "kind": "dispute",
                      "at": at(D + timedelta(25), 15)},
+                    {"charge_id": ids["payout_fails"], "kind": "payout_fail",
+                     "at": at(D + timedelta(5), 15)},
                 ]
             )
         )  # fmt: skip
@@ -157,7 +171,7 @@ def fct(w: World) -> dict[str, tuple]:
             "select charge_id, reporting_date, recon_status, stripe_status, stripe_amount, "
             "stripe_amount_refunded, stripe_disputed from marts.fct_charge_reconciliation "
             "where charge_id in (select unnest(?))",
-            [list(w.ids.values())],
+            [[v for k, v in w.ids.items() if k != "payout_fails"]],
         ).fetchall()
         return {r[0]: r[1:] for r in rows}
     finally:
@@ -189,7 +203,7 @@ def test_late_changes_reach_their_day_through_events_alone(world: World) -> None
 
     after = fct(w)
     for k in ids:
-        if k != "refund_fails":
+        if k not in ("refund_fails", "payout_fails"):
             assert after[ids[k]][0] == D  # every change landed on the charge's own day
 
     # refunds are items of their own, each on the day it was created: the one made 20 days
@@ -219,6 +233,39 @@ def test_late_changes_reach_their_day_through_events_alone(world: World) -> None
         "unexpected_ledger_entry" if standing else "not_booked"
     )
     assert int(w.event_runs[3]["run_refunds_repulled"]) >= 1  # type: ignore[call-overload]
+    # the payout paid on its day (pulled once, by the first run) that the bank returned on
+    # D+5 reached its own day through the payout.failed event and a re-pull by id: it is no
+    # longer money that left the balance, and its returned money is its item's in the tie-out
+    ((p_day, p_status, p_recon),) = query(
+        w,
+        "select reporting_date, stripe_status, recon_status from marts.fct_payout_reconciliation "
+        "where payout_id = ?",
+        [ids["payout_fails"]],
+    )
+    (p_standing,) = query(
+        w,
+        "select count(*) from raw.ledger_entries as e where e.external_ref = ? "
+        "and not exists (select 1 from raw.ledger_entries as r where r.reversal_of = e.id)",
+        [ids["payout_fails"]],
+    )[0]
+    arrived = D + timedelta(2)  # the account's first payouts arrive on D+2
+    assert (p_day, p_status) == (arrived, "failed")
+    assert p_recon == ("unexpected_ledger_entry" if p_standing else "not_booked")
+    assert int(w.event_runs[1]["run_payouts_repulled"]) == 1  # type: ignore[call-overload]
+    assert query(
+        w,
+        "select count(*) from raw.load_log where dataset = 'stripe_payouts' "
+        "and partition_date = ? and load_kind = 'day'",
+        [arrived],
+    ) == [(1,)]
+    assert query(
+        w,
+        "select type from raw.stripe_balance_transactions where source = ? order by created",
+        [ids["payout_fails"]],
+    ) == [("payout",), ("payout_failure",)]
+    assert query(w, "select count(*) from marts.rpt_balance_tieout where unexplained <> 0") == [
+        (0,)
+    ]
     assert after[ids["settle"]][1:3] == ("matched", "succeeded")
     assert after[ids["capture"]][1:4] == ("matched", "succeeded", amt["capture"])
     assert after[ids["partial"]][1:4] == ("matched", "succeeded", amt["partial"])

@@ -222,7 +222,11 @@ def build_stripe_events_asset(
     @dg.asset(
         key=EVENTS_KEY,
         pool=WRITER_POOL,
-        deps=[dg.AssetKey(["raw", "stripe_charges"]), dg.AssetKey(["raw", "stripe_refunds"])],
+        deps=[
+            dg.AssetKey(["raw", "stripe_charges"]),
+            dg.AssetKey(["raw", "stripe_refunds"]),
+            dg.AssetKey(["raw", "stripe_payouts"]),
+        ],
         partitions_def=partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
         group_name="warehouse",
@@ -272,13 +276,13 @@ def build_stripe_events_asset(
                 run_days=days,
                 now_hint=min(int(window.end.timestamp()), int(time.time())),
                 held=held_in("stripe_charges"),
-                held_refunds=held_in("stripe_refunds"),
+                held_own=lambda source: held_in(source.dataset),
                 horizon_days=horizon_days,
                 overlap_s=int(overlap.total_seconds()),
                 concurrency=stripe.concurrency,
             )
-        if result.refund_manifest is not None:  # before the charges, whose load moves the cursor
-            loader.load_keyed(store, result.refund_manifest, run_id=context.run.run_id)
+        for m in result.own_manifests:  # before the charges, whose load moves the cursor
+            loader.load_keyed(store, m, run_id=context.run.run_id)
         loaded = loader.load_keyed(store, result.manifest, run_id=context.run.run_id)
         reopened = sorted(d for d in result.found_by_day if d not in days)
         context.log.info(
@@ -301,7 +305,12 @@ def build_stripe_events_asset(
                 "run_events_read": dg.MetadataValue.int(result.events),
                 "run_charges_changed": dg.MetadataValue.int(result.changed),
                 "run_charges_repulled": dg.MetadataValue.int(result.repulled),
-                "run_refunds_repulled": dg.MetadataValue.int(result.refunds_repulled),
+                "run_refunds_repulled": dg.MetadataValue.int(
+                    result.own_repulled.get(REFUNDS.dataset, 0)
+                ),
+                "run_payouts_repulled": dg.MetadataValue.int(
+                    result.own_repulled.get(PAYOUTS.dataset, 0)
+                ),
                 "run_retrieved_by_id": dg.MetadataValue.int(result.retrieved),
                 "run_not_held": dg.MetadataValue.int(result.not_held),
                 "run_quarantined": dg.MetadataValue.int(result.quarantined),

@@ -36,7 +36,7 @@ from recon_assets.stage.store import StageStore
 from recon_assets.stripe.client import STRIPE_API_VERSION, ChargesClient
 from recon_assets.stripe.lookup import stage_charges_by_id
 from recon_assets.stripe.pull import DATASET
-from recon_assets.stripe.sources import CHARGES, REFUNDS, StripeSource
+from recon_assets.stripe.sources import CHARGES, PAYOUTS, REFUNDS, StripeSource
 from recon_assets.timewindows import business_day_of, day_window
 
 EVENTS_KIND = "events"
@@ -58,9 +58,17 @@ CHARGE_EVENT_TYPES = (
     "refund.created",
     "refund.updated",
     "refund.failed",
+    "payout.paid",
+    "payout.failed",
+    "payout.updated",
+    "payout.canceled",
 )
-"""Every event that changes a field the reconciliation or the report reads, of a charge or of a
-refund (at most 20 types per request)."""
+"""Every event that changes a field the reconciliation or the report reads, of a charge, a
+refund or a payout (at most 20 types per request)."""
+
+OWN_ITEMS: dict[str, StripeSource] = {"refund": REFUNDS, "payout": PAYOUTS}
+"""Objects an event can carry that are items of their own (by Stripe's `object` name): each is
+re-pulled at its latest state, as the charges are, when the warehouse holds it."""
 
 
 class EventsRetentionError(RuntimeError):
@@ -76,8 +84,9 @@ class ChargeEvents:
     newest: int | None = None
     latest: dict[str, tuple[int, Any]] = field(default_factory=dict)
     types: Counter[str] = field(default_factory=Counter)
-    refunds: dict[str, tuple[int, Any]] = field(default_factory=dict)
-    """The same, per refund an event carried (a refund that settles or fails after its day)."""
+    own: dict[str, dict[str, tuple[int, Any]]] = field(default_factory=dict)
+    """The same, per object of `OWN_ITEMS` an event carried, by object name (a refund that
+    settles or fails after its day, a payout paid and returned days after it arrived)."""
 
 
 def _keep_newest(latest: dict[str, tuple[int, Any]], key: str, created: int, obj: Any) -> None:
@@ -117,16 +126,18 @@ def read_charge_events(client: ChargesClient, since: int) -> ChargeEvents:
                 continue
             out.types[str(ev.get("type"))] += 1
             out.newest = created if out.newest is None else max(out.newest, created)
+            obj = ev.get("data", {}).get("object")
+            pinned = ev.get("api_version") == STRIPE_API_VERSION
+            kind, oid = (
+                (obj.get("object"), obj.get("id")) if isinstance(obj, dict) else (None, None)
+            )
+            if kind in OWN_ITEMS and isinstance(oid, str) and oid:
+                _keep_newest(out.own.setdefault(kind, {}), oid, created, obj if pinned else None)
             cid = charge_id_of(ev)
             if cid is None:
                 continue
-            obj = ev["data"]["object"]
-            pinned = ev.get("api_version") == STRIPE_API_VERSION
             usable = obj.get("object") == "charge" and pinned
             _keep_newest(out.latest, cid, created, obj if usable else None)
-            rid = obj.get("id")
-            if obj.get("object") == "refund" and isinstance(rid, str) and rid:
-                _keep_newest(out.refunds, rid, created, obj if pinned else None)
         if not page.has_more or page.last_id is None:
             return out
         after = page.last_id
@@ -196,10 +207,11 @@ class EventsResult:
     manifest: KeyedManifest
     counters: dict[str, int]
     seconds: float
-    refund_manifest: KeyedManifest | None = None
-    """The refunds the events named that the warehouse holds, at their latest state (loaded by
-    id before `manifest`, whose load moves the cursor)."""
-    refunds_repulled: int = 0
+    own_manifests: tuple[KeyedManifest, ...] = ()
+    """The refunds and payouts the events named that the warehouse holds, at their latest
+    state (loaded by id before `manifest`, whose load moves the cursor)."""
+    own_repulled: dict[str, int] = field(default_factory=dict)
+    """Of those, how many were staged, by dataset."""
 
 
 def _latest_held(
@@ -237,14 +249,16 @@ def sync_charge_events(
     overlap_s: int,
     concurrency: int,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-    held_refunds: Callable[[Sequence[str]], set[str]] = lambda ids: set(),
+    held_own: Callable[[StripeSource], Callable[[Sequence[str]], set[str]]] = (
+        lambda source: lambda ids: set()
+    ),
 ) -> EventsResult:
     """Read the events since the cursor, stage the latest state of every held charge they name,
     write the run's events manifest (with the read, for the loader to record).
 
     `now_hint` is a time Stripe's clock has certainly passed (the end of the run's range, at
     most the wall clock); the newest event read moves it further. `held(ids)` says which ids the
-    warehouse holds.
+    warehouse holds, `held_own(source)` the same for a refund or payout.
     """
     started = time.perf_counter()
     since = plan_read(cursor, earliest_loaded, now_hint, run_days, horizon_days)
@@ -258,19 +272,24 @@ def sync_charge_events(
     objects, to_fetch = _latest_held(client, got.latest, held, CHARGES, concurrency)
     staged = stage_charges_by_id(store, run_id, EVENTS_KIND, objects, clock())
     results = Counter(r for r, _ in staged.outcomes.values())
-    # refunds: the same, against the refunds held (one created on a day not loaded yet comes
+    # refunds and payouts: the same, against those held (one of a day not loaded yet comes
     # with its day's pull)
-    refund_objects, _ = _latest_held(client, got.refunds, held_refunds, REFUNDS, concurrency)
-    refund_manifest = None
-    refunds_found = 0
-    if refund_objects:
-        staged_r = stage_charges_by_id(store, run_id, EVENTS_KIND, refund_objects, clock(), REFUNDS)
-        refunds_found = sum(1 for r, _ in staged_r.outcomes.values() if r == "found")
-        refund_manifest = KeyedManifest(
-            REFUNDS.dataset, run_id, EVENTS_KIND, staged_r.files,
-            written_at=staged_r.synced.isoformat(),
+    own_manifests: list[KeyedManifest] = []
+    own_found: dict[str, int] = {}
+    for kind, source in OWN_ITEMS.items():
+        held_objects, _ = _latest_held(
+            client, got.own.get(kind, {}), held_own(source), source, concurrency
+        )
+        if not held_objects:
+            continue
+        staged_o = stage_charges_by_id(store, run_id, EVENTS_KIND, held_objects, clock(), source)
+        own_found[source.dataset] = sum(1 for r, _ in staged_o.outcomes.values() if r == "found")
+        m = KeyedManifest(
+            source.dataset, run_id, EVENTS_KIND, staged_o.files,
+            written_at=staged_o.synced.isoformat(),
         )  # fmt: skip
-        write_keyed_manifest(store, refund_manifest)
+        write_keyed_manifest(store, m)
+        own_manifests.append(m)
     manifest = KeyedManifest(
         DATASET,
         run_id,
@@ -295,6 +314,6 @@ def sync_charge_events(
         manifest=manifest,
         counters=client.counters.as_dict(),
         seconds=time.perf_counter() - started,
-        refund_manifest=refund_manifest,
-        refunds_repulled=refunds_found,
+        own_manifests=tuple(own_manifests),
+        own_repulled=own_found,
     )

@@ -496,6 +496,8 @@ class ChargeGenerator:
         self._day_changes: dict[int, list[tuple[int, str, int]]] = {}
         """Seeded changes per day index, computed on first use (`day_changes`)."""
         for ch in sorted(cfg.changes, key=lambda c: (c.at, c.kind)):
+            if ch.kind == "payout_fail":
+                continue  # a payout's (payouts.PayoutBook)
             g = self.position_of(ch.charge_id, now=2**62)
             if g is None:
                 raise ValueError(f"a change names {ch.charge_id!r}, which the account never has")

@@ -23,7 +23,9 @@ MAX_CHARGES_PER_DAY = 5_000_000
 """Ids carry the index inside a day in four base-62 digits (62**4 = 14.7 M); keep well below it."""
 
 TruncateMode = Literal["mixed", "short_length", "abort"]
-ChangeKind = Literal["settle", "capture", "refund", "refund_fail", "dispute", "update"]
+ChangeKind = Literal[
+    "settle", "capture", "refund", "refund_fail", "dispute", "update", "payout_fail"
+]
 
 API_VERSION = "2026-10-28.endive"
 """What the emulator speaks when a client sends no Stripe-Version (stripe 16.1's pin), and the
@@ -48,7 +50,10 @@ class ChargeChange:
     - `refund_fail`: at `at`, the charge's latest refund created before it fails (its money
       comes back: the charge's amount_refunded drops by its amount);
     - `dispute`: from `at`, disputed;
-    - `update`: from `at`, the description is `description`.
+    - `update`: from `at`, the description is `description`;
+    - `payout_fail`: `charge_id` names a payout (`po_...`), which the bank returns at `at`
+      (after it was paid): it is `failed`, and a `payout_failure` transaction gives its money
+      back (`payout.failed`).
 
     Each one is also an event (`charge.succeeded`/`charge.failed`, `charge.captured`,
     `charge.refunded` with `refund.created`, `refund.failed` with `charge.refund.updated`,
@@ -63,7 +68,9 @@ class ChargeChange:
     description: str | None = None
 
     def __post_init__(self) -> None:
-        if self.kind not in ("settle", "capture", "refund", "refund_fail", "dispute", "update"):
+        if self.kind not in (
+            "settle", "capture", "refund", "refund_fail", "dispute", "update", "payout_fail"
+        ):  # fmt: skip
             raise ValueError(f"unknown change kind {self.kind!r}")
         if self.outcome not in ("succeeded", "failed"):
             raise ValueError(f"a settle outcome is succeeded or failed, not {self.outcome!r}")

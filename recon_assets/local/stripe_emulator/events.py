@@ -26,6 +26,7 @@ from recon_assets.local.stripe_emulator.charges import (
 )
 from recon_assets.local.stripe_emulator.config import API_VERSION, EVENT_RETENTION_S
 from recon_assets.local.stripe_emulator.ids import ALNUM_TABLE
+from recon_assets.local.stripe_emulator.payouts import PayoutBook
 from recon_assets.local.stripe_emulator.refunds import RefundBook
 
 EVENTS_URL = "/v1/events"
@@ -40,6 +41,8 @@ class Event:
     """The charge's position in the account (`ChargeGenerator`)."""
     refund: int = -1
     """For an event that carries a Refund: the refund's index among its charge's."""
+    payout: str = ""
+    """For an event that carries a Payout: its id (`position` is then -1)."""
 
 
 def type_filter(type_: str | None, types: list[str]) -> Callable[[str], bool]:
@@ -69,9 +72,16 @@ LISTINGS_KEPT = 4
 class EventLog:
     """The account's events, derived on demand from its generator."""
 
-    def __init__(self, gen: ChargeGenerator, refunds: RefundBook | None = None) -> None:
+    def __init__(
+        self,
+        gen: ChargeGenerator,
+        refunds: RefundBook | None = None,
+        payouts: PayoutBook | None = None,
+    ) -> None:
         self.gen = gen
         self.refunds = refunds or RefundBook(gen)
+        self.payouts = payouts
+        """The account's payouts, whose events (created, paid, failed) carry the Payout."""
         self._seed = gen.cfg.seed
         self._listings: OrderedDict[tuple[object, ...], Listing] = OrderedDict()
         self._lock = threading.Lock()
@@ -144,12 +154,22 @@ class EventLog:
             if keep(type_):
                 eid = self.event_id(r.charge_position, type_, t, r.n)
                 out.append(Event(t, eid, type_, r.charge_position, r.n))
+        if self.payouts is not None:
+            for t, type_, p in self.payouts.events(lo, hi):
+                if keep(type_):
+                    eid = self.event_id(-1, f"{type_}:{p.id}", t)
+                    out.append(Event(t, eid, type_, -1, payout=p.id))
         out.sort(key=lambda e: (e.created, e.id), reverse=True)
         return out
 
     def render(self, event: Event) -> str:
         """The event's JSON: Stripe's envelope around the object as it was at `created`."""
-        if event.refund >= 0:
+        if event.payout:
+            assert self.payouts is not None
+            p = self.payouts.get(event.payout, event.created)
+            assert p is not None
+            text = p.render(event.created)
+        elif event.refund >= 0:
             r = next(
                 r for r in self.refunds.of_charge(event.position, event.created)
                 if r.n == event.refund

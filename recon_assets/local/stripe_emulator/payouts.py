@@ -8,8 +8,9 @@ payout per currency sweeps every charge and refund transaction that becomes avai
 payout equals its transactions, as Stripe's do; a day whose sum is not positive has no payout
 (its transactions stay unswept: not emulated further). The payout is `pending` for an hour, then
 `in_transit`, and `paid` from its `arrival_date`, the next business day (sent as 00:00 UTC of
-that date). One payout in 32 fails six hours after it was shown paid: it is `failed`, and a
-`payout_failure` transaction gives its money back to the balance.
+that date). One payout in 32 fails six hours after it was shown paid (or when a hand-made
+`payout_fail` change says): it is `failed`, and a `payout_failure` transaction gives its money
+back to the balance.
 
 Payouts are not stored: each is derived from the transactions it sweeps. Its id is `po_` + the
 day X (4 base-62 digits of its ordinal) + its currency + 17 characters of a hash, so a look-up
@@ -147,6 +148,8 @@ class PayoutBook:
         self._first = gen.cfg.start_date
         self._last = gen.cfg.end_date + timedelta(days=_SWEEP_DAYS)
         self._swept: dict[date, dict[tuple[int, str], list[BalanceTransaction]]] = {}
+        self._fails = {c.charge_id: c.at for c in gen.cfg.changes if c.kind == "payout_fail"}
+        """Hand-made returns (`ChargeChange` of kind `payout_fail`): when the bank returns it."""
         balance.payouts = self
 
     def _check(self, d: date, currency: str) -> str:
@@ -193,7 +196,7 @@ class PayoutBook:
         fails = (
             hashlib.blake2b(pid.encode(), digest_size=1, person=b"po-fail").digest()[0] < _P_FAIL
         )
-        failed_at = arrival + _FAILS_AFTER_PAID if fails else None
+        failed_at = self._fails.get(pid, arrival + _FAILS_AFTER_PAID if fails else None)
         return Payout(pid, d, currency, amount, created, arrival, failed_at)
 
     def get(self, pid: str, now: int) -> Payout | None:
@@ -242,8 +245,10 @@ class PayoutBook:
         out.sort(key=lambda p: (p.created, p.id), reverse=True)
         return out
 
-    def transactions_in_window(self, lo: int, hi: int, now: int) -> list[BalanceTransaction]:
-        """The payouts' own transactions created in [lo, hi) at `now`."""
+    def _around(self, lo: int, hi: int, now: int) -> list[Payout]:
+        """Every payout that can have a transaction or an event in [lo, hi) at `now`: those
+        made from a few days before `lo` (a seeded failure comes six hours after arrival), and
+        those a hand-made return names in it."""
         out = []
         first = datetime.fromtimestamp(lo - _FAILS_AFTER_PAID - 4 * DAY, UTC).date()
         d = max(first, self._first)
@@ -252,27 +257,33 @@ class PayoutBook:
             for cur in CURRENCY_WEIGHTS:
                 p = self._payout(d, cur, now)
                 if p is not None:
-                    out += [t for t in p.transactions(now) if lo <= t.created < hi]
+                    out.append(p)
             d += timedelta(days=1)
+        for pid, at in self._fails.items():
+            if lo <= at < hi:
+                p = self.get(pid, now)
+                if p is not None and p.day < max(first, self._first):
+                    out.append(p)
         return out
+
+    def transactions_in_window(self, lo: int, hi: int, now: int) -> list[BalanceTransaction]:
+        """The payouts' own transactions created in [lo, hi) at `now`."""
+        return [
+            t
+            for p in self._around(lo, hi, now)
+            for t in p.transactions(now)
+            if lo <= t.created < hi
+        ]
 
     def events(self, lo: int, hi: int) -> list[tuple[int, str, Payout]]:
         """Payout events created in [lo, hi), each with the payout as of `hi`: created,
         paid (at its arrival date), failed."""
         out: list[tuple[int, str, Payout]] = []
-        first = datetime.fromtimestamp(lo - _FAILS_AFTER_PAID - 4 * DAY, UTC).date()
-        d = max(first, self._first)
-        last = min(_date_of(min(hi, _midnight(self._last))), self._last)
-        while d <= last:
-            for cur in CURRENCY_WEIGHTS:
-                p = self._payout(d, cur, hi - 1)
-                if p is None:
-                    continue
-                for t, kind in ((p.created, "payout.created"), (p.arrival_date, "payout.paid"),
-                                (p.failed_at, "payout.failed")):  # fmt: skip
-                    if t is not None and lo <= t < hi:
-                        out.append((t, kind, p))
-            d += timedelta(days=1)
+        for p in self._around(lo, hi, hi - 1):
+            for t, kind in ((p.created, "payout.created"), (p.arrival_date, "payout.paid"),
+                            (p.failed_at, "payout.failed")):  # fmt: skip
+                if t is not None and lo <= t < hi:
+                    out.append((t, kind, p))
         return out
 
 

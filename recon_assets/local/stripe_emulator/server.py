@@ -241,7 +241,7 @@ class _App:
         self.refunds = RefundBook(self.gen)
         self.balance = BalanceBook(self.gen, self.refunds)
         self.payouts = PayoutBook(self.balance)
-        self.events = EventLog(self.gen, self.refunds)
+        self.events = EventLog(self.gen, self.refunds, self.payouts)
         self.plan = FaultPlan(cfg.seed, cfg.faults)
         self.counters = Counters()
         f = cfg.faults
