@@ -624,3 +624,65 @@ def test_each_fee_is_booked_from_its_transaction_with_the_fee_breaks_as_configur
         assert amount in {-txn["fee"] + d for d in (0, -30, -1, 1, 30)}
     matched = [t for t in fees.values() if t.recon_status == "matched"]
     assert matched and all(t.ledger_amount == -t.stripe_amount for t in matched)
+
+
+def test_each_payout_is_booked_on_its_bank_day_with_the_payout_breaks_as_configured(
+    ledger_conn: psycopg.Connection,
+) -> None:
+    """With a payout source, each payout arriving on a seeded day is a `payout` entry naming it
+    with minus its amount, posted in the US-Eastern business day of its arrival date (never the
+    evening before, when Stripe's arrival instant falls); a failed one is reversed after it
+    failed, except the share ops never reverse; pending ones are not booked; the payout breaks
+    are injected at their rates; and every payout is an item of the ground truth on its
+    arrival date, classified by the charges' rules."""
+    charges = fake_charges(50)
+    statuses = ["paid"] * 14 + ["failed", "failed", "in_transit"]
+
+    def payouts(day: date, now: int | None) -> list[dict[str, Any]]:
+        arrives = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())
+        return [
+            {"id": f"po_{day:%m%d}{i:02d}", "object": "payout", "amount": 10_000 + i,
+             "currency": "usd" if i % 2 else "jpy", "created": arrives - 22 * 3600,
+             "arrival_date": arrives, "status": st,
+             **({"_failed_at": arrives + 6 * 3600} if st == "failed" else {})}
+            for i, st in enumerate(statuses)
+        ]  # fmt: skip
+
+    rates = dataclasses.replace(
+        RATES, payout_missing=0.1, payout_amount_mismatch=0.1, payout_duplicate=0.1,
+        payout_failure_unreversed=0.5,
+    )  # fmt: skip
+    r = seed_ledger(ledger_conn, charges, FIRST, LAST, seed=9, rates=rates, as_of=FAR_AS_OF,
+                    payouts=payouts)  # fmt: skip
+    truth = {t.charge_id: t for t in r.ground_truth if t.item_type == "payout"}
+    days = [FIRST + timedelta(i) for i in range((LAST - FIRST).days + 1)]
+    want = {p["id"]: p for d in days for p in payouts(d, None)}
+    assert set(truth) == set(want)
+    for pid, t in truth.items():
+        p = want[pid]
+        assert t.reporting_date == datetime.fromtimestamp(p["arrival_date"], UTC).date()
+        assert t.stripe_amount == p["amount"] and t.currency == p["currency"].upper()
+        if p["status"] == "in_transit":
+            assert t.recon_status == "pending_in_stripe" and not t.ledger_entry_ids
+        if p["status"] == "failed":
+            assert t.recon_status in ("not_booked", "unexpected_ledger_entry")
+    inj = r.summary["injected"]
+    assert sum(inj[k] for k in ("payout_missing", "payout_amount_mismatch",
+                                "payout_duplicate")) > 0  # fmt: skip
+    got = Counter(t.recon_status for t in truth.values())
+    assert got["missing_in_ledger"] == inj["payout_missing"]
+    assert got["duplicate_in_ledger"] == inj["payout_duplicate"]
+    assert got["amount_mismatch"] == inj["payout_amount_mismatch"]
+    assert got["unexpected_ledger_entry"] == inj["payout_failure_unreversed"]
+    assert got["matched"] > 0
+    rows = ledger_conn.execute(
+        "SELECT external_ref, amount_minor, posted_at FROM ledger_entries "
+        "WHERE entry_type = 'payout'"
+    ).fetchall()
+    assert rows
+    for ref, amount, posted in rows:
+        p = want[ref]
+        assert p["status"] in ("paid", "failed")
+        bank_day = datetime.fromtimestamp(p["arrival_date"], UTC).date()
+        assert business_day_of(posted) >= bank_day  # booked on the bank's day, or after
+        assert amount in {-p["amount"] + d for d in (0, 1, -1, 1500, 2500)}

@@ -469,7 +469,7 @@ class _DayBuilder:
             unreversed = rng.random() < rates.payout_failure_unreversed
             if p["status"] not in ("paid", "failed"):
                 continue  # not arrived (or canceled before): nothing to book
-            if kind is not None:
+            if kind is not None and p["status"] == "paid":  # a returned one's is no break
                 plan.injected[kind] += 1
             if kind == "payout_missing":
                 continue
