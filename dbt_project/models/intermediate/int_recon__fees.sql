@@ -28,36 +28,15 @@ with fees as (
 
 ),
 
-ledger as (
-
-    select * from {{ ref('int_ledger__entries_by_item') }}
-    where item_type = 'fee'
-
-),
-
 joined as (
 
     select
-        f.*,
-        {{ recon.et_date('f.created_at') }} as created_date_et,
-        {{ recon.add_days('f.created_at', recon.tolerance_days()) }} as booking_deadline,
-        {%- if recon.run_var('as_of') is not none %}
-        {{ recon.utc_literal(recon.run_var('as_of')) }} as as_of,
-        {%- else %}
-        cov.covered_until as as_of,
-        {%- endif %}
-        coalesce(l.ledger_entry_count, 0) as ledger_entry_count,
-        l.ledger_entry_ids,
-        l.ledger_amount,
-        l.ledger_currency,
-        l.first_posted_at,
-        l.last_posted_at
-    from fees as f
-    left join {{ ref('int_recon__ledger_coverage') }} as cov
-        on {{ recon.et_date('f.created_at') }} >= cov.first_day
-        and {{ recon.et_date('f.created_at') }} < cov.end_day_exclusive
-    left join ledger as l
-        on l.item_id = f.source_id
+        j.*,
+        {{ recon.et_date('j.created_at') }} as created_date_et
+    from (
+        {{ recon.item_ledger_side('fees', 'fee', 'source_id',
+                                  recon.et_date('s.created_at'), 'created_at') }}
+    ) as j
 
 )
 

@@ -9,41 +9,10 @@
   other status (failed, canceled, or an unknown one after schema drift) is "not settled": not
   booked, or an unexpected entry when the ledger booked it and did not reverse it.
 -#}
-with payouts as (
+with joined as (
 
-    select * from {{ ref('int_stripe__payouts_in_build') }}
-
-),
-
-ledger as (
-
-    select * from {{ ref('int_ledger__entries_by_item') }}
-    where item_type = 'payout'
-
-),
-
-joined as (
-
-    select
-        p.*,
-        {{ recon.add_days('p.arrival_at', recon.tolerance_days()) }} as booking_deadline,
-        {%- if recon.run_var('as_of') is not none %}
-        {{ recon.utc_literal(recon.run_var('as_of')) }} as as_of,
-        {%- else %}
-        cov.covered_until as as_of,
-        {%- endif %}
-        coalesce(l.ledger_entry_count, 0) as ledger_entry_count,
-        l.ledger_entry_ids,
-        l.ledger_amount,
-        l.ledger_currency,
-        l.first_posted_at,
-        l.last_posted_at
-    from payouts as p
-    left join {{ ref('int_recon__ledger_coverage') }} as cov
-        on p.arrival_date >= cov.first_day
-        and p.arrival_date < cov.end_day_exclusive
-    left join ledger as l
-        on l.item_id = p.payout_id
+    {{ recon.item_ledger_side(ref('int_stripe__payouts_in_build'), 'payout', 'payout_id',
+                              's.arrival_date', 'arrival_at') }}
 
 )
 

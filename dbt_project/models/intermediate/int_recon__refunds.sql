@@ -8,41 +8,10 @@
   other status (failed, canceled, or an unknown one after schema drift) is "not settled", so
   every refund gets exactly one status.
 -#}
-with refunds as (
+with joined as (
 
-    select * from {{ ref('int_stripe__refunds_in_build') }}
-
-),
-
-ledger as (
-
-    select * from {{ ref('int_ledger__entries_by_item') }}
-    where item_type = 'refund'
-
-),
-
-joined as (
-
-    select
-        r.*,
-        {{ recon.add_days('r.created_at', recon.tolerance_days()) }} as booking_deadline,
-        {%- if recon.run_var('as_of') is not none %}
-        {{ recon.utc_literal(recon.run_var('as_of')) }} as as_of,
-        {%- else %}
-        cov.covered_until as as_of,
-        {%- endif %}
-        coalesce(l.ledger_entry_count, 0) as ledger_entry_count,
-        l.ledger_entry_ids,
-        l.ledger_amount,
-        l.ledger_currency,
-        l.first_posted_at,
-        l.last_posted_at
-    from refunds as r
-    left join {{ ref('int_recon__ledger_coverage') }} as cov
-        on r.created_date_et >= cov.first_day
-        and r.created_date_et < cov.end_day_exclusive
-    left join ledger as l
-        on l.item_id = r.refund_id
+    {{ recon.item_ledger_side(ref('int_stripe__refunds_in_build'), 'refund', 'refund_id',
+                              's.created_date_et', 'created_at') }}
 
 )
 

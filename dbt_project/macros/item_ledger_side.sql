@@ -1,0 +1,30 @@
+{#-
+  An item's Stripe side joined to its ledger side, as every item type's rules need it: the
+  booking deadline (`deadline_from` + T), "as of" (the `as_of` var, else the end of the
+  gap-free run of loaded ledger days holding the item's `day`, int_recon__ledger_coverage), and
+  the item's standing ledger entries (int_ledger__entries_by_item, net of reversals, of
+  `item_type`, naming `id_column`). Returns a select of every column of `items` plus those.
+-#}
+{% macro item_ledger_side(items, item_type, id_column, day, deadline_from) -%}
+select
+    s.*,
+    {{ recon.add_days('s.' ~ deadline_from, recon.tolerance_days()) }} as booking_deadline,
+    {%- if recon.run_var('as_of') is not none %}
+    {{ recon.utc_literal(recon.run_var('as_of')) }} as as_of,
+    {%- else %}
+    cov.covered_until as as_of,
+    {%- endif %}
+    coalesce(l.ledger_entry_count, 0) as ledger_entry_count,
+    l.ledger_entry_ids,
+    l.ledger_amount,
+    l.ledger_currency,
+    l.first_posted_at,
+    l.last_posted_at
+from {{ items }} as s
+left join {{ ref('int_recon__ledger_coverage') }} as cov
+    on {{ day }} >= cov.first_day
+    and {{ day }} < cov.end_day_exclusive
+left join {{ ref('int_ledger__entries_by_item') }} as l
+    on l.item_type = '{{ item_type }}'
+    and l.item_id = s.{{ id_column }}
+{%- endmacro %}
