@@ -1376,8 +1376,8 @@ def test_parse_prod_target_without_a_connection(tmp_path: Path) -> None:
         "rpt_reconciliation_days": "view",
         "rpt_status_changes": "view",
         "rpt_break_history": "view",
-        "rpt_balance_tieout": "view",
-        "rpt_payout_composition": "view",
+        "rpt_balance_tieout": "table",
+        "rpt_payout_composition": "table",
     }
 
 

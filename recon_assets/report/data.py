@@ -466,19 +466,29 @@ def fetch_reports(query: Query, days: Sequence[date]) -> list[DayReport]:
 
 
 _INDEX_SQL = """
-select d.reporting_date, d.day_status,
-       coalesce(sum(r.item_count), 0),
-       coalesce(sum(case when r.is_break then r.item_count end), 0),
-       coalesce(sum(case when r.recon_status = 'matched' then r.item_count end), 0),
-       coalesce(sum(case when r.recon_status not in ({not_judged}) then r.item_count end), 0)
+with items as (
+    select reporting_date,
+           count(*) as items,
+           sum(case when is_break then 1 else 0 end) as breaks,
+           sum(case when recon_status = 'matched' then 1 else 0 end) as matched,
+           sum(case when recon_status not in ({not_judged}) then 1 else 0 end) as judged
+    from {facts} as f
+    group by reporting_date
+)
+select d.reporting_date, d.day_status, coalesce(i.items, 0), coalesce(i.breaks, 0),
+       coalesce(i.matched, 0), coalesce(i.judged, 0)
 from marts.rpt_reconciliation_days as d
-left join marts.rpt_daily_reconciliation as r on r.reporting_date = d.reporting_date
+left join items as i on i.reporting_date = d.reporting_date
 where d.reporting_date in ({reported})
-group by d.reporting_date, d.day_status
 """.format(
     not_judged=", ".join(f"'{s}'" for s in NOT_JUDGED),
+    facts=_FACTS.replace("is_break, currency", "is_break, recon_status, currency"),
     reported=_REPORTED_DAYS_SQL.replace("order by 1", "").strip(),
 )
+"""Each reported day's headline, counted from the fact tables themselves: read through
+rpt_daily_reconciliation (which joins the days view) next to the days view, DuckDB evaluated
+the days view, and the balance tie-out under it, twice, and the index of a 30-day backfill of
+75 k charges ran out of 256MB (the facts read directly: 0.3 s, within the limit)."""
 
 
 @dataclass(frozen=True)

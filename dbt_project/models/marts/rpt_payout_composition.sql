@@ -1,4 +1,4 @@
-{{ config(materialized='view') }}
+{{ config(materialized='table') }}
 {#-
   Each payout on its arrival date with what it carried (docs/design.md, "Payouts"): the
   charges, refunds, fees and disputes among the balance transactions Stripe lists for it
@@ -7,7 +7,7 @@
   transaction aside) sums to its amount. Where a paid payout's does not, our pull of its
   transactions is incomplete: `is_complete` is false, and its day is preliminary, never final
   (rpt_reconciliation_days). A payout that is not paid (pending, in transit, failed) carries
-  nothing to check.
+  nothing to check. A table rebuilt whole by every build, like the tie-out.
 -#}
 with carried as (
 
