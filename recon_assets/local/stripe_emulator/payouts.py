@@ -25,7 +25,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from recon_assets.local.stripe_emulator.balance import BalanceBook, BalanceTransaction
+from recon_assets.local.stripe_emulator.balance import (
+    BalanceBook,
+    BalanceTransaction,
+    available_on,
+)
 from recon_assets.local.stripe_emulator.charges import CURRENCY_WEIGHTS, HOUR
 from recon_assets.local.stripe_emulator.ids import ALNUM_TABLE, b62, unb62
 
@@ -181,7 +185,10 @@ class PayoutBook:
         at = _midnight(d)
         out: list[BalanceTransaction] = []
         for back in range(1, _SWEEP_DAYS + 1):
-            out += self._by_availability(d - timedelta(days=back), now).get((at, currency), [])
+            day = d - timedelta(days=back)
+            if available_on(_midnight(day)) != at:
+                continue  # availability depends on the UTC date only: nothing of it is swept
+            out += self._by_availability(day, now).get((at, currency), [])
         return out
 
     def _payout(self, d: date, currency: str, now: int) -> Payout | None:
