@@ -122,7 +122,7 @@ def describe_step(step: str, metas: list[dict[str, Any]], checks: tuple[int, int
     if step == "raw__stripe_charge_events":
         return (
             f"{_first(metas, 'run_events_read'):,} Stripe events read, "
-            f"{_first(metas, 'run_charges_repulled'):,} charges and "
+            f"{_first(metas, 'run_charges_repulled'):,} charges, "
             f"{_first(metas, 'run_refunds_repulled'):,} refunds and "
             f"{_first(metas, 'run_payouts_repulled'):,} payouts re-pulled, "
             f"{_first(metas, 'run_days_reopened'):,} earlier days reopened"
