@@ -378,11 +378,6 @@ from marts.rpt_payout_composition
 where reporting_date >= ? and reporting_date < ?
 order by reporting_date, currency, payout_id
 """
-_UNEXPLAINED_SQL = """
-select reporting_date, currency, unexplained
-from marts.rpt_balance_tieout
-where reporting_date >= ? and reporting_date < ? and unexplained <> 0
-"""
 _TIEOUT_SQL = """
 select reporting_date, currency, stripe_net, ledger_net, difference, explained, unexplained
 from marts.rpt_balance_tieout
@@ -428,16 +423,20 @@ def fetch_reports(query: Query, days: Sequence[date]) -> list[DayReport]:
     payouts: dict[date, list[PayoutRow]] = {}
     for d, *rest in query(_PAYOUTS_SQL, [first, end]):
         payouts.setdefault(d, []).append(PayoutRow(*rest))  # type: ignore[arg-type,index]
+    # one read of the tie-out over the trend's days: the report's days get their rows, the
+    # trend the unexplained rest of each day
     tieout: dict[date, list[TieoutRow]] = {}
-    for d, *rest in query(_TIEOUT_SQL, [first, end]):
-        tieout.setdefault(d, []).append(TieoutRow(*rest))  # type: ignore[arg-type,index]
+    unexplained: dict[date, dict[str, int]] = {}
+    for d, *rest in query(_TIEOUT_SQL, [first - timedelta(days=TREND_DAYS - 1), end]):
+        row = TieoutRow(*rest)  # type: ignore[arg-type]
+        if d in wanted:
+            tieout.setdefault(d, []).append(row)  # type: ignore[index]
+        if row.unexplained:
+            unexplained.setdefault(d, {})[row.currency] = int(row.unexplained)  # type: ignore[index]
     trend_rows = query(_TREND_SQL, [first - timedelta(days=TREND_DAYS - 1), end])
     by_day: dict[date, dict[str, tuple[int, int]]] = {}
     for d, cur, n, amount in trend_rows:
         by_day.setdefault(d, {})[str(cur)] = (int(n), int(amount))  # type: ignore[call-overload,index]
-    unexplained: dict[date, dict[str, int]] = {}
-    for d, cur, amount in query(_UNEXPLAINED_SQL, [first - timedelta(days=TREND_DAYS - 1), end]):
-        unexplained.setdefault(d, {})[str(cur)] = int(amount)  # type: ignore[call-overload,index]
     reports = []
     for d in sorted(wanted):
         window = [d - timedelta(days=i) for i in range(TREND_DAYS - 1, -1, -1)]

@@ -128,7 +128,8 @@ def stage_charges_by_id(
     source: StripeSource = CHARGES,
 ) -> StagedById:
     """Stage objects fetched one by one (a look-up, an event's object): each valid one on its
-    own day (`source.day_of` its window field: a charge's created day, a payout's arrival date) under `<dataset>/_<kind>_files/`, each invalid one in the quarantine, None
+    own day (`source.day_of` its window field: a charge's created day, a payout's arrival
+    date) under `<dataset>/_<kind>_files/`, each invalid one in the quarantine, None
     (Stripe's 404) recorded as not found. Nothing is published unless all of it is."""
     dataset = source.dataset
     writer = PartitionedParquetWriter(
