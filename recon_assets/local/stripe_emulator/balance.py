@@ -12,12 +12,15 @@ transaction can never disagree with its charge or refund.
 `available` from then, `pending` before. The account settles in each charge's currency, so
 `exchange_rate` is always null here.
 
-A payout (payouts.py) adds its own `payout` transaction (minus its amount) and, if it fails, a
+A dispute (disputes.py) withdraws its amount and a dispute fee (`adjustment`, reporting category
+`dispute`) and, if won, gives the amount back (`dispute_reversal`); payouts sweep them like the
+rest. A payout (payouts.py) adds its own `payout` transaction (minus its amount) and, if it fails, a
 `payout_failure` that gives the money back.
 
 Ids: a charge's transaction is the id its charge names (`balance_transaction`, 24 characters);
 a refund's is `txn_` + the refund id's 25 characters, its failure's `txn_f` + those; a payout's
-`txn_po` + the payout id's 24, its failure's `txn_pf` + those: they never collide.
+`txn_po` + the payout id's 24, its failure's `txn_pf` + those; a dispute's `txn_dw` (withdrawal)
+and `txn_dr` (reinstatement) + the dispute id's 24: they never collide.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from recon_assets.local.stripe_emulator.charges import MAX_SEEDED_DELAY, ChargeG
 from recon_assets.local.stripe_emulator.refunds import RefundBook, split_refund_id
 
 if TYPE_CHECKING:
+    from recon_assets.local.stripe_emulator.disputes import DisputeBook
     from recon_assets.local.stripe_emulator.payouts import PayoutBook
 
 BALANCE_TRANSACTIONS_URL = "/v1/balance_transactions"
@@ -99,6 +103,7 @@ class BalanceTransaction:
     fee: int
     currency: str
     description: str | None
+    fee_description: str = "Stripe processing fees"
 
     @property
     def net(self) -> int:
@@ -112,7 +117,7 @@ class BalanceTransaction:
         """Every field of Stripe's published BalanceTransaction, as it stands at `now`."""
         fee_details = (
             [{"amount": self.fee, "application": None, "currency": self.currency,
-              "description": "Stripe processing fees", "type": "stripe_fee"}]
+              "description": self.fee_description, "type": "stripe_fee"}]
             if self.fee else []
         )  # fmt: skip
         return json.dumps(
@@ -146,6 +151,11 @@ class BalanceBook:
         self.refunds = refunds
         self.payouts: PayoutBook | None = None
         """Set by the PayoutBook built on this book: its payouts' own transactions."""
+        from recon_assets.local.stripe_emulator.disputes import DisputeBook  # it imports ours
+
+        self.disputes: DisputeBook | None = DisputeBook(gen)
+        """The account's disputes, whose withdrawals and reinstatements move the balance (and
+        are swept by payouts like a charge's money)."""
         self._closed: dict[tuple[int, int], list[BalanceTransaction]] = {}
         """Listings of windows wholly in the past: no transaction can be created in them any
         more (only `status` moves, and it is rendered at the request's `now`), so each page of
@@ -250,6 +260,8 @@ class BalanceBook:
         for t in self._refund_txns(refunds, now) + self._refund_txns(failed, now):
             if lo <= t.created < hi:
                 out.append(t)
+        if self.disputes is not None:
+            out += self.disputes.transactions_in_window(lo, hi, now)
         out.sort(key=lambda t: (t.created, t.id), reverse=True)
         return out
 
@@ -275,12 +287,17 @@ class BalanceBook:
             got = self.of_source("re_" + body[1:], now)
         elif len(body) == 26 and body[:2] in ("po", "pf"):
             got = self.of_source("po_" + body[2:], now)
+        elif len(body) == 26 and body[:2] in ("dw", "dr"):
+            got = self.of_source("dp_" + body[2:], now)
         else:
             return None
         return next((t for t in got if t.id == txn_id), None)
 
     def of_source(self, source_id: str, now: int) -> list[BalanceTransaction]:
-        """The transactions of one charge, refund or payout at `now`, oldest first."""
+        """The transactions of one charge, refund, dispute or payout at `now`, oldest first."""
+        if source_id.startswith("dp_"):
+            d = None if self.disputes is None else self.disputes.get(source_id, now)
+            return [] if d is None else d.transactions(now)
         if source_id.startswith("po_"):
             p = None if self.payouts is None else self.payouts.get(source_id, now)
             return [] if p is None else p.transactions(now)

@@ -380,6 +380,7 @@ CHANGE_EVENT = {
     "refund": "charge.refunded",
     "refund_fail": "refund.failed",
     "dispute": "charge.dispute.created",
+    "dispute_close": "charge.dispute.closed",
     "update": "charge.updated",
 }
 """The event each hand-made change emits (`settle` emits charge.succeeded or charge.failed)."""
@@ -458,6 +459,8 @@ def apply_changes(
                 ]
         elif ch.kind == "dispute":
             c["disputed"] = True
+        elif ch.kind == "dispute_close":
+            pass  # the dispute's own (disputes.py): the charge stays disputed
         else:
             c["description"] = ch.description
         refunded = sum(a for _, a in active)

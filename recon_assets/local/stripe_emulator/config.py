@@ -24,7 +24,14 @@ MAX_CHARGES_PER_DAY = 5_000_000
 
 TruncateMode = Literal["mixed", "short_length", "abort"]
 ChangeKind = Literal[
-    "settle", "capture", "refund", "refund_fail", "dispute", "update", "payout_fail"
+    "settle",
+    "capture",
+    "refund",
+    "refund_fail",
+    "dispute",
+    "dispute_close",
+    "update",
+    "payout_fail",
 ]
 
 API_VERSION = "2026-10-28.endive"
@@ -49,7 +56,10 @@ class ChargeChange:
       object of its own (`re_...`) that succeeds at once;
     - `refund_fail`: at `at`, the charge's latest refund created before it fails (its money
       comes back: the charge's amount_refunded drops by its amount);
-    - `dispute`: from `at`, disputed;
+    - `dispute`: from `at`, disputed: a Dispute (`dp_...`) withdraws the amount captured and a
+      dispute fee, undecided until a `dispute_close` says otherwise;
+    - `dispute_close`: at `at`, the charge's dispute is decided, `outcome` `won` (its amount is
+      reinstated) or `lost`;
     - `update`: from `at`, the description is `description`;
     - `payout_fail`: `charge_id` names a payout (`po_...`), which the bank returns at `at`
       (after it was paid): it is `failed`, and a `payout_failure` transaction gives its money
@@ -57,22 +67,27 @@ class ChargeChange:
 
     Each one is also an event (`charge.succeeded`/`charge.failed`, `charge.captured`,
     `charge.refunded` with `refund.created`, `refund.failed` with `charge.refund.updated`,
-    `charge.dispute.created`, `charge.updated`) created at `at`.
+    `charge.dispute.created` with `charge.dispute.funds_withdrawn`, `charge.dispute.closed` with
+    `charge.dispute.funds_reinstated` when won, `charge.updated`) created at `at`.
     """
 
     charge_id: str
     at: int
     kind: ChangeKind
     amount: int | None = None
-    outcome: Literal["succeeded", "failed"] = "succeeded"
+    outcome: Literal["succeeded", "failed", "won", "lost"] = "succeeded"
     description: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in (
-            "settle", "capture", "refund", "refund_fail", "dispute", "update", "payout_fail"
+            "settle", "capture", "refund", "refund_fail", "dispute", "dispute_close", "update",
+            "payout_fail",
         ):  # fmt: skip
             raise ValueError(f"unknown change kind {self.kind!r}")
-        if self.outcome not in ("succeeded", "failed"):
+        if self.kind == "dispute_close":
+            if self.outcome not in ("won", "lost"):
+                raise ValueError(f"a dispute is won or lost, not {self.outcome!r}")
+        elif self.outcome not in ("succeeded", "failed"):
             raise ValueError(f"a settle outcome is succeeded or failed, not {self.outcome!r}")
         if self.amount is not None and self.amount < 0:
             raise ValueError("a change amount is >= 0")

@@ -3,8 +3,8 @@
 The account's events are not stored: they are the seeded changes of its charges
 (`charges.seeded_changes`, the very bits that decide what a charge looks like at a given `now`)
 plus the hand-made `ChargeChange`s. An event created at `t` carries the charge rendered at `t`,
-so its object is the charge as it was then; a dispute event carries a Dispute naming the charge,
-as Stripe's do. Only events created within the last 30 days (of the emulator's clock) are
+so its object is the charge as it was then; a dispute event carries the charge's Dispute as it was
+then (disputes.py), as Stripe's do. Only events created within the last 30 days (of the emulator's clock) are
 listed, whatever the filter asks, which is what a pipeline that was down for longer must notice
 on its own.
 """
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
-import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -25,6 +24,7 @@ from recon_assets.local.stripe_emulator.charges import (
     change_event_type,
 )
 from recon_assets.local.stripe_emulator.config import API_VERSION, EVENT_RETENTION_S
+from recon_assets.local.stripe_emulator.disputes import DisputeBook
 from recon_assets.local.stripe_emulator.ids import ALNUM_TABLE
 from recon_assets.local.stripe_emulator.payouts import PayoutBook
 from recon_assets.local.stripe_emulator.refunds import RefundBook
@@ -77,9 +77,12 @@ class EventLog:
         gen: ChargeGenerator,
         refunds: RefundBook | None = None,
         payouts: PayoutBook | None = None,
+        disputes: DisputeBook | None = None,
     ) -> None:
         self.gen = gen
         self.refunds = refunds or RefundBook(gen)
+        self.disputes = disputes or DisputeBook(gen)
+        """The account's disputes: every `charge.dispute.*` event carries one."""
         self.payouts = payouts
         """The account's payouts, whose events (created, paid, failed) carry the Payout."""
         self._seed = gen.cfg.seed
@@ -147,13 +150,19 @@ class EventLog:
         for g, changes in gen.changes.items():
             for ch in changes:
                 type_ = change_event_type(ch)
-                if ch.kind != "refund_fail" and lo <= ch.at < hi and keep(type_):
+                # a refund failing and a dispute closing are their objects' own events (below)
+                if ch.kind not in ("refund_fail", "dispute_close") and lo <= ch.at < hi \
+                        and keep(type_):  # fmt: skip
                     out.append(Event(ch.at, self.event_id(g, type_, ch.at), type_, g))
         # the refunds' own events carry the Refund (a refund failing is only theirs)
         for t, type_, r in self.refunds.events(lo, hi):
             if keep(type_):
                 eid = self.event_id(r.charge_position, type_, t, r.n)
                 out.append(Event(t, eid, type_, r.charge_position, r.n))
+        for t, type_, d in self.disputes.events(lo, hi):
+            if keep(type_):
+                out.append(Event(t, self.event_id(d.charge_position, type_, t), type_,
+                                 d.charge_position))  # fmt: skip
         if self.payouts is not None:
             for t, type_, p in self.payouts.events(lo, hi):
                 if keep(type_):
@@ -175,34 +184,15 @@ class EventLog:
                 if r.n == event.refund
             )  # fmt: skip
             text = self.refunds.render(r, event.created)
+        elif event.type.startswith("charge.dispute."):
+            d = self.disputes.of_charge(event.position, event.created)
+            assert d is not None
+            text = d.render(event.created)
         else:
             text = self.gen.render_span(event.position, event.position + 1, event.created)[0]
-        if event.type.startswith("charge.dispute."):
-            text = self._dispute(json.loads(text), event)
         return (
             f'{{"id":"{event.id}","object":"event","api_version":"{API_VERSION}",'
             f'"created":{event.created},"data":{{"object":{text}}},"livemode":false,'
             f'"pending_webhooks":0,"request":{{"id":null,"idempotency_key":null}},'
             f'"type":"{event.type}"}}'
-        )
-
-    @staticmethod
-    def _dispute(charge: dict, event: Event) -> str:
-        return json.dumps(
-            {
-                "id": "dp_" + event.id[5:],
-                "object": "dispute",
-                "amount": charge["amount_captured"],
-                "balance_transactions": [],
-                "charge": charge["id"],
-                "created": event.created,
-                "currency": charge["currency"],
-                "is_charge_refundable": False,
-                "livemode": False,
-                "metadata": {},
-                "payment_intent": charge.get("payment_intent"),
-                "reason": "fraudulent",
-                "status": "needs_response",
-            },
-            separators=(",", ":"),
         )

@@ -31,6 +31,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from recon_assets.local.stripe_emulator.balance import BALANCE_TRANSACTIONS_URL, BalanceBook
 from recon_assets.local.stripe_emulator.charges import ChargeGenerator
 from recon_assets.local.stripe_emulator.config import API_VERSION, EmulatorConfig
+from recon_assets.local.stripe_emulator.disputes import DISPUTES_URL
 from recon_assets.local.stripe_emulator.events import EVENTS_URL, EventLog
 from recon_assets.local.stripe_emulator.faults import (
     Counters,
@@ -54,6 +55,7 @@ _LIST_PARAMS = frozenset(
 )
 _EVENT_PARAMS = _LIST_PARAMS | {"type", "types[]"}
 _REFUND_PARAMS = _LIST_PARAMS | {"charge"}
+_DISPUTE_PARAMS = _LIST_PARAMS | {"charge"}
 _BALANCE_PARAMS = _LIST_PARAMS | {"payout"}
 _PAYOUT_PARAMS = (
     _LIST_PARAMS
@@ -241,7 +243,8 @@ class _App:
         self.refunds = RefundBook(self.gen)
         self.balance = BalanceBook(self.gen, self.refunds)
         self.payouts = PayoutBook(self.balance)
-        self.events = EventLog(self.gen, self.refunds, self.payouts)
+        self.disputes = self.balance.disputes
+        self.events = EventLog(self.gen, self.refunds, self.payouts, self.disputes)
         self.plan = FaultPlan(cfg.seed, cfg.faults)
         self.counters = Counters()
         f = cfg.faults
@@ -318,6 +321,10 @@ class _App:
             return self._list_payouts(url.query)
         if h.command == "GET" and path.startswith(PAYOUTS_URL + "/") and path.count("/") == 3:
             return self._retrieve_payout(unquote(path[len(PAYOUTS_URL) + 1 :]), url.query)
+        if h.command == "GET" and path == DISPUTES_URL:
+            return self._list_disputes(url.query)
+        if h.command == "GET" and path.startswith(DISPUTES_URL + "/") and path.count("/") == 3:
+            return self._retrieve_dispute(unquote(path[len(DISPUTES_URL) + 1 :]), url.query)
         if h.command == "GET" and path.startswith(REFUNDS_URL + "/") and path.count("/") == 3:
             return self._retrieve_refund(unquote(path[len(REFUNDS_URL) + 1 :]), url.query)
         if h.command == "GET" and path.startswith(LIST_URL + "/") and path.count("/") == 3:
@@ -421,6 +428,36 @@ class _App:
         page, has_more = _page_by_id(refunds, index, limit, after, before, "refund")
         texts = [book.render(r, now) for r in page]
         return _list_body(texts, has_more, REFUNDS_URL), 0, 0
+
+    def _list_disputes(self, query: str) -> tuple[list[bytes], int, int]:
+        """`GET /v1/disputes`: `created` filters, `charge`, Stripe's paging (newest first, by id
+        cursors). Stripe's `payment_intent` filter is not emulated (recon does not use it)."""
+        params = dict(parse_qsl(query, keep_blank_values=True))
+        _refuse_unknown(params, _DISPUTE_PARAMS)
+        limit, gte, lt, after, before = _paging(params)
+        now = self.gen.now()
+        lo, hi = gte if gte is not None else 0, lt if lt is not None else now + 1
+        owner = params.get("charge")
+        if owner is not None:
+            g = self.gen.position_of(owner, now)
+            d = None if g is None else self.disputes.of_charge(g, now)
+            disputes = [d] if d is not None and lo <= d.created < hi else []
+        else:
+            disputes = self.disputes.opened_in(lo, hi, now)
+        index = {d.id: i for i, d in enumerate(disputes)}
+        page, has_more = _page_by_id(disputes, index, limit, after, before, "dispute")
+        return _list_body([d.render(now) for d in page], has_more, DISPUTES_URL), 0, 0
+
+    def _retrieve_dispute(self, did: str, query: str) -> tuple[list[bytes], int, int]:
+        _refuse_params(query)
+        now = self.gen.now()
+        d = self.disputes.get(did, now)
+        if d is None:
+            raise ApiError(
+                404, "invalid_request_error", f"No such dispute: '{did}'",
+                code="resource_missing", param="id",
+            )  # fmt: skip
+        return [d.render(now).encode()], 0, 0
 
     def _list_balance_transactions(self, query: str) -> tuple[list[bytes], int, int]:
         """`GET /v1/balance_transactions`: `created` filters, `payout` (the transactions an
