@@ -212,10 +212,11 @@ def _print_reported_days(settings: ReconSettings, days: list[date]) -> None:
             f"({sum(t.breaks for t in refunds):,} breaks); {corrected:,} breaks resolved by "
             "the ledger's corrections (reversals)"
         )
-        fees = r.fee_totals()
+        fees, disputes = r.fee_totals(), r.dispute_totals()
         print(
-            f"              {sum(t.fees for t in fees):,} Stripe fees "
-            f"({sum(t.breaks for t in fees):,} breaks)"
+            f"              {sum(t.items for t in fees):,} Stripe fees "
+            f"({sum(t.breaks for t in fees):,} breaks); {sum(t.items for t in disputes):,} "
+            f"dispute movements ({sum(t.breaks for t in disputes):,} breaks)"
         )
         booked = sum(1 for p in r.payouts if p.recon_status == "matched")
         short = sum(1 for p in r.payouts if not p.is_complete)

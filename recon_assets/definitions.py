@@ -35,6 +35,7 @@ from recon_assets.defs.stripe_assets import (
 from recon_assets.defs.warehouse_assets import build_raw_asset
 from recon_assets.stripe.sources import (
     BALANCE_TRANSACTIONS,
+    DISPUTES,
     PAYOUT_TRANSACTIONS,
     PAYOUTS,
     REFUNDS,
@@ -159,6 +160,7 @@ def build_definitions(settings: ReconSettings) -> dg.Definitions:
         build_stripe_asset(BALANCE_TRANSACTIONS, partitions),
         build_stripe_asset(PAYOUTS, partitions),
         build_stripe_asset(PAYOUT_TRANSACTIONS, partitions),
+        build_stripe_asset(DISPUTES, partitions),
         build_ledger_entries_asset(
             partitions, timedelta(minutes=settings.ledger_changes_lookback_minutes)
         ),
@@ -167,6 +169,7 @@ def build_definitions(settings: ReconSettings) -> dg.Definitions:
         build_raw_asset("stripe_balance_transactions", partitions, kind),
         build_raw_asset("stripe_payouts", partitions, kind),
         build_raw_asset("stripe_payout_transactions", partitions, kind),
+        build_raw_asset("stripe_disputes", partitions, kind),
         build_raw_asset("ledger_entries", partitions, kind),
         build_stripe_events_asset(
             partitions,

@@ -100,6 +100,7 @@ def describe_step(step: str, metas: list[dict[str, Any]], checks: tuple[int, int
         "stripe_balance_transactions",
         "stripe_payouts",
         "stripe_payout_transactions",
+        "stripe_disputes",
     ):
         noun = step.removeprefix("stripe_").replace("_", " ")
         return (
@@ -115,6 +116,7 @@ def describe_step(step: str, metas: list[dict[str, Any]], checks: tuple[int, int
             "stripe_balance_transactions",
             "stripe_payouts",
             "stripe_payout_transactions",
+            "stripe_disputes",
             "ledger_entries",
         )
     ):
@@ -123,13 +125,15 @@ def describe_step(step: str, metas: list[dict[str, Any]], checks: tuple[int, int
         return (
             f"{_first(metas, 'run_events_read'):,} Stripe events read, "
             f"{_first(metas, 'run_charges_repulled'):,} charges, "
-            f"{_first(metas, 'run_refunds_repulled'):,} refunds and "
+            f"{_first(metas, 'run_refunds_repulled'):,} refunds, "
+            f"{_first(metas, 'run_disputes_repulled'):,} disputes and "
             f"{_first(metas, 'run_payouts_repulled'):,} payouts re-pulled, "
             f"{_first(metas, 'run_days_reopened'):,} earlier days reopened"
         )
     if step == "raw__stripe_charge_lookups":
         return (
-            f"{_first(metas, 'run_lookups'):,} charges, refunds, payouts and fee transactions "
+            f"{_first(metas, 'run_lookups'):,} charges, refunds, disputes, payouts and fee "
+            "transactions "
             "looked up by id "
             f"({_first(metas, 'run_found'):,} found, {_first(metas, 'run_not_found_404'):,} not "
             "found)"
@@ -156,6 +160,8 @@ LABELS = {
     "raw__stripe_payouts": "load payouts",
     "stripe_payout_transactions": "pull payout txns",
     "raw__stripe_payout_transactions": "load payout txns",
+    "stripe_disputes": "pull disputes",
+    "raw__stripe_disputes": "load disputes",
     "raw__ledger_entries": "load ledger entries",
     "raw__stripe_charge_events": "Stripe events",
     "raw__stripe_charge_lookups": "look-ups by id",

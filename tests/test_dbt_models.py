@@ -32,6 +32,7 @@ from recon_assets.stage.schemas import (
     LEDGER_ENTRIES_SCHEMA,
     STRIPE_BALANCE_TRANSACTIONS_SCHEMA,
     STRIPE_CHARGES_SCHEMA,
+    STRIPE_DISPUTES_SCHEMA,
     STRIPE_PAYOUT_TRANSACTIONS_SCHEMA,
     STRIPE_PAYOUTS_SCHEMA,
     STRIPE_REFUNDS_SCHEMA,
@@ -697,6 +698,7 @@ STRIPE_DAYS = (
     "stripe_balance_transactions",
     "stripe_payouts",
     "stripe_payout_transactions",
+    "stripe_disputes",
 )
 """A Stripe day is loaded when each of its datasets is."""
 LOADED_1 = datetime(2024, 3, 13, 9, 0, tzinfo=UTC)
@@ -725,6 +727,7 @@ def write_raw(
     txns: Sequence[dict] = (),
     payouts: Sequence[dict] = (),
     carried: Sequence[dict] = (),
+    disputes: Sequence[dict] = (),
 ) -> None:
     """What the loaders leave behind: raw.* = staged columns + `_loaded_at` (TIMESTAMPTZ), the
     load log (every charge and ledger day loaded once at LOADED_1, but GAP_DAY's ledger) and
@@ -745,6 +748,7 @@ def write_raw(
             ("stripe_balance_transactions", STRIPE_BALANCE_TRANSACTIONS_SCHEMA, txns),
             ("stripe_payouts", STRIPE_PAYOUTS_SCHEMA, payouts),
             ("stripe_payout_transactions", STRIPE_PAYOUT_TRANSACTIONS_SCHEMA, carried),
+            ("stripe_disputes", STRIPE_DISPUTES_SCHEMA, disputes),
             ("ledger_entries", LEDGER_ENTRIES_SCHEMA, entries),
         ]:
             tbl = arrow_table(schema, rows)
@@ -2022,3 +2026,120 @@ def test_payout_rules_composition_and_the_tieout(tmp_path: Path) -> None:
     assert usd_mar3[2] == -5000 * 8
     for r in tieout:
         assert r[3] == r[4] + r[5] + r[6]
+
+
+def dispute(did: str, opened: datetime, *, status: str = "needs_response", amount: int = 4000,
+            currency: str = "usd") -> dict:  # fmt: skip
+    return {
+        "id": did, "created": opened, "status": status, "charge": "ch_" + did[3:],
+        "payment_intent": None, "currency": currency, "amount": amount, "reason": "fraudulent",
+        "is_charge_refundable": False, "metadata": None, "_partition_date": et_day(opened),
+        "_synced_at": SYNCED, "_run_id": "run_test",
+    }  # fmt: skip
+
+
+def test_dispute_rules_each_movement_by_its_sign(tmp_path: Path) -> None:
+    """Every dispute rule on DuckDB: one item per dispute balance transaction, on its own
+    US-Eastern day; the ledger's `dispute` entries naming the dispute, signed as the money
+    moved, are the withdrawal's when negative and the reinstatement's when positive; the fee of
+    the withdrawal is a fee item keyed by the dispute. A reinstatement booked for a dispute
+    that is not won is unexpected; one of a won dispute whose transaction's day is not loaded
+    waits (pending in Stripe); a dispute Stripe answered 404 for is missing in Stripe. The
+    tie-out takes every movement as its item's money and stays explained."""
+    db, work = tmp_path / "warehouse.duckdb", tmp_path / "work"
+    opened = datetime(2024, 3, 4, 15, tzinfo=UTC)  # 10:00 EST, Mar 4
+    won_at = opened + timedelta(days=30)  # Apr 3, 11:00 EDT
+    later = datetime(2024, 3, 9, 15, tzinfo=UTC)
+    names = ["ok", "missing", "wrong", "dup", "late", "won", "lostbooked", "yen", "waits"]
+    disputes = [
+        dispute(f"dp_{n}", opened, amount=4000 if n != "yen" else 7000,
+                status="won" if n in ("won", "waits") else "lost" if n == "lostbooked"
+                else "under_review", currency="jpy" if n == "yen" else "usd")
+        for n in names
+    ]  # fmt: skip
+    txns = []
+    for d in disputes:
+        fee = 2000 if d["currency"] == "jpy" else 1500
+        w = txn(f"txn_dw_{d['id']}", d["id"], opened, -d["amount"], fee, type_="adjustment",
+                currency=d["currency"])  # fmt: skip
+        txns.append({**w, "reporting_category": "dispute"})
+    # the won dispute's money came back 30 days later (a loaded day); dp_waits' is on a day
+    # whose transactions are not loaded yet
+    r = txn("txn_dr_dp_won", "dp_won", won_at, 4000, type_="adjustment")
+    txns.append({**r, "reporting_category": "dispute_reversal"})
+
+    def booked(eid: int, did: str, amount: int, at: datetime = opened, *, hours: float = 1,
+               cur: str = "USD", entry_type: str = "dispute") -> dict:  # fmt: skip
+        return entry(eid, did, at + timedelta(hours=hours), amount, cur, entry_type=entry_type)
+
+    entries = [
+        booked(1, "dp_ok", -4000), booked(2, "dp_ok", -1500, entry_type="fee"),
+        booked(3, "dp_wrong", -5500),  # the withdrawal booked net of the dispute fee
+        booked(4, "dp_dup", -4000), booked(5, "dp_dup", -4000, hours=2),
+        booked(6, "dp_late", -4000, hours=3 * 24 + 2),
+        booked(7, "dp_won", -4000), booked(8, "dp_won", 4000, won_at),
+        booked(9, "dp_lostbooked", -4000), booked(10, "dp_lostbooked", 4000, later),
+        booked(11, "dp_yen", -7000, cur="JPY"), booked(12, "dp_yen", -2000, cur="JPY",
+                                                        entry_type="fee"),
+        booked(13, "dp_waits", -4000), booked(14, "dp_waits", 4000, later),
+        booked(15, "dp_ghost", -900),  # a dispute Stripe answered 404 for
+    ]  # fmt: skip
+    loaded = loaded_days(last=date(2024, 4, 5))
+    log = [(ds, d, LOADED_1) for ds in STRIPE_DAYS for d in loaded if d != later.date()] + [
+        ("ledger_entries", d, LOADED_1) for d in loaded
+    ]
+    txns = [t for t in txns if t["_partition_date"] != later.date()]
+    write_raw(db, [], entries, txns=txns, disputes=disputes, load_log=log,
+              lookups=[("dp_ghost", "not_found")])  # fmt: skip
+    dbt(db, work, "build", "--target", "local")
+
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        got = {
+            (r[0], r[1]): r[2:]
+            for r in con.execute(
+                "select dispute_id, dispute_leg, reporting_date, recon_status, stripe_amount, "
+                "ledger_amount, amount_diff, ledger_entry_ids from marts.fct_dispute_reconciliation"
+            ).fetchall()
+        }
+        fees = dict(con.execute(
+            "select source_id, (recon_status, stripe_amount, ledger_amount) "
+            "from marts.fct_fee_reconciliation where source_id in ('dp_ok', 'dp_yen', 'dp_dup')"
+        ).fetchall())  # fmt: skip
+        tieout = con.execute(
+            "select reporting_date, currency, stripe_net, difference, explained_open, "
+            "explained_timing, unexplained from marts.rpt_balance_tieout"
+        ).fetchall()
+        daily = dict(con.execute(
+            "select recon_status, item_count from marts.rpt_daily_reconciliation "
+            "where item_type = 'dispute' and reporting_date = ? and currency = 'USD'",
+            [opened.date()],
+        ).fetchall())  # fmt: skip
+    finally:
+        con.close()
+    d0, d30, dl = opened.date(), et_day(won_at), later.date()
+    assert got == {
+        ("dp_ok", "withdrawal"): (d0, "matched", 4000, -4000, 0, "1"),
+        ("dp_missing", "withdrawal"): (d0, "missing_in_ledger", 4000, None, 4000, None),
+        ("dp_wrong", "withdrawal"): (d0, "amount_mismatch", 4000, -5500, -1500, "3"),
+        ("dp_dup", "withdrawal"): (d0, "duplicate_in_ledger", 4000, -8000, -4000, "4,5"),
+        ("dp_late", "withdrawal"): (d0, "late_posting", 4000, -4000, 0, "6"),
+        ("dp_won", "withdrawal"): (d0, "matched", 4000, -4000, 0, "7"),
+        ("dp_won", "reinstatement"): (d30, "matched", -4000, 4000, 0, "8"),
+        ("dp_lostbooked", "withdrawal"): (d0, "matched", 4000, -4000, 0, "9"),
+        ("dp_lostbooked", "reinstatement"): (dl, "unexpected_ledger_entry", None, 4000, 4000,
+                                             "10"),
+        ("dp_yen", "withdrawal"): (d0, "matched", 7000, -7000, 0, "11"),  # never / 100
+        ("dp_waits", "withdrawal"): (d0, "matched", 4000, -4000, 0, "13"),
+        ("dp_waits", "reinstatement"): (dl, "pending_in_stripe", None, 4000, 4000, "14"),
+        ("dp_ghost", "withdrawal"): (d0, "missing_in_stripe", None, -900, -900, "15"),
+    }  # fmt: skip
+    assert fees["dp_ok"] == ("matched", 1500, -1500)
+    assert fees["dp_yen"] == ("matched", 2000, -2000)
+    assert fees["dp_dup"][0] == "missing_in_ledger"
+    assert daily["matched"] == 4 and daily["amount_mismatch"] == 1
+    assert tieout and all(r[6] == 0 for r in tieout), tieout
+    for r in tieout:
+        assert r[3] == r[4] + r[5] + r[6]
+    usd_d0 = next(r for r in tieout if r[0] == d0 and r[1] == "USD")
+    assert usd_d0[2] == -(4000 + 1500) * 8

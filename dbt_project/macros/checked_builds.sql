@@ -111,6 +111,7 @@
     {%- set id_columns = {'fct_charge_reconciliation': 'charge_id',
                           'fct_refund_reconciliation': 'refund_id',
                           'fct_fee_reconciliation': 'source_id',
+                          'fct_dispute_reconciliation': 'dispute_id',
                           'fct_payout_reconciliation': 'payout_id'} -%}
     {%- if name in id_columns -%}
         {%- set id_column = id_columns[name] -%}

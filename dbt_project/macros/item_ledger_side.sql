@@ -28,3 +28,19 @@ left join {{ ref('int_ledger__entries_by_item') }} as l
     on l.item_type = '{{ item_type }}'
     and l.item_id = s.{{ id_column }}
 {%- endmacro %}
+
+
+{#-
+  The item a ledger entry stands for, within its type: the object it names (`external_ref`),
+  except a `dispute` entry, which is one of the dispute's two movements by its sign (signed as
+  the money moved, docs/design.md "Disputes"): negative is the withdrawal (`dp_...#withdrawal`),
+  positive the reinstatement of a won dispute (`dp_...#reinstatement`). The sign is the entry's
+  own amount: a reversal is netted into the entry it cancels, never an entry of its own here.
+-#}
+{% macro ledger_item_id(entry_type, external_ref, amount) -%}
+case
+    when {{ entry_type }} = 'dispute'
+        then {{ external_ref }} || case when {{ amount }} < 0 then '#withdrawal' else '#reinstatement' end
+    else {{ external_ref }}
+end
+{%- endmacro %}

@@ -387,3 +387,47 @@ from latest
     {%- endif %}
 ) as versions
 {%- endmacro %}
+
+
+{% macro stripe_disputes_latest() -%}
+{#- Disputes are few (under one charge in a hundred) and every build reads them whole: no scope -#}
+{%- set src = source('raw', 'stripe_disputes') -%}
+with latest as (
+
+    select
+        id as dispute_id,
+        {{ recon.utc_instant(src, 'created') }} as created_at,
+        lower(status) as status,
+        charge as charge_id,
+        payment_intent as payment_intent_id,
+        upper(currency) as currency,
+        amount,
+        reason,
+        is_charge_refundable,
+        metadata,
+        _partition_date as partition_date,
+        {{ recon.utc_instant(src, '_synced_at') }} as synced_at,
+        _run_id as run_id,
+        {{ recon.utc_instant(src, '_loaded_at') }} as loaded_at
+    from {{ recon.latest_versions(src, 'id', ['_synced_at', '_loaded_at', '_partition_date'], '') }}
+
+)
+
+select
+    dispute_id,
+    created_at,
+    {{ recon.et_date('created_at') }} as created_date_et,
+    status,
+    charge_id,
+    payment_intent_id,
+    currency,
+    amount,
+    reason,
+    is_charge_refundable,
+    metadata,
+    partition_date,
+    synced_at,
+    run_id,
+    loaded_at
+from latest
+{%- endmacro %}

@@ -13,6 +13,7 @@ from recon_assets.defs.resources import StageResource, StripeResource, Warehouse
 from recon_assets.stage.manifest import CheckFailure, publish_manifest, record_check_failure
 from recon_assets.stripe.events import sync_charge_events
 from recon_assets.stripe.lookup import (
+    UNKNOWN_DISPUTE_REFS_SQL,
     UNKNOWN_FEE_TXNS_SQL,
     UNKNOWN_PAYOUT_REFS_SQL,
     UNKNOWN_REFS_SQL,
@@ -24,6 +25,7 @@ from recon_assets.stripe.pull_shards import process_count, pull_charges_in_proce
 from recon_assets.stripe.sources import (
     BALANCE_TRANSACTIONS,
     CHARGES,
+    DISPUTES,
     PAYOUT_TRANSACTIONS,
     PAYOUTS,
     REFUNDS,
@@ -225,6 +227,7 @@ def build_stripe_events_asset(
         deps=[
             dg.AssetKey(["raw", "stripe_charges"]),
             dg.AssetKey(["raw", "stripe_refunds"]),
+            dg.AssetKey(["raw", "stripe_disputes"]),
             dg.AssetKey(["raw", "stripe_payouts"]),
         ],
         partitions_def=partitions,
@@ -308,6 +311,9 @@ def build_stripe_events_asset(
                 "run_refunds_repulled": dg.MetadataValue.int(
                     result.own_repulled.get(REFUNDS.dataset, 0)
                 ),
+                "run_disputes_repulled": dg.MetadataValue.int(
+                    result.own_repulled.get(DISPUTES.dataset, 0)
+                ),
                 "run_payouts_repulled": dg.MetadataValue.int(
                     result.own_repulled.get(PAYOUTS.dataset, 0)
                 ),
@@ -339,6 +345,7 @@ def build_stripe_lookups_asset(
             dg.AssetKey(["raw", "ledger_entries"]),
             dg.AssetKey(["raw", "stripe_refunds"]),
             dg.AssetKey(["raw", "stripe_balance_transactions"]),
+            dg.AssetKey(["raw", "stripe_disputes"]),
             dg.AssetKey(["raw", "stripe_payouts"]),
             EVENTS_KEY,
         ],
@@ -376,6 +383,7 @@ def build_stripe_lookups_asset(
         steps: tuple[tuple[StripeSource, str | list[str]], ...] = (
             (CHARGES, ids),
             (REFUNDS, refund_ids),
+            (DISPUTES, UNKNOWN_DISPUTE_REFS_SQL),
             (PAYOUTS, UNKNOWN_PAYOUT_REFS_SQL),
             (BALANCE_TRANSACTIONS, UNKNOWN_FEE_TXNS_SQL),
         )
@@ -414,6 +422,7 @@ def build_stripe_lookups_asset(
                 "run_fee_transaction_lookups": dg.MetadataValue.int(
                     looked_up.get(BALANCE_TRANSACTIONS.name, 0)
                 ),
+                "run_dispute_lookups": dg.MetadataValue.int(looked_up.get(DISPUTES.name, 0)),
                 "run_payout_lookups": dg.MetadataValue.int(looked_up.get(PAYOUTS.name, 0)),
                 "run_found": dg.MetadataValue.int(sum(r.found for r in results)),
                 "run_not_found_404": dg.MetadataValue.int(sum(r.not_found for r in results)),

@@ -30,6 +30,7 @@ from recon_assets.local.ledger_seeder import (
     GrowResult,
     SeedResult,
     account_balance,
+    account_disputes,
     account_payouts,
     account_refunds,
     grow_ledger,
@@ -156,6 +157,7 @@ def grow_local_ledger(
             refunds=account_refunds(generator),
             balance=account_balance(generator),
             payouts=account_payouts(generator),
+            disputes=account_disputes(generator),
         )
 
 

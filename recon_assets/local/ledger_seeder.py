@@ -33,6 +33,7 @@ The model, stated once:
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import random
@@ -65,6 +66,10 @@ RefundSource = Callable[[str, int | None], list[Mapping[str, Any]]]
 BalanceSource = Callable[[str, int | None], list[Mapping[str, Any]]]
 """`(charge or refund id, now_unix or None) -> its balance transactions then` (Stripe
 BalanceTransaction dicts): each fee is booked from its transaction's `fee`."""
+
+DisputeSource = Callable[[str, int | None], list[Mapping[str, Any]]]
+"""`(charge id, now_unix or None) -> the charge's disputes then` (Stripe Dispute dicts, each with
+its `balance_transactions`): each movement is booked as a `dispute` entry, its fee as a `fee`."""
 
 PayoutSource = Callable[[date, int | None], list[Mapping[str, Any]]]
 """`(arrival date, now_unix or None) -> the payouts arriving on that (UTC) date then` (Stripe
@@ -132,6 +137,11 @@ class BreakRates:
     (a bank fee or a unit off), `payout_duplicate`, shares of the payouts (a few a day, so
     higher rates); `payout_failure_unreversed`: share of the failed payouts whose booking ops
     never reverse (`unexpected_ledger_entry`).
+    Disputes (each movement, the withdrawal and the reinstatement of a won dispute, booked as a
+    `dispute` entry naming the dispute, signed as the money moved, a little after its balance
+    transaction; the dispute fee as a `fee` entry naming the dispute, with the fee breaks):
+    `dispute_missing`, `dispute_amount_mismatch` (the withdrawal booked net of the dispute
+    fee, or a unit off), `dispute_duplicate`, shares of the movements (a few a day).
     """
 
     amount_mismatch: float = 0.004
@@ -158,6 +168,9 @@ class BreakRates:
     payout_amount_mismatch: float = 0.04
     payout_duplicate: float = 0.03
     payout_failure_unreversed: float = 0.25
+    dispute_missing: float = 0.05
+    dispute_amount_mismatch: float = 0.05
+    dispute_duplicate: float = 0.04
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -181,6 +194,8 @@ _REFUND_BREAKS = (
 _FEE_BREAKS = ("fee_missing", "fee_amount_mismatch", "fee_duplicate")
 
 _PAYOUT_BREAKS = ("payout_missing", "payout_amount_mismatch", "payout_duplicate")
+
+_DISPUTE_BREAKS = ("dispute_missing", "dispute_amount_mismatch", "dispute_duplicate")
 
 _SC_BREAKS = (
     "missing_in_ledger",
@@ -213,10 +228,13 @@ class GroundTruthRow:
     @property
     def item_type(self) -> str:
         """`fee` for a fee (its id is `fee:` + the object it was taken on), `refund` for a
-        refund or an orphan refund entry (its id is a `re_...`), `payout` for a payout
-        (`po_...`), else `charge`: which fact table holds the row."""
+        refund or an orphan refund entry (its id is a `re_...`), `dispute` for a dispute
+        movement (`dp_...#withdrawal` or `#reinstatement`), `payout` for a payout (`po_...`),
+        else `charge`: which fact table holds the row."""
         if self.charge_id.startswith("fee:"):
             return "fee"
+        if self.charge_id.startswith("dp_"):
+            return "dispute"
         if self.charge_id.startswith("po_"):
             return "payout"
         return "refund" if self.charge_id.startswith("re_") else "charge"
@@ -274,6 +292,8 @@ class _DayPlan:
     """The balance transactions with a fee of the day's booked charges, each a fee item."""
     payouts: list[Mapping[str, Any]] = field(default_factory=list)
     """The payouts arriving on the day (its date, as Stripe's `arrival_date`), each an item."""
+    disputes: list[Mapping[str, Any]] = field(default_factory=list)
+    """The dispute balance transactions of the day's charges (eventually), each an item."""
 
 
 def _dt(us: int) -> datetime:
@@ -341,6 +361,7 @@ class _DayBuilder:
         refunds_of: Callable[[str], list[Mapping[str, Any]]] | None = None,
         txns_of: Callable[[str], list[Mapping[str, Any]]] | None = None,
         payouts: list[Mapping[str, Any]] | None = None,
+        disputes_of: Callable[[str], list[Mapping[str, Any]]] | None = None,
     ) -> _DayPlan:
         rng, rates = self.rng, self.rates
         plan = _DayPlan(self.day, charges)
@@ -450,7 +471,51 @@ class _DayBuilder:
             self._refunds(plan, settled, refunds_of)
         if payouts is not None:
             self._payouts(plan, payouts)
+        if disputes_of is not None:
+            self._disputes(plan, settled, disputes_of)
         return plan
+
+    def _disputes(
+        self,
+        plan: _DayPlan,
+        settled: list[Mapping[str, Any]],
+        disputes_of: Callable[[str], list[Mapping[str, Any]]],
+    ) -> None:
+        """Each dispute of the day's charges booked as bookkeeping does: each movement of its
+        balance (the withdrawal, the reinstatement of a won one) a `dispute` entry naming the
+        dispute, signed as the money moved, a little after Stripe moved it, and the dispute fee
+        a `fee` entry naming the dispute (the fee breaks apply). Drawn after everything else,
+        so every other entry keeps its id."""
+        rng, rates = self.rng, self.rates
+        for c in settled:
+            for d in disputes_of(str(c["id"])):
+                did = str(d["id"])
+                for t in sorted(d["balance_transactions"], key=lambda t: int(t["created"])):
+                    plan.disputes.append(t)
+                    x, kind = rng.random(), None
+                    for k in _DISPUTE_BREAKS:
+                        x -= getattr(rates, k)
+                        if x < 0:
+                            kind = k
+                            break
+                    cur = str(t["currency"]).upper()
+                    posted = int(t["created"]) * US + self._normal_delay_us()
+                    if int(t["fee"]):
+                        self._fee(plan, [t], cur, posted)
+                    if kind is not None:
+                        plan.injected[kind] += 1
+                    if kind == "dispute_missing":
+                        continue
+                    amount = int(t["amount"])
+                    if kind == "dispute_amount_mismatch":  # booked net of the fee, or a unit off
+                        amount = int(t["net"]) if int(t["fee"]) else amount + rng.choice((1, -1))
+                    plan.entries.append(self._entry("dispute", did, "disputes", amount, cur,
+                                                    posted, f"Stripe dispute {did}"))  # fmt: skip
+                    if kind == "dispute_duplicate":
+                        plan.entries.append(self._entry(
+                            "dispute", did, "disputes", amount, cur,
+                            posted + rng.randint(60, 90 * 60) * US,
+                            f"Stripe dispute {did} (re-posted)"))  # fmt: skip
 
     def _payouts(self, plan: _DayPlan, payouts: list[Mapping[str, Any]]) -> None:
         """Each payout arriving on the day booked as bookkeeping does: a `payout` entry naming
@@ -854,6 +919,37 @@ def _ground_truth(plan: _DayPlan, as_of_us: int, tolerance_us: int) -> list[Grou
                 seed_day=plan.day,
             )
         )
+    dispute_entries: dict[str, list[_Entry]] = {}
+    for e in plan.entries:
+        if e.entry_type == "dispute" and e.posted_us < as_of_us:
+            leg = "withdrawal" if e.amount_minor < 0 else "reinstatement"
+            dispute_entries.setdefault(f"{e.external_ref}#{leg}", []).append(e)
+    for t in plan.disputes:
+        if int(t["created"]) * US >= as_of_us:
+            continue  # Stripe has not moved it yet
+        key = f"{t['source']}#{'withdrawal' if int(t['amount']) < 0 else 'reinstatement'}"
+        es = sorted(dispute_entries.get(key, []), key=lambda e: e.id)
+        standing = [e for e in es if stands(e)]
+        as_charge = {"status": "succeeded", "captured": True, "created": t["created"],
+                     "currency": t["currency"], "amount_captured": int(t["amount"])}  # fmt: skip
+        rows.append(
+            GroundTruthRow(
+                charge_id=key,
+                ledger_entry_ids=with_reversals(es),
+                reporting_date=business_day_of(int(t["created"])),
+                recon_status=classify_charge(
+                    as_charge,
+                    standing,
+                    as_of_us,
+                    tolerance_us,
+                    min((e.posted_us for e in es), default=None),
+                ),
+                currency=str(t["currency"]).upper(),
+                stripe_amount=-int(t["amount"]),
+                ledger_amount=sum(e.amount_minor for e in standing) if standing else None,
+                seed_day=plan.day,
+            )
+        )
     for e in [*plan.orphans, *plan.refund_orphans]:
         if e.posted_us < as_of_us and stands(e):
             rows.append(
@@ -911,6 +1007,7 @@ def seed_ledger(
     refunds: RefundSource | None = None,
     balance: BalanceSource | None = None,
     payouts: PayoutSource | None = None,
+    disputes: DisputeSource | None = None,
 ) -> SeedResult:
     """Replace the ledger entries and ground truth of charge days `[first_day, last_day]`.
 
@@ -918,7 +1015,9 @@ def seed_ledger(
     is an item of the ground truth too (its `charge_id` is the refund's id). With `balance`,
     each booked charge's fee is booked from its balance transaction and is an item too (its
     `charge_id` is `fee:` + the charge's id). With `payouts`, each payout arriving on a day
-    (its UTC date, the day's date) is booked and is an item too (`charge_id` its `po_...`).
+    (its UTC date, the day's date) is booked and is an item too (`charge_id` its `po_...`). With
+    `disputes`, each movement of a dispute of the days' charges is booked and is an item too
+    (`charge_id` its `dp_...#withdrawal` or `#reinstatement`), its fee a fee item.
 
     One transaction: readers see the old or the new seed, never half of one. Entries go in with
     COPY, one day at a time (a day's charges are held in memory, never the range's). Applies the
@@ -970,6 +1069,7 @@ def seed_ledger(
                 None if refunds is None else (lambda cid: refunds(cid, None)),
                 None if balance is None else (lambda cid: balance(cid, None)),
                 None if payouts is None else payouts(day, None),
+                None if disputes is None else (lambda cid: disputes(cid, None)),
             )
             _copy_entries(conn, plan.entries, journal_id)
             rows = _ground_truth(plan, as_of_us, t_us)
@@ -1004,6 +1104,7 @@ def seed_ledger(
                                                "unexpected_ledger_entry", "pending_with_entry",
                                                "reversed_booking", *_REFUND_BREAKS,
                                                *_FEE_BREAKS, *_PAYOUT_BREAKS,
+                                               *_DISPUTE_BREAKS,
                                                "payout_failure_unreversed")},
         "corrected": {k.removeprefix("corrected_"): n for k, n in sorted(injected.items())
                       if k.startswith("corrected_")},
@@ -1113,7 +1214,24 @@ def seed_ledger_from_emulator(
         refunds=account_refunds(generator),
         balance=account_balance(generator),
         payouts=account_payouts(generator),
+        disputes=account_disputes(generator),
     )
+
+
+def account_disputes(generator: Any) -> DisputeSource:
+    """The emulator account's disputes of a charge (`disputes.DisputeBook`), at a given instant
+    or at the account's own clock, as Stripe renders them (with their balance transactions)."""
+    from recon_assets.local.stripe_emulator.disputes import DisputeBook
+
+    book = DisputeBook(generator)
+
+    def of(cid: str, now: int | None) -> list[Mapping[str, Any]]:
+        at = generator.now() if now is None else now
+        g = generator.position_of(cid, at)
+        d = None if g is None else book.of_charge(g, at)
+        return [] if d is None else [json.loads(d.render(at))]
+
+    return of
 
 
 def account_refunds(generator: Any) -> RefundSource:
@@ -1224,6 +1342,7 @@ def grow_ledger(
     refunds: RefundSource | None = None,
     balance: BalanceSource | None = None,
     payouts: PayoutSource | None = None,
+    disputes: DisputeSource | None = None,
 ) -> GrowResult:
     """Bring the ledger of charge days `[first_day, last_day]` up to `clock`, as a real book of
     record grows: what has been booked by then is there, and nothing is ever rewritten.
@@ -1296,6 +1415,7 @@ def grow_ledger(
                 None if refunds is None else (lambda cid: refunds(cid, EVENTUALLY)),
                 None if balance is None else (lambda cid: balance(cid, EVENTUALLY)),
                 None if payouts is None else payouts(day, EVENTUALLY),
+                None if disputes is None else (lambda cid: disputes(cid, EVENTUALLY)),
             )
             settled_now = {
                 str(c["id"]) for c in account_charges(w.start, w.end, clock_s) if _is_settled(c)

@@ -104,20 +104,21 @@ class RefundTotals:
 
 
 @dataclass(frozen=True)
-class FeeTotals:
-    """A day's Stripe fees in one currency: what Stripe took (the fees of the day's balance
-    transactions), what the ledger booked for them (fee entries carry minus the fee; shown as
-    money out), and the breaks."""
+class OutflowTotals:
+    """A day's items of one type in one currency that take money out of the Stripe balance
+    (fees; dispute movements): how many, what Stripe took (a fee; a dispute's withdrawal, less
+    its reinstatement), what the ledger booked for them (its entries carry minus the money;
+    shown as money out), and the breaks."""
 
     currency: str
-    fees: int
+    items: int
     taken: int
     booked: int
     breaks: int
 
     @property
     def difference(self) -> int:
-        """Booked minus taken: positive when the ledger shows more fees than Stripe took."""
+        """Booked minus taken: positive when the ledger shows more money out than Stripe."""
         return self.booked - self.taken
 
 
@@ -279,19 +280,27 @@ class DayReport:
             for rows in [[r for r in refunds if r.currency == cur]]
         ]
 
-    def fee_totals(self) -> list[FeeTotals]:
-        fees = [r for r in self.summary if r.item_type == "fee"]
+    def outflow_totals(self, item_type: str) -> list[OutflowTotals]:
+        """Per currency, the day's `fee` or `dispute` items (their Stripe amounts are money
+        out of the balance, their ledger amounts minus it when booked right)."""
+        items = [r for r in self.summary if r.item_type == item_type]
         return [
-            FeeTotals(
+            OutflowTotals(
                 cur,
-                fees=sum(r.item_count for r in rows),
+                items=sum(r.item_count for r in rows),
                 taken=sum(r.stripe_amount for r in rows),
                 booked=-sum(r.ledger_amount for r in rows),
                 breaks=sum(r.item_count for r in rows if r.is_break),
             )
-            for cur in sorted({r.currency for r in fees})
-            for rows in [[r for r in fees if r.currency == cur]]
+            for cur in sorted({r.currency for r in items})
+            for rows in [[r for r in items if r.currency == cur]]
         ]
+
+    def fee_totals(self) -> list[OutflowTotals]:
+        return self.outflow_totals("fee")
+
+    def dispute_totals(self) -> list[OutflowTotals]:
+        return self.outflow_totals("dispute")
 
     @property
     def match_rate(self) -> float | None:
@@ -334,8 +343,12 @@ _FACTS = """(
     union all
     select reporting_date, raw_loaded_through, is_break, currency, amount_diff
     from marts.fct_payout_reconciliation
+    union all
+    select reporting_date, raw_loaded_through, is_break, currency, amount_diff
+    from marts.fct_dispute_reconciliation
 )"""
-"""The fact tables (charges, refunds, fees, payouts), for what the report counts of any kind."""
+"""The fact tables (charges, refunds, fees, payouts, disputes), for what the report counts of
+any kind."""
 _REBUILT_SQL = f"""
 select distinct reporting_date
 from {_FACTS} as f
@@ -367,6 +380,12 @@ select reporting_date, recon_status, null, ledger_entry_ids, currency,
        stripe_amount, ledger_amount, amount_diff, recon_key, payout_arrival_at, null,
        ledger_currency, 'payout' as item_type, payout_id as item_id
 from marts.fct_payout_reconciliation
+where reporting_date >= ? and reporting_date < ? and is_break
+union all
+select reporting_date, recon_status, charge_id, ledger_entry_ids, currency,
+       stripe_amount, ledger_amount, amount_diff, recon_key, dispute_created_at, null,
+       ledger_currency, 'dispute' as item_type, dispute_id || '#' || dispute_leg as item_id
+from marts.fct_dispute_reconciliation
 where reporting_date >= ? and reporting_date < ? and is_break
 order by 1, 13, 2, 14, 4
 """
@@ -413,7 +432,7 @@ def fetch_reports(query: Query, days: Sequence[date]) -> list[DayReport]:
         if row.reporting_date in wanted:
             summary.setdefault(row.reporting_date, []).append(row)
     breaks: dict[date, list[BreakRow]] = {}
-    for r in query(_BREAKS_SQL, [first, end] * 4):
+    for r in query(_BREAKS_SQL, [first, end] * 5):
         b = BreakRow(*r)  # type: ignore[arg-type]
         if b.reporting_date in wanted:
             breaks.setdefault(b.reporting_date, []).append(b)

@@ -252,7 +252,7 @@ def render_day_html(
         )
         for f in fees:
             out.append(
-                f"<tr><td>{escape(f.currency)}</td><td class='n'>{f.fees:,}</td>"
+                f"<tr><td>{escape(f.currency)}</td><td class='n'>{f.items:,}</td>"
                 f"<td class='n'>{_money(f.taken, f.currency)}</td>"
                 f"<td class='n'>{_money(f.booked, f.currency)}</td>"
                 f"<td class='n'>{_signed(f.difference, f.currency)}</td>"
@@ -263,6 +263,32 @@ def render_day_html(
             '<p class="muted">Taken: the fees of the balance transactions created on this day '
             "(one item per charge or refund Stripe took a fee on). Booked: the ledger's fee "
             "entries naming them, as money out (net of reversals).</p>"
+        )
+
+    disputes = report.dispute_totals()
+    out.append("<h2>Disputes: money withdrawn and reinstated, per currency</h2>")
+    if not disputes:
+        out.append('<p class="muted">No dispute moved money on this day.</p>')
+    else:
+        out.append(
+            "<table><tr><th>currency</th><th>movements</th><th>taken by Stripe</th>"
+            "<th>booked in the ledger</th><th>booked &minus; taken</th><th>breaks</th></tr>"
+        )
+        for d in disputes:
+            out.append(
+                f"<tr><td>{escape(d.currency)}</td><td class='n'>{d.items:,}</td>"
+                f"<td class='n'>{_money(d.taken, d.currency)}</td>"
+                f"<td class='n'>{_money(d.booked, d.currency)}</td>"
+                f"<td class='n'>{_signed(d.difference, d.currency)}</td>"
+                f"<td class='n'>{d.breaks:,}</td></tr>"
+            )
+        out.append("</table>")
+        out.append(
+            '<p class="muted">One movement per dispute balance transaction created on this day: '
+            "a withdrawal takes the disputed amount, a won dispute's reinstatement gives it "
+            "back (taken is withdrawals less reinstatements; the dispute fee is among the "
+            "fees). Booked: the ledger's dispute entries naming them, as money out (net of "
+            "reversals).</p>"
         )
 
     out.append(f"<h2>Payouts arriving on this day ({len(report.payouts):,})</h2>")

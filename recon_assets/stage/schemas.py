@@ -122,6 +122,24 @@ STRIPE_PAYOUT_TRANSACTIONS_SCHEMA = pa.schema(
 `GET /v1/balance_transactions?payout=`), one row per (payout, transaction) version,
 `_partition_date` the payout's arrival date. Their `net` sums to the payout's amount."""
 
+STRIPE_DISPUTES_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("created", UTC_US, nullable=False),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("charge", pa.string()),
+        pa.field("payment_intent", pa.string()),
+        pa.field("currency", pa.string(), nullable=False),
+        pa.field("amount", pa.int64(), nullable=False),
+        pa.field("reason", pa.string()),
+        pa.field("is_charge_refundable", pa.bool_()),
+        pa.field("metadata", pa.string()),
+        *LINEAGE_FIELDS,
+    ]
+)
+"""`raw.stripe_disputes`: one row per dispute version, `_partition_date` the US-Eastern day it
+was opened. Its money is in its balance transactions (raw.stripe_balance_transactions)."""
+
 LEDGER_ENTRIES_SCHEMA = pa.schema(
     [
         pa.field("id", pa.int64(), nullable=False),

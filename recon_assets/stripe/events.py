@@ -36,7 +36,7 @@ from recon_assets.stage.store import StageStore
 from recon_assets.stripe.client import STRIPE_API_VERSION, ChargesClient
 from recon_assets.stripe.lookup import stage_charges_by_id
 from recon_assets.stripe.pull import DATASET
-from recon_assets.stripe.sources import CHARGES, PAYOUTS, REFUNDS, StripeSource
+from recon_assets.stripe.sources import CHARGES, DISPUTES, PAYOUTS, REFUNDS, StripeSource
 from recon_assets.timewindows import business_day_of, day_window
 
 EVENTS_KIND = "events"
@@ -64,9 +64,9 @@ CHARGE_EVENT_TYPES = (
     "payout.canceled",
 )
 """Every event that changes a field the reconciliation or the report reads, of a charge, a
-refund or a payout (at most 20 types per request)."""
+refund, a dispute or a payout (at most 20 types per request)."""
 
-OWN_ITEMS: dict[str, StripeSource] = {"refund": REFUNDS, "payout": PAYOUTS}
+OWN_ITEMS: dict[str, StripeSource] = {"refund": REFUNDS, "dispute": DISPUTES, "payout": PAYOUTS}
 """Objects an event can carry that are items of their own (by Stripe's `object` name): each is
 re-pulled at its latest state, as the charges are, when the warehouse holds it."""
 

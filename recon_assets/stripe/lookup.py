@@ -230,6 +230,9 @@ UNKNOWN_REFS_SQL = unknown_refs_sql("charge", "stripe_charges", "ch_")
 """Charge ids a ledger charge entry names that the warehouse does not hold."""
 UNKNOWN_REFUND_REFS_SQL = unknown_refs_sql("refund", "stripe_refunds", "re_")
 """Refund ids a ledger refund entry names that the warehouse does not hold."""
+UNKNOWN_DISPUTE_REFS_SQL = unknown_refs_sql("dispute", "stripe_disputes", "dp_")
+"""Dispute ids a ledger dispute or fee entry or a loaded dispute transaction names that the
+warehouse does not hold (a dispute opened on a day never loaded)."""
 UNKNOWN_PAYOUT_REFS_SQL = unknown_refs_sql("payout", "stripe_payouts", "po_")
 """Payout ids a ledger payout entry or a loaded payout transaction names that the warehouse
 does not hold (a payout created in the range arrives after it)."""

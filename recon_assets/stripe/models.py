@@ -391,3 +391,66 @@ class CleanPayoutPage(msgspec.Struct):
 
 
 CLEAN_PAYOUT_PAGE = msgspec.json.Decoder(CleanPayoutPage)
+
+
+# -- disputes ----------------------------------------------------------------------------------
+
+KNOWN_DISPUTE_STATUSES = frozenset(
+    {
+        "warning_needs_response", "warning_under_review", "warning_closed", "needs_response",
+        "under_review", "won", "lost", "prevented",
+    }
+)  # fmt: skip
+
+KNOWN_DISPUTE_FIELDS = frozenset(
+    {
+        "id", "object", "amount", "balance_transactions", "charge", "created", "currency",
+        "enhanced_eligibility_types", "evidence", "evidence_details", "is_charge_refundable",
+        "livemode", "metadata", "object_type", "payment_intent", "payment_method_details",
+        "reason", "status",
+    }
+)  # fmt: skip
+"""Every top-level field of Stripe's Dispute as of the pinned API version (its published
+example, plus `object_type`)."""
+
+
+class Dispute(BaseModel):
+    """The parts of a Stripe dispute that reconciliation needs: the charge it disputes, the
+    amount, and its `status` (won: the amount came back). Its money moves in its balance
+    transactions (the withdrawal with the dispute fee, the reinstatement if won), which the
+    balance-transaction pull holds; each is an item of its own (docs/design.md, "Disputes")."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    id: str = Field(min_length=3)
+    created: int
+    status: str
+    amount: int
+    currency: str = Field(min_length=3, max_length=3)
+    charge: str | None = None
+    payment_intent: str | None = None
+    reason: str | None = None
+    is_charge_refundable: bool | None = None
+    metadata: dict[str, str] | None = None
+
+
+class DisputePage(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    object: Literal["list"]
+    data: list[Dispute]
+    has_more: bool
+
+
+DisputeFields = _fields_typed_dict(Dispute)
+DISPUTE_LIST = TypeAdapter(list[DisputeFields])
+DisputeStruct = _msgspec_struct(Dispute, declared_only=KNOWN_DISPUTE_FIELDS)
+
+
+class CleanDisputePage(msgspec.Struct):
+    object: Literal["list"]
+    data: list[DisputeStruct]  # type: ignore[valid-type]
+    has_more: bool
+
+
+CLEAN_DISPUTE_PAGE = msgspec.json.Decoder(CleanDisputePage)

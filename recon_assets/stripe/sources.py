@@ -25,6 +25,7 @@ from pydantic import BaseModel, TypeAdapter
 from recon_assets.stage.schemas import (
     STRIPE_BALANCE_TRANSACTIONS_SCHEMA,
     STRIPE_CHARGES_SCHEMA,
+    STRIPE_DISPUTES_SCHEMA,
     STRIPE_PAYOUT_TRANSACTIONS_SCHEMA,
     STRIPE_PAYOUTS_SCHEMA,
     STRIPE_REFUNDS_SCHEMA,
@@ -34,11 +35,15 @@ from recon_assets.stripe.models import (
     CHARGE_LIST,
     CLEAN_BALANCE_TRANSACTION_PAGE,
     CLEAN_CHARGE_PAGE,
+    CLEAN_DISPUTE_PAGE,
     CLEAN_PAYOUT_PAGE,
     CLEAN_REFUND_PAGE,
+    DISPUTE_LIST,
     KNOWN_BALANCE_TRANSACTION_FIELDS,
     KNOWN_BALANCE_TRANSACTION_STATUSES,
     KNOWN_CHARGE_FIELDS,
+    KNOWN_DISPUTE_FIELDS,
+    KNOWN_DISPUTE_STATUSES,
     KNOWN_PAYOUT_FIELDS,
     KNOWN_PAYOUT_STATUSES,
     KNOWN_REFUND_FIELDS,
@@ -52,6 +57,9 @@ from recon_assets.stripe.models import (
     Charge,
     ChargePage,
     ChargeStruct,
+    Dispute,
+    DisputePage,
+    DisputeStruct,
     Payout,
     PayoutPage,
     PayoutStruct,
@@ -301,7 +309,30 @@ PAYOUT_TRANSACTIONS = dataclasses.replace(
 """What each paid payout carried (`GET /v1/balance_transactions?payout=po_...`): balance
 transactions, staged on the payout's arrival date with its id in `payout`."""
 
+DISPUTES = StripeSource(
+    name="disputes",
+    dataset="stripe_disputes",
+    path="/v1/disputes",
+    model=Dispute,
+    page_model=DisputePage,
+    list_adapter=DISPUTE_LIST,
+    struct=DisputeStruct,
+    clean_page=CLEAN_DISPUTE_PAGE,
+    known_fields=KNOWN_DISPUTE_FIELDS,
+    known_statuses=KNOWN_DISPUTE_STATUSES,
+    schema=STRIPE_DISPUTES_SCHEMA,
+    columns=_columns_builder(
+        ("id", "status", "charge", "payment_intent", "amount", "reason", "is_charge_refundable"),
+        {},
+    ),
+    # a day's disputes are a few dozen (under one charge in a hundred): one slice
+    windows_per_day=1,
+)
+"""Disputes by the US-Eastern day they were opened; a decision (won, lost) comes 30 days or
+more later and reaches the warehouse through the dispute's events (a re-pull by id)."""
+
 SOURCES: Mapping[str, StripeSource] = {
-    s.dataset: s for s in (CHARGES, REFUNDS, BALANCE_TRANSACTIONS, PAYOUTS, PAYOUT_TRANSACTIONS)
+    s.dataset: s
+    for s in (CHARGES, REFUNDS, BALANCE_TRANSACTIONS, PAYOUTS, PAYOUT_TRANSACTIONS, DISPUTES)
 }
 """Every Stripe object recon pulls, by dataset."""

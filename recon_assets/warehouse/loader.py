@@ -30,6 +30,7 @@ from recon_assets.stage.schemas import (
     LOAD_LOG_SCHEMA,
     STRIPE_BALANCE_TRANSACTIONS_SCHEMA,
     STRIPE_CHARGES_SCHEMA,
+    STRIPE_DISPUTES_SCHEMA,
     STRIPE_EVENT_READS_SCHEMA,
     STRIPE_LOOKUPS_SCHEMA,
     STRIPE_PAYOUT_TRANSACTIONS_SCHEMA,
@@ -44,6 +45,7 @@ DATASETS: Mapping[str, pa.Schema] = {
     "stripe_balance_transactions": STRIPE_BALANCE_TRANSACTIONS_SCHEMA,
     "stripe_payouts": STRIPE_PAYOUTS_SCHEMA,
     "stripe_payout_transactions": STRIPE_PAYOUT_TRANSACTIONS_SCHEMA,
+    "stripe_disputes": STRIPE_DISPUTES_SCHEMA,
     "ledger_entries": LEDGER_ENTRIES_SCHEMA,
 }
 """The datasets a loader accepts, by name. The name is also the raw table's name, so it is

@@ -1,6 +1,7 @@
 {#-
   The ledger's view of each item this build rebuilds: a Stripe charge's `charge` entries, a
-  refund's `refund` entries, grouped by (entry type, external_ref) as (`item_type`, `item_id`),
+  refund's `refund` entries, grouped by (entry type, external_ref) as (`item_type`, `item_id`)
+  (a `dispute` entry by the movement it books: macros/item_ledger_side.sql, `ledger_item_id`),
   net of the ledger's corrections (int_ledger__net_entries_in_build). Charges and refunds are
   rows of the same rules (macros/item_status.sql). An entry
   whose reversals cancel it drops out: `ledger_entry_count`, `ledger_amount` and the currencies
@@ -20,11 +21,12 @@
   8 M charges.
 -#}
 {%- set entries = ref('int_ledger__net_entries_in_build') %}
+{%- set item_id = recon.ledger_item_id('entry_type', 'external_ref', 'amount_minor') %}
 with by_item as (
 
     select
         entry_type as item_type,
-        external_ref as item_id,
+        {{ item_id }} as item_id,
         count(case when not is_reversed_out then 1 end) as ledger_entry_count,
         min(entry_id) as first_entry_id,
         sum(case when not is_reversed_out then net_amount end) as ledger_amount,
@@ -35,7 +37,7 @@ with by_item as (
         sum(reversal_count) as reversal_count
     from {{ entries }}
     where external_ref is not null
-    group by entry_type, external_ref
+    group by entry_type, {{ item_id }}
 
 ),
 
@@ -46,18 +48,20 @@ several as (
         item_id,
         {{ recon.string_agg_ordered('cast(id as varchar)', 'id') }} as ledger_entry_ids
     from (
-        select e.entry_type as item_type, e.external_ref as item_id, e.entry_id as id
+        select e.entry_type as item_type, {{ item_id }} as item_id, e.entry_id as id
         from {{ entries }} as e
         where e.external_ref is not null
-          and e.entry_type || ':' || e.external_ref in (
-              select entry_type || ':' || external_ref
+          and e.entry_type || ':' || {{ item_id }} in (
+              select entry_type || ':' || {{ item_id }}
               from {{ entries }}
               where external_ref is not null
-              group by entry_type, external_ref
+              group by entry_type, {{ item_id }}
               having count(*) > 1 or sum(reversal_count) > 0
           )
         union all
-        select e.entry_type as item_type, e.external_ref as item_id, r.entry_id as id
+        select e.entry_type as item_type,
+               {{ recon.ledger_item_id('e.entry_type', 'e.external_ref', 'e.amount_minor') }} as item_id,
+               r.entry_id as id
         from {{ ref('int_ledger__reversals_in_build') }} as r
         inner join {{ ref('int_ledger__entries_in_build') }} as e
             on e.entry_id = r.reversal_of

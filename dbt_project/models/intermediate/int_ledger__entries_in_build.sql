@@ -1,6 +1,6 @@
 {{ config(materialized='table') }}
 {#-
-  The ledger entries reconciliation reads, `charge`, `refund` and `fee`, whose latest version names an
+  The ledger entries reconciliation reads (`charge`, `refund`, `fee`, `dispute`, `payout`), whose latest version names an
   item this build rebuilds (int_recon__touched_charges: a charge or a refund id; the id '' stands
   for entries naming nothing at all), with the columns of stg_ledger__entries.
 
@@ -8,4 +8,4 @@
   once written, instead of each evaluating the id filter and the latest-version ranking over the
   raw table again (~0.2 s apiece at 540 days loaded, a dozen readers; docs/benchmarks.md).
 -#}
-{{ recon.ledger_entries_latest(charge_ids=ref('int_recon__touched_charges'), entry_type=['charge', 'refund', 'fee', 'payout']) }}
+{{ recon.ledger_entries_latest(charge_ids=ref('int_recon__touched_charges'), entry_type=['charge', 'refund', 'fee', 'dispute', 'payout']) }}

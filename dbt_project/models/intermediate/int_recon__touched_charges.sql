@@ -1,7 +1,7 @@
 {{ config(materialized='table') }}
 {#-
-  The item ids whose fact rows this build rebuilds: charge, refund (`re_...`) and payout
-  (`po_...`) ids, each
+  The item ids whose fact rows this build rebuilds: charge, refund (`re_...`), dispute
+  (`dp_...`) and payout (`po_...`) ids, each
   of which names its own item (and the fee item of the object Stripe took the fee on) (orphan entries are keyed by the id they name, '' for none, so one
   id covers an item and the entries pointing at it). The column keeps its first name,
   `charge_id`. Late data reopens exactly what it touches:
@@ -43,6 +43,7 @@
 {%- set txns_src = source('raw', 'stripe_balance_transactions') -%}
 {%- set txn_created = recon.utc_instant(txns_src, 'created') -%}
 {%- set payouts_src = source('raw', 'stripe_payouts') -%}
+{%- set disputes_src = source('raw', 'stripe_disputes') -%}
 {%- set payout_arrival = recon.utc_instant(payouts_src, 'arrival_date') -%}
 {%- set entries_src = source('raw', 'ledger_entries') -%}
 {%- set created = recon.utc_instant(charges_src, 'created') -%}
@@ -65,6 +66,8 @@ touched as (
     select source as charge_id from {{ txns_src }} where source is not null
     union
     select id as charge_id from {{ payouts_src }}
+    union
+    select id as charge_id from {{ disputes_src }}
     union
     select coalesce(external_ref, '') as charge_id from {{ entries_src }}
 
@@ -117,6 +120,10 @@ touched as (
     union
     select p.id as charge_id from {{ payouts_src }} as p cross join since as s
     where s.loaded_through is null or {{ recon.utc_instant(payouts_src, '_loaded_at') }} > s.loaded_through
+    union
+    {#- a dispute re-pulled by its events (won, lost): its movements and orphan entries #}
+    select d.id as charge_id from {{ disputes_src }} as d cross join since as s
+    where s.loaded_through is null or {{ recon.utc_instant(disputes_src, '_loaded_at') }} > s.loaded_through
     union
     select coalesce(e.external_ref, '') as charge_id from {{ entries_src }} as e cross join since as s
     where s.loaded_through is null or {{ recon.utc_instant(entries_src, '_loaded_at') }} > s.loaded_through

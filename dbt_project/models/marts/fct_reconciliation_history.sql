@@ -28,8 +28,9 @@
     {%- set refunds = ref('fct_refund_reconciliation') %}
     {%- set fees = ref('fct_fee_reconciliation') %}
     {%- set payouts = ref('fct_payout_reconciliation') %}
+    {%- set disputes = ref('fct_dispute_reconciliation') %}
     {#- the newest of the fact tables: a build can rebuild refunds, fees or payouts and no charge #}
-    {%- set seen, newest = run_query("select (select max(raw_loaded_through) from " ~ this ~ "), (select max(t) from (select max(raw_loaded_through) as t from " ~ fct ~ " union all select max(raw_loaded_through) from " ~ refunds ~ " union all select max(raw_loaded_through) from " ~ fees ~ " union all select max(raw_loaded_through) from " ~ payouts ~ ") as f)").rows[0] %}
+    {%- set seen, newest = run_query("select (select max(raw_loaded_through) from " ~ this ~ "), (select max(t) from (select max(raw_loaded_through) as t from " ~ fct ~ " union all select max(raw_loaded_through) from " ~ refunds ~ " union all select max(raw_loaded_through) from " ~ fees ~ " union all select max(raw_loaded_through) from " ~ payouts ~ " union all select max(raw_loaded_through) from " ~ disputes ~ ") as f)").rows[0] %}
     {%- if newest is not none %}
         {%- set since_seen = "f.raw_loaded_through >= " ~ recon.instant_literal(newest) %}
         {%- if seen is not none %}
@@ -88,6 +89,16 @@ with current_items as (
                cast(null as boolean) as stripe_disputed, ledger_entry_ids, ledger_amount,
                amount_diff, raw_loaded_through
         from {{ ref('fct_payout_reconciliation') }} as f
+        {%- if is_incremental() %}
+        where {{ since_seen }}
+        {%- endif %}
+        union all
+        select recon_key, dispute_id as charge_id, reporting_date, recon_status, is_break,
+               currency, stripe_status, cast(null as boolean) as stripe_captured, stripe_amount,
+               cast(null as bigint) as stripe_amount_refunded,
+               cast(null as boolean) as stripe_disputed, ledger_entry_ids, ledger_amount,
+               amount_diff, raw_loaded_through
+        from {{ ref('fct_dispute_reconciliation') }} as f
         {%- if is_incremental() %}
         where {{ since_seen }}
         {%- endif %}

@@ -3,7 +3,8 @@
   The daily tie-out of the Stripe balance (docs/design.md, "The balance tie-out"): one row per
   US-Eastern day whose balance transactions are loaded and currency. Stripe's side is how much
   the balance moved (the sum of the day's transactions' `net`); the ledger's side is the day's
-  entries that move the same money (every `charge`, `refund`, `fee` and `payout` entry posted that day,
+  entries that move the same money (every `charge`, `refund`, `fee`, `dispute` and `payout` entry
+  posted that day,
   and the reversals of such entries, posted that day). `difference` = ledger - Stripe, split in:
     - `explained_open`: the money of the day's open items (breaks and pending of every type, by
       what their ledger and Stripe sides differ), and of orphan entries;
@@ -20,7 +21,7 @@
   was evaluated again by each reader (the days view, the daily view, the report), and the
   report's reads of a 30-day backfill ran out of 256MB.
 -#}
-{%- set item_types = "('charge', 'refund', 'fee', 'payout')" %}
+{%- set item_types = "('charge', 'refund', 'fee', 'dispute', 'payout')" %}
 with txns as (
 
     select balance_transaction_id, source_id, type, created_date_et, currency, amount, fee, net
@@ -36,7 +37,7 @@ entries as (
 ),
 
 {#- every movement of money, by the item it belongs to, on the day it moved: a transaction's
-    gross to its charge, refund or payout, its fee to the fee item of its source; an entry to the item
+    gross to its charge, refund, dispute movement or payout, its fee to the fee item of its source; an entry to the item
     it names, a reversal to the item of the entry it cancels -#}
 moves as (
 
@@ -45,9 +46,15 @@ moves as (
             when type in ('charge', 'payment') then 'charge'
             when type in ('refund', 'refund_failure') then 'refund'
             when type in ('payout', 'payout_failure', 'payout_cancel') then 'payout'
+            when substr(source_id, 1, 3) = 'dp_' then 'dispute'
             else type
         end as item_type,
-        source_id as item_id,
+        {#- a dispute's movement by its sign, as the ledger's dispute entries are -#}
+        case
+            when substr(source_id, 1, 3) = 'dp_'
+                then {{ recon.ledger_item_id("'dispute'", 'source_id', 'amount') }}
+            else source_id
+        end as item_id,
         created_date_et as moved_on,
         currency,
         amount as stripe_amount,
@@ -60,11 +67,14 @@ moves as (
     from txns
     where fee <> 0
     union all
-    select entry_type, external_ref, posted_date_et, currency, 0, amount_minor, 0, 0
+    select entry_type, {{ recon.ledger_item_id('entry_type', 'external_ref', 'amount_minor') }},
+           posted_date_et, currency, 0, amount_minor, 0, 0
     from entries
     where entry_type in {{ item_types }}
     union all
-    select t.entry_type, t.external_ref, r.posted_date_et, r.currency, 0, r.amount_minor, 0, 0
+    select t.entry_type,
+           {{ recon.ledger_item_id('t.entry_type', 't.external_ref', 't.amount_minor') }},
+           r.posted_date_et, r.currency, 0, r.amount_minor, 0, 0
     from entries as r
     inner join entries as t
         on t.entry_id = r.reversal_of
@@ -90,6 +100,10 @@ items as (
     select 'payout', payout_id, reporting_date, recon_status
     from {{ ref('fct_payout_reconciliation') }}
     where recon_key = 'payout:' || payout_id
+    union all
+    select 'dispute', dispute_id || '#' || dispute_leg, reporting_date, recon_status
+    from {{ ref('fct_dispute_reconciliation') }}
+    where recon_key = 'dispute:' || dispute_id || '#' || dispute_leg
 
 ),
 

@@ -59,7 +59,8 @@ reversed_entries as (
     from {{ source('raw', 'ledger_entries') }}
     cross join (select 'ledger_entry:' as prefix union all select 'refund_entry:' as prefix
                 union all select 'fee_entry:' as prefix
-                union all select 'payout_entry:' as prefix) as p
+                union all select 'payout_entry:' as prefix
+                union all select 'dispute_entry:' as prefix) as p
     where reversal_of is not null
 
 )

@@ -1,6 +1,6 @@
 {{ config(materialized='view') }}
 {#-
-  The ops report: per US-Eastern day, item type (`charge` | `refund` | `fee` | `payout`), currency and status, how
+  The ops report: per US-Eastern day, item type (`charge` | `refund` | `fee` | `dispute` | `payout`), currency and status, how
   many items and how much money (integer minor units; a side with no amount sums to 0; a refund's or
   a fee's Stripe amount is positive, its ledger amount negative when booked right), plus whether the
   day is final and why. `item_type` is the last column, so readers of the charge columns by
@@ -25,6 +25,10 @@ with facts as (
     select reporting_date, 'payout' as item_type, currency, recon_status, stripe_amount,
            ledger_amount
     from {{ ref('fct_payout_reconciliation') }}
+    union all
+    select reporting_date, 'dispute' as item_type, currency, recon_status, stripe_amount,
+           ledger_amount
+    from {{ ref('fct_dispute_reconciliation') }}
 
 )
 

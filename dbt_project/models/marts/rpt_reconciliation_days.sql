@@ -1,7 +1,7 @@
 {{ config(materialized='view') }}
 {#-
   One row per US-Eastern reporting day: is it final, and if not, why. A view over the fact
-  tables (charges, refunds, fees and payouts: a day is final only when all its items are) and the load log,
+  tables (charges, refunds, fees, disputes and payouts: a day is final only when all its items are) and the load log,
   so it can never disagree with them.
   Final = the Stripe day was loaded whole, the ledger is loaded without gaps from the day through
   its last booking deadline (the day's end + T), no item of the day is still pending
@@ -20,6 +20,8 @@ with facts as (
     select reporting_date, recon_status, is_break from {{ ref('fct_fee_reconciliation') }}
     union all
     select reporting_date, recon_status, is_break from {{ ref('fct_payout_reconciliation') }}
+    union all
+    select reporting_date, recon_status, is_break from {{ ref('fct_dispute_reconciliation') }}
 
 ),
 
@@ -44,10 +46,10 @@ stripe_days as (
     select partition_date
     from {{ ref('stg_recon__load_log') }}
     where dataset in ('stripe_charges', 'stripe_refunds', 'stripe_balance_transactions',
-                      'stripe_payouts', 'stripe_payout_transactions')
+                      'stripe_payouts', 'stripe_payout_transactions', 'stripe_disputes')
       and load_kind = 'day'
     group by partition_date
-    having count(distinct dataset) = 5
+    having count(distinct dataset) = 6
 
 ),
 
