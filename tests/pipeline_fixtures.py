@@ -25,7 +25,7 @@ def dbt_manifest() -> Path:
 
 LINEAGE = {
     "_synced_at", "_run_id", "_loaded_at", "charge_synced_at", "refund_synced_at",
-    "fee_synced_at", "payout_synced_at",
+    "fee_synced_at", "payout_synced_at", "dispute_synced_at",
     "raw_loaded_through",
     "run_id", "looked_up_at", "loaded_at",
 }  # fmt: skip

@@ -4,8 +4,9 @@ every version.
 One seeded account (a clean ledger, so every charge's final status is `matched`) in which five
 charges of day D change long after D, by hand-made changes the emulator also lists as events: a
 bank debit settling on D+5, an authorization captured in full on D+6, one captured for less on
-D+6, a refund on D+20, a dispute on D+25; and a payout paid within D..D+3 that the bank returns
-on D+5. Day D is loaded once, by the first run; every later
+D+6, a refund on D+20, a dispute on D+25; a payout paid within D..D+3 that the bank returns on
+D+5; and a dispute opened on D+1 that is won on D+31. Day D is loaded once, by the first run;
+every later
 run covers only its own night (the trailing re-statement plays no part: no run re-pulls D), with
 the emulator's clock moved forward to that night. Then the daemon is "down" for five weeks: the
 next run fails, naming the range a backfill must cover.
@@ -119,7 +120,9 @@ def world(ledger_pg: object, dbt_manifest: Path) -> Iterator[World]:
         ids = dict(zip(["settle", "capture", "partial", "refund", "dispute"],
                        [c["id"] for c in picked], strict=True))  # fmt: skip
         amounts = {k: c["amount"] for k, c in zip(ids, picked, strict=True)}
-        ids["refund_fails"] = plain_charges(base, D + timedelta(days=1), 1)[0]["id"]
+        ids["refund_fails"], ids["dispute_won"] = (
+            c["id"] for c in plain_charges(base, D + timedelta(days=1), 2)
+        )
         # a payout that arrives within D..D+3 (the account's first ones arrive on D+2), is
         # paid, and that the bank returns on D+5
         gen = ChargeGenerator(settings_emulator_config(base))
@@ -148,12 +151,17 @@ def world(ledger_pg: object, dbt_manifest: Path) -> Iterator[World]:
                      "at": at(D + timedelta(25), 15)},
                     {"charge_id": ids["payout_fails"], "kind": "payout_fail",
                      "at": at(D + timedelta(5), 15)},
+                    # a dispute opened on D+1 (10:00 EST) and won 30 days later
+                    {"charge_id": ids["dispute_won"], "kind": "dispute",
+                     "at": at(D + timedelta(1), 15)},
+                    {"charge_id": ids["dispute_won"], "kind": "dispute_close", "outcome": "won",
+                     "at": at(D + timedelta(31), 15)},
                 ]
             )
         )  # fmt: skip
         amounts["partial"] = partial
         # the ledger books what the charges finally are (a clean ledger: every charge matched)
-        final = settings_for(home, dsn, night_after(D + timedelta(days=26)), changes)
+        final = settings_for(home, dsn, night_after(D + timedelta(days=32)), changes)
         seed_local_ledger(
             dsn, settings_emulator_config(final), D - timedelta(days=1), D + timedelta(days=26),
             rates=BreakRates.none(),
@@ -171,7 +179,7 @@ def fct(w: World) -> dict[str, tuple]:
             "select charge_id, reporting_date, recon_status, stripe_status, stripe_amount, "
             "stripe_amount_refunded, stripe_disputed from marts.fct_charge_reconciliation "
             "where charge_id in (select unnest(?))",
-            [[v for k, v in w.ids.items() if k != "payout_fails"]],
+            [[v for k, v in w.ids.items() if k not in ("payout_fails", "dispute_won")]],
         ).fetchall()
         return {r[0]: r[1:] for r in rows}
     finally:
@@ -203,7 +211,7 @@ def test_late_changes_reach_their_day_through_events_alone(world: World) -> None
 
     after = fct(w)
     for k in ids:
-        if k not in ("refund_fails", "payout_fails"):
+        if k not in ("refund_fails", "payout_fails", "dispute_won"):
             assert after[ids[k]][0] == D  # every change landed on the charge's own day
 
     # refunds are items of their own, each on the day it was created: the one made 20 days
@@ -280,11 +288,11 @@ def test_late_changes_reach_their_day_through_events_alone(world: World) -> None
         [D],
     )
     assert loads == [(1,)]
-    reopened = [r["run_reopened_days"] for r in w.event_runs[1:]]
+    reopened = [r["run_reopened_days"] for r in w.event_runs[1:5]]
     assert all(D.isoformat() in days for days in reopened)  # type: ignore[operator]
-    assert all(int(r["run_charges_repulled"]) >= 1 for r in w.event_runs[1:])  # type: ignore[call-overload]
+    assert all(int(r["run_charges_repulled"]) >= 1 for r in w.event_runs[1:5])  # type: ignore[call-overload]
     # the dispute event carries a Dispute, not the charge: it was retrieved by id
-    assert int(w.event_runs[-1]["run_retrieved_by_id"]) >= 1  # type: ignore[call-overload]
+    assert int(w.event_runs[4]["run_retrieved_by_id"]) >= 1  # type: ignore[call-overload]
 
     # the history has each before and after, on day D, with the run that changed it
     changes = {
@@ -330,9 +338,57 @@ def test_late_changes_reach_their_day_through_events_alone(world: World) -> None
     state = json.loads((w.home / "stage" / "reports" / D.isoformat() / "_state.json").read_text())
     assert state["first_final_at"] is not None
 
+    # the dispute opened on D+1 (pulled with its day by the first run, its withdrawal booked)
+    # is won on D+31: the night of D+31 re-pulls it by id through its events (D+1 is never
+    # pulled again), and its reinstatement is an item of D+31, its balance transaction's day
+    won_on = D + timedelta(31)
+    did = "dp_" + ids["dispute_won"][3:]
+    # (the ledger books it hours later, up to the next day: the run covers both nights' days)
+    run(w, won_on, won_on + timedelta(1), night_after(won_on + timedelta(1)))
+    moves = {
+        r[0]: r[1:]
+        for r in query(
+            w,
+            "select dispute_leg, reporting_date, stripe_status, recon_status, stripe_amount, "
+            "ledger_amount from marts.fct_dispute_reconciliation where dispute_id = ?",
+            [did],
+        )
+    }
+    a = amt["dispute_won"] = query(
+        w, "select amount from raw.stripe_disputes where id = ? limit 1", [did]
+    )[0][0]
+    assert moves == {
+        "withdrawal": (D + timedelta(1), "won", "matched", a, -a),
+        "reinstatement": (won_on, "won", "matched", -a, a),
+    }
+    assert int(w.event_runs[5]["run_disputes_repulled"]) >= 1  # type: ignore[call-overload]
+    assert query(
+        w,
+        "select count(*) from raw.load_log where dataset = 'stripe_disputes' "
+        "and partition_date = ? and load_kind = 'day'",
+        [D + timedelta(1)],
+    ) == [(1,)]
+    # its row was replaced by id on its own day, never by a pull of D+1
+    assert query(
+        w, "select status, _partition_date from raw.stripe_disputes where id = ?", [did]
+    ) == [("won", D + timedelta(1))]
+    assert ("events",) in query(
+        w,
+        "select load_kind from raw.load_log where dataset = 'stripe_disputes' "
+        "and load_kind <> 'day' and partition_date = ?",
+        [D + timedelta(1)],
+    )
+    # its fee is a fee item keyed by the dispute, and the balance still ties out to the cent
+    assert query(
+        w, "select recon_status from marts.fct_fee_reconciliation where source_id = ?", [did]
+    ) == [("matched",)]
+    assert query(w, "select count(*) from marts.rpt_balance_tieout where unexplained <> 0") == [
+        (0,)
+    ]
+
     # the daemon is down for five weeks: the next night fails and names the backfill
     cursor = query(w, "select max(read_until) from raw.stripe_event_reads")[0][0]
-    late = D + timedelta(days=61)
+    late = D + timedelta(days=70)
     with pytest.raises(Exception) as err:
         run(w, late, late, night_after(late))
     first, last = backfill_days(int(cursor.timestamp()), night_after(late), HORIZON)

@@ -91,7 +91,9 @@ def world(ledger_pg: object, dbt_manifest: Path) -> Iterator[World]:
                            unexpected_ledger_entry=0.05, corrected=0.5, reversed_booking=0.005,
                            refund_missing=0.06, refund_amount_mismatch=0.06,
                            refund_duplicate=0.06, refund_currency_mismatch=0.06,
-                           refund_late_posting=0.06, refund_missing_in_stripe=0.04)  # fmt: skip
+                           refund_late_posting=0.06, refund_missing_in_stripe=0.04,
+                           dispute_missing=0.1, dispute_amount_mismatch=0.1,
+                           dispute_duplicate=0.1)  # fmt: skip
         # from 4 days before: every refund created in the fortnight (up to 73 h after its
         # charge) has a booked charge day, so the seeder's truth holds every refund
         seed = seed_local_ledger(
@@ -107,7 +109,7 @@ def world(ledger_pg: object, dbt_manifest: Path) -> Iterator[World]:
 
 
 def fct_rows(db: Path) -> set[tuple]:
-    """The charge, refund, fee and payout facts of the fortnight (a refund's id in the id column, a
+    """The charge, refund, fee, payout and dispute facts of the fortnight (a refund's id in the id column, a
     fee's as the seeder's truth names it: `fee:` + the object it was taken on)."""
     con = duckdb.connect(str(db), read_only=True)
     try:
@@ -125,8 +127,12 @@ def fct_rows(db: Path) -> set[tuple]:
                 "where reporting_date >= ? and reporting_date <= ? union all "
                 "select reporting_date, payout_id, ledger_entry_ids, recon_status, currency, "
                 "stripe_amount, ledger_amount from marts.fct_payout_reconciliation "
+                "where reporting_date >= ? and reporting_date <= ? union all "
+                "select reporting_date, dispute_id || '#' || dispute_leg, ledger_entry_ids, "
+                "recon_status, currency, stripe_amount, ledger_amount "
+                "from marts.fct_dispute_reconciliation "
                 "where reporting_date >= ? and reporting_date <= ?",
-                [FIRST, LAST] * 4,
+                [FIRST, LAST] * 5,
             ).fetchall()
         )
     finally:
@@ -160,6 +166,11 @@ def test_one_run_over_the_fortnight_is_the_ground_truth(world: World) -> None:
             for r in world.reference["marts.fct_payout_reconciliation"]
             if FIRST <= r[0] <= LAST
         }
+        | {
+            (r[0], f"{r[1]}#{r[2]}", *r[5:10])
+            for r in world.reference["marts.fct_dispute_reconciliation"]
+            if FIRST <= r[0] <= LAST
+        }
     )
     truth = truth_rows(world.seed)
     refund_statuses = {t[3] for t in truth if t[1].startswith("re_")}  # refunds are items too
@@ -174,6 +185,8 @@ def test_one_run_over_the_fortnight_is_the_ground_truth(world: World) -> None:
     } <= fee_statuses
     payout_statuses = {t[3] for t in truth if t[1].startswith("po_")}  # and payouts
     assert "matched" in payout_statuses and len(payout_statuses) >= 3
+    dispute_statuses = {t[3] for t in truth if t[1].startswith("dp_")}  # and dispute movements
+    assert "matched" in dispute_statuses and len(dispute_statuses) >= 2
     statuses = {r[3] for r in truth}
     assert {"missing_in_stripe", "missing_in_ledger", "pending_in_ledger"} <= statuses
     assert con_rows == truth

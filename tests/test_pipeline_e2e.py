@@ -75,14 +75,26 @@ def test_week_reconciles_to_ground_truth_and_reruns_change_nothing(
         "select reporting_date, refund_id, ledger_entry_ids, recon_status, currency, "
         "stripe_amount, ledger_amount from marts.fct_refund_reconciliation"
     ).fetchall()
-    fees = con.execute(  # of the seeded days' charges: one captured later is nobody's booking
+    seeded = "(select id from raw.stripe_charges where _partition_date >= ?)"
+    fees = con.execute(  # of the seeded days' charges (and their disputes): one captured later
+        # is nobody's booking
         "select reporting_date, 'fee:' || source_id, ledger_entry_ids, recon_status, currency, "
-        "stripe_amount, ledger_amount from marts.fct_fee_reconciliation where source_id in "
-        "(select id from raw.stripe_charges where _partition_date >= ?)",
+        f"stripe_amount, ledger_amount from marts.fct_fee_reconciliation where source_id in "
+        f"{seeded} or source_id in (select id from raw.stripe_disputes where charge in {seeded})",
+        [FIRST, FIRST],
+    ).fetchall()
+    disputes = con.execute(  # each movement of the disputes of the seeded days' charges
+        "select reporting_date, dispute_id || '#' || dispute_leg, ledger_entry_ids, recon_status, "
+        "currency, stripe_amount, ledger_amount from marts.fct_dispute_reconciliation "
+        f"where charge_id in {seeded}",
         [FIRST],
     ).fetchall()
     fee_breaks = con.execute(  # every fee break the report lists, a charge's of any day included
         "select reporting_date, source_id from marts.fct_fee_reconciliation where is_break"
+    ).fetchall()
+    dispute_breaks = con.execute(  # and every dispute movement's
+        "select reporting_date, dispute_id || '#' || dispute_leg "
+        "from marts.fct_dispute_reconciliation where is_break"
     ).fetchall()
     payouts = con.execute(
         "select reporting_date, payout_id, ledger_entry_ids, recon_status, currency, "
@@ -129,6 +141,16 @@ def test_week_reconciles_to_ground_truth_and_reruns_change_nothing(
     assert got_fees == fee_truth, (sorted(got_fees - fee_truth)[:3],
                                    sorted(fee_truth - got_fees)[:3])  # fmt: skip
     assert {"matched", "missing_in_ledger"} <= {t[3] for t in fee_truth}
+    # every dispute movement is an item of its own, on its balance transaction's day
+    dispute_truth = {
+        (t.reporting_date, t.charge_id, t.ledger_entry_ids_text, t.recon_status, t.currency,
+         t.stripe_amount, t.ledger_amount)
+        for t in every if t.item_type == "dispute"
+    }  # fmt: skip
+    got_disputes = {r for r in disputes if FIRST <= r[0] <= LAST}
+    assert got_disputes == dispute_truth, (sorted(got_disputes - dispute_truth)[:3],
+                                           sorted(dispute_truth - got_disputes)[:3])  # fmt: skip
+    assert "matched" in {t[3] for t in dispute_truth}
     # every payout is an item of its own, on its arrival date, and carried exactly its amount
     payout_truth = {
         (t.reporting_date, t.charge_id, t.ledger_entry_ids_text, t.recon_status, t.currency,
@@ -203,7 +225,8 @@ def test_week_reconciles_to_ground_truth_and_reruns_change_nothing(
             r[1] for r in payouts if r[0] == d and r[3] not in
             ("matched", "not_booked", "pending_in_stripe", "pending_in_ledger")
         ]  # fmt: skip
-        n = len(breaks) + len(refund_breaks) + len(fee_ids) + len(payout_breaks)
+        dispute_ids = [s for day, s in dispute_breaks if day == d]
+        n = len(breaks) + len(refund_breaks) + len(fee_ids) + len(payout_breaks) + len(dispute_ids)
         assert f"<h2>Breaks ({n:,})</h2>" in text
         assert len(csv_rows) == n
         rows = [r.split(",") for r in csv_rows]
@@ -215,6 +238,7 @@ def test_week_reconciles_to_ground_truth_and_reruns_change_nothing(
         assert sorted(r[3] for r in rows if r[2] == "refund") == sorted(refund_breaks)
         assert sorted(r[3] for r in rows if r[2] == "fee") == sorted(fee_ids)
         assert sorted(r[3] for r in rows if r[2] == "payout") == sorted(payout_breaks)
+        assert sorted(r[3] for r in rows if r[2] == "dispute") == sorted(dispute_ids)
         assert f"Payouts arriving on this day ({len([r for r in payouts if r[0] == d]):,})" in text
         # the report's header ties the balance out, per currency
         assert text.count("Stripe balance (") == len([r for r in tieout if r[0] == d]) > 0

@@ -123,7 +123,6 @@ class Dispute:
                 "is_charge_refundable": False,
                 "livemode": False,
                 "metadata": {},
-                "object_type": None,
                 "payment_intent": self.payment_intent,
                 "payment_method_details": {
                     "card": {
