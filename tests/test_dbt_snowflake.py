@@ -32,6 +32,7 @@ from recon_assets.stage.schemas import (
     LEDGER_ENTRIES_SCHEMA,
     STRIPE_BALANCE_TRANSACTIONS_SCHEMA,
     STRIPE_CHARGES_SCHEMA,
+    STRIPE_DISPUTES_SCHEMA,
     STRIPE_PAYOUT_TRANSACTIONS_SCHEMA,
     STRIPE_PAYOUTS_SCHEMA,
     STRIPE_REFUNDS_SCHEMA,
@@ -50,6 +51,7 @@ from tests.test_dbt_models import (
     _key,
     cases,
     charge,
+    dispute,
     entry,
     expected_fct,
     expected_rpt,
@@ -125,13 +127,19 @@ class Warehouse:
         for name, schema, rows, ntz in [
             ("STRIPE_CHARGES", STRIPE_CHARGES_SCHEMA, charges, False),
             ("STRIPE_REFUNDS", STRIPE_REFUNDS_SCHEMA, refunds, False),
-            ("STRIPE_BALANCE_TRANSACTIONS", STRIPE_BALANCE_TRANSACTIONS_SCHEMA, TXNS, False),
+            (
+                "STRIPE_BALANCE_TRANSACTIONS",
+                STRIPE_BALANCE_TRANSACTIONS_SCHEMA,
+                [*TXNS, *DISPUTE_TXNS],
+                False,
+            ),
             ("STRIPE_PAYOUTS", STRIPE_PAYOUTS_SCHEMA, PAYOUTS, False),
             ("STRIPE_PAYOUT_TRANSACTIONS", STRIPE_PAYOUT_TRANSACTIONS_SCHEMA, CARRIED, False),
+            ("STRIPE_DISPUTES", STRIPE_DISPUTES_SCHEMA, DISPUTES, False),
             (
                 "LEDGER_ENTRIES",
                 LEDGER_ENTRIES_SCHEMA,
-                [*entries, *REFUND_ENTRIES, *FEE_ENTRIES, *PAYOUT_ENTRIES],
+                [*entries, *REFUND_ENTRIES, *FEE_ENTRIES, *PAYOUT_ENTRIES, *DISPUTE_ENTRIES],
                 True,
             ),
         ]:
@@ -212,6 +220,13 @@ class Warehouse:
         )
         return {r[0]: tuple(r[1:]) for r in rows}
 
+    def disputes(self) -> dict[tuple[str, str], tuple]:
+        rows = self.execute(
+            "select dispute_id, dispute_leg, reporting_date, recon_status, stripe_amount, "
+            "ledger_amount, amount_diff from MARTS.FCT_DISPUTE_RECONCILIATION"
+        )
+        return {(r[0], r[1]): tuple(r[2:]) for r in rows}
+
     def fees(self) -> dict[str, tuple]:
         rows = self.execute(
             "select source_id, recon_status, stripe_amount, ledger_amount, amount_diff "
@@ -250,6 +265,19 @@ CARRIED = [
     {**txn("txn_c_po_short", "ch_po_short", FEE_AT, 659, 59), "payout": "po_short"},
 ]
 """Payouts, their arrival date and what they carried through the prod target too."""
+DISPUTE_AT = utc(2024, 3, 7, 15)
+DISPUTES = [dispute("dp_ok", DISPUTE_AT, status="lost")]
+DISPUTE_TXNS = [
+    {**txn("txn_dw_dp_ok", "dp_ok", DISPUTE_AT, -4000, 1500, type_="adjustment"),
+     "reporting_category": "dispute"},
+]  # fmt: skip
+DISPUTE_ENTRIES = [
+    entry(907, "dp_ok", DISPUTE_AT + timedelta(hours=2), -4000, entry_type="dispute"),
+    entry(908, "dp_ok", DISPUTE_AT + timedelta(hours=2), -1500, entry_type="fee"),
+    # a reinstatement booked for a dispute that was lost
+    entry(909, "dp_ok", DISPUTE_AT + timedelta(days=1), 4000, entry_type="dispute"),
+]
+"""A dispute's movements by their sign and its fee through the prod target too."""
 
 
 def epoch_rows(rows: list[tuple]) -> list[tuple]:
@@ -277,7 +305,7 @@ def test_prod_target_builds_and_restates_a_window(
         "re_missing": ("missing_in_ledger", 700, None, 700),
         "re_refunded_unknown": ("missing_in_stripe", None, -1000, -1000),
     }
-    assert wh.fees() == {
+    assert {k: v for k, v in wh.fees().items() if k.startswith("ch_")} == {
         "ch_dup": ("matched", 59, -59, 0),
         "ch_amount": ("amount_mismatch", 59, -60, -1),
     }
@@ -298,6 +326,18 @@ def test_prod_target_builds_and_restates_a_window(
     )
     assert stripe_net == 2 * (1000 - 59) - 500
     assert difference == explained + unexplained
+    # a dispute's movements by their sign, its fee keyed by it, on Snowflake SQL
+    d7, d8 = date(2024, 3, 7), date(2024, 3, 8)
+    assert wh.disputes() == {
+        ("dp_ok", "withdrawal"): (d7, "matched", 4000, -4000, 0),
+        ("dp_ok", "reinstatement"): (d8, "unexpected_ledger_entry", None, 4000, 4000),
+    }
+    assert wh.fees()["dp_ok"] == ("matched", 1500, -1500, 0)
+    ((d_unexplained,),) = wh.execute(
+        "select unexplained from MARTS.RPT_BALANCE_TIEOUT "
+        "where reporting_date = '2024-03-07' and currency = 'USD'"
+    )
+    assert d_unexplained == 0
 
     # Loaded later: Stripe re-pulls ch_pending (now succeeded); the only 2024-03-12 item
     # becomes an adjustment; a late entry books the Mar 5 charge ch_missing.
@@ -355,6 +395,7 @@ def test_prod_target_builds_and_restates_a_window(
             ("fct_charge_reconciliation", True),
             ("fct_refund_reconciliation", True),
             ("fct_fee_reconciliation", True),
+            ("fct_dispute_reconciliation", True),
             ("fct_payout_reconciliation", True),
             ("fct_reconciliation_history", True),
         ]

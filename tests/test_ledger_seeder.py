@@ -392,7 +392,7 @@ def test_seeding_from_the_emulator_covers_every_charge_once(
     ids = [k for k, v in truth.items() if v[0] != "missing_in_stripe" and k.startswith("ch_")]
     assert sorted(ids) == sorted(c["id"] for c in charges)
     assert r.summary["charges"] == len(charges) > 0
-    charge_truth = {k: v for k, v in truth.items() if not k.startswith(("re_", "fee:"))}
+    charge_truth = {k: v for k, v in truth.items() if not k.startswith(("re_", "fee:", "dp_"))}
     assert charge_truth == _independent_truth(ledger_conn, charges, r.as_of)
     # every fee Stripe took on those charges is an item of its own, Stripe's amount its fee
     fees = {
@@ -401,7 +401,8 @@ def test_seeding_from_the_emulator_covers_every_charge_once(
         for t in account_balance(gen)(c["id"], None)
         if t["fee"] and t["created"] < r.as_of.timestamp()
     }
-    assert fees and {k for k in truth if k.startswith("fee:")} == set(fees)
+    # (a dispute's fee is keyed by the dispute: test_each_dispute_movement_is_booked_...)
+    assert fees and {k for k in truth if k.startswith("fee:ch_")} == set(fees)
     for k, t in fees.items():
         assert truth[k][4] == t["fee"] > 0 and truth[k][3] == t["currency"].upper()
         assert truth[k][2] == business_day_of(t["created"])
@@ -686,3 +687,84 @@ def test_each_payout_is_booked_on_its_bank_day_with_the_payout_breaks_as_configu
         bank_day = datetime.fromtimestamp(p["arrival_date"], UTC).date()
         assert business_day_of(posted) >= bank_day  # booked on the bank's day, or after
         assert amount in {-p["amount"] + d for d in (0, 1, -1, 1500, 2500)}
+
+
+def test_each_dispute_movement_is_booked_by_its_sign_with_the_dispute_breaks_as_configured(
+    ledger_conn: psycopg.Connection,
+) -> None:
+    """With a dispute source, each movement of a dispute of a seeded day's settled charge (the
+    withdrawal, the reinstatement of a won one) is a `dispute` entry naming the dispute, signed
+    as the money moved, posted after Stripe moved it; the dispute fee is a `fee` entry naming
+    the dispute; the dispute breaks are injected at their rates; and every movement is an item
+    of the ground truth on its transaction's day, keyed `dp_...#withdrawal` / `#reinstatement`,
+    Stripe's amount what it took out of the balance."""
+    charges = fake_charges(60)
+
+    def disputes(cid: str, now: int | None) -> list[dict[str, Any]]:
+        h = int(cid[-4:], 36) if cid[-4:].isalnum() else 0
+        if h % 7:
+            return []  # one charge in seven is disputed
+        opened = 1_710_000_000 + h % 200_000  # within the seeded days
+        did = "dp_" + cid[3:]
+        txn = {"id": "txn_dw" + cid[3:], "source": did, "created": opened, "amount": -2500,
+               "fee": 1500, "net": -4000, "currency": "usd", "type": "adjustment",
+               "reporting_category": "dispute"}  # fmt: skip
+        out = [txn]
+        if h % 2:  # won, 30 days later
+            out.append({**txn, "id": "txn_dr" + cid[3:], "created": opened + 30 * 86400,
+                        "amount": 2500, "fee": 0, "net": 2500,
+                        "reporting_category": "dispute_reversal"})  # fmt: skip
+        return [{"id": did, "object": "dispute", "charge": cid, "balance_transactions": out}]
+
+    rates = dataclasses.replace(
+        RATES, dispute_missing=0.1, dispute_amount_mismatch=0.1, dispute_duplicate=0.1
+    )
+    as_of = datetime(2024, 4, 20, tzinfo=UTC)  # after the won ones are reinstated
+    r = seed_ledger(ledger_conn, charges, FIRST, LAST, seed=9, rates=rates, as_of=as_of,
+                    disputes=disputes)  # fmt: skip
+    truth = {t.charge_id: t for t in r.ground_truth if t.item_type == "dispute"}
+    windows = [day_window(FIRST + timedelta(d)) for d in range((LAST - FIRST).days + 1)]
+    settled = [
+        c
+        for w in windows
+        for c in charges(w.start, w.end)
+        if c["status"] == "succeeded" and c["captured"]
+    ]
+    want = {
+        f"{t['source']}#{'withdrawal' if t['amount'] < 0 else 'reinstatement'}": t
+        for c in settled
+        for d in disputes(c["id"], None)
+        for t in d["balance_transactions"]
+    }
+    assert want and set(truth) == set(want)
+    legs = Counter(k.split("#")[1] for k in truth)
+    assert legs["withdrawal"] > 0 and legs["reinstatement"] > 0
+    for k, t in truth.items():
+        x = want[k]
+        assert t.reporting_date == business_day_of(x["created"])
+        assert t.stripe_amount == -x["amount"] and t.currency == "USD"
+    inj = r.summary["injected"]
+    assert sum(inj[k] for k in ("dispute_missing", "dispute_amount_mismatch",
+                                "dispute_duplicate")) > 0  # fmt: skip
+    got = Counter(t.recon_status for t in truth.values())
+    assert got["missing_in_ledger"] == inj["dispute_missing"]
+    assert got["duplicate_in_ledger"] == inj["dispute_duplicate"]
+    assert got["amount_mismatch"] == inj["dispute_amount_mismatch"]
+    matched = [t for t in truth.values() if t.recon_status == "matched"]
+    assert matched and all(t.ledger_amount == -t.stripe_amount for t in matched)
+    rows = ledger_conn.execute(
+        "SELECT external_ref, amount_minor, posted_at FROM ledger_entries "
+        "WHERE entry_type = 'dispute'"
+    ).fetchall()
+    assert rows
+    for ref, amount, posted in rows:
+        leg = "withdrawal" if amount < 0 else "reinstatement"
+        x = want[f"{ref}#{leg}"]
+        assert posted.timestamp() > x["created"]
+        assert amount in (x["amount"], x["net"], x["amount"] + 1, x["amount"] - 1)
+    # the dispute fee is a fee entry naming the dispute, minus the fee (or a fee break)
+    fees = dict(ledger_conn.execute(
+        "SELECT external_ref, sum(amount_minor) FROM ledger_entries "
+        "WHERE entry_type = 'fee' AND external_ref LIKE 'dp_%' GROUP BY 1").fetchall())  # fmt: skip
+    assert fees and all(ref.removeprefix("dp_") for ref in fees)
+    assert Counter(fees.values()).most_common(1)[0][0] == -1500
