@@ -1363,6 +1363,7 @@ def test_parse_prod_target_without_a_connection(tmp_path: Path) -> None:
         "fct_refund_reconciliation",
         "fct_fee_reconciliation",
         "fct_payout_reconciliation",
+        "fct_dispute_reconciliation",
     ):
         fct = marts.pop(name)
         assert fct["materialized"] == "incremental"
@@ -1375,14 +1376,17 @@ def test_parse_prod_target_without_a_connection(tmp_path: Path) -> None:
     assert history["unique_key"] == "history_key"
     assert history["full_refresh"] is False  # a --full-refresh never drops the history
     # the report views read the tables: they change with them
+    marts_keys = {k: v["unique_key"] for k, v in marts.items() if v["materialized"] != "view"}
     assert {k: v["materialized"] for k, v in marts.items()} == {
         "rpt_daily_reconciliation": "view",
         "rpt_reconciliation_days": "view",
         "rpt_status_changes": "view",
         "rpt_break_history": "view",
-        "rpt_balance_tieout": "table",
-        "rpt_payout_composition": "table",
+        "rpt_balance_tieout": "incremental",  # by day (int_recon__tieout_days)
+        "rpt_payout_composition": "incremental",  # by payout
     }
+    assert marts_keys == {"rpt_balance_tieout": "reporting_date",
+                          "rpt_payout_composition": "payout_id"}  # fmt: skip
 
 
 @pytest.mark.timeout(300)
@@ -1429,6 +1433,7 @@ def test_dagster_dbt_assets_build_a_partition_range(tmp_path: Path) -> None:
         "staging/stg_stripe__balance_transactions",
         "staging/stg_stripe__payouts",
         "staging/stg_stripe__payout_transactions",
+        "staging/stg_stripe__disputes",
         "staging/stg_ledger__entries",
         "staging/stg_recon__load_log",
         "staging/stg_stripe__charge_lookups",
@@ -1449,6 +1454,11 @@ def test_dagster_dbt_assets_build_a_partition_range(tmp_path: Path) -> None:
         "intermediate/int_recon__fee_items",
         "intermediate/int_recon__payouts",
         "intermediate/int_recon__payout_items",
+        "intermediate/int_recon__disputes",
+        "intermediate/int_recon__dispute_items",
+        "intermediate/int_recon__balance_moves",
+        "intermediate/int_recon__tieout_days_before",
+        "intermediate/int_recon__tieout_days",
         "intermediate/int_recon__orphan_ledger_entries",
         "intermediate/int_recon__items",
         "intermediate/int_recon__touched_charges",
@@ -1457,6 +1467,7 @@ def test_dagster_dbt_assets_build_a_partition_range(tmp_path: Path) -> None:
         "marts/fct_fee_reconciliation",
         "marts/rpt_balance_tieout",
         "marts/fct_payout_reconciliation",
+        "marts/fct_dispute_reconciliation",
         "marts/rpt_payout_composition",
         "marts/rpt_daily_reconciliation",
         "marts/rpt_reconciliation_days",

@@ -18,6 +18,11 @@
     {%- if unique_key == 'recon_key' -%}
         delete from {{ target_relation }}
         where coalesce({{ id_column }}, '') in (select charge_id from {{ ref('int_recon__touched_charges') }});
+    {%- elif config.get('restated_days') -%}
+        {#- a model by day (the tie-out): every row of the days it restates, a day left with no
+            row included, which delete+insert by the new rows' keys would keep -#}
+        delete from {{ target_relation }}
+        where reporting_date in (select reporting_date from {{ ref(config.get('restated_days')) }});
     {%- endif -%}
 {%- endmacro %}
 

@@ -135,7 +135,8 @@ from latest
 {#- With `source_ids` (a relation with a `charge_id` column: the touched item ids), only the
     transactions of those sources: a fee item is keyed by the object its fee was taken on. -#}
 {%- set scope %}
-    {%- if source_ids is not none %}source in (select charge_id from {{ source_ids }}){% endif %}
+    {#- a transaction of no source is keyed '' (as an entry naming nothing is): the tie-out's #}
+    {%- if source_ids is not none %}coalesce(source, '') in (select charge_id from {{ source_ids }}){% endif %}
 {%- endset %}
 with latest as (
 

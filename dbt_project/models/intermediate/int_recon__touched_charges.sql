@@ -44,6 +44,7 @@
 {%- set txn_created = recon.utc_instant(txns_src, 'created') -%}
 {%- set payouts_src = source('raw', 'stripe_payouts') -%}
 {%- set disputes_src = source('raw', 'stripe_disputes') -%}
+{%- set carried_src = source('raw', 'stripe_payout_transactions') -%}
 {%- set payout_arrival = recon.utc_instant(payouts_src, 'arrival_date') -%}
 {%- set entries_src = source('raw', 'ledger_entries') -%}
 {%- set created = recon.utc_instant(charges_src, 'created') -%}
@@ -63,11 +64,13 @@ touched as (
     union
     select id as charge_id from {{ refunds_src }}
     union
-    select source as charge_id from {{ txns_src }} where source is not null
+    select coalesce(source, '') as charge_id from {{ txns_src }}
     union
     select id as charge_id from {{ payouts_src }}
     union
     select id as charge_id from {{ disputes_src }}
+    union
+    select payout as charge_id from {{ carried_src }}
     union
     select coalesce(external_ref, '') as charge_id from {{ entries_src }}
 
@@ -113,10 +116,9 @@ touched as (
     select f.id as charge_id from {{ refunds_src }} as f cross join since as s
     where s.loaded_through is null or {{ recon.utc_instant(refunds_src, '_loaded_at') }} > s.loaded_through
     union
-    {#- a balance transaction's source: the fee item keyed by it #}
-    select x.source as charge_id from {{ txns_src }} as x cross join since as s
-    where x.source is not null
-      and (s.loaded_through is null or {{ recon.utc_instant(txns_src, '_loaded_at', 'x') }} > s.loaded_through)
+    {#- a balance transaction's source: the fee item keyed by it ('' for none) #}
+    select coalesce(x.source, '') as charge_id from {{ txns_src }} as x cross join since as s
+    where (s.loaded_through is null or {{ recon.utc_instant(txns_src, '_loaded_at', 'x') }} > s.loaded_through)
     union
     select p.id as charge_id from {{ payouts_src }} as p cross join since as s
     where s.loaded_through is null or {{ recon.utc_instant(payouts_src, '_loaded_at') }} > s.loaded_through
@@ -124,6 +126,10 @@ touched as (
     {#- a dispute re-pulled by its events (won, lost): its movements and orphan entries #}
     select d.id as charge_id from {{ disputes_src }} as d cross join since as s
     where s.loaded_through is null or {{ recon.utc_instant(disputes_src, '_loaded_at') }} > s.loaded_through
+    union
+    {#- what a payout carried, loaded since: its composition #}
+    select x.payout as charge_id from {{ carried_src }} as x cross join since as s
+    where s.loaded_through is null or {{ recon.utc_instant(carried_src, '_loaded_at', 'x') }} > s.loaded_through
     union
     select coalesce(e.external_ref, '') as charge_id from {{ entries_src }} as e cross join since as s
     where s.loaded_through is null or {{ recon.utc_instant(entries_src, '_loaded_at') }} > s.loaded_through
@@ -153,11 +159,10 @@ touched as (
         on {{ refund_created }} >= d.from_instant
         and {{ refund_created }} < d.until_instant
     union
-    select x.source as charge_id from {{ txns_src }} as x
+    select coalesce(x.source, '') as charge_id from {{ txns_src }} as x
     inner join new_ledger_days as d
         on {{ txn_created }} >= d.from_instant
         and {{ txn_created }} < d.until_instant
-    where x.source is not null
     {#- a payout's day is its arrival date (00:00 UTC, the evening before in US-Eastern
         time): a day wider on each side holds it #}
     union
@@ -175,9 +180,8 @@ touched as (
     where {{ refund_created }} >= {{ window_from }}
       and {{ refund_created }} < {{ window_until }}
     union
-    select source as charge_id from {{ txns_src }}
-    where source is not null
-      and {{ txn_created }} >= {{ window_from }}
+    select coalesce(source, '') as charge_id from {{ txns_src }}
+    where {{ txn_created }} >= {{ window_from }}
       and {{ txn_created }} < {{ window_until }}
     union
     select id as charge_id from {{ payouts_src }}

@@ -1,0 +1,172 @@
+{{ config(materialized='incremental', incremental_strategy='delete+insert',
+          unique_key='recon_key', touched_column='ref_id', on_schema_change='fail',
+          tmp_relation_type='transient') }}
+{#-
+  Every movement of money the balance tie-out weighs (docs/design.md, "The balance tie-out"),
+  one row each, judged by the item it belongs to: a balance transaction's gross to its charge,
+  refund, dispute movement or payout, its fee to the fee item of its source; a ledger entry of
+  an item type to the item it names, a reversal to the item of the entry it cancels, on the day
+  the reversal was posted. `reporting_date` is the item's own day (from its fact), `is_closed`
+  says the item reconciles (`matched`, `not_booked`) with every transaction it names loaded,
+  `is_awaiting` that a transaction it names is not loaded yet; a movement of no item
+  (`has_item` false) is a transaction of a type or object recon holds no item for, or an orphan
+  entry.
+
+  Incremental, keyed by the raw id each movement is filed under (`ref_id`: a transaction's
+  source, an entry's external_ref, '' for none): a build deletes and rebuilds the movements of
+  exactly the ids it touches (int_recon__touched_charges, macros/delete_insert_touched.sql), from
+  the build's own scoped reads, after the facts are rebuilt. rpt_balance_tieout then sums the
+  days those movements fall on instead of every transaction and entry ever loaded (a table
+  rebuilt whole took 11.5 s at 540 days loaded, and grew with the history).
+-#}
+-- depends_on: {{ ref('int_recon__tieout_days_before') }}
+{%- set item_types = "('charge', 'refund', 'fee', 'dispute', 'payout')" %}
+with txns as (
+
+    select balance_transaction_id, source_id, type, created_date_et, currency, amount, fee
+    from {{ ref('int_stripe__balance_transactions_in_build') }}
+
+),
+
+entries as (
+
+    select entry_id, entry_type, external_ref, currency, amount_minor, posted_date_et
+    from {{ ref('int_ledger__entries_in_build') }}
+    where entry_type in {{ item_types }}
+
+),
+
+moves as (
+
+    select
+        'txn:' || balance_transaction_id as recon_key,
+        coalesce(source_id, '') as ref_id,
+        case
+            when type in ('charge', 'payment') then 'charge'
+            when type in ('refund', 'refund_failure') then 'refund'
+            when type in ('payout', 'payout_failure', 'payout_cancel') then 'payout'
+            when substr(source_id, 1, 3) = 'dp_' then 'dispute'
+            else type
+        end as item_type,
+        {#- a dispute's movement by its sign, as the ledger's dispute entries are -#}
+        case
+            when substr(source_id, 1, 3) = 'dp_'
+                then {{ recon.ledger_item_id("'dispute'", 'source_id', 'amount') }}
+            else source_id
+        end as item_id,
+        created_date_et as moved_on,
+        currency,
+        amount as stripe_amount,
+        0 as ledger_amount,
+        1 as is_stripe,
+        1 as is_transaction
+    from txns
+    union all
+    select 'fee:' || balance_transaction_id, coalesce(source_id, ''), 'fee', source_id,
+           created_date_et, currency, -fee, 0, 1, 0
+    from txns
+    where fee <> 0
+    union all
+    select 'entry:' || cast(entry_id as varchar), coalesce(external_ref, ''), entry_type,
+           {{ recon.ledger_item_id('entry_type', 'external_ref', 'amount_minor') }},
+           posted_date_et, currency, 0, amount_minor, 0, 0
+    from entries
+    union all
+    select 'entry:' || cast(r.entry_id as varchar), coalesce(t.external_ref, ''), t.entry_type,
+           {{ recon.ledger_item_id('t.entry_type', 't.external_ref', 't.amount_minor') }},
+           r.posted_date_et, r.currency, 0, r.amount_minor, 0, 0
+    from {{ ref('int_ledger__reversals_in_build') }} as r
+    inner join entries as t
+        on t.entry_id = r.reversal_of
+
+),
+
+{#- the items the facts hold for a Stripe object (orphan entries are not: they are open) -#}
+items as (
+
+    select 'charge' as item_type, charge_id as item_id, reporting_date, recon_status
+    from {{ ref('fct_charge_reconciliation') }}
+    where recon_key = 'charge:' || charge_id
+      and charge_id in (select charge_id from {{ ref('int_recon__touched_charges') }})
+    union all
+    select 'refund', refund_id, reporting_date, recon_status
+    from {{ ref('fct_refund_reconciliation') }}
+    where recon_key = 'refund:' || refund_id
+      and refund_id in (select charge_id from {{ ref('int_recon__touched_charges') }})
+    union all
+    select 'fee', source_id, reporting_date, recon_status
+    from {{ ref('fct_fee_reconciliation') }}
+    where recon_key = 'fee:' || source_id
+      and source_id in (select charge_id from {{ ref('int_recon__touched_charges') }})
+    union all
+    select 'payout', payout_id, reporting_date, recon_status
+    from {{ ref('fct_payout_reconciliation') }}
+    where recon_key = 'payout:' || payout_id
+      and payout_id in (select charge_id from {{ ref('int_recon__touched_charges') }})
+    union all
+    select 'dispute', dispute_id || '#' || dispute_leg, reporting_date, recon_status
+    from {{ ref('fct_dispute_reconciliation') }}
+    where recon_key = 'dispute:' || dispute_id || '#' || dispute_leg
+      and dispute_id in (select charge_id from {{ ref('int_recon__touched_charges') }})
+
+),
+
+{#- the transactions each object names, where the object says Stripe moved its money -#}
+named_txns as (
+
+    select 'charge' as item_type, charge_id as item_id, balance_transaction_id as txn_id
+    from {{ ref('int_stripe__charges_in_build') }}
+    where status = 'succeeded' and captured and balance_transaction_id is not null
+    union all
+    select 'refund', refund_id, balance_transaction_id
+    from {{ ref('int_stripe__refunds_in_build') }}
+    where balance_transaction_id is not null
+    union all
+    select 'refund', refund_id, failure_balance_transaction_id
+    from {{ ref('int_stripe__refunds_in_build') }}
+    where failure_balance_transaction_id is not null
+    union all
+    select 'payout', payout_id, balance_transaction_id
+    from {{ ref('int_stripe__payouts_in_build') }}
+    where balance_transaction_id is not null
+    union all
+    select 'payout', payout_id, failure_balance_transaction_id
+    from {{ ref('int_stripe__payouts_in_build') }}
+    where failure_balance_transaction_id is not null
+
+),
+
+awaiting as (
+
+    select distinct n.item_type, n.item_id
+    from named_txns as n
+    left join txns as t
+        on t.balance_transaction_id = n.txn_id
+    where t.balance_transaction_id is null
+
+)
+
+select
+    m.recon_key,
+    m.ref_id,
+    m.item_type,
+    m.item_id,
+    m.moved_on,
+    m.currency,
+    cast(m.stripe_amount as bigint) as stripe_amount,
+    cast(m.ledger_amount as bigint) as ledger_amount,
+    m.is_stripe,
+    m.is_transaction,
+    i.reporting_date,
+    i.item_id is not null as has_item,
+    i.item_id is not null
+        and i.recon_status in ('matched', 'not_booked')
+        and a.item_id is null as is_closed,
+    a.item_id is not null as is_awaiting
+from moves as m
+left join items as i
+    on i.item_type = m.item_type
+    and i.item_id = m.item_id
+left join awaiting as a
+    on a.item_type = m.item_type
+    and a.item_id = m.item_id

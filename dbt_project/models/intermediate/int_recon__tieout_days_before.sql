@@ -1,0 +1,27 @@
+{{ config(materialized='table') }}
+{#-
+  The days whose tie-out the movements this build replaces weighed before it (the movements of
+  the ids it touches, as int_recon__balance_moves held them when the build began): the day each
+  moved on and its item's day. Read before the movements are rebuilt, so a movement that leaves
+  a day (an entry re-posted to another, an orphan that became an item's) still restates the day
+  it left (rpt_balance_tieout). Empty on a first build or --full-refresh, which restate every
+  day.
+-#}
+-- depends_on: {{ ref('int_recon__touched_charges') }}
+{%- set moves = none -%}
+{%- if execute and not flags.FULL_REFRESH -%}
+    {%- set moves = adapter.get_relation(database=target.database, schema='intermediate', identifier='int_recon__balance_moves') -%}
+{%- endif %}
+{%- if moves is none %}
+select cast(null as date) as reporting_date
+where 1 = 0
+{%- else %}
+select moved_on as reporting_date
+from {{ moves }}
+where ref_id in (select charge_id from {{ ref('int_recon__touched_charges') }})
+union
+select reporting_date
+from {{ moves }}
+where ref_id in (select charge_id from {{ ref('int_recon__touched_charges') }})
+  and reporting_date is not null
+{%- endif %}
