@@ -20,19 +20,60 @@
   rebuilt whole took 11.5 s at 540 days loaded, and grew with the history).
 -#}
 -- depends_on: {{ ref('int_recon__tieout_days_before') }}
+-- depends_on: {{ ref('stg_stripe__balance_transactions') }}
+-- depends_on: {{ ref('stg_ledger__entries') }}
+-- depends_on: {{ ref('stg_stripe__charges') }}
+-- depends_on: {{ ref('stg_stripe__refunds') }}
+-- depends_on: {{ ref('stg_stripe__payouts') }}
+-- depends_on: {{ ref('int_stripe__balance_transactions_in_build') }}
+-- depends_on: {{ ref('int_ledger__entries_in_build') }}
+-- depends_on: {{ ref('int_ledger__reversals_in_build') }}
+-- depends_on: {{ ref('int_stripe__charges_in_build') }}
+-- depends_on: {{ ref('int_stripe__refunds_in_build') }}
+-- depends_on: {{ ref('int_stripe__payouts_in_build') }}
 {%- set item_types = "('charge', 'refund', 'fee', 'dispute', 'payout')" %}
+{#- The build's scoped reads; a first build of this table (a new install, an upgrade, or
+    --full-refresh) reads every record instead, so the table starts complete whatever the
+    build touches. -#}
+{%- set scoped = is_incremental() %}
+{%- set in_build = {
+    'txns': ref('int_stripe__balance_transactions_in_build') if scoped else ref('stg_stripe__balance_transactions'),
+    'entries': ref('int_ledger__entries_in_build') if scoped else ref('stg_ledger__entries'),
+    'charges': ref('int_stripe__charges_in_build') if scoped else ref('stg_stripe__charges'),
+    'refunds': ref('int_stripe__refunds_in_build') if scoped else ref('stg_stripe__refunds'),
+    'payouts': ref('int_stripe__payouts_in_build') if scoped else ref('stg_stripe__payouts'),
+} %}
 with txns as (
 
     select balance_transaction_id, source_id, type, created_date_et, currency, amount, fee
-    from {{ ref('int_stripe__balance_transactions_in_build') }}
+    from {{ in_build['txns'] }}
 
 ),
 
 entries as (
 
     select entry_id, entry_type, external_ref, currency, amount_minor, posted_date_et
-    from {{ ref('int_ledger__entries_in_build') }}
+    from {{ in_build['entries'] }}
     where entry_type in {{ item_types }}
+
+),
+
+reversals as (
+
+    {%- if scoped %}
+    select entry_id, reversal_of, posted_date_et, currency, amount_minor
+    from {{ ref('int_ledger__reversals_in_build') }}
+    {%- else %}
+    select entry_id, reversal_of, posted_date_et, currency, amount_minor
+    from {{ ref('stg_ledger__entries') }}
+    where entry_type = 'reversal' and reversal_of is not null
+    {%- endif %}
+
+),
+
+touched as (
+
+    select charge_id from {{ ref('int_recon__touched_charges') }}
 
 ),
 
@@ -75,7 +116,7 @@ moves as (
     select 'entry:' || cast(r.entry_id as varchar), coalesce(t.external_ref, ''), t.entry_type,
            {{ recon.ledger_item_id('t.entry_type', 't.external_ref', 't.amount_minor') }},
            r.posted_date_et, r.currency, 0, r.amount_minor, 0, 0
-    from {{ ref('int_ledger__reversals_in_build') }} as r
+    from reversals as r
     inner join entries as t
         on t.entry_id = r.reversal_of
 
@@ -87,27 +128,37 @@ items as (
     select 'charge' as item_type, charge_id as item_id, reporting_date, recon_status
     from {{ ref('fct_charge_reconciliation') }}
     where recon_key = 'charge:' || charge_id
-      and charge_id in (select charge_id from {{ ref('int_recon__touched_charges') }})
+      {%- if scoped %}
+      and charge_id in (select charge_id from touched)
+      {%- endif %}
     union all
     select 'refund', refund_id, reporting_date, recon_status
     from {{ ref('fct_refund_reconciliation') }}
     where recon_key = 'refund:' || refund_id
-      and refund_id in (select charge_id from {{ ref('int_recon__touched_charges') }})
+      {%- if scoped %}
+      and refund_id in (select charge_id from touched)
+      {%- endif %}
     union all
     select 'fee', source_id, reporting_date, recon_status
     from {{ ref('fct_fee_reconciliation') }}
     where recon_key = 'fee:' || source_id
-      and source_id in (select charge_id from {{ ref('int_recon__touched_charges') }})
+      {%- if scoped %}
+      and source_id in (select charge_id from touched)
+      {%- endif %}
     union all
     select 'payout', payout_id, reporting_date, recon_status
     from {{ ref('fct_payout_reconciliation') }}
     where recon_key = 'payout:' || payout_id
-      and payout_id in (select charge_id from {{ ref('int_recon__touched_charges') }})
+      {%- if scoped %}
+      and payout_id in (select charge_id from touched)
+      {%- endif %}
     union all
     select 'dispute', dispute_id || '#' || dispute_leg, reporting_date, recon_status
     from {{ ref('fct_dispute_reconciliation') }}
     where recon_key = 'dispute:' || dispute_id || '#' || dispute_leg
-      and dispute_id in (select charge_id from {{ ref('int_recon__touched_charges') }})
+      {%- if scoped %}
+      and dispute_id in (select charge_id from touched)
+      {%- endif %}
 
 ),
 
@@ -115,23 +166,23 @@ items as (
 named_txns as (
 
     select 'charge' as item_type, charge_id as item_id, balance_transaction_id as txn_id
-    from {{ ref('int_stripe__charges_in_build') }}
+    from {{ in_build['charges'] }}
     where status = 'succeeded' and captured and balance_transaction_id is not null
     union all
     select 'refund', refund_id, balance_transaction_id
-    from {{ ref('int_stripe__refunds_in_build') }}
+    from {{ in_build['refunds'] }}
     where balance_transaction_id is not null
     union all
     select 'refund', refund_id, failure_balance_transaction_id
-    from {{ ref('int_stripe__refunds_in_build') }}
+    from {{ in_build['refunds'] }}
     where failure_balance_transaction_id is not null
     union all
     select 'payout', payout_id, balance_transaction_id
-    from {{ ref('int_stripe__payouts_in_build') }}
+    from {{ in_build['payouts'] }}
     where balance_transaction_id is not null
     union all
     select 'payout', payout_id, failure_balance_transaction_id
-    from {{ ref('int_stripe__payouts_in_build') }}
+    from {{ in_build['payouts'] }}
     where failure_balance_transaction_id is not null
 
 ),

@@ -4,17 +4,19 @@
   the ids it touches, as int_recon__balance_moves held them when the build began): the day each
   moved on and its item's day. Read before the movements are rebuilt, so a movement that leaves
   a day (an entry re-posted to another, an orphan that became an item's) still restates the day
-  it left (rpt_balance_tieout). Empty on a first build or --full-refresh, which restate every
-  day.
+  it left (rpt_balance_tieout). When the movements table is new (a first build, an upgrade,
+  --full-refresh), every loaded day: the tie-out is restated whole from the complete table.
 -#}
+-- depends_on: {{ ref('stg_recon__load_log') }}
 -- depends_on: {{ ref('int_recon__touched_charges') }}
 {%- set moves = none -%}
 {%- if execute and not flags.FULL_REFRESH -%}
     {%- set moves = adapter.get_relation(database=target.database, schema='intermediate', identifier='int_recon__balance_moves') -%}
 {%- endif %}
 {%- if moves is none %}
-select cast(null as date) as reporting_date
-where 1 = 0
+select distinct partition_date as reporting_date
+from {{ ref('stg_recon__load_log') }}
+where dataset = 'stripe_balance_transactions'
 {%- else %}
 select moved_on as reporting_date
 from {{ moves }}
