@@ -2074,6 +2074,10 @@ def test_dispute_rules_each_movement_by_its_sign(tmp_path: Path) -> None:
         w = txn(f"txn_dw_{d['id']}", d["id"], opened, -d["amount"], fee, type_="adjustment",
                 currency=d["currency"])  # fmt: skip
         txns.append({**w, "reporting_category": "dispute"})
+    # one Stripe converted into the balance's currency (an exchange rate on its transaction)
+    disputes.append(dispute("dp_fx", opened, status="under_review", currency="eur"))
+    fx = txn("txn_dw_dp_fx", "dp_fx", opened, -3700, 1400, type_="adjustment", currency="eur")
+    txns.append({**fx, "reporting_category": "dispute", "exchange_rate": 0.925})
     # the won dispute's money came back 30 days later (a loaded day); dp_waits' is on a day
     # whose transactions are not loaded yet
     r = txn("txn_dr_dp_won", "dp_won", won_at, 4000, type_="adjustment")
@@ -2094,6 +2098,8 @@ def test_dispute_rules_each_movement_by_its_sign(tmp_path: Path) -> None:
                                                         entry_type="fee"),
         booked(13, "dp_waits", -4000), booked(14, "dp_waits", 4000, later),
         booked(15, "dp_ghost", -900),  # a dispute Stripe answered 404 for
+        booked(16, "dp_fx", -4000, cur="EUR"), booked(17, "dp_fx", -1500, cur="EUR",
+                                                       entry_type="fee"),
     ]  # fmt: skip
     loaded = loaded_days(last=date(2024, 4, 5))
     log = [(ds, d, LOADED_1) for ds in STRIPE_DAYS for d in loaded if d != later.date()] + [
@@ -2115,7 +2121,8 @@ def test_dispute_rules_each_movement_by_its_sign(tmp_path: Path) -> None:
         }
         fees = dict(con.execute(
             "select source_id, (recon_status, stripe_amount, ledger_amount) "
-            "from marts.fct_fee_reconciliation where source_id in ('dp_ok', 'dp_yen', 'dp_dup')"
+            "from marts.fct_fee_reconciliation "
+            "where source_id in ('dp_ok', 'dp_yen', 'dp_dup', 'dp_fx')"
         ).fetchall())  # fmt: skip
         tieout = con.execute(
             "select reporting_date, currency, stripe_net, difference, explained_open, "
@@ -2144,10 +2151,13 @@ def test_dispute_rules_each_movement_by_its_sign(tmp_path: Path) -> None:
         ("dp_waits", "withdrawal"): (d0, "matched", 4000, -4000, 0, "13"),
         ("dp_waits", "reinstatement"): (dl, "pending_in_stripe", None, 4000, 4000, "14"),
         ("dp_ghost", "withdrawal"): (d0, "missing_in_stripe", None, -900, -900, "15"),
+        # converted: reported, never converted nor compared
+        ("dp_fx", "withdrawal"): (d0, "currency_conversion", 3700, -4000, -300, "16"),
     }  # fmt: skip
     assert fees["dp_ok"] == ("matched", 1500, -1500)
     assert fees["dp_yen"] == ("matched", 2000, -2000)
     assert fees["dp_dup"][0] == "missing_in_ledger"
+    assert fees["dp_fx"] == ("currency_conversion", 1400, -1500)
     assert daily["matched"] == 4 and daily["amount_mismatch"] == 1
     assert tieout and all(r[6] == 0 for r in tieout), tieout
     for r in tieout:

@@ -9,12 +9,18 @@
     ledger_amount, expected_amount   what the ledger holds and should hold (a refund's is minus
                                      its amount: money out)
     first_posted_at, booking_deadline, as_of
+    is_converted     Stripe converted the money into another currency (a balance transaction
+                     with `exchange_rate`: an item made of transactions, a fee or a dispute
+                     movement): `currency_conversion`, a break of its own, never converted here
 -#}
 {% macro item_status(is_pending, is_settled, entry_count, ledger_currency, currency,
-                     ledger_amount, expected_amount, first_posted_at, booking_deadline, as_of) -%}
+                     ledger_amount, expected_amount, first_posted_at, booking_deadline, as_of,
+                     is_converted='false') -%}
     case
         when {{ is_pending }}
             then 'pending_in_stripe'
+        when {{ is_converted }}
+            then 'currency_conversion'
         when not ({{ is_settled }})
             then case when {{ entry_count }} = 0 then 'not_booked' else 'unexpected_ledger_entry' end
         when {{ entry_count }} = 0

@@ -198,6 +198,9 @@ STATUS_LEGEND: dict[str, tuple[bool, str, str]] = {
                           "names none)", "investigate the entry"),
     "unreadable_in_stripe": (True, "Stripe has the charge but it failed validation "
                              "(quarantined)", "data platform: see the quarantine"),
+    "currency_conversion": (True, "Stripe converted the money into another currency (a fee's or "
+                            "a dispute's balance transaction has an exchange rate): not "
+                            "compared, never converted", "check the conversion and book it"),
 }  # fmt: skip
 """Every status: (is a break, what it means, what ops does). The README's table and the
 report's legend say exactly this (a test holds them together)."""

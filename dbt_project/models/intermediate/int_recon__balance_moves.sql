@@ -45,7 +45,8 @@
 } %}
 with txns as (
 
-    select balance_transaction_id, source_id, type, created_date_et, currency, amount, fee
+    select balance_transaction_id, source_id, type, created_date_et, currency, amount, fee,
+           exchange_rate
     from {{ in_build['txns'] }}
 
 ),
@@ -100,22 +101,23 @@ moves as (
         amount as stripe_amount,
         0 as ledger_amount,
         1 as is_stripe,
-        1 as is_transaction
+        1 as is_transaction,
+        exchange_rate is not null as is_converted
     from txns
     union all
     select 'fee:' || balance_transaction_id, coalesce(source_id, ''), 'fee', source_id,
-           created_date_et, currency, -fee, 0, 1, 0
+           created_date_et, currency, -fee, 0, 1, 0, exchange_rate is not null
     from txns
     where fee <> 0
     union all
     select 'entry:' || cast(entry_id as varchar), coalesce(external_ref, ''), entry_type,
            {{ recon.ledger_item_id('entry_type', 'external_ref', 'amount_minor') }},
-           posted_date_et, currency, 0, amount_minor, 0, 0
+           posted_date_et, currency, 0, amount_minor, 0, 0, false
     from entries
     union all
     select 'entry:' || cast(r.entry_id as varchar), coalesce(t.external_ref, ''), t.entry_type,
            {{ recon.ledger_item_id('t.entry_type', 't.external_ref', 't.amount_minor') }},
-           r.posted_date_et, r.currency, 0, r.amount_minor, 0, 0
+           r.posted_date_et, r.currency, 0, r.amount_minor, 0, 0, false
     from reversals as r
     inner join entries as t
         on t.entry_id = r.reversal_of
@@ -187,6 +189,14 @@ named_txns as (
 
 ),
 
+{#- an item Stripe converted into another currency is never closed: its money is in two
+    currencies, open (currency_conversion) until ops settle it -#}
+converted as (
+
+    select distinct item_type, item_id from moves where is_converted
+
+),
+
 awaiting as (
 
     select distinct n.item_type, n.item_id
@@ -212,7 +222,8 @@ select
     i.item_id is not null as has_item,
     i.item_id is not null
         and i.recon_status in ('matched', 'not_booked')
-        and a.item_id is null as is_closed,
+        and a.item_id is null
+        and c.item_id is null as is_closed,
     a.item_id is not null as is_awaiting
 from moves as m
 left join items as i
@@ -221,3 +232,6 @@ left join items as i
 left join awaiting as a
     on a.item_type = m.item_type
     and a.item_id = m.item_id
+left join converted as c
+    on c.item_type = m.item_type
+    and c.item_id = m.item_id

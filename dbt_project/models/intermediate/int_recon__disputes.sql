@@ -26,7 +26,8 @@ with movements as (
         t.amount,
         t.reporting_category,
         t.synced_at,
-        t.status as txn_status
+        t.status as txn_status,
+        t.exchange_rate is not null as is_converted
     from {{ ref('int_stripe__balance_transactions_in_build') }} as t
     where substr(t.source_id, 1, 3) = 'dp_'
       and t.reporting_category in ('dispute', 'dispute_reversal')
@@ -64,6 +65,7 @@ select
         first_posted_at='j.first_posted_at',
         booking_deadline='j.booking_deadline',
         as_of='j.as_of',
+        is_converted='j.is_converted',
     ) }} as recon_status,
     j.currency,
     -j.amount as stripe_amount,

@@ -8,7 +8,7 @@
   always decided (never `pending_in_stripe`), and the same rules as charges apply
   (macros/item_status.sql). A transaction converted into another currency (`exchange_rate`
   set) keeps its own currency here: the account settles in each charge's currency, and a
-  conversion is reported, not converted.
+  conversion is reported as `currency_conversion`, never converted.
 -#}
 with fees as (
 
@@ -56,6 +56,7 @@ select
         first_posted_at='first_posted_at',
         booking_deadline='booking_deadline',
         as_of='as_of',
+        is_converted='converted = 1',
     ) }} as recon_status,
     currency,
     fee as stripe_amount,
