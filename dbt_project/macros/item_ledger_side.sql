@@ -44,3 +44,25 @@ case
     else {{ external_ref }}
 end
 {%- endmacro %}
+
+
+{#-
+  The `when` branches that judge an orphan ledger entry by what Stripe said when the id it
+  names was looked up (stg_stripe__charge_lookups as `lookup`), after each type's own branches:
+  no id at all or a 404 is `missing_in_stripe`, a record that failed validation
+  `unreadable_in_stripe`, not looked up yet `pending_stripe_lookup` (never a break made by a
+  gap). One place for every item type's orphans (charges, refunds, payouts, fees, disputes).
+-#}
+{% macro orphan_lookup_status(external_ref, lookup) -%}
+            when coalesce({{ external_ref }}, '') = '' then 'missing_in_stripe'
+            when {{ lookup }}.lookup_result = 'not_found' then 'missing_in_stripe'
+            when {{ lookup }}.lookup_result = 'quarantined' then 'unreadable_in_stripe'
+            else 'pending_stripe_lookup'
+{%- endmacro %}
+{#- the entry's id and its reversals' (ascending), as an orphan item lists them -#}
+{% macro orphan_entry_ids(entry) -%}
+        case
+            when {{ entry }}.reversal_ids is null then cast({{ entry }}.entry_id as varchar)
+            else cast({{ entry }}.entry_id as varchar) || ',' || {{ entry }}.reversal_ids
+        end
+{%- endmacro %}

@@ -22,11 +22,14 @@
 -#}
 {%- set entries = ref('int_ledger__net_entries_in_build') %}
 {%- set item_id = recon.ledger_item_id('entry_type', 'external_ref', 'amount_minor') %}
+{#- grouped by the id and a short movement suffix, never by the concatenated key: the hash of
+    a first build's 2.5 M entries keeps the id column as it is (the key is made after) -#}
+{%- set leg = "case when entry_type = 'dispute' then case when amount_minor < 0 then '#withdrawal' else '#reinstatement' end else '' end" %}
 with by_item as (
 
     select
         entry_type as item_type,
-        {{ item_id }} as item_id,
+        external_ref || {{ leg }} as item_id,
         count(case when not is_reversed_out then 1 end) as ledger_entry_count,
         min(entry_id) as first_entry_id,
         sum(case when not is_reversed_out then net_amount end) as ledger_amount,
@@ -37,7 +40,7 @@ with by_item as (
         sum(reversal_count) as reversal_count
     from {{ entries }}
     where external_ref is not null
-    group by entry_type, {{ item_id }}
+    group by entry_type, external_ref, {{ leg }}
 
 ),
 

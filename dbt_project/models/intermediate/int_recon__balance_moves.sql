@@ -124,43 +124,28 @@ moves as (
 
 ),
 
-{#- the items the facts hold for a Stripe object (orphan entries are not: they are open) -#}
+{#- the items the facts hold for a Stripe object (orphan entries are not: they are open):
+    (item type, fact, the item's id as movements name it, the fact's id column) -#}
+{%- set facts = [
+    ('charge', 'fct_charge_reconciliation', 'charge_id', 'charge_id'),
+    ('refund', 'fct_refund_reconciliation', 'refund_id', 'refund_id'),
+    ('fee', 'fct_fee_reconciliation', 'source_id', 'source_id'),
+    ('payout', 'fct_payout_reconciliation', 'payout_id', 'payout_id'),
+    ('dispute', 'fct_dispute_reconciliation', "dispute_id || '#' || dispute_leg", 'dispute_id'),
+] %}
 items as (
+    {%- for item_type, fact, item_id, id_column in facts %}
 
-    select 'charge' as item_type, charge_id as item_id, reporting_date, recon_status
-    from {{ ref('fct_charge_reconciliation') }}
-    where recon_key = 'charge:' || charge_id
+    select '{{ item_type }}' as item_type, {{ item_id }} as item_id, reporting_date, recon_status
+    from {{ ref(fact) }}
+    where recon_key = '{{ item_type }}:' || {{ item_id }}
       {%- if scoped %}
-      and charge_id in (select charge_id from touched)
+      and {{ id_column }} in (select charge_id from touched)
       {%- endif %}
+    {%- if not loop.last %}
     union all
-    select 'refund', refund_id, reporting_date, recon_status
-    from {{ ref('fct_refund_reconciliation') }}
-    where recon_key = 'refund:' || refund_id
-      {%- if scoped %}
-      and refund_id in (select charge_id from touched)
-      {%- endif %}
-    union all
-    select 'fee', source_id, reporting_date, recon_status
-    from {{ ref('fct_fee_reconciliation') }}
-    where recon_key = 'fee:' || source_id
-      {%- if scoped %}
-      and source_id in (select charge_id from touched)
-      {%- endif %}
-    union all
-    select 'payout', payout_id, reporting_date, recon_status
-    from {{ ref('fct_payout_reconciliation') }}
-    where recon_key = 'payout:' || payout_id
-      {%- if scoped %}
-      and payout_id in (select charge_id from touched)
-      {%- endif %}
-    union all
-    select 'dispute', dispute_id || '#' || dispute_leg, reporting_date, recon_status
-    from {{ ref('fct_dispute_reconciliation') }}
-    where recon_key = 'dispute:' || dispute_id || '#' || dispute_leg
-      {%- if scoped %}
-      and dispute_id in (select charge_id from touched)
-      {%- endif %}
+    {%- endif %}
+    {%- endfor %}
 
 ),
 

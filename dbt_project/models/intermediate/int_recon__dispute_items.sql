@@ -57,18 +57,12 @@ orphans as (
         e.dispute_leg,
         cast(null as varchar) as balance_transaction_id,
         d.charge_id,
-        case
-            when e.reversal_ids is null then cast(e.entry_id as varchar)
-            else cast(e.entry_id as varchar) || ',' || e.reversal_ids
-        end as ledger_entry_ids,
+        {{ recon.orphan_entry_ids('e') }} as ledger_entry_ids,
         case
             when d.dispute_id is not null
                 then case when e.dispute_leg = 'withdrawal' or d.status = 'won'
                           then 'pending_in_stripe' else 'unexpected_ledger_entry' end
-            when coalesce(e.external_ref, '') = '' then 'missing_in_stripe'
-            when lk.lookup_result = 'not_found' then 'missing_in_stripe'
-            when lk.lookup_result = 'quarantined' then 'unreadable_in_stripe'
-            else 'pending_stripe_lookup'
+            {{ recon.orphan_lookup_status('e.external_ref', 'lk') }}
         end as recon_status,
         e.currency,
         cast(null as bigint) as stripe_amount,

@@ -39,19 +39,13 @@ orphans as (
         e.posted_date_et as reporting_date,
         e.external_ref as source_id,
         cast(null as varchar) as balance_transaction_id,
-        case
-            when e.reversal_ids is null then cast(e.entry_id as varchar)
-            else cast(e.entry_id as varchar) || ',' || e.reversal_ids
-        end as ledger_entry_ids,
+        {{ recon.orphan_entry_ids('e') }} as ledger_entry_ids,
         case
             when awaited.balance_transaction_id is not null
                 then case when tl.lookup_result = 'not_found' then 'missing_in_stripe'
                           else 'pending_stripe_lookup' end
             when c.charge_id is not null or r.refund_id is not null then 'unexpected_ledger_entry'
-            when coalesce(e.external_ref, '') = '' then 'missing_in_stripe'
-            when lk.lookup_result = 'not_found' then 'missing_in_stripe'
-            when lk.lookup_result = 'quarantined' then 'unreadable_in_stripe'
-            else 'pending_stripe_lookup'
+            {{ recon.orphan_lookup_status('e.external_ref', 'lk') }}
         end as recon_status,
         e.currency,
         cast(null as bigint) as stripe_amount,

@@ -45,15 +45,9 @@ select
     e.posted_date_et as reporting_date,
     e.external_ref as item_id,
     e.external_ref as charge_id,
+    {{ recon.orphan_entry_ids('e') }} as ledger_entry_ids,
     case
-        when e.reversal_ids is null then cast(e.entry_id as varchar)
-        else cast(e.entry_id as varchar) || ',' || e.reversal_ids
-    end as ledger_entry_ids,
-    case
-        when coalesce(e.external_ref, '') = '' then 'missing_in_stripe'
-        when lk.lookup_result = 'not_found' then 'missing_in_stripe'
-        when lk.lookup_result = 'quarantined' then 'unreadable_in_stripe'
-        else 'pending_stripe_lookup'
+        {{ recon.orphan_lookup_status('e.external_ref', 'lk') }}
     end as recon_status,
     e.currency,
     e.net_amount as ledger_amount,

@@ -60,48 +60,23 @@ with current_items as (
         {%- if is_incremental() %}
         where {{ since_seen }}
         {%- endif %}
+        {#- every other item is an item of its own: its id in the item-id column (a fee's is the
+            object it was taken on: 'fee:' || its id) #}
+        {%- for fact, id_column in [('fct_refund_reconciliation', 'refund_id'),
+                                    ('fct_fee_reconciliation', 'source_id'),
+                                    ('fct_payout_reconciliation', 'payout_id'),
+                                    ('fct_dispute_reconciliation', 'dispute_id')] %}
         union all
-        {#- a refund is an item of its own: its id in the item-id column #}
-        select recon_key, refund_id as charge_id, reporting_date, recon_status, is_break,
+        select recon_key, {{ id_column }} as charge_id, reporting_date, recon_status, is_break,
                currency, stripe_status, cast(null as boolean) as stripe_captured, stripe_amount,
                cast(null as bigint) as stripe_amount_refunded,
                cast(null as boolean) as stripe_disputed, ledger_entry_ids, ledger_amount,
                amount_diff, raw_loaded_through
-        from {{ ref('fct_refund_reconciliation') }} as f
+        from {{ ref(fact) }} as f
         {%- if is_incremental() %}
         where {{ since_seen }}
         {%- endif %}
-        union all
-        {#- a fee is keyed by the object it was taken on ('fee:' || its id) #}
-        select recon_key, source_id as charge_id, reporting_date, recon_status, is_break,
-               currency, stripe_status, cast(null as boolean) as stripe_captured, stripe_amount,
-               cast(null as bigint) as stripe_amount_refunded,
-               cast(null as boolean) as stripe_disputed, ledger_entry_ids, ledger_amount,
-               amount_diff, raw_loaded_through
-        from {{ ref('fct_fee_reconciliation') }} as f
-        {%- if is_incremental() %}
-        where {{ since_seen }}
-        {%- endif %}
-        union all
-        select recon_key, payout_id as charge_id, reporting_date, recon_status, is_break,
-               currency, stripe_status, cast(null as boolean) as stripe_captured, stripe_amount,
-               cast(null as bigint) as stripe_amount_refunded,
-               cast(null as boolean) as stripe_disputed, ledger_entry_ids, ledger_amount,
-               amount_diff, raw_loaded_through
-        from {{ ref('fct_payout_reconciliation') }} as f
-        {%- if is_incremental() %}
-        where {{ since_seen }}
-        {%- endif %}
-        union all
-        select recon_key, dispute_id as charge_id, reporting_date, recon_status, is_break,
-               currency, stripe_status, cast(null as boolean) as stripe_captured, stripe_amount,
-               cast(null as bigint) as stripe_amount_refunded,
-               cast(null as boolean) as stripe_disputed, ledger_entry_ids, ledger_amount,
-               amount_diff, raw_loaded_through
-        from {{ ref('fct_dispute_reconciliation') }} as f
-        {%- if is_incremental() %}
-        where {{ since_seen }}
-        {%- endif %}
+        {%- endfor %}
     ) as f
 
 ),

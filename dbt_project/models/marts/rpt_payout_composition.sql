@@ -13,6 +13,8 @@
   rebuilt whole took 1.8 s at 540 days loaded and grew with the history).
 -#}
 -- depends_on: {{ ref('int_recon__touched_charges') }}
+-- depends_on: {{ ref('int_stripe__payouts_in_build') }}
+-- depends_on: {{ ref('stg_stripe__payouts') }}
 {%- set src = source('raw', 'stripe_payout_transactions') %}
 with transactions as (
 
@@ -23,8 +25,11 @@ with transactions as (
         amount,
         fee,
         net
+    {# scoped by the touched payouts when incremental; a first build reads every one unscoped
+       (an `in` over every id ever touched ran out of 256MB at 540 days) #}
     from {{ recon.latest_versions(src, 'payout, id', ['_synced_at', '_loaded_at'],
-                                  "payout in (select charge_id from " ~ ref('int_recon__touched_charges') ~ ")") }}
+                                  "payout in (select charge_id from " ~ ref('int_recon__touched_charges') ~ ")"
+                                  if is_incremental() else '') }}
 
 ),
 
@@ -74,7 +79,7 @@ select
     f.recon_status,
     f.ledger_amount,
     f.is_break
-from {{ ref('int_stripe__payouts_in_build') }} as p
+from {{ ref('int_stripe__payouts_in_build') if is_incremental() else ref('stg_stripe__payouts') }} as p
 left join carried as c
     on c.payout_id = p.payout_id
 left join listed as l

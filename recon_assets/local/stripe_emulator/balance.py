@@ -153,7 +153,7 @@ class BalanceBook:
         """Set by the PayoutBook built on this book: its payouts' own transactions."""
         from recon_assets.local.stripe_emulator.disputes import DisputeBook  # it imports ours
 
-        self.disputes: DisputeBook | None = DisputeBook(gen)
+        self.disputes: DisputeBook = DisputeBook(gen)
         """The account's disputes, whose withdrawals and reinstatements move the balance (and
         are swept by payouts like a charge's money)."""
         self._closed: dict[tuple[int, int], list[BalanceTransaction]] = {}
@@ -260,8 +260,7 @@ class BalanceBook:
         for t in self._refund_txns(refunds, now) + self._refund_txns(failed, now):
             if lo <= t.created < hi:
                 out.append(t)
-        if self.disputes is not None:
-            out += self.disputes.transactions_in_window(lo, hi, now)
+        out += self.disputes.transactions_in_window(lo, hi, now)
         out.sort(key=lambda t: (t.created, t.id), reverse=True)
         return out
 
@@ -296,7 +295,7 @@ class BalanceBook:
     def of_source(self, source_id: str, now: int) -> list[BalanceTransaction]:
         """The transactions of one charge, refund, dispute or payout at `now`, oldest first."""
         if source_id.startswith("dp_"):
-            d = None if self.disputes is None else self.disputes.get(source_id, now)
+            d = self.disputes.get(source_id, now)
             return [] if d is None else d.transactions(now)
         if source_id.startswith("po_"):
             p = None if self.payouts is None else self.payouts.get(source_id, now)

@@ -20,12 +20,12 @@ import struct
 import threading
 import time
 import traceback
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from email.utils import formatdate
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from recon_assets.local.stripe_emulator.balance import BALANCE_TRANSACTIONS_URL, BalanceBook
@@ -314,19 +314,23 @@ class _App:
             and path.startswith(BALANCE_TRANSACTIONS_URL + "/")
             and path.count("/") == 3
         ):
-            return self._retrieve_balance_transaction(
-                unquote(path[len(BALANCE_TRANSACTIONS_URL) + 1 :]), url.query
-            )
+            return self._by_id(
+                "balance transaction", unquote(path[len(BALANCE_TRANSACTIONS_URL) + 1 :]),
+                url.query, self.balance.get, lambda t, now: t.render(now),
+            )  # fmt: skip
         if h.command == "GET" and path == PAYOUTS_URL:
             return self._list_payouts(url.query)
         if h.command == "GET" and path.startswith(PAYOUTS_URL + "/") and path.count("/") == 3:
-            return self._retrieve_payout(unquote(path[len(PAYOUTS_URL) + 1 :]), url.query)
+            return self._by_id("payout", unquote(path[len(PAYOUTS_URL) + 1 :]), url.query,
+                               self.payouts.get, lambda p, now: p.render(now))  # fmt: skip
         if h.command == "GET" and path == DISPUTES_URL:
             return self._list_disputes(url.query)
         if h.command == "GET" and path.startswith(DISPUTES_URL + "/") and path.count("/") == 3:
-            return self._retrieve_dispute(unquote(path[len(DISPUTES_URL) + 1 :]), url.query)
+            return self._by_id("dispute", unquote(path[len(DISPUTES_URL) + 1 :]), url.query,
+                               self.disputes.get, lambda d, now: d.render(now))  # fmt: skip
         if h.command == "GET" and path.startswith(REFUNDS_URL + "/") and path.count("/") == 3:
-            return self._retrieve_refund(unquote(path[len(REFUNDS_URL) + 1 :]), url.query)
+            return self._by_id("refund", unquote(path[len(REFUNDS_URL) + 1 :]), url.query,
+                               self.refunds.get, self.refunds.render)  # fmt: skip
         if h.command == "GET" and path.startswith(LIST_URL + "/") and path.count("/") == 3:
             return self._retrieve(unquote(path[len(LIST_URL) + 1 :]), url.query)
         raise ApiError(
@@ -448,17 +452,6 @@ class _App:
         page, has_more = _page_by_id(disputes, index, limit, after, before, "dispute")
         return _list_body([d.render(now) for d in page], has_more, DISPUTES_URL), 0, 0
 
-    def _retrieve_dispute(self, did: str, query: str) -> tuple[list[bytes], int, int]:
-        _refuse_params(query)
-        now = self.gen.now()
-        d = self.disputes.get(did, now)
-        if d is None:
-            raise ApiError(
-                404, "invalid_request_error", f"No such dispute: '{did}'",
-                code="resource_missing", param="id",
-            )  # fmt: skip
-        return [d.render(now).encode()], 0, 0
-
     def _list_balance_transactions(self, query: str) -> tuple[list[bytes], int, int]:
         """`GET /v1/balance_transactions`: `created` filters, `payout` (the transactions an
         automatic payout swept, and its own) and Stripe's paging (newest first, by id cursors).
@@ -502,40 +495,25 @@ class _App:
         texts = [p.render(now) for p in page]
         return _list_body(texts, has_more, PAYOUTS_URL), 0, 0
 
-    def _retrieve_payout(self, pid: str, query: str) -> tuple[list[bytes], int, int]:
-        _refuse_params(query)
-        now = self.gen.now()
-        p = self.payouts.get(pid, now)
-        if p is None:
-            raise ApiError(
-                404, "invalid_request_error", f"No such payout: '{pid}'",
-                code="resource_missing", param="id",
-            )  # fmt: skip
-        return [p.render(now).encode()], 0, 0
-
-    def _retrieve_balance_transaction(
-        self, txn_id: str, query: str
+    def _by_id(
+        self,
+        noun: str,
+        oid: str,
+        query: str,
+        get: Callable[[str, int], Any],
+        render: Callable[[Any, int], str],
     ) -> tuple[list[bytes], int, int]:
+        """`GET /v1/<objects>/{id}` of an object that is not a charge: Stripe's 404 in its shape
+        when the account has no such object at the request's `now`."""
         _refuse_params(query)
         now = self.gen.now()
-        t = self.balance.get(txn_id, now)
-        if t is None:
+        found = get(oid, now)
+        if found is None:
             raise ApiError(
-                404, "invalid_request_error", f"No such balance transaction: '{txn_id}'",
+                404, "invalid_request_error", f"No such {noun}: '{oid}'",
                 code="resource_missing", param="id",
             )  # fmt: skip
-        return [t.render(now).encode()], 0, 0
-
-    def _retrieve_refund(self, rid: str, query: str) -> tuple[list[bytes], int, int]:
-        _refuse_params(query)
-        now = self.gen.now()
-        r = self.refunds.get(rid, now)
-        if r is None:
-            raise ApiError(
-                404, "invalid_request_error", f"No such refund: '{rid}'",
-                code="resource_missing", param="id",
-            )  # fmt: skip
-        return [self.refunds.render(r, now).encode()], 0, 0
+        return [render(found, now).encode()], 0, 0
 
     def _cursor(self, param: str, charge_id: str, now: int) -> int:
         g = self.gen.position_of(charge_id, now)
