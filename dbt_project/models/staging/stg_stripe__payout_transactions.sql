@@ -1,7 +1,8 @@
 {#-
   What each paid payout carried: one row per (payout, balance transaction), the latest version
   synced (Stripe's GET /v1/balance_transactions?payout=po_...), the payout's own transaction
-  included. Read by rpt_payout_composition.
+  included. For reading: rpt_payout_composition reads the raw versions of the payouts a
+  build touches itself, never this view of every payout.
 -#}
 {%- set src = source('raw', 'stripe_payout_transactions') %}
 select

@@ -270,9 +270,3 @@ class DisputeBook:
                 if d.won:
                     out.append((d.decided_at, "charge.dispute.funds_reinstated", d))
         return out
-
-
-def disputes_opened(book: DisputeBook, lo: int, hi: int, now: int) -> list[dict]:
-    """The disputes opened in [lo, hi) at `now` as Stripe renders them, for local tooling (the
-    ledger seeder books each withdrawal and reinstatement from their transactions)."""
-    return [json.loads(d.render(now)) for d in book.opened_in(lo, hi, now)]
