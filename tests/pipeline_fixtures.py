@@ -32,6 +32,7 @@ LINEAGE = {
 """Per-run lineage: when and by which run a row was read or written, not what it says."""
 HISTORY_TABLES = {
     "raw.load_log", "raw.stripe_charge_lookups", "raw.stripe_event_reads",
+    "raw.stripe_lookup_scans",
     "marts.fct_reconciliation_history", "marts.rpt_status_changes", "marts.rpt_break_history",
 }  # fmt: skip
 """Record what was loaded, looked up and changed, in which order: history by design, not data."""

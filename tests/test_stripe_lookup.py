@@ -5,17 +5,29 @@ before any request."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from recon_assets.local.stripe_emulator import INVALID_KINDS, ChargeGenerator, FaultConfig
-from recon_assets.stage.manifest import read_keyed_manifest
+from recon_assets.stage.manifest import KeyedManifest, LookupScan, read_keyed_manifest
 from recon_assets.stage.store import LocalStageStore
-from recon_assets.stripe.lookup import UNKNOWN_REFS_SQL, LookupLimitError, lookup_charges
+from recon_assets.stripe.lookup import (
+    EPOCH,
+    LOOKUP_FULL_SCAN_EVERY,
+    LOOKUP_SCAN_MARGIN,
+    LOOKUP_SCANS_SQL,
+    UNKNOWN_FEE_TXNS_SQL,
+    UNKNOWN_REFS_SQL,
+    LookupLimitError,
+    lookup_charges,
+    next_lookup_scan,
+)
 from recon_assets.timewindows import business_day_of, day_window
 from recon_assets.warehouse.duckdb_loader import DuckDBLoader
 from tests.stripe_fixtures import client_for, running_emulator
@@ -23,6 +35,7 @@ from tests.stripe_fixtures import client_for, running_emulator
 WORKERS = 2  # lookup threads (callers always say)
 
 DAY = date(2024, 10, 1)
+ALL = (EPOCH, EPOCH)  # the look-up queries' `read_from`, twice: every row loaded
 
 
 def charges_of(emu: object, day: date) -> list[dict]:
@@ -107,7 +120,7 @@ def test_lookups_load_by_id_and_are_not_repeated(tmp_path: Path) -> None:
                 [i + 1, ref, DAY],
             )
         con.close()
-        ids = [str(r[0]) for r in loader.query(UNKNOWN_REFS_SQL)]
+        ids = [str(r[0]) for r in loader.query(UNKNOWN_REFS_SQL, ALL)]
         assert ids == sorted([wanted, ghost])
         result = lookup_charges(
             client_for(emu), store, ids, "run-1", max_lookups=5, concurrency=WORKERS
@@ -116,8 +129,90 @@ def test_lookups_load_by_id_and_are_not_repeated(tmp_path: Path) -> None:
     assert (loaded.inserted_rows, loaded.lookups) == (1, 2)
     rows = loader.query("select id from raw.stripe_charges order by id")
     assert sorted(r[0] for r in rows) == sorted([known, wanted])
-    assert loader.query(UNKNOWN_REFS_SQL) == []  # answered: not asked again
+    assert loader.query(UNKNOWN_REFS_SQL, ALL) == []  # answered: not asked again
     log = loader.query("select dataset, partition_date, load_kind, rows from raw.load_log")
     assert log == [("stripe_charges", DAY, "lookup", 1)]
     answers = loader.query("select charge_id, result from raw.stripe_charge_lookups order by 1")
     assert answers == sorted([(wanted, "found"), (ghost, "not_found")])
+
+
+T0 = datetime(2026, 3, 1, 7, tzinfo=UTC)
+instants = st.integers(min_value=0, max_value=60 * 24 * 60).map(lambda m: T0 + timedelta(minutes=m))
+
+
+@given(
+    scans=st.lists(st.tuples(instants, st.booleans()), max_size=6),
+    later=st.integers(min_value=0, max_value=20 * 24 * 60),
+)
+def test_a_scan_reads_since_the_last_one_and_everything_weekly(
+    scans: list[tuple[datetime, bool]], later: int
+) -> None:
+    """Rows loaded after the last recorded scan (less the clock margin) are read, or every row
+    when there is no scan to trust: none recorded, no full read recorded, or the last full read
+    a week old. Never later than the last scan less the margin, so nothing loaded since is
+    skipped."""
+    recorded = [
+        (t, EPOCH if full else t - timedelta(days=1) - LOOKUP_SCAN_MARGIN) for t, full in scans
+    ]
+    mark = max([T0, *(t for t, _ in scans)]) + timedelta(minutes=later)
+    got = next_lookup_scan(mark, recorded)
+    assert got.scanned_through == mark
+    fulls = [t for t, full in scans if full]
+    if not fulls or mark - max(fulls) >= LOOKUP_FULL_SCAN_EVERY:
+        assert got.read_from == EPOCH
+    else:
+        assert got.read_from == max(t for t, _ in scans) - LOOKUP_SCAN_MARGIN
+
+
+def _entry(con: duckdb.DuckDBPyConnection, n: int, kind: str, ref: str, loaded: datetime) -> None:
+    con.execute(
+        "insert into raw.ledger_entries values (?, ?, ?, 'a', -1, 'USD', now(), now(), now(), "
+        "null, null, ?, now(), 'r0', ?)",
+        [n, kind, ref, DAY, loaded],
+    )
+
+
+def test_a_recorded_scan_scopes_the_next_read_to_what_was_loaded_since(tmp_path: Path) -> None:
+    """The warehouse side of the scan: the last load of a run records it in
+    raw.stripe_lookup_scans; the next run reads ledger entries, balance transactions and
+    charges loaded after it (less the margin), so a ref named only by a row read before is not
+    read again, a ref named by a row loaded since is, and a charge loaded since brings its fee
+    entry's transaction even when the entry is old."""
+    loader = DuckDBLoader(tmp_path / "w.duckdb")
+    store = LocalStageStore(tmp_path / "stage")
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    from recon_assets.warehouse.duckdb_loader import ensure_raw_tables
+
+    ensure_raw_tables(con)
+    old, new, fee_charge = ("ch_" + c * 24 for c in "ONF")
+    _entry(con, 1, "charge", old, T0 - 2 * LOOKUP_SCAN_MARGIN)
+    _entry(con, 2, "fee", fee_charge, T0 - 2 * LOOKUP_SCAN_MARGIN)  # its charge comes later
+    con.close()
+    first = next_lookup_scan(T0, [])
+    assert first.read_from == EPOCH
+    assert [r[0] for r in loader.query(UNKNOWN_REFS_SQL, (EPOCH, EPOCH))] == [fee_charge, old]
+    # the run's last load records what it read
+    last = KeyedManifest("stripe_balance_transactions", "run-1", "lookup", (), lookup_scan=first)
+    assert KeyedManifest.from_json(last.to_json()).lookup_scan == LookupScan(EPOCH, T0)
+    loader.load_keyed(store, last, run_id="run-1")
+    scans = loader.query(LOOKUP_SCANS_SQL)
+    assert [(a.astimezone(UTC), b.astimezone(UTC)) for a, b in scans] == [(T0, EPOCH)]
+    scan = next_lookup_scan(T0 + timedelta(days=1), [(T0, EPOCH)])
+    assert scan.read_from == T0 - LOOKUP_SCAN_MARGIN
+    since = (scan.read_from, scan.read_from)
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    _entry(con, 3, "charge", new, T0 + timedelta(days=1))
+    # a clock stepped back 10 minutes after the scan: still read
+    stepped = "ch_" + "B" * 24
+    _entry(con, 4, "charge", stepped, T0 - timedelta(minutes=10))
+    con.execute(
+        "insert into raw.stripe_charges (id, created, status, captured, currency, amount, "
+        "balance_transaction, _partition_date, _synced_at, _run_id, _loaded_at) values "
+        "(?, now(), 'succeeded', true, 'usd', 1, 'txn_F', ?, now(), 'r1', ?)",
+        [fee_charge, DAY, T0 + timedelta(days=1)],
+    )
+    con.close()
+    assert [r[0] for r in loader.query(UNKNOWN_REFS_SQL, since)] == sorted([new, stepped])
+    assert [r[0] for r in loader.query(UNKNOWN_FEE_TXNS_SQL, since)] == ["txn_F"]
+    # the old entry is read again by a full read (a week on, or without a recorded scan)
+    assert old in [r[0] for r in loader.query(UNKNOWN_REFS_SQL, (EPOCH, EPOCH))]

@@ -1,6 +1,7 @@
 """`stripe_charges`, `stripe_refunds`: the Stripe objects created on each US-Eastern day, staged as
 Parquet (one asset per `StripeSource`), and the late changes and look-ups by id that follow."""
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
@@ -13,12 +14,16 @@ from recon_assets.defs.resources import StageResource, StripeResource, Warehouse
 from recon_assets.stage.manifest import CheckFailure, publish_manifest, record_check_failure
 from recon_assets.stripe.events import sync_charge_events
 from recon_assets.stripe.lookup import (
+    EPOCH,
+    LOOKUP_SCAN_MARK_SQL,
+    LOOKUP_SCANS_SQL,
     UNKNOWN_DISPUTE_REFS_SQL,
     UNKNOWN_FEE_TXNS_SQL,
     UNKNOWN_PAYOUT_REFS_SQL,
     UNKNOWN_REFS_SQL,
     UNKNOWN_REFUND_REFS_SQL,
     lookup_charges,
+    next_lookup_scan,
 )
 from recon_assets.stripe.pull import pull
 from recon_assets.stripe.pull_shards import process_count, pull_charges_in_processes
@@ -212,6 +217,18 @@ def _unix(value: object) -> int | None:
     raise TypeError(f"expected a timestamp, got {type(value).__name__}")
 
 
+def _utc(value: object) -> datetime:
+    if not isinstance(value, datetime):
+        raise TypeError(f"expected a timestamp, got {type(value).__name__}")
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _first_instant(rows: Sequence[tuple[object, ...]]) -> datetime | None:
+    """The one timestamp a `max(...)` read returned, in UTC (None before the first row)."""
+    value = rows[0][0] if rows else None
+    return None if value is None else _utc(value)
+
+
 def _as_date(value: object) -> date | None:
     if value is None or isinstance(value, date):
         return value
@@ -370,8 +387,13 @@ def build_stripe_lookups_asset(
         warehouse: WarehouseResource,
     ) -> dg.MaterializeResult:
         loader = warehouse.loader(stage.uri)
-        ids = [str(r[0]) for r in loader.query(UNKNOWN_REFS_SQL)]
-        refund_ids = [str(r[0]) for r in loader.query(UNKNOWN_REFUND_REFS_SQL)]
+        # Read before the first query: what is loaded through it is what this run reads.
+        mark = _first_instant(loader.query(LOOKUP_SCAN_MARK_SQL))
+        scans = [(_utc(a), _utc(b)) for a, b in loader.query(LOOKUP_SCANS_SQL)]
+        scan = next_lookup_scan(mark, scans) if mark is not None else None
+        since = scan.read_from if scan is not None else EPOCH
+        ids = [str(r[0]) for r in loader.query(UNKNOWN_REFS_SQL, (since, since))]
+        refund_ids = [str(r[0]) for r in loader.query(UNKNOWN_REFUND_REFS_SQL, (since, since))]
         context.log.info(
             f"{len(ids)} ledger-named charges and {len(refund_ids)} refunds to look up in Stripe"
         )
@@ -390,17 +412,22 @@ def build_stripe_lookups_asset(
         with stripe.charges_client() as client:
             left = max_lookups  # one bound for the run, shared in this order
             for source, wanted in steps:
+                last = source is steps[-1][0]
                 if isinstance(wanted, str):
-                    wanted = [str(r[0]) for r in loader.query(wanted)]
-                if source is not CHARGES and not wanted:
+                    wanted = [str(r[0]) for r in loader.query(wanted, (since, since))]
+                if source is not CHARGES and not last and not wanted:
                     continue
                 result = lookup_charges(
                     client, store, wanted, context.run.run_id, max_lookups=left,
                     concurrency=stripe.concurrency, source=source,
                 )  # fmt: skip
                 left = max(0, left - len(wanted))
+                manifest = result.manifest
+                if last and scan is not None:
+                    # every step ended well: the next run reads only rows loaded after this
+                    manifest = dataclasses.replace(manifest, lookup_scan=scan)
                 replaced += loader.load_keyed(
-                    store, result.manifest, run_id=context.run.run_id
+                    store, manifest, run_id=context.run.run_id
                 ).replaced_rows
                 results.append(result)
                 looked_up[source.name] = result.requested

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from datetime import date
+from datetime import date, datetime
 
 from recon_assets.stage.store import StageStore
 from recon_assets.stage.writer import StagedFile
@@ -129,6 +129,28 @@ class EventsRead:
 
 
 @dataclass(frozen=True)
+class LookupScan:
+    """What one look-up run read for ids to look up: the rows loaded after `read_from` and at
+    or before `scanned_through` (instants of `raw.load_log`, the loaders' clock). Recorded by
+    the run's last load, so only a run whose every step ended well moves it."""
+
+    read_from: datetime
+    scanned_through: datetime
+
+    def to_dict(self) -> dict[str, str]:
+        return {
+            "read_from": self.read_from.isoformat(),
+            "scanned_through": self.scanned_through.isoformat(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, str]) -> LookupScan:
+        return cls(
+            datetime.fromisoformat(d["read_from"]), datetime.fromisoformat(d["scanned_through"])
+        )
+
+
+@dataclass(frozen=True)
 class KeyedManifest:
     """Files whose rows replace rows of the same id, not whole days.
 
@@ -145,6 +167,9 @@ class KeyedManifest:
     lookups: tuple[tuple[str, str, str | None], ...] = ()
     written_at: str = ""
     events_read: EventsRead | None = None
+    lookup_scan: LookupScan | None = None
+    """On the last load of a look-up run: the rows it read for ids to look up (recorded in
+    `raw.stripe_lookup_scans`)."""
 
     @property
     def rows(self) -> int:
@@ -162,6 +187,7 @@ class KeyedManifest:
                 "lookups": [list(x) for x in self.lookups],
                 "written_at": self.written_at,
                 "events_read": asdict(self.events_read) if self.events_read else None,
+                "lookup_scan": self.lookup_scan.to_dict() if self.lookup_scan else None,
             },
             sort_keys=True,
         )
@@ -180,6 +206,7 @@ class KeyedManifest:
             lookups=tuple((a, b, c) for a, b, c in d.get("lookups", [])),
             written_at=d.get("written_at", ""),
             events_read=EventsRead(**d["events_read"]) if d.get("events_read") else None,
+            lookup_scan=LookupScan.from_dict(d["lookup_scan"]) if d.get("lookup_scan") else None,
         )
 
 

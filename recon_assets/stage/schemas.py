@@ -200,6 +200,19 @@ STRIPE_LOOKUPS_SCHEMA = pa.schema(
 """`raw.stripe_charge_lookups`: what `GET /v1/charges/{id}` said of each id a ledger entry named
 that the warehouse did not hold. `not_found` is the only proof of `missing_in_stripe`."""
 
+STRIPE_LOOKUP_SCANS_SCHEMA = pa.schema(
+    [
+        pa.field("scanned_through", UTC_US, nullable=False),
+        pa.field("read_from", UTC_US, nullable=False),
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("loaded_at", UTC_US, nullable=False),
+    ]
+)
+"""`raw.stripe_lookup_scans`: every look-up run that ended well. Every row loaded after its
+`read_from` and at or before its `scanned_through` (a `raw.load_log` instant) was read for ids
+to look up, and each such id is now held or recorded in `raw.stripe_charge_lookups`, so a later
+run reads only the rows loaded since (`recon_assets.stripe.lookup.LookupScan`)."""
+
 STRIPE_EVENT_READS_SCHEMA = pa.schema(
     [
         pa.field("read_from", UTC_US, nullable=False),

@@ -252,6 +252,12 @@ class DuckDBLoader:
                         "to_timestamp(?), ?, ?, ?, ?::TIMESTAMPTZ)",
                         [ev.read_from, ev.read_until, ev.events, ev.charges, rid, loaded_at],
                     )
+                if (scan := manifest.lookup_scan) is not None:
+                    con.execute(
+                        f"INSERT INTO {RAW_SCHEMA}.stripe_lookup_scans "
+                        "VALUES (?::TIMESTAMPTZ, ?::TIMESTAMPTZ, ?, ?::TIMESTAMPTZ)",
+                        [scan.scanned_through, scan.read_from, rid, loaded_at],
+                    )
                 con.commit()
             except BaseException:
                 con.rollback()

@@ -32,6 +32,7 @@ from recon_assets.stage.schemas import (
     STRIPE_CHARGES_SCHEMA,
     STRIPE_DISPUTES_SCHEMA,
     STRIPE_EVENT_READS_SCHEMA,
+    STRIPE_LOOKUP_SCANS_SCHEMA,
     STRIPE_LOOKUPS_SCHEMA,
     STRIPE_PAYOUT_TRANSACTIONS_SCHEMA,
     STRIPE_PAYOUTS_SCHEMA,
@@ -55,6 +56,7 @@ BOOKKEEPING: Mapping[str, pa.Schema] = {
     "load_log": LOAD_LOG_SCHEMA,
     "stripe_charge_lookups": STRIPE_LOOKUPS_SCHEMA,
     "stripe_event_reads": STRIPE_EVENT_READS_SCHEMA,
+    "stripe_lookup_scans": STRIPE_LOOKUP_SCANS_SCHEMA,
     "ledger_dropped_refs": LEDGER_DROPPED_REFS_SCHEMA,
 }
 """The loaders' own tables in the raw schema, created with the data tables and written inside

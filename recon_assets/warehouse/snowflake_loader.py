@@ -314,6 +314,15 @@ class SnowflakeLoader:
                                 f"TO_TIMESTAMP_TZ({int(ev.read_until)}), {int(ev.events)}, "
                                 f"{int(ev.charges)}, {_str(rid)}, {ts})"
                             )
+                        if (scan := manifest.lookup_scan) is not None:
+                            through, since = (
+                                _str(t.astimezone(UTC).isoformat()) + "::TIMESTAMP_TZ"
+                                for t in (scan.scanned_through, scan.read_from)
+                            )
+                            cur.execute(
+                                f"INSERT INTO {self.table_name('stripe_lookup_scans')} VALUES ("
+                                f"{through}, {since}, {_str(rid)}, {ts})"
+                            )
                         cur.execute("COMMIT")
                     except BaseException:
                         with contextlib.suppress(Exception):
