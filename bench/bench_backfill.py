@@ -45,14 +45,12 @@ unthrottled, and the client's local default limit (200 requests/s, 20 k charges/
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import itertools
 import os
 import statistics
 import sys
 import tempfile
-import textwrap
 import time
 from datetime import date, timedelta
 from pathlib import Path
@@ -62,67 +60,11 @@ BENCH = Path(__file__).resolve().parent
 if str(BENCH) not in sys.path:
     sys.path.insert(0, str(BENCH))
 
+from bench_env import INSTANCES, dagster_postgres, instance_home  # noqa: E402
 from bench_nightly import backfill, describe, env_for, machine, write_section  # noqa: E402
 
 TARGET_DAYS, TARGET_PER_DAY = 548, 15_000
 REPO = BENCH.parent
-
-# Dagster instances to compare: (storage, Dagster's own environment settings). The settings are
-# the ones docs/operations.md gives a production instance for backfills.
-INSTANCES: dict[str, tuple[str, dict[str, str]]] = {
-    "sqlite": ("sqlite", {}),
-    "postgres": ("postgres", {}),
-    "postgres-batched": ("postgres", {"DAGSTER_EVENT_BATCH_SIZE": "1000"}),
-    "postgres-batched-subset": (
-        "postgres",
-        {
-            "DAGSTER_EVENT_BATCH_SIZE": "1000",
-            "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "true",
-        },
-    ),
-}
-
-
-@contextlib.contextmanager
-def dagster_postgres(needed: bool, root: Path):  # type: ignore[no-untyped-def]
-    """A Postgres server for Dagster's storage (recon's embedded one, durable like production),
-    or None when no instance needs it."""
-    if not needed:
-        yield None
-        return
-    from recon_assets.local.postgres import EmbeddedPostgres
-
-    os.chmod(root, 0o711)  # the embedded Postgres runs as `postgres` under root
-    server = EmbeddedPostgres(root / "data", dbname="postgres")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-def instance_home(home: Path, storage: str, server: object, run: int) -> dict[str, str]:
-    """Prepare RECON_HOME/dagster for `storage` (recon keeps a dagster.yaml it finds there) and
-    return the environment it needs. Postgres: the project's instance settings plus the
-    operations guide's storage block, on a new database."""
-    if storage == "sqlite":
-        return {}
-    import psycopg
-
-    guide = (REPO / "docs" / "operations.md").read_text()
-    block = textwrap.dedent(guide.split("```yaml\n", 1)[1].split("```", 1)[0])
-    admin = server.dsn  # type: ignore[attr-defined]
-    db = f"bench_dagster_{os.getpid()}_{run}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {db}")
-        conn.execute(f"CREATE DATABASE {db}")
-    dagster = home / "dagster"
-    dagster.mkdir(parents=True, exist_ok=True)
-    (dagster / "dagster.yaml").write_text(
-        (REPO / "recon_assets" / "dagster.yaml").read_text() + "\n" + block
-    )
-    url = admin.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg2://", 1)
-    return {"DAGSTER_PG_URL": f"{url}/{db}"}
 
 
 def parse_case(text: str) -> tuple[int, int]:

@@ -21,6 +21,12 @@ For each history length H (days already loaded before the nightly), in its own R
 `RECON_DUCKDB_MEMORY_LIMIT=20GB`, to see what the default memory limit costs and saves).
 Runs of the history lengths and variants are interleaved, so machine noise hits them alike; the
 table gives medians and min..max and the ratio of the longest history to the shortest.
+`--instances sqlite postgres-batched-subset` runs every nightly on both Dagster instances (as
+`bench_backfill.py` does): the local SQLite one `recon backfill` makes, and the production instance
+docs/operations.md gives (Postgres storage, Dagster's batched event writes and one planned event
+per asset), on a Postgres server the bench starts, outside the measured tree. On SQLite each of
+the ~950 events a nightly records (a materialization and a planned event per asset and day, a
+check and its plan) is its own connection and commit.
 `--markdown` writes the section into docs/benchmarks.md.
 
     .venv/bin/python bench/bench_nightly.py                       # 30 and 540 days, ~25 min
@@ -53,11 +59,12 @@ from importlib.metadata import version
 from pathlib import Path
 
 import psutil
-from bench_env import production_env
+from bench_env import INSTANCES, dagster_postgres, instance_home, production_env
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 RESTATE_DAYS = 3
+INSTANCE_YAML = ROOT / "recon_assets" / "dagster.yaml"  # the local instance recon installs
 
 
 def machine() -> str:
@@ -304,11 +311,28 @@ def main() -> None:
         help="also run every nightly with these settings, interleaved (e.g. "
         "RECON_DUCKDB_MEMORY_LIMIT=20GB: DuckDB's own default, 80 %% of RAM)",
     )
+    ap.add_argument(
+        "--instances",
+        nargs="+",
+        default=["sqlite"],
+        choices=list(INSTANCES),
+        help="Dagster instances to run every nightly on, interleaved (as bench_backfill.py): "
+        "sqlite is the local one; postgres-batched-subset is the production instance "
+        "docs/operations.md gives, on a Postgres server the bench starts (a new database a run)",
+    )
     args = ap.parse_args()
-    variants: list[tuple[str, dict[str, str]]] = [("", {})]
+    settings: list[tuple[str, dict[str, str]]] = [("", {})]
     for v in args.variant:
         pairs = dict(kv.split("=", 1) for kv in v.split(","))
-        variants.append((", ".join(f"{k}={val}" for k, val in pairs.items()), pairs))
+        settings.append((", ".join(f"{k}={val}" for k, val in pairs.items()), pairs))
+    # every setting on every instance; the sqlite instance keeps the plain label
+    variants: list[tuple[str, dict[str, str]]] = []
+    instance_of: dict[str, str] = {}
+    for inst in args.instances:
+        for name, pairs in settings:
+            label = ", ".join(x for x in (name, "" if inst == "sqlite" else inst) if x)
+            variants.append((label, {**pairs, **INSTANCES[inst][1]}))
+            instance_of[label] = inst
 
     print(machine())
     with contextlib.ExitStack() as stack:
@@ -318,6 +342,10 @@ def main() -> None:
         else:
             tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-nightly-"))
         os.chmod(tmp, 0o711)  # the embedded Postgres runs as `postgres` and must traverse it
+        needs_pg = any(INSTANCES[i][0] == "postgres" for i in args.instances)
+        pg_root = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-dagster-pg-"))
+        server = stack.enter_context(dagster_postgres(needs_pg, Path(pg_root)))
+        serial = iter(range(10**6))
         envs: dict[int, dict[str, str]] = {}
         ranges: dict[int, tuple[date, date]] = {}
         last_day = args.last or date.today() - timedelta(days=1)
@@ -335,7 +363,14 @@ def main() -> None:
         shares: dict[tuple[int, str], list[dict[str, Share]]] = {c: [] for c in cases}
         for i in range(args.runs):
             for h, name in cases:
-                b = backfill({**envs[h], **extra[name]}, first, last)
+                env = {**envs[h], **extra[name]}
+                home = Path(envs[h]["RECON_HOME"])
+                storage = INSTANCES[instance_of[name]][0]
+                env.update(instance_home(home, storage, server, next(serial)))
+                try:
+                    b = backfill(env, first, last)
+                finally:  # the home's own (sqlite) instance for the next case
+                    (home / "dagster" / "dagster.yaml").write_text(INSTANCE_YAML.read_text())
                 run_s, peak = b.run_s, b.peak
                 runs[h, name].append(run_s)
                 peaks[h, name].append(peak)
@@ -376,11 +411,19 @@ def main() -> None:
         ),
     ]
     lines += ["", *peak_table(cases, shares)]
-    ratio = statistics.median(runs[hi, ""]) / statistics.median(runs[lo, ""])
     # Each run's pair, the two histories back to back: the machine's speed drifts between runs
     # (a 30-day run took 11.4 s and 17.0 s in one series), so the ratio of medians can pair a
     # fast moment with a slow one; the pairs' median does not.
-    paired = [a / b for a, b in zip(runs[hi, ""], runs[lo, ""], strict=True)]
+    growth = []
+    for name, _ in variants:
+        ratio = statistics.median(runs[hi, name]) / statistics.median(runs[lo, name])
+        paired = [a / b for a, b in zip(runs[hi, name], runs[lo, name], strict=True)]
+        growth.append(
+            f"- {hi} days of history vs {lo}{' (' + name + ')' if name else ''}: "
+            f"**{ratio:.2f}x** the run time (ratio of the medians); run by run, the median of "
+            f"the {len(paired)} pairs' ratios **{statistics.median(paired):.2f}x** "
+            f"({min(paired):.2f}..{max(paired):.2f})."
+        )
     text = "\n".join(
         [
             f"Nightly of {nightly:,} charges ({RESTATE_DAYS + 1} days x {args.per_day:,}), "
@@ -388,9 +431,7 @@ def main() -> None:
             "",
             *lines,
             "",
-            f"- {hi} days of history vs {lo}: **{ratio:.2f}x** the run time (ratio of the "
-            f"medians); run by run, the median of the {len(paired)} pairs' ratios "
-            f"**{statistics.median(paired):.2f}x** ({min(paired):.2f}..{max(paired):.2f}).",
+            *growth,
             f"- Loading the code location (fresh interpreter, local mode): {fmt(loads)}.",
             f"- Machine: {machine()}.",
         ]
