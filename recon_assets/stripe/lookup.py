@@ -249,25 +249,20 @@ order by 1
 """
 
 
-UNKNOWN_FEE_TXNS_SQL = """
+_FEE_PAIRS_LOADED_SINCE = """
+    select c.balance_transaction
+    from raw.stripe_charges as c
+    inner join raw.ledger_entries as e
+        on e.external_ref = c.id
+    where {side}._loaded_at > ?
+      and lower(e.entry_type) = 'fee'
+      and c.status = 'succeeded' and c.captured
+      and c.balance_transaction is not null
+"""
+
+UNKNOWN_FEE_TXNS_SQL = f"""
 with named as (
-    select c.balance_transaction
-    from raw.stripe_charges as c
-    inner join raw.ledger_entries as e
-        on e.external_ref = c.id
-    where e._loaded_at > ?
-      and lower(e.entry_type) = 'fee'
-      and c.status = 'succeeded' and c.captured
-      and c.balance_transaction is not null
-    union
-    select c.balance_transaction
-    from raw.stripe_charges as c
-    inner join raw.ledger_entries as e
-        on e.external_ref = c.id
-    where c._loaded_at > ?
-      and lower(e.entry_type) = 'fee'
-      and c.status = 'succeeded' and c.captured
-      and c.balance_transaction is not null
+{"    union".join(_FEE_PAIRS_LOADED_SINCE.format(side=side) for side in ("e", "c"))}
 )
 select distinct n.balance_transaction
 from named as n
