@@ -717,8 +717,9 @@ def test_each_dispute_movement_is_booked_by_its_sign_with_the_dispute_breaks_as_
         return [{"id": did, "object": "dispute", "charge": cid, "balance_transactions": out}]
 
     rates = dataclasses.replace(
-        RATES, dispute_missing=0.1, dispute_amount_mismatch=0.1, dispute_duplicate=0.1
-    )
+        RATES, dispute_missing=0.1, dispute_amount_mismatch=0.1, dispute_duplicate=0.1,
+        dispute_late_posting=0.1, dispute_currency_mismatch=0.1,
+    )  # fmt: skip
     as_of = datetime(2024, 4, 20, tzinfo=UTC)  # after the won ones are reinstated
     r = seed_ledger(ledger_conn, charges, FIRST, LAST, seed=9, rates=rates, as_of=as_of,
                     disputes=disputes)  # fmt: skip
@@ -747,9 +748,13 @@ def test_each_dispute_movement_is_booked_by_its_sign_with_the_dispute_breaks_as_
     assert sum(inj[k] for k in ("dispute_missing", "dispute_amount_mismatch",
                                 "dispute_duplicate")) > 0  # fmt: skip
     got = Counter(t.recon_status for t in truth.values())
-    assert got["missing_in_ledger"] == inj["dispute_missing"]
+    # a late posting is `late_posting` once posted, `missing_in_ledger` until then (as of)
+    assert got["late_posting"] > 0
+    assert (got["missing_in_ledger"] + got["late_posting"]
+            == inj["dispute_missing"] + inj["dispute_late_posting"])  # fmt: skip
     assert got["duplicate_in_ledger"] == inj["dispute_duplicate"]
     assert got["amount_mismatch"] == inj["dispute_amount_mismatch"]
+    assert got["currency_mismatch"] == inj["dispute_currency_mismatch"] > 0
     matched = [t for t in truth.values() if t.recon_status == "matched"]
     assert matched and all(t.ledger_amount == -t.stripe_amount for t in matched)
     rows = ledger_conn.execute(

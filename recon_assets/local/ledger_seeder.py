@@ -141,7 +141,8 @@ class BreakRates:
     `dispute` entry naming the dispute, signed as the money moved, a little after its balance
     transaction; the dispute fee as a `fee` entry naming the dispute, with the fee breaks):
     `dispute_missing`, `dispute_amount_mismatch` (the withdrawal booked net of the dispute
-    fee, or a unit off), `dispute_duplicate`, shares of the movements (a few a day).
+    fee, or a unit off), `dispute_duplicate`, `dispute_late_posting` (after the movement + T),
+    `dispute_currency_mismatch`, shares of the movements (a few a day).
     """
 
     amount_mismatch: float = 0.004
@@ -171,6 +172,8 @@ class BreakRates:
     dispute_missing: float = 0.05
     dispute_amount_mismatch: float = 0.05
     dispute_duplicate: float = 0.04
+    dispute_late_posting: float = 0.04
+    dispute_currency_mismatch: float = 0.03
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -195,7 +198,10 @@ _FEE_BREAKS = ("fee_missing", "fee_amount_mismatch", "fee_duplicate")
 
 _PAYOUT_BREAKS = ("payout_missing", "payout_amount_mismatch", "payout_duplicate")
 
-_DISPUTE_BREAKS = ("dispute_missing", "dispute_amount_mismatch", "dispute_duplicate")
+_DISPUTE_BREAKS = (
+    "dispute_missing", "dispute_amount_mismatch", "dispute_duplicate", "dispute_late_posting",
+    "dispute_currency_mismatch",
+)  # fmt: skip
 
 _SC_BREAKS = (
     "missing_in_ledger",
@@ -502,6 +508,10 @@ class _DayBuilder:
                     posted = int(t["created"]) * US + self._normal_delay_us()
                     if int(t["fee"]):
                         self._fee(plan, [t], cur, posted)
+                    if kind == "dispute_late_posting":  # after its deadline, created + T
+                        posted = int(t["created"]) * US + self.t_us + rng.randint(1, 2 * DAY_US)
+                    elif kind == "dispute_currency_mismatch":
+                        cur = rng.choice([x for x in _CURRENCIES if x != cur])
                     if kind is not None:
                         plan.injected[kind] += 1
                     if kind == "dispute_missing":
