@@ -1,4 +1,9 @@
-{{ config(materialized='view') }}
+{{ config(materialized='table') }}
+{#-
+  A table built once per build, `days_open` as of that build: as a view each reader evaluated
+  it again (its two tests and the report: 0.35 s each at 540 days loaded, since fees made 37 k
+  items ever-broken), and the report is written right after the build.
+-#}
 {#-
   Every item that has ever been a break: when it was first seen as one, how long it has been (or
   was) open, whether it is still open, and if not, when and how it was resolved, read from the
