@@ -208,18 +208,13 @@ FIRST_LOADED_SQL = (
 
 
 def _unix(value: object) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        if value.tzinfo is None:  # a TIMESTAMP_NTZ read back: the loaders write UTC
-            value = value.replace(tzinfo=UTC)
-        return int(value.timestamp())
-    raise TypeError(f"expected a timestamp, got {type(value).__name__}")
+    return None if value is None else int(_utc(value).timestamp())
 
 
 def _utc(value: object) -> datetime:
     if not isinstance(value, datetime):
         raise TypeError(f"expected a timestamp, got {type(value).__name__}")
+    # a TIMESTAMP_NTZ read back: the loaders write UTC
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 

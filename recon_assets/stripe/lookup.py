@@ -214,7 +214,7 @@ def next_lookup_scan(
     `LOOKUP_FULL_SCAN_EVERY` old. At 540 days the whole ledger took 0.6 s a run, the rows of
     a nightly 0.07 s (docs/benchmarks.md)."""
     full = [through for through, since in scans if since <= EPOCH]
-    if not scans or not full or scanned_through - max(full) >= LOOKUP_FULL_SCAN_EVERY:
+    if not full or scanned_through - max(full) >= LOOKUP_FULL_SCAN_EVERY:
         return LookupScan(EPOCH, scanned_through)
     return LookupScan(max(t for t, _ in scans) - LOOKUP_SCAN_MARGIN, scanned_through)
 
