@@ -29,6 +29,7 @@ from tests.warehouse_fixtures import (
     LoadOp,
     check_events_cursor_moves_with_its_load,
     check_keyed_ledger_load,
+    check_lookup_scan_moves_with_its_load,
     days_from,
     load_ops,
     rewrite_manifest,
@@ -405,3 +406,7 @@ def test_a_raw_table_from_before_a_new_nullable_column_gains_it_and_loads(
         con.close()
     with pytest.raises(LoadError, match=r"missing \['ACCOUNT'\]"):
         DuckDBLoader(db).load(stage, "ledger_entries", days)
+
+
+def test_lookup_scan_is_recorded_only_with_its_load(stage: LocalStageStore, db: Path) -> None:
+    check_lookup_scan_moves_with_its_load(DuckDBLoader(db), stage)

@@ -30,6 +30,7 @@ from tests.warehouse_fixtures import (
     LoadOp,
     check_events_cursor_moves_with_its_load,
     check_keyed_ledger_load,
+    check_lookup_scan_moves_with_its_load,
     days_from,
     load_ops,
     rewrite_manifest,
@@ -411,3 +412,9 @@ def test_events_cursor_moves_only_with_its_load(
     loader: SnowflakeLoader, store: S3StageStore
 ) -> None:
     check_events_cursor_moves_with_its_load(loader, store)
+
+
+def test_lookup_scan_is_recorded_only_with_its_load(
+    loader: SnowflakeLoader, store: S3StageStore
+) -> None:
+    check_lookup_scan_moves_with_its_load(loader, store)

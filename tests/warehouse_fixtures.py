@@ -347,3 +347,48 @@ def check_events_cursor_moves_with_its_load(loader: Any, store: StageStore) -> N
     assert tuple(row[2:]) == (9, 1, "run-ev")
     (cursor,) = loader.query(EVENTS_CURSOR_SQL)
     assert int(cursor[0].replace(tzinfo=cursor[0].tzinfo or UTC).timestamp()) == read.read_until
+
+
+def check_lookup_scan_moves_with_its_load(loader: Any, store: StageStore) -> None:
+    """The look-up scan (raw.stripe_lookup_scans) is written by the load that ends a look-up
+    run, in its transaction: a load that fails records no scan, so the next run reads again
+    what this one read. A recorded scan comes back as the instants it was given, and the next
+    run reads ledger rows by when they were loaded (the `?` of the scoped queries binds on both
+    warehouses). Both loaders must pass exactly this."""
+    from recon_assets.defs.stripe_assets import _utc
+    from recon_assets.stage.manifest import KeyedFile, KeyedManifest
+    from recon_assets.stripe.lookup import (
+        EPOCH,
+        LOOKUP_SCAN_MARGIN,
+        LOOKUP_SCAN_MARK_SQL,
+        LOOKUP_SCANS_SQL,
+        UNKNOWN_REFS_SQL,
+        next_lookup_scan,
+    )
+
+    day = date(2024, 11, 3)
+    stage_days(store, "ledger_entries", {day: 2}, "run-day")
+    loader.load(store, "ledger_entries", [day], run_id="run-day")
+    (mark_row,) = loader.query(LOOKUP_SCAN_MARK_SQL)
+    mark = _utc(mark_row[0])
+    assert loader.query(LOOKUP_SCANS_SQL) == []
+    first = next_lookup_scan(mark, [])
+    assert first.read_from == EPOCH  # nothing recorded: every row is read
+    named = sorted(str(r[0]) for r in loader.query(UNKNOWN_REFS_SQL, (EPOCH, EPOCH)))
+    assert named == [make_row("ledger_entries", day, i, "a")["external_ref"] for i in range(2)]
+    # a load that fails its count check records no scan
+    bad = KeyedManifest("stripe_balance_transactions", "run-bad", "lookup",
+                        (KeyedFile(day, "nonexistent/part.parquet", 5),), lookup_scan=first)  # fmt: skip
+    with pytest.raises(Exception):  # noqa: B017 - either loader's own error; what matters is below
+        loader.load_keyed(store, bad, run_id="run-bad")
+    assert loader.query(LOOKUP_SCANS_SQL) == []
+    good = KeyedManifest("stripe_balance_transactions", "run-1", "lookup", (), lookup_scan=first)
+    loader.load_keyed(store, good, run_id="run-1")
+    scans = [(_utc(a), _utc(b)) for a, b in loader.query(LOOKUP_SCANS_SQL)]
+    assert scans == [(mark, EPOCH)]
+    later = next_lookup_scan(mark + timedelta(days=1), scans)
+    assert later.read_from == mark - LOOKUP_SCAN_MARGIN
+    # rows are read by when they were loaded: through the margin, and not from after it
+    assert len(loader.query(UNKNOWN_REFS_SQL, (later.read_from, later.read_from))) == 2
+    after = mark + timedelta(seconds=1)
+    assert loader.query(UNKNOWN_REFS_SQL, (after, after)) == []

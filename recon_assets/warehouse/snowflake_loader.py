@@ -238,15 +238,19 @@ class SnowflakeLoader:
         return {str(r[0]).upper() for r in cur.fetchall()}
 
     def query(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
-        """A read (`?` placeholders); table names are given unqualified-schema as raw.<t>."""
+        """A read (`?` placeholders); table names are given unqualified-schema as raw.<t>.
+
+        The connector binds parameters client side with Python's `%` formatting, and only when
+        there are some: a `like 'ch_%'` is then escaped, or it would be read as a placeholder."""
+        sql = sql.replace("raw.", f"{self.qualified_schema}.")
         with self.connection_factory() as conn:
             cur = conn.cursor()
             try:
                 self.ensure_raw_tables(cur)
-                cur.execute(
-                    sql.replace("raw.", f"{self.qualified_schema}.").replace("?", "%s"),
-                    list(params),
-                )
+                if params:
+                    cur.execute(sql.replace("%", "%%").replace("?", "%s"), list(params))
+                else:
+                    cur.execute(sql)
                 return list(cur.fetchall())
             finally:
                 cur.close()
