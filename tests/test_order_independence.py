@@ -94,7 +94,7 @@ def world(ledger_pg: object, dbt_manifest: Path) -> Iterator[World]:
                            refund_late_posting=0.06, refund_missing_in_stripe=0.04,
                            dispute_missing=0.1, dispute_amount_mismatch=0.1,
                            dispute_duplicate=0.1, dispute_late_posting=0.1,
-                           dispute_currency_mismatch=0.1)  # fmt: skip
+                           dispute_currency_mismatch=0.1, dispute_missing_in_stripe=0.002)  # fmt: skip
         # from 4 days before: every refund created in the fortnight (up to 73 h after its
         # charge) has a booked charge day, so the seeder's truth holds every refund
         seed = seed_local_ledger(

@@ -143,6 +143,8 @@ class BreakRates:
     `dispute_missing`, `dispute_amount_mismatch` (the withdrawal booked net of the dispute
     fee, or a unit off), `dispute_duplicate`, `dispute_late_posting` (after the movement + T),
     `dispute_currency_mismatch`, shares of the movements (a few a day).
+    `dispute_missing_in_stripe`: orphan dispute entries (a withdrawal naming a dispute Stripe
+    never had) per succeeded+captured charge, since disputes are too few a day to be a share of.
     """
 
     amount_mismatch: float = 0.004
@@ -174,6 +176,7 @@ class BreakRates:
     dispute_duplicate: float = 0.04
     dispute_late_posting: float = 0.04
     dispute_currency_mismatch: float = 0.03
+    dispute_missing_in_stripe: float = 0.0005
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -294,6 +297,7 @@ class _DayPlan:
     refunds: list[Mapping[str, Any]] = field(default_factory=list)
     """The refunds of the day's charges (eventually), each an item of its own."""
     refund_orphans: list[_Entry] = field(default_factory=list)
+    dispute_orphans: list[_Entry] = field(default_factory=list)
     fees: list[Mapping[str, Any]] = field(default_factory=list)
     """The balance transactions with a fee of the day's booked charges, each a fee item."""
     payouts: list[Mapping[str, Any]] = field(default_factory=list)
@@ -526,6 +530,21 @@ class _DayBuilder:
                             "dispute", did, "disputes", amount, cur,
                             posted + rng.randint(60, 90 * 60) * US,
                             f"Stripe dispute {did} (re-posted)"))  # fmt: skip
+        # Orphans: withdrawals booked against a dispute Stripe never had (25 random characters
+        # after "dp_": the emulator's have 24, so they can never collide).
+        k, plan.bounds["dispute_missing_in_stripe"] = _stochastic_count(
+            rng, rates.dispute_missing_in_stripe, len(settled)
+        )
+        plan.injected["dispute_missing_in_stripe"] += k
+        window = day_window(self.day)
+        for _ in range(k):
+            did = "dp_" + "".join(rng.choices(string.ascii_letters + string.digits, k=25))
+            model = rng.choice(settled)
+            posted = rng.randint(window.start * US, window.end * US - 1)
+            e = self._entry("dispute", did, "disputes", -int(model["amount_captured"]),
+                            str(model["currency"]).upper(), posted, f"Stripe dispute {did}")  # fmt: skip
+            plan.entries.append(e)
+            plan.dispute_orphans.append(e)
 
     def _payouts(self, plan: _DayPlan, payouts: list[Mapping[str, Any]]) -> None:
         """Each payout arriving on the day booked as bookkeeping does: a `payout` entry naming
@@ -960,11 +979,12 @@ def _ground_truth(plan: _DayPlan, as_of_us: int, tolerance_us: int) -> list[Grou
                 seed_day=plan.day,
             )
         )
-    for e in [*plan.orphans, *plan.refund_orphans]:
+    for e in [*plan.orphans, *plan.refund_orphans, *plan.dispute_orphans]:
         if e.posted_us < as_of_us and stands(e):
+            leg = "#withdrawal" if e.amount_minor < 0 else "#reinstatement"
             rows.append(
                 GroundTruthRow(
-                    charge_id=str(e.external_ref),
+                    charge_id=str(e.external_ref) + (leg if e.entry_type == "dispute" else ""),
                     ledger_entry_ids=(e.id,),
                     reporting_date=business_day_of(_dt(e.posted_us)),
                     recon_status="missing_in_stripe",
@@ -1114,7 +1134,8 @@ def seed_ledger(
                                                "unexpected_ledger_entry", "pending_with_entry",
                                                "reversed_booking", *_REFUND_BREAKS,
                                                *_FEE_BREAKS, *_PAYOUT_BREAKS,
-                                               *_DISPUTE_BREAKS,
+                                               "refund_missing_in_stripe", *_DISPUTE_BREAKS,
+                                               "dispute_missing_in_stripe",
                                                "payout_failure_unreversed")},
         "corrected": {k.removeprefix("corrected_"): n for k, n in sorted(injected.items())
                       if k.startswith("corrected_")},
