@@ -1209,6 +1209,42 @@ def test_unique_checks_the_keys_a_build_wrote_and_the_whole_table_after_an_unche
     assert f"FAIL 1 {unique}" in out, out[-3000:]
 
 
+def test_the_report_view_is_checked_for_its_grain_and_null_keys_in_one_read(
+    tmp_path: Path,
+) -> None:
+    """assert_rpt_daily_reconciliation_well_formed, the one read of the report view that stands
+    for its generic tests: a clean build passes; a fact row with no currency (a key of the
+    report's grain) and a report holding a row twice each fail it, by the count of bad rows."""
+    db = tmp_path / "warehouse.duckdb"
+    t1 = utc(2024, 3, 5, 17)
+    write_raw(db, [charge("ch_a", t1), charge("ch_b", t1)], [ok(1, "ch_a", t1), ok(2, "ch_b", t1)])
+    dbt(db, tmp_path, "build", "--target", "local")
+    test = "assert_rpt_daily_reconciliation_well_formed"
+    select = ("test", "--target", "local", "--select", test)
+    assert f"PASS {test}" in dbt(db, tmp_path, *select)
+    fct, rpt = "marts.fct_charge_reconciliation", "marts.rpt_daily_reconciliation"
+    con = duckdb.connect(str(db))
+    try:
+        con.execute(f"insert into {fct} select * replace ('ch_x' as charge_id, "
+                    f"'charge:ch_x' as recon_key, null as currency) from {fct} "
+                    f"where charge_id = 'ch_b'")  # fmt: skip
+    finally:
+        con.close()
+    out = dbt(db, tmp_path, *select, fail=True)
+    assert f"FAIL 1 {test}" in out, out[-3000:]
+    con = duckdb.connect(str(db))
+    try:
+        con.execute(f"delete from {fct} where charge_id = 'ch_x'")
+        con.execute(f"create table main.rpt_copy as select * from {rpt}")
+        # the view replaced by one that repeats a row: two rows of one key
+        con.execute(f"create or replace view {rpt} as select * from main.rpt_copy "
+                    f"union all (select * from main.rpt_copy limit 1)")  # fmt: skip
+    finally:
+        con.close()
+    out = dbt(db, tmp_path, *select, fail=True)
+    assert f"FAIL 2 {test}" in out, out[-3000:]
+
+
 @pytest.mark.timeout(300)
 def test_running_out_of_duckdb_memory_fails_saying_which_setting_to_raise(tmp_path: Path) -> None:
     """A first build of a long range can exceed DuckDB's memory limit. DuckDB's own message says
