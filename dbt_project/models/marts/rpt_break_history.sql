@@ -13,17 +13,12 @@
   removed); an orphan entry that left because the ledger reversed it is `corrected_in_ledger`. Whether a break is new, still open or resolved *since the last report* is the
   report's to say: it knows when that was.
 -#}
-{#- Every read below is of `versions`: every version of the items that were ever a break (21.7 k
-    of 1.36 M versions at 540 days loaded). DuckDB materializes a CTE used several times, which
-    for the whole history took ~1 s per read (docs/benchmarks.md); for these few it is what
-    keeps the view from scanning the whole history four times (0.16 -> 0.08 s for a test of the
-    view at 540 days, the same rows). -#}
-{%- set history = ref('fct_reconciliation_history') %}
+{#- Every read below is of `versions`, int_recon__break_versions: the versions of the items
+    that were ever a break (~60 k of 2.7 M versions at 540 days loaded), kept up to date by what
+    each build wrote. -#}
 with versions as (
 
-    select h.*
-    from {{ history }} as h
-    where h.recon_key in (select recon_key from {{ history }} where is_break)
+    select * from {{ ref('int_recon__break_versions') }}
 
 ),
 
