@@ -1,5 +1,5 @@
 {{ config(materialized='incremental', incremental_strategy='delete+insert',
-          unique_key='recon_key', touched_column='ref_id', on_schema_change='fail',
+          unique_key='recon_key', touched_column='ref_id', on_schema_change='append_new_columns',
           tmp_relation_type='transient') }}
 {#-
   Every movement of money the balance tie-out weighs (docs/design.md, "The balance tie-out"),
@@ -209,7 +209,11 @@ select
         and i.recon_status in ('matched', 'not_booked')
         and a.item_id is null
         and c.item_id is null as is_closed,
-    a.item_id is not null as is_awaiting
+    a.item_id is not null as is_awaiting,
+    {#- the build that wrote the row: int_recon__tieout_days finds this build's rows by it in the
+        table's last row groups (zone maps) instead of scanning every row's ref_id; rows of a
+        table built before the column existed hold NULL -#}
+    {{ recon.build_instant() }} as written_at
 from moves as m
 left join items as i
     on i.item_type = m.item_type
