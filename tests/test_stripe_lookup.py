@@ -11,7 +11,7 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from recon_assets.local.stripe_emulator import INVALID_KINDS, ChargeGenerator, FaultConfig
@@ -22,6 +22,7 @@ from recon_assets.stripe.lookup import (
     LOOKUP_FULL_SCAN_EVERY,
     LOOKUP_SCAN_MARGIN,
     LOOKUP_SCANS_SQL,
+    UNKNOWN_FEE_TXNS_ALL_SQL,
     UNKNOWN_FEE_TXNS_SQL,
     UNKNOWN_REFS_SQL,
     LookupLimitError,
@@ -216,3 +217,62 @@ def test_a_recorded_scan_scopes_the_next_read_to_what_was_loaded_since(tmp_path:
     assert [r[0] for r in loader.query(UNKNOWN_FEE_TXNS_SQL, since)] == ["txn_F"]
     # the old entry is read again by a full read (a week on, or without a recorded scan)
     assert old in [r[0] for r in loader.query(UNKNOWN_REFS_SQL, (EPOCH, EPOCH))]
+
+
+_T = [T0 + timedelta(hours=h) for h in range(4)]
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    charges=st.lists(
+        st.tuples(
+            st.sampled_from(["succeeded", "succeeded", "pending"]),  # status
+            st.sampled_from([True, True, False]),  # captured
+            st.sampled_from([False, False, True]),  # its transaction is held
+            st.sampled_from([False, False, True]),  # its transaction was answered 404
+            st.sampled_from(_T),  # loaded at
+            st.lists(
+                st.tuples(st.sampled_from(["fee", "charge"]), st.sampled_from(_T)), max_size=3
+            ),  # entries naming it: type, loaded at
+        ),
+        max_size=8,
+    ),
+    since=st.sampled_from([EPOCH, *_T]),
+)
+def test_the_fee_transactions_query_for_a_full_read_finds_what_the_scoped_one_does(
+    charges: list, since: datetime
+) -> None:
+    """UNKNOWN_FEE_TXNS_ALL_SQL, the lean query a full read runs, names exactly the
+    transactions UNKNOWN_FEE_TXNS_SQL names, for any charges, fee entries, held and answered
+    transactions and any `read_from`."""
+    from recon_assets.warehouse.duckdb_loader import ensure_raw_tables
+
+    con = duckdb.connect(":memory:")
+    ensure_raw_tables(con)
+    n = 0
+    for i, (status, captured, held, answered, loaded, entries) in enumerate(charges):
+        cid, txn = f"ch_{i:024d}", f"txn_{i}"
+        con.execute(
+            "insert into raw.stripe_charges (id, created, status, captured, currency, amount, "
+            "balance_transaction, _partition_date, _synced_at, _run_id, _loaded_at) values "
+            "(?, now(), ?, ?, 'usd', 1, ?, ?, now(), 'r1', ?)",
+            [cid, status, captured, txn, DAY, loaded],
+        )
+        if held:
+            con.execute(
+                "insert into raw.stripe_balance_transactions (id, created, available_on, status, "
+                "type, currency, amount, fee, net, _partition_date, _synced_at, _run_id, "
+                "_loaded_at) values (?, now(), now(), 'available', 'charge', 'usd', 1, 0, 1, ?, "
+                "now(), 'r1', ?)",
+                [txn, DAY, loaded],
+            )
+        if answered:
+            con.execute(
+                "insert into raw.stripe_charge_lookups values (?, 'not_found', null, 'r1', now())",
+                [txn],
+            )
+        for kind, entry_loaded in entries:
+            n += 1
+            _entry(con, n, kind, cid, entry_loaded)
+    scoped = con.execute(UNKNOWN_FEE_TXNS_SQL, [since, since]).fetchall()
+    assert con.execute(UNKNOWN_FEE_TXNS_ALL_SQL, [since, since]).fetchall() == scoped
