@@ -39,7 +39,7 @@ import math
 import random
 import string
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -449,13 +449,8 @@ class _DayBuilder:
 
         # Orphans: charge entries whose external_ref no Stripe charge has (24 random characters
         # after "ch_": the emulator's ids have 23, so they can never collide).
-        k, plan.bounds["missing_in_stripe"] = _stochastic_count(
-            rng, rates.missing_in_stripe, len(settled)
-        )
-        plan.injected["missing_in_stripe"] += k
         window = day_window(self.day)
-        for _ in range(k):
-            ref = "ch_" + "".join(rng.choices(string.ascii_letters + string.digits, k=24))
+        for ref in self._orphan_ids(plan, "missing_in_stripe", len(settled), "ch_", 24):
             model = rng.choice(settled) if settled else {"amount_captured": 1000, "currency": "usd"}
             posted = rng.randint(window.start * US, window.end * US - 1)
             e = self._entry("charge", ref, "stripe_clearing", int(model["amount_captured"]),
@@ -532,13 +527,8 @@ class _DayBuilder:
                             f"Stripe dispute {did} (re-posted)"))  # fmt: skip
         # Orphans: withdrawals booked against a dispute Stripe never had (25 random characters
         # after "dp_": the emulator's have 24, so they can never collide).
-        k, plan.bounds["dispute_missing_in_stripe"] = _stochastic_count(
-            rng, rates.dispute_missing_in_stripe, len(settled)
-        )
-        plan.injected["dispute_missing_in_stripe"] += k
         window = day_window(self.day)
-        for _ in range(k):
-            did = "dp_" + "".join(rng.choices(string.ascii_letters + string.digits, k=25))
+        for did in self._orphan_ids(plan, "dispute_missing_in_stripe", len(settled), "dp_", 25):
             model = rng.choice(settled)
             posted = rng.randint(window.start * US, window.end * US - 1)
             e = self._entry("dispute", did, "disputes", -int(model["amount_captured"]),
@@ -714,17 +704,24 @@ class _DayBuilder:
                             "reversal", None, "refunds", -e.amount_minor, cur, when,
                             f"Reversal of entry {e.id} (refund failed)", reversal_of=e.id))  # fmt: skip
         window = day_window(self.day)
-        k, plan.bounds["refund_missing_in_stripe"] = _stochastic_count(
-            rng, rates.refund_missing_in_stripe, len(plan.refunds)
-        )
-        plan.injected["refund_missing_in_stripe"] += k
-        for _ in range(k):
-            rid = "re_" + "".join(rng.choices(string.ascii_letters + string.digits, k=26))
+        for rid in self._orphan_ids(plan, "refund_missing_in_stripe", len(plan.refunds), "re_", 26):
             posted = rng.randint(window.start * US, window.end * US - 1)
             e = self._entry("refund", rid, "refunds", -rng.randint(100, 20_000), "USD", posted,
                             f"Stripe refund {rid}")  # fmt: skip
             plan.entries.append(e)
             plan.refund_orphans.append(e)
+
+    def _orphan_ids(
+        self, plan: _DayPlan, kind: str, eligible: int, prefix: str, length: int
+    ) -> Iterator[str]:
+        """Ids of the `kind` orphans to inject (a share of `eligible`), counted as injected:
+        `prefix` and `length` random characters, one more than the emulator's ids of that
+        object have, so an orphan's id can never be one Stripe knows. Each id is drawn as the
+        caller asks for it, so the caller's own draws for an orphan keep their order."""
+        k, plan.bounds[kind] = _stochastic_count(self.rng, getattr(self.rates, kind), eligible)
+        plan.injected[kind] += k
+        for _ in range(k):
+            yield prefix + "".join(self.rng.choices(string.ascii_letters + string.digits, k=length))
 
     def _corrections(self, plan: _DayPlan) -> None:
         """Ops' corrections, drawn last so every entry before them keeps its id and amount:
