@@ -83,10 +83,11 @@ def test_week_reconciles_to_ground_truth_and_reruns_change_nothing(
         f"{seeded} or source_id in (select id from raw.stripe_disputes where charge in {seeded})",
         [FIRST, FIRST],
     ).fetchall()
-    disputes = con.execute(  # each movement of the disputes of the seeded days' charges
+    disputes = con.execute(  # each movement of the disputes of the seeded days' charges, and
+        # each orphan dispute entry (a dispute Stripe never had: no charge)
         "select reporting_date, dispute_id || '#' || dispute_leg, ledger_entry_ids, recon_status, "
         "currency, stripe_amount, ledger_amount from marts.fct_dispute_reconciliation "
-        f"where charge_id in {seeded}",
+        f"where charge_id in {seeded} or (charge_id is null and recon_status = 'missing_in_stripe')",
         [FIRST],
     ).fetchall()
     fee_breaks = con.execute(  # every fee break the report lists, a charge's of any day included
@@ -151,6 +152,7 @@ def test_week_reconciles_to_ground_truth_and_reruns_change_nothing(
     assert got_disputes == dispute_truth, (sorted(got_disputes - dispute_truth)[:3],
                                            sorted(dispute_truth - got_disputes)[:3])  # fmt: skip
     assert "matched" in {t[3] for t in dispute_truth}
+    assert "missing_in_stripe" in {t[3] for t in dispute_truth}  # the seeded orphans
     # every payout is an item of its own, on its arrival date, and carried exactly its amount
     payout_truth = {
         (t.reporting_date, t.charge_id, t.ledger_entry_ids_text, t.recon_status, t.currency,
