@@ -12,22 +12,25 @@ with report as (
            count(*) over (partition by reporting_date, item_type, currency, recon_status) as rows_of_key
     from {{ ref('rpt_daily_reconciliation') }}
 
+),
+
+checked as (
+
+    select
+        reporting_date,
+        item_type,
+        currency,
+        recon_status,
+        case
+            when reporting_date is null or item_type is null or currency is null
+                or recon_status is null or is_break is null then 'a key column or is_break is null'
+            when item_type not in ('charge', 'refund', 'fee', 'dispute', 'payout')
+                then 'an item type the report does not know'
+            when rows_of_key > 1
+                then 'more than one row for its day, item type, currency and status'
+        end as problem
+    from report
+
 )
 
-select
-    reporting_date,
-    item_type,
-    currency,
-    recon_status,
-    case
-        when reporting_date is null or item_type is null or currency is null
-            or recon_status is null or is_break is null then 'a key column or is_break is null'
-        when item_type not in ('charge', 'refund', 'fee', 'dispute', 'payout')
-            then 'an item type the report does not know'
-        else 'more than one row for its day, item type, currency and status'
-    end as problem
-from report
-where reporting_date is null or item_type is null or currency is null or recon_status is null
-   or is_break is null
-   or item_type not in ('charge', 'refund', 'fee', 'dispute', 'payout')
-   or rows_of_key > 1
+select * from checked where problem is not null
