@@ -376,7 +376,7 @@ def check_lookup_scan_moves_with_its_load(loader: Any, store: StageStore) -> Non
     assert first.read_from == EPOCH  # nothing recorded: every row is read
     named = sorted(str(r[0]) for r in loader.query(UNKNOWN_REFS_SQL, (EPOCH, EPOCH)))
     assert named == [make_row("ledger_entries", day, i, "a")["external_ref"] for i in range(2)]
-    # a load that fails its count check records no scan
+    # a load that fails (its staged file is missing) records no scan
     bad = KeyedManifest("stripe_balance_transactions", "run-bad", "lookup",
                         (KeyedFile(day, "nonexistent/part.parquet", 5),), lookup_scan=first)  # fmt: skip
     with pytest.raises(Exception):  # noqa: B017 - either loader's own error; what matters is below
