@@ -160,6 +160,9 @@ class BalanceBook:
         """Listings of windows wholly in the past: no transaction can be created in them any
         more (only `status` moves, and it is rendered at the request's `now`), so each page of
         a paged window reuses one listing instead of deriving the window again."""
+        self._listed: dict[tuple[int, int], list[BalanceTransaction]] = {}
+        """The same for whole listings (with the payouts' own transactions): every page of a
+        window past otherwise weighs the payouts around it and sorts the window again."""
 
     def _charge_txn(self, g: int, captured_at: int | None, now: int) -> BalanceTransaction | None:
         if captured_at is None or captured_at > now:
@@ -199,8 +202,15 @@ class BalanceBook:
         money = self.money_in_window(lo, hi, now)
         if self.payouts is None:
             return money
+        got = self._listed.get((lo, hi))
+        if got is not None:
+            return got
         out = money + self.payouts.transactions_in_window(lo, min(hi, now + 1), now)
         out.sort(key=lambda t: (t.created, t.id), reverse=True)
+        if hi <= now:
+            if len(self._listed) > 256:
+                self._listed.clear()
+            self._listed[(lo, hi)] = out
         return out
 
     def money_in_window(self, lo: int, hi: int, now: int) -> list[BalanceTransaction]:

@@ -154,6 +154,11 @@ class PayoutBook:
         self._swept: dict[date, dict[tuple[int, str], list[BalanceTransaction]]] = {}
         self._fails = {c.charge_id: c.at for c in gen.cfg.changes if c.kind == "payout_fail"}
         """Hand-made returns (`ChargeChange` of kind `payout_fail`): when the bank returns it."""
+        self._made: dict[tuple[date, str], Payout | None] = {}
+        """Payouts already made, by day and currency (None: that day's sum was not positive). A
+        made payout never changes: it sweeps days that are over, and every transaction listing
+        and payout listing asks for the same few again (each page of a day's transactions
+        weighs the payouts around it)."""
         balance.payouts = self
 
     def _check(self, d: date, currency: str) -> str:
@@ -195,6 +200,12 @@ class PayoutBook:
         created = _midnight(d) + _CREATED_AT
         if d.weekday() >= 5 or created > now or not self._first <= d <= self._last:
             return None
+        if (d, currency) in self._made:
+            return self._made[d, currency]
+        self._made[d, currency] = payout = self._make(d, currency, created, now)
+        return payout
+
+    def _make(self, d: date, currency: str, created: int, now: int) -> Payout | None:
         amount = sum(t.net for t in self.swept(d, currency, now))
         if amount <= 0:
             return None
