@@ -51,6 +51,9 @@ TARGETS = ("local", "prod")
 GROUP_NAME = "reconciliation"
 DEFAULT_OWNERS: tuple[str, ...] = ("team:analytics-engineering", "team:finance-ops")
 DBT_ASSETS_NAME = "recon_dbt_models"
+DBT_RUN_LOG_ARGS = ("--log-level-file", "info", "--log-format-file", "text")
+"""The per-run dbt log (`dbt.log` in the run's folder): each node's start and result, warnings
+and errors, readable as text; not every SQL statement."""
 
 
 DBT_ENV_DIR = DBT_PROJECT_DIR.parent / ".venv-dbt"
@@ -311,6 +314,12 @@ def build_dbt_assets(
                 "build",
                 "--log-path",
                 str(logs),
+                # the per-run log ops read: what ran, its result, warnings and errors, as text.
+                # dbt's default for the file is every SQL statement at debug, as JSON (the
+                # format Dagster reads from stdout): 4 MB and ~3,200 lines a nightly, about
+                # a second of dbt's step (docs/benchmarks.md). A failing model's SQL is in
+                # the target folder's `run/` all the same.
+                *DBT_RUN_LOG_ARGS,
             ],
             context=context,
             target_path=target_path,
