@@ -1570,6 +1570,7 @@ def test_dagster_dbt_assets_build_a_partition_range(tmp_path: Path) -> None:
     run_log = (runs / result.run_id / "dbt.log").read_text()
     assert "OK created sql incremental model marts.fct_charge_reconciliation" in run_log
     assert not run_log.lstrip().startswith("{") and "SQLQuery" not in run_log
+    assert "\x1b[" not in run_log  # no terminal colours in a file
     assert "select" not in run_log.lower()
     with duckdb.connect(str(db), read_only=True) as con:
         changed_by = set(

@@ -51,7 +51,9 @@ TARGETS = ("local", "prod")
 GROUP_NAME = "reconciliation"
 DEFAULT_OWNERS: tuple[str, ...] = ("team:analytics-engineering", "team:finance-ops")
 DBT_ASSETS_NAME = "recon_dbt_models"
-DBT_RUN_LOG_ARGS = ("--log-level-file", "info", "--log-format-file", "text")
+DBT_RUN_LOG_ARGS = (
+    "--log-level-file", "info", "--log-format-file", "text", "--no-use-colors-file",
+)  # fmt: skip
 """The per-run dbt log (`dbt.log` in the run's folder): each node's start and result, warnings
 and errors, readable as text; not every SQL statement."""
 
