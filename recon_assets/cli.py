@@ -13,6 +13,7 @@
   ledger grown for those days).
 - `recon report [DAY]`: a day's totals from the local warehouse, and where its HTML report is.
 - `recon emulator ...`: serve the Stripe emulator on its own (its options pass through).
+- `recon dbt ...`: dbt by hand on this warehouse (its arguments pass through).
 
 Every command reads its settings from the environment when it runs, like the code location.
 """
@@ -421,6 +422,33 @@ def cmd_emulator(args: argparse.Namespace) -> int:
     return int(emulator_main(args.rest) or 0)
 
 
+def cmd_dbt(args: argparse.Namespace) -> int:
+    """dbt by hand, as the runs start it: dbt's own environment (`.venv-dbt`), the project and its
+    profiles, the target and warehouse of these settings. dbt wants `--project-dir` after its
+    subcommand (`dbt build --project-dir ...`); they reach it as DBT_PROJECT_DIR and
+    DBT_PROFILES_DIR instead, so every dbt command line works as typed. Its artifacts and logs go
+    under RECON_HOME (`dbt-manual/`), never into the code folder or a scheduled run's."""
+    import subprocess
+
+    from recon_assets.defs.dbt_assets import DBT_PROJECT_DIR, default_dbt_executable
+    from recon_assets.definitions import dbt_target, duckdb_dbt_env
+    from recon_assets.warehouse.dbt_launch import env_args
+
+    settings = ReconSettings.from_env()
+    env = {
+        "DBT_PROJECT_DIR": str(DBT_PROJECT_DIR),
+        "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),
+        "RECON_DBT_TARGET": dbt_target(settings),
+        "DBT_TARGET_PATH": str(settings.home / "dbt-manual" / "target"),
+        "DBT_LOG_PATH": str(settings.home / "dbt-manual" / "logs"),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+    }
+    if settings.warehouse == "duckdb":
+        env |= duckdb_dbt_env(settings)
+    cmd = [default_dbt_executable(), *env_args(env), *(args.rest or ["--help"])]
+    return subprocess.run(cmd, cwd=DBT_PROJECT_DIR, check=False).returncode
+
+
 def cmd_prepare(args: argparse.Namespace) -> int:
     """Prepare what Dagster needs before loading: the dbt manifest (never parsed at import)."""
     from recon_assets.defs.dbt_assets import prepare_manifest
@@ -462,7 +490,16 @@ a local server that cannot start. Each message names what is wrong and never a s
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        return _main(argv)
+        code = _main(argv)
+        sys.stdout.flush()  # here, not at exit, where a closed pipe is a traceback-like notice
+        return code
+    except BrokenPipeError:
+        # `recon report | head`: the reader has what it wanted. Python would print another
+        # BrokenPipeError when it flushes stdout at exit, so stdout goes to /dev/null first;
+        # 141 is what a shell reports for a command ended by SIGPIPE.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     except Exception as exc:
         if type(exc).__name__ not in _ONE_LINE_ERRORS:
             raise
@@ -504,12 +541,17 @@ def _main(argv: list[str] | None = None) -> int:
         add_help=False,
     )  # fmt: skip
     p.set_defaults(fn=cmd_emulator, rest=[])
+    p = sub.add_parser(
+        "dbt", help="dbt by hand on this warehouse, e.g. `recon dbt build --select marts`",
+        add_help=False,
+    )  # fmt: skip
+    p.set_defaults(fn=cmd_dbt, rest=[])  # every argument goes on to dbt
     p = sub.add_parser("prepare", help="prepare the dbt manifest(s)")
     p.add_argument("--targets", nargs="+", default=["local"], choices=["local", "prod"])
     p.set_defaults(fn=cmd_prepare)
     args, unknown = parser.parse_known_args(argv)
     if unknown:
-        if args.fn not in (cmd_dev, cmd_emulator):
+        if args.fn not in (cmd_dev, cmd_emulator, cmd_dbt):
             parser.error(f"unrecognized arguments: {' '.join(unknown)}")
         args.rest = unknown
     return int(args.fn(args))

@@ -165,6 +165,8 @@ def test_the_demo_then_the_day_before_equals_one_backfill_of_all_four_days(
 ) -> None:
     """Each home runs its own embedded server, as a new user's does: the order of commands
     must not change a day's statuses."""
+    import duckdb
+
     base = traversable_tmpdir("recon-cli-order-")
     now = str(int(time.time()))  # the emulator's clock, frozen for both homes
     d0, *demo_days = last_complete_days(4)
@@ -177,6 +179,27 @@ def test_the_demo_then_the_day_before_equals_one_backfill_of_all_four_days(
         steps = recon(envs["steps"], "demo")
         assert steps.returncode == 0, (steps.stdout + steps.stderr)[-3000:]
         assert f"recon demo, {demo_days[0]}..{demo_days[-1]}" in steps.stdout
+        report = recon(envs["steps"], "report")
+        assert report.returncode == 0 and report.stdout.startswith(f"{demo_days[-1]}: "), report
+        # `recon report | head`: a reader that stops early ends it quietly, as the shell's
+        # SIGPIPE would (141), with no traceback (the pipe is closed before recon writes)
+        piped = subprocess.Popen([str(RECON), "report"], env=envs["steps"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+        assert piped.stdout is not None and piped.stderr is not None
+        piped.stdout.close()
+        err = piped.stderr.read().decode()
+        assert piped.wait(timeout=120) == 141 and not err, err
+        # dbt by hand, as the README gives it: dbt's environment, the project, this warehouse
+        listed = recon(envs["steps"], "dbt", "ls", "--select", "fct_charge_reconciliation",
+                       "--resource-type", "model", "--output", "name")  # fmt: skip
+        assert listed.returncode == 0, (listed.stdout + listed.stderr)[-3000:]
+        assert listed.stdout.split()[-1] == "fct_charge_reconciliation", listed.stdout[-2000:]
+        shown = recon(envs["steps"], "dbt", "show", "--inline",
+                      "select count(*) as n from marts.fct_charge_reconciliation")  # fmt: skip
+        assert shown.returncode == 0, (shown.stdout + shown.stderr)[-3000:]
+        with duckdb.connect(str(homes["steps"] / "warehouse.duckdb"), read_only=True) as con:
+            (n,) = con.execute("select count(*) from marts.fct_charge_reconciliation").fetchone()
+        assert f"| {n} |" in shown.stdout, shown.stdout[-2000:]
         steps = recon(envs["steps"], "backfill", "--start", d0.isoformat(), "--end", d0.isoformat())
         assert steps.returncode == 0, (steps.stdout + steps.stderr)[-3000:]
         once = recon(envs["once"], "backfill", "--start", d0.isoformat(),
