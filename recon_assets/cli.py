@@ -430,8 +430,8 @@ def cmd_dbt(args: argparse.Namespace) -> int:
     under RECON_HOME (`dbt-manual/`), never into the code folder or a scheduled run's."""
     import subprocess
 
-    from recon_assets.defs.dbt_assets import DBT_PROJECT_DIR, default_dbt_executable
     from recon_assets.definitions import dbt_target, duckdb_dbt_env
+    from recon_assets.defs.dbt_assets import DBT_PROJECT_DIR, default_dbt_executable
     from recon_assets.warehouse.dbt_launch import env_args
 
     settings = ReconSettings.from_env()
