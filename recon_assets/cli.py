@@ -417,9 +417,22 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_emulator(args: argparse.Namespace) -> int:
+    """The emulator on its own, serving by default the very account the pipeline's local runs
+    read (RECON_EMULATOR_SEED, RECON_EMULATOR_CHARGES_PER_DAY, RECON_START_DATE, ...), so what
+    a curl shows is what the demo and `recon dev` reconcile."""
+    from recon_assets.local.bootstrap import settings_emulator_config
     from recon_assets.local.stripe_emulator.__main__ import main as emulator_main
 
-    return int(emulator_main(args.rest) or 0)
+    settings = ReconSettings.from_env()
+    account = (
+        "Default account: the pipeline's local one (RECON_EMULATOR_SEED, "
+        "RECON_EMULATOR_CHARGES_PER_DAY, RECON_START_DATE, RECON_EMULATOR_NOW, "
+        "RECON_EMULATOR_CHANGES), to the day after tomorrow."
+    )
+    defaults = settings_emulator_config(settings) if settings.is_local else None
+    return int(
+        emulator_main(args.rest, "recon emulator", defaults, account if defaults else "") or 0
+    )
 
 
 def cmd_dbt(args: argparse.Namespace) -> int:

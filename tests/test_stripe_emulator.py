@@ -671,6 +671,46 @@ def test_cli_prints_the_base_url_and_serves() -> None:
         proc.wait(timeout=10)
 
 
+def test_recon_emulator_serves_the_pipelines_local_account(tmp_path: Path) -> None:
+    """`recon emulator` (not the module's own defaults): the account the local runs read, to the
+    key its help and its first lines name; SIGTERM stops it."""
+    from recon_assets.config import ReconSettings
+    from recon_assets.local.bootstrap import settings_emulator_config
+
+    env = {"PATH": "/usr/bin:/bin", "RECON_HOME": str(tmp_path / "recon"),
+           "RECON_EMULATOR_NOW": str(FROZEN_NOW), "RECON_START_DATE": "2024-12-28",
+           "RECON_EMULATOR_CHARGES_PER_DAY": "30", "RECON_EMULATOR_SEED": "9"}  # fmt: skip
+    recon = Path(sys.executable).with_name("recon")
+    shown = subprocess.run([str(recon), "emulator", "--help"], env=env, capture_output=True,
+                           text=True, timeout=60, check=True)  # fmt: skip
+    assert shown.stdout.startswith("usage: recon emulator"), shown.stdout[:200]
+    assert KEY in shown.stdout and "default: 30" in shown.stdout
+    proc = subprocess.Popen([str(recon), "emulator", "--port", "0"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        base_url = proc.stdout.readline().strip()
+        assert KEY in proc.stderr.readline()
+        served = Pager(base_url).all_desc({}, 100)
+        local = StripeEmulator(
+            settings_emulator_config(ReconSettings.from_env(env)), port=0
+        ).start()
+        try:
+            expected = Pager(local.base_url).all_desc({}, 100)
+        finally:
+            local.stop()
+        assert served == expected and len(served) >= 4 * 30 * 0.5
+        assert min(c["created"] for c in served) >= int(
+            datetime(2024, 12, 28, tzinfo=BUSINESS_TZ).timestamp()
+        )
+        proc.terminate()
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def test_stop_hangs_up_on_keep_alive_clients() -> None:
     e = StripeEmulator(small_cfg()).start()
     client = stripe.StripeClient(KEY, base_addresses={"api": e.base_url}, max_network_retries=0)

@@ -1,4 +1,5 @@
-"""`python -m recon_assets.local.stripe_emulator --port 12111 ...`: serve until Ctrl-C.
+"""`python -m recon_assets.local.stripe_emulator --port 12111 ...` (or `recon emulator`, which
+serves the pipeline's own local account): serve until Ctrl-C or SIGTERM.
 
 Prints the base URL on the first line of stdout (and flushes it), so a script or a benchmark that
 starts the emulator as a subprocess can read where it listens.
@@ -15,6 +16,7 @@ from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 
+from recon_assets.config import LOCAL_STRIPE_API_KEY
 from recon_assets.local.stripe_emulator.config import (
     DEFAULT_END_DATE,
     ChargeChange,
@@ -23,31 +25,47 @@ from recon_assets.local.stripe_emulator.config import (
 )
 from recon_assets.local.stripe_emulator.server import StripeEmulator
 
+MODULE_PROG = "python -m recon_assets.local.stripe_emulator"
 
-def build_parser() -> argparse.ArgumentParser:
+
+def build_parser(
+    prog: str = MODULE_PROG, defaults: EmulatorConfig | None = None, account: str = ""
+) -> argparse.ArgumentParser:
+    """The emulator's options; `defaults` is the account served when none is given (`recon
+    emulator` passes the pipeline's local account, `account` says which in the help)."""
+    defaults = defaults or EmulatorConfig(end_date=DEFAULT_END_DATE)
     p = argparse.ArgumentParser(
-        prog="python -m recon_assets.local.stripe_emulator",
-        description="A local Stripe charges API with seeded data and reproducible faults.",
+        prog=prog,
+        description=(
+            "A local Stripe API (charges, refunds, balance transactions, payouts, disputes, "
+            "events) over HTTP, with a seeded account and reproducible faults. "
+            + (account or "Default account: the options' defaults below.")
+            + f" Requests authenticate with the key {LOCAL_STRIPE_API_KEY} (a test-mode "
+            "placeholder, not a secret) unless --api-key names another, e.g. "
+            f"curl -u {LOCAL_STRIPE_API_KEY}: 'http://127.0.0.1:12111/v1/charges?limit=3'."
+        ),
     )
-    defaults = EmulatorConfig()
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=12111, help="0 picks a free port")
-    p.add_argument("--seed", type=int, default=defaults.seed)
-    p.add_argument("--charges-per-day", type=int, default=defaults.charges_per_day)
-    p.add_argument("--start-date", type=date.fromisoformat, default=defaults.start_date)
-    p.add_argument(
-        "--end-date", type=date.fromisoformat, default=DEFAULT_END_DATE, help="exclusive"
-    )
-    p.add_argument(
-        "--api-key", default=None, help="key to accept (default: the project's local key)"
-    )
-    p.add_argument("--now", type=int, default=None, help="freeze the clock (unix seconds)")
+    p.add_argument("--seed", type=int, default=defaults.seed, help="default: %(default)s")
+    p.add_argument("--charges-per-day", type=int, default=defaults.charges_per_day,
+                   help="default: %(default)s")  # fmt: skip
+    p.add_argument("--start-date", type=date.fromisoformat, default=defaults.start_date,
+                   help="first day of the account (default: %(default)s)")  # fmt: skip
+    p.add_argument("--end-date", type=date.fromisoformat, default=defaults.end_date,
+                   help="exclusive (default: %(default)s)")  # fmt: skip
+    p.add_argument("--api-key", default=None, help="key to accept (default: " + (
+        LOCAL_STRIPE_API_KEY if defaults.api_key == LOCAL_STRIPE_API_KEY else "STRIPE_API_KEY's"
+    ) + ")")  # fmt: skip
+    p.add_argument("--now", type=int, default=defaults.now,
+                   help="freeze the clock, unix seconds (default: %(default)s = the wall clock)")  # fmt: skip
     p.add_argument(
         "--changes",
         type=Path,
         default=None,
         help="a JSON file of hand-made late changes (see ChargeChange); each is also an event",
     )
+    p.set_defaults(default_changes=defaults.changes, default_api_key=defaults.api_key)
     f = p.add_argument_group("faults (all off by default, seeded)")
     f.add_argument("--rate-limit-per-s", type=float, default=None)
     f.add_argument("--rate-limit-burst", type=int, default=None)
@@ -75,13 +93,13 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         fail_first_n_requests=args.fail_first_n_requests,
         fail_first_n_status=args.fail_first_n_status,
     )
-    kwargs: dict[str, object] = {}
-    if args.api_key:
-        kwargs["api_key"] = args.api_key
+    kwargs: dict[str, object] = {"api_key": args.api_key or args.default_api_key}
     if args.changes is not None:
         kwargs["changes"] = tuple(
             ChargeChange.from_json(d) for d in json.loads(args.changes.read_text())
         )
+    elif args.default_changes:
+        kwargs["changes"] = args.default_changes
     return EmulatorConfig(
         seed=args.seed,
         charges_per_day=args.charges_per_day,
@@ -108,9 +126,14 @@ def _stop_on_sigterm() -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None,
+    prog: str = MODULE_PROG,
+    defaults: EmulatorConfig | None = None,
+    account: str = "",
+) -> int:
     _stop_on_sigterm()
-    parser = build_parser()
+    parser = build_parser(prog, defaults, account)
     args = parser.parse_args(argv)
     try:
         cfg = config_from_args(args)
@@ -121,7 +144,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(emu.base_url, flush=True)
     print(
         f"serving {emu.generator.timeline.total} charges "
-        f"({cfg.start_date} .. {cfg.end_date}, seed {cfg.seed}); Ctrl-C to stop",
+        f"({cfg.start_date} .. {cfg.end_date}, seed {cfg.seed}) to the key "
+        + (cfg.api_key if cfg.api_key == LOCAL_STRIPE_API_KEY else "given by --api-key")
+        + "; Ctrl-C to stop",
         file=sys.stderr,
         flush=True,
     )
