@@ -144,11 +144,11 @@ class ReconSettings:
         if env not in ("local", "prod"):
             raise ConfigError(f"RECON_ENV must be 'local' or 'prod', got {env!r}")
         home = Path(e.get("RECON_HOME") or Path.cwd() / ".recon").resolve()
+        if env == "prod":
+            _require_prod(e)
         api_key = e.get("STRIPE_API_KEY") or None
         if env == "local" and api_key is None:
             api_key = LOCAL_STRIPE_API_KEY
-        if env == "prod" and api_key is None:
-            raise ConfigError("STRIPE_API_KEY is required when RECON_ENV=prod")
         stage_uri = _stage_uri(e.get("RECON_STAGE_URI") or str(home / "stage"))
         if env == "prod" and not stage_uri.startswith("s3://"):
             # Production runs go to ephemeral run workers: a local folder would vanish with them.
@@ -156,9 +156,6 @@ class ReconSettings:
         ledger_dsn = e.get("RECON_LEDGER_DSN") or None
         if ledger_dsn is not None:
             _check_dsn(ledger_dsn)
-        elif env == "prod":
-            # checked when the location loads, not when the first run needs the ledger
-            raise ConfigError("RECON_LEDGER_DSN is required when RECON_ENV=prod")
         if e.get("STRIPE_API_BASE"):
             _url(e, "STRIPE_API_BASE", None)
         try:
@@ -168,8 +165,8 @@ class ReconSettings:
                 if raw_start
                 else (local_start_date() if env == "local" else DEFAULT_START_DATE)
             )
-        except ValueError as exc:
-            raise ConfigError("RECON_START_DATE must be an ISO date (YYYY-MM-DD)") from exc
+        except ValueError:
+            raise ConfigError("RECON_START_DATE must be an ISO date (YYYY-MM-DD)") from None
         # Locally the emulator accepts any rate; Stripe's documented limit is the prod default.
         default_rate = 200.0 if env == "local" else STRIPE_DOCUMENTED_RATE_PER_S
         # Locally the pull is CPU-bound on 2 cores (threads share the GIL: 2 beat 4 by ~20 %);
@@ -225,9 +222,9 @@ class ReconSettings:
             s3_endpoint_url=e.get("RECON_S3_ENDPOINT_URL") or None,
             snowflake_stage=e.get("RECON_SNOWFLAKE_STAGE") or "RECON_STAGE",
             snowflake_storage_integration=e.get("RECON_SNOWFLAKE_STORAGE_INTEGRATION") or None,
-            schedule_cron=e.get("RECON_SCHEDULE_CRON") or "0 1 * * *",
+            schedule_cron=_cron(e, "RECON_SCHEDULE_CRON", "0 1 * * *"),
             deep_restate_days=_int(e, "RECON_DEEP_RESTATE_DAYS", 120, minimum=0),
-            deep_restate_cron=e.get("RECON_DEEP_RESTATE_CRON") or "0 3 * * 0",
+            deep_restate_cron=_cron(e, "RECON_DEEP_RESTATE_CRON", "0 3 * * 0"),
             catchup_days=_int(e, "RECON_CATCHUP_DAYS", 31, minimum=1),
             at_risk_hour=_int(e, "RECON_AT_RISK_HOUR", 7, minimum=0),
             alert_webhook_env=next(
@@ -343,14 +340,81 @@ def _memory_size(e: Mapping[str, str], name: str, default: str) -> str:
     return raw
 
 
+_PROD_REQUIRED = ("STRIPE_API_KEY", "RECON_STAGE_URI", "RECON_LEDGER_DSN")
+
+
+def _require_prod(e: Mapping[str, str]) -> None:
+    """Production's settings without a default, all named at once (checked when the location
+    loads, not when a run first needs one): a deployment fixes its environment in one pass
+    instead of one variable per failed start."""
+    warehouse = (e.get("RECON_WAREHOUSE") or "snowflake").lower()
+    needed = _PROD_REQUIRED + (_SNOWFLAKE_VARS if warehouse == "snowflake" else ())
+    missing = [v for v in needed if not e.get(v)]
+    if missing:
+        raise ConfigError(f"RECON_ENV=prod needs {', '.join(missing)} (see the README's settings)")
+
+
+_CRON_FIELDS = (
+    ("minute", 0, 59, ()),
+    ("hour", 0, 23, ()),
+    ("day of month", 1, 31, ()),
+    (
+        "month",
+        1,
+        12,
+        ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"),
+    ),
+    ("day of week", 0, 7, ("sun", "mon", "tue", "wed", "thu", "fri", "sat")),
+)
+_CRON_ALIASES = ("@hourly", "@daily", "@midnight", "@weekly", "@monthly", "@yearly", "@annually")
+_CRON_ITEM = re.compile(r"^(\*|([0-9a-z]+)(-([0-9a-z]+))?)(/([0-9]+))?$")
+
+
+def _cron_value(text: str, low: int, high: int, names: tuple[str, ...]) -> int | None:
+    if text.isdigit():
+        value = int(text)
+    elif text in names:
+        value = names.index(text) + (1 if names[0] == "jan" else 0)
+    else:
+        return None
+    return value if low <= value <= high else None
+
+
+def _cron(e: Mapping[str, str], name: str, default: str) -> str:
+    """A standard five-field cron expression (numbers, ranges, steps, lists, month and weekday
+    names, or an @alias), as Dagster's schedules take it. Checked here so a typo is refused
+    naming its variable, not later as an error of a schedule whose name says nothing of it."""
+    raw = (e.get(name) or "").strip()
+    if not raw:
+        return default
+    if raw.lower() in _CRON_ALIASES:
+        return raw
+    fields = raw.lower().split()
+    if len(fields) != len(_CRON_FIELDS):
+        raise ConfigError(f"{name} must be a cron expression of 5 fields, got {raw!r}")
+    for text, (what, low, high, names) in zip(fields, _CRON_FIELDS, strict=True):
+        for item in text.split(","):
+            m = _CRON_ITEM.match(item)
+            ok = m is not None and (m.group(6) is None or int(m.group(6)) > 0)
+            if ok and m is not None and m.group(1) != "*":
+                first = _cron_value(m.group(2), low, high, names)
+                last = first if m.group(4) is None else _cron_value(m.group(4), low, high, names)
+                ok = first is not None and last is not None and first <= last
+            if not ok:
+                raise ConfigError(
+                    f"{name}: {item!r} is not a valid {what} ({low}-{high}), got {raw!r}"
+                )
+    return raw
+
+
 def _int(e: Mapping[str, str], name: str, default: int, minimum: int) -> int:
     raw = e.get(name)
     if raw is None or raw == "":
         return default
     try:
         value = int(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{name} must be an integer") from exc
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer") from None
     if value < minimum:
         raise ConfigError(f"{name} must be >= {minimum}")
     return value
@@ -362,8 +426,8 @@ def _float(e: Mapping[str, str], name: str, default: float) -> float:
         return default
     try:
         value = float(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{name} must be a number") from exc
+    except ValueError:
+        raise ConfigError(f"{name} must be a number") from None
     if value <= 0:
         raise ConfigError(f"{name} must be > 0")
     return value

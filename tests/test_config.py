@@ -6,6 +6,8 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from recon_assets.config import (
     DUCKDB_MEMORY_LIMIT,
@@ -155,6 +157,62 @@ def test_prod_refuses_to_load_without_the_ledger() -> None:
         ReconSettings.from_env(env)
     ok = ReconSettings.from_env({**env, "RECON_LEDGER_DSN": "postgresql://r@db:5432/ledger"})
     assert ok.stage_uri == "s3://b-1/p"
+
+
+def test_prod_names_every_missing_setting_at_once() -> None:
+    with pytest.raises(ConfigError) as err:
+        ReconSettings.from_env({"RECON_ENV": "prod", "SNOWFLAKE_USER": "u"})
+    named = str(err.value)
+    for v in ("STRIPE_API_KEY", "RECON_STAGE_URI", "RECON_LEDGER_DSN", "SNOWFLAKE_ACCOUNT",
+              "SNOWFLAKE_PASSWORD", "SNOWFLAKE_DATABASE"):  # fmt: skip
+        assert v in named, named
+    assert "SNOWFLAKE_USER" not in named
+    with pytest.raises(ConfigError) as err:  # a DuckDB warehouse needs no Snowflake settings
+        ReconSettings.from_env({"RECON_ENV": "prod", "RECON_WAREHOUSE": "duckdb"})
+    assert "SNOWFLAKE" not in str(err.value) and "RECON_LEDGER_DSN" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "cron",
+    ["0 1 * * ", "0 25 * * *", "61 * * * *", "0 1 * *", "0 1 * * * *", "0 1 0 * *",
+     "0 1 * 13 *", "*/0 1 * * *", "0 1 * * mon-foo", "5-2 1 * * *", "daily", "0 1 * * 8"],
+)  # fmt: skip
+def test_a_bad_cron_is_refused_naming_its_variable(cron: str) -> None:
+    for name in ("RECON_SCHEDULE_CRON", "RECON_DEEP_RESTATE_CRON"):
+        with pytest.raises(ConfigError, match=name):
+            ReconSettings.from_env({name: cron})
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.sampled_from(["*", "*/5", "1-5", "mon", "jan-mar", "0", "7", "3/2", "sun-sat", "x"]),
+            st.integers(0, 70).map(str),
+            st.tuples(st.integers(0, 40), st.integers(0, 40)).map(lambda t: f"{t[0]}-{t[1]}"),
+        ),
+        min_size=5,
+        max_size=5,
+    )
+)
+def test_every_cron_recon_accepts_dagster_schedules(fields: list[str]) -> None:
+    """The check is Dagster's rule, not a stricter or looser one of our own: what it accepts, a
+    Dagster schedule accepts, so no typo passes here to fail later as a schedule error."""
+    import dagster as dg
+
+    cron = " ".join(fields)
+    try:
+        ReconSettings.from_env({"RECON_SCHEDULE_CRON": cron})
+        ours = True
+    except ConfigError:
+        ours = False
+    try:
+        dg.ScheduleDefinition(name="s", cron_schedule=cron, job_name="j")
+        theirs = True
+    except Exception:
+        theirs = False
+    if ours:
+        assert theirs, cron
 
 
 def test_dbt_profile_falls_back_to_the_same_duckdb_memory_limit() -> None:
