@@ -305,19 +305,68 @@ def test_weekly_deep_restatement_requests_the_last_120_days_as_one_run(
     assert req.run_key == "deep-2024-11-09"
 
 
-def test_freshness_checks_alert_at_error_severity(settings: ReconSettings) -> None:
-    defs = build_definitions(settings)
-    graph = defs.resolve_asset_graph()
-    freshness = [
-        c for c in graph.asset_check_keys if c.asset_key == dg.AssetKey("reconciliation_report")
-    ]
-    assert freshness, "the report needs a 9 AM freshness check"
-    for sensor in (
-        "report_freshness_sensor",
-        "deadline_at_risk_sensor",
-        "run_failure_alert_sensor",
-    ):
+def test_a_missed_9am_deadline_fails_the_freshness_check_at_error_and_alerts(
+    settings: ReconSettings, tmp_path: Path
+) -> None:
+    """The mission's promise, run: the report's freshness check, evaluated on an instance where
+    the day it expects is missing, fails at ERROR severity against 09:00 US Eastern, expecting
+    the day before its latest 09:00 (whatever the time of day this runs), and the run-success
+    sensor sends the alert naming that day; once the day is written, it passes."""
+    import json
+    import warnings
+
+    from recon_assets.defs.automation import REPORT_KEY, AlertResource, build_automation
+
+    defs = build_definitions(settings)  # the code location wires this very check and sensors
+    (check_key,) = [c for c in defs.resolve_asset_graph().asset_check_keys
+                    if c.asset_key == REPORT_KEY and c.name == "freshness_check"]  # fmt: skip
+    for sensor in ("report_freshness_sensor", "deadline_at_risk_sensor",
+                   "run_failure_alert_sensor", "run_success_alert_sensor"):  # fmt: skip
         assert defs.resolve_sensor_def(sensor)
+
+    @dg.asset(key=REPORT_KEY, partitions_def=daily_partitions(settings.start_date))
+    def report() -> None:
+        """The report's partitions and key, without its work: only the check is exercised."""
+
+    auto = build_automation([report], start_date=settings.start_date, restate_days=3)
+    (freshness,) = auto["asset_checks"]
+    assert freshness.check_key == check_key
+    (tmp_path / "dagster").mkdir()
+    instance = dg.DagsterInstance.local_temp(str(tmp_path / "dagster"))
+
+    def evaluate() -> tuple[dg.ExecuteInProcessResult, dg.AssetCheckEvaluation]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = dg.materialize([report, freshness], instance=instance,
+                                    selection=dg.AssetSelection.checks(freshness))  # fmt: skip
+        (evaluation,) = result.get_asset_check_evaluations()
+        return result, evaluation
+
+    run, missed = evaluate()
+    assert not missed.passed and missed.severity == dg.AssetCheckSeverity.ERROR
+    params = missed.metadata["dagster/freshness_params"].value
+    assert params == {"deadline_cron": "0 9 * * *", "timezone": BUSINESS_TZ.key}
+    tick = datetime.fromtimestamp(
+        missed.metadata["dagster/latest_cron_tick_timestamp"].value, BUSINESS_TZ
+    )
+    assert (tick.hour, tick.minute) == (9, 0) and tick <= datetime.now(BUSINESS_TZ)
+    expected = (tick.date() - timedelta(days=1)).isoformat()  # the day before the deadline
+    assert f"expect partition {expected} to have arrived" in (missed.description or "")
+
+    alerts = AlertResource(log_path=str(tmp_path / "alerts.jsonl"))
+    success = next(e for e in run.all_events if e.event_type == dg.DagsterEventType.RUN_SUCCESS)
+    sensors = {s.name: s for s in auto["sensors"]}
+    with dg.build_run_status_sensor_context(
+        "run_success_alert_sensor", success, instance, run.dagster_run,
+        resources={"alerts": alerts},
+    ) as ctx:  # fmt: skip
+        sensors["run_success_alert_sensor"](ctx)
+    received = [json.loads(line) for line in (tmp_path / "alerts.jsonl").read_text().splitlines()]
+    assert [r["kind"] for r in received] == ["check_failed"], received
+    assert "freshness_check" in received[0]["title"] and expected in received[0]["title"]
+
+    dg.materialize([report], instance=instance, partition_key=expected)
+    assert evaluate()[1].passed
 
 
 def test_the_demo_prepares_a_missing_or_stale_manifest(tmp_path: Path) -> None:
