@@ -1381,6 +1381,34 @@ def test_not_null_columns_counts_the_rows_with_a_null_in_any_column(tmp_path: Pa
 
 
 @pytest.mark.timeout(300)
+def test_the_prod_manifest_is_prepared_without_credentials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An image build prepares the prod manifest with no Snowflake credentials: only the
+    database, which every table's name holds. The placeholders for the connection settings
+    never reach the manifest (nor this process's environment)."""
+    import shutil
+
+    from recon_assets.config import ConfigError
+    from recon_assets.defs.dbt_assets import PARSE_ONLY_SNOWFLAKE_VARS, prepare_manifest
+
+    project_dir = tmp_path / "dbt_project"
+    shutil.copytree(PROJECT_DIR, project_dir, ignore=shutil.ignore_patterns("target", "logs"))
+    for name in (*PARSE_ONLY_SNOWFLAKE_VARS, "SNOWFLAKE_DATABASE", "SNOWFLAKE_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ConfigError, match="SNOWFLAKE_DATABASE"):
+        prepare_manifest(project_dir, "prod")
+    monkeypatch.setenv("SNOWFLAKE_DATABASE", "FINANCE_DB")
+    text = prepare_manifest(project_dir, "prod").read_text()
+    manifest = json.loads(text)
+    fct = manifest["nodes"]["model.recon.fct_charge_reconciliation"]
+    assert (fct["database"], fct["schema"]) == ("FINANCE_DB", "marts")
+    assert manifest["metadata"]["adapter_type"] == "snowflake"
+    assert "unset-at-parse" not in text
+    assert not any(os.environ.get(v) for v in PARSE_ONLY_SNOWFLAKE_VARS)
+
+
+@pytest.mark.timeout(300)
 def test_parse_prod_target_without_a_connection(tmp_path: Path) -> None:
     """`dbt parse --target prod` needs only the env vars the profile reads, no Snowflake."""
     env = {

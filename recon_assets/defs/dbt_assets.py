@@ -51,6 +51,13 @@ TARGETS = ("local", "prod")
 GROUP_NAME = "reconciliation"
 DEFAULT_OWNERS: tuple[str, ...] = ("team:analytics-engineering", "team:finance-ops")
 DBT_ASSETS_NAME = "recon_dbt_models"
+PARSE_ONLY_SNOWFLAKE_VARS = (
+    "SNOWFLAKE_ACCOUNT",
+    "SNOWFLAKE_USER",
+    "SNOWFLAKE_ROLE",
+    "SNOWFLAKE_WAREHOUSE",
+)
+"""What the prod profile reads only to connect: no manifest holds them (checked by a test)."""
 DBT_RUN_LOG_ARGS = (
     "--log-level-file", "info", "--log-format-file", "text", "--no-use-colors-file",
 )  # fmt: skip
@@ -159,13 +166,25 @@ def prepare_manifest(
 ) -> Path:
     """Run `dbt parse` for `target` and return the manifest path.
 
-    Called explicitly by tests, CI and the demo bootstrap (never at import). Parsing opens no
-    warehouse connection, but the profile's environment variables must be set (dummy values do
-    for `prod`).
+    Called explicitly by tests, CI, an image build and the demo bootstrap (never at import).
+    Parsing opens no warehouse connection: for `prod`, the connection settings the profile
+    reads but the manifest never holds (`PARSE_ONLY_SNOWFLAKE_VARS`) get placeholders in dbt's
+    process when unset, so an image build needs no credentials. SNOWFLAKE_DATABASE is in every
+    table's name (Dagster shows them), so it must be the real one.
     """
     project = dbt_project(target, project_dir)
+    env: dict[str, str] = {}
+    if target == "prod":
+        if not os.environ.get("SNOWFLAKE_DATABASE"):
+            from recon_assets.config import ConfigError
+
+            raise ConfigError(
+                "the prod manifest needs SNOWFLAKE_DATABASE (it is in every table's name); "
+                "the connection settings are not needed to parse"
+            )
+        env = {v: "unset-at-parse" for v in PARSE_ONLY_SNOWFLAKE_VARS if not os.environ.get(v)}
     dbt_resource(project, dbt_executable).cli(
-        ["parse", "--quiet"], target_path=project.target_path
+        [*env_args(env), "parse", "--quiet"], target_path=project.target_path
     ).wait()
     if not project.manifest_path.exists():
         raise FileNotFoundError(f"dbt parse wrote no manifest at {project.manifest_path}")
