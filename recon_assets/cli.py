@@ -369,9 +369,68 @@ def cmd_dev(args: argparse.Namespace) -> int:
     ensure_manifest(dbt_target(settings))
     env = dict(os.environ, DAGSTER_HOME=str(dagster_home(settings)))
     dagster = str(Path(sys.executable).with_name("dagster"))
-    cmd = [dagster, "dev", "-w", "workspace.yaml", *args.rest]
-    os.execve(dagster, cmd, env)
-    return 0  # not reached
+    return supervise([dagster, "dev", "-w", "workspace.yaml", *args.rest], env)
+
+
+_DEV_CHILD = """
+import os, sys
+from recon_assets.child_processes import die_with_parent
+die_with_parent()
+if os.getppid() != int(sys.argv[1]):
+    sys.exit(1)  # the parent died before the line above: nothing would stop this process
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
+def supervise(cmd: list[str], env: dict[str, str], grace_s: float = 60.0) -> int:
+    """Run `dagster dev` as a child that ends with this process, and its children with it.
+
+    `dagster dev` stops on SIGINT, and maps SIGTERM to whatever SIGINT does. Started in the
+    background (`recon dev &` in a script, some supervisors) SIGINT arrives ignored, Python then
+    leaves it ignored, and so SIGTERM was ignored too; killed outright, its webserver, daemon and
+    code servers ran on. So: the child starts with both at their defaults (handlers installed
+    here are reset by exec), in a process group of its own (a terminal's Ctrl-C reaches this
+    process, which passes it on once), and SIGTERM'd by the kernel if this
+    process dies (even by SIGKILL). SIGTERM and SIGINT here reach it as SIGTERM, its own orderly
+    shutdown; a second one, or `grace_s` after the first, kills the group. Whatever of the group
+    outlives it (a code server whose parent was killed) is ended too."""
+    import signal
+    import subprocess
+
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    stopping: list[float] = []
+
+    def stop(signo: int, _frame: object) -> None:
+        if proc is None:
+            raise KeyboardInterrupt
+        with contextlib.suppress(ProcessLookupError):
+            if stopping:
+                os.killpg(proc.pid, signal.SIGKILL)
+            else:
+                proc.send_signal(signal.SIGTERM)
+        stopping.append(time.monotonic())
+
+    proc: subprocess.Popen[bytes] | None = None
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _DEV_CHILD, str(os.getpid()), *cmd], env=env, process_group=0,
+    )  # fmt: skip
+    while True:
+        try:
+            code = proc.wait(timeout=1.0)
+            break
+        except subprocess.TimeoutExpired:
+            if stopping and time.monotonic() - stopping[0] > grace_s:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+    for sig in (signal.SIGTERM, signal.SIGKILL):  # what outlived it in its group
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        time.sleep(2.0 if sig == signal.SIGTERM else 0)
+    return 0 if stopping and code in (0, -signal.SIGTERM, -signal.SIGINT) else code
 
 
 def cmd_seed(args: argparse.Namespace) -> int:

@@ -6,11 +6,13 @@ The backfill must run as ONE run (every asset has `BackfillPolicy.single_run()`)
 leave the three days' reports. Chromium (Debian's `chromium` package) renders the asset graph
 and a report; the screenshots go to `RECON_SCREENSHOTS_DIR` when set (that is how the ones in
 `docs/` are made) and to a temporary folder otherwise. Without Chromium the browser test is
-skipped with a message saying how to get it.
+skipped with a message saying how to get it, and fails where RECON_REQUIRE_BROWSER is set
+(`.ci/run` sets it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -47,6 +49,7 @@ class Dev:
     url: str
     home: Path
     days: list[date]
+    proc: subprocess.Popen[bytes]
 
     def graphql(self, query: str, variables: dict | None = None) -> dict:
         req = urllib.request.Request(
@@ -64,6 +67,34 @@ LOCATION_STATUS = """
 { workspaceOrError { ... on Workspace { locationEntries { name loadStatus
     locationOrLoadError { __typename ... on PythonError { message } } } } } }
 """
+
+
+def _as_a_background_job() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGQUIT, signal.SIG_IGN)
+
+
+def session_processes(sid: int) -> list[str]:
+    """The command lines of every process still in session `sid` (`recon dev`'s own, which
+    it, `dagster dev`, the webserver, the daemon, the code servers and runs share or descend
+    from), read from /proc."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, IndexError):
+            continue
+        if int(fields[3]) == sid and fields[0] != "Z":  # session id; zombies are gone already
+            out.append(cmdline.strip())
+    return out
+
+
+def wait_until_gone(sid: int, timeout_s: float) -> list[str]:
+    deadline = time.monotonic() + timeout_s
+    while (left := session_processes(sid)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return left
 
 
 @pytest.fixture(scope="module")
@@ -92,11 +123,13 @@ def dev(
          "--end", days[-1].isoformat()],
         cwd=REPO, env=env, check=True, capture_output=True, timeout=300,
     )  # fmt: skip
+    # as `recon dev &` in a script starts it: SIGINT ignored (a background job's), its own group
     proc = subprocess.Popen(
         [str(RECON), "dev", "--host", "127.0.0.1", "--port", str(port)],
         cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        preexec_fn=_as_a_background_job,
     )  # fmt: skip
-    d = Dev(f"http://127.0.0.1:{port}", home, days)
+    d = Dev(f"http://127.0.0.1:{port}", home, days, proc)
     try:
         deadline = time.monotonic() + 300
         while True:
@@ -222,9 +255,11 @@ def chromium() -> str:
     for name in ("chromium", "chromium-browser", "google-chrome"):
         if path := shutil.which(name):
             return path
+    if os.environ.get("RECON_REQUIRE_BROWSER"):  # CI: a missing browser is a failure
+        pytest.fail("RECON_REQUIRE_BROWSER is set and no Chromium is on PATH")
     pytest.skip(
         "no Chromium on this machine, so the browser test is skipped: on Debian, "
-        "`apt-get install -y chromium` (bash .ci/run tries to)"
+        "`apt-get install -y chromium` (bash .ci/run installs it)"
     )
 
 
@@ -267,3 +302,56 @@ def test_the_browser_shows_the_asset_graph_and_the_report(
     assert "Charges: totals per currency" in dom and "What each status means" in dom
     assert "Refunds: totals per currency" in dom
     assert (out / "report.png").stat().st_size > 20_000
+
+
+def test_recon_dev_started_in_the_background_stops_on_sigterm_with_its_children(dev: Dev) -> None:
+    """Last in this module (it ends the module's `recon dev`): SIGTERM to `recon dev`, started
+    as `&` starts it (SIGINT ignored), stops `dagster dev` in its own orderly way and leaves no
+    webserver, daemon or code server behind (they used to ignore it: `dagster dev` maps SIGTERM
+    to SIGINT's handler)."""
+    sid = dev.proc.pid  # start_new_session: the session is recon dev's
+    before = session_processes(sid)
+    assert any("dagster_webserver" in c for c in before), before
+    assert any("code-server" in c or "api grpc" in c for c in before), before
+    dev.proc.send_signal(signal.SIGTERM)
+    assert dev.proc.wait(timeout=120) == 0
+    assert wait_until_gone(sid, 60) == []
+    log = (dev.home.parent / "dev.log").read_text()
+    assert "Shutting down Dagster services" in log, log[-2000:]
+
+
+def test_recon_dev_killed_outright_takes_dagster_dev_and_its_children_with_it(
+    tmp_path: Path, ledger_pg: object
+) -> None:
+    """SIGKILL cannot be handled: the kernel SIGTERMs `dagster dev` when `recon dev` dies, and
+    it stops its webserver, daemon and code servers (they used to run on, orphaned)."""
+    server_dsn = ledger_pg.dsn  # type: ignore[attr-defined]
+    name = _create_db(server_dsn, TEMPLATE_DB)
+    env = {
+        **os.environ,
+        "RECON_HOME": str(tmp_path / "recon"),
+        "RECON_LEDGER_DSN": _db_dsn(server_dsn, name),
+        "RECON_START_DATE": last_complete_days(1)[0].isoformat(),
+        "RECON_EMULATOR_CHARGES_PER_DAY": "50",
+        "DAGSTER_DISABLE_TELEMETRY": "1",
+    }
+    env.pop("DAGSTER_HOME", None)
+    with (tmp_path / "dev.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [str(RECON), "dev", "--host", "127.0.0.1", "--port", str(free_port())],
+            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=_as_a_background_job,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 300
+            while not any("code-server" in c for c in session_processes(proc.pid)):
+                assert proc.poll() is None, (tmp_path / "dev.log").read_text()[-3000:]
+                assert time.monotonic() < deadline, "no code server after 300 s"
+                time.sleep(1)
+            proc.kill()
+            proc.wait(timeout=30)
+            assert wait_until_gone(proc.pid, 120) == []
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            _drop_db(server_dsn, name)
