@@ -40,6 +40,14 @@ def last_complete_days(n: int, today: date | None = None) -> list[date]:
     return [today - timedelta(days=i) for i in range(n, 0, -1)]
 
 
+def local_today(settings: ReconSettings) -> date:
+    """Today in US Eastern on the local account's clock: the emulator's (RECON_EMULATOR_NOW),
+    else the wall clock. An account frozen in the past has no later days to reconcile, and a
+    test that freezes it gets the same days whenever it runs."""
+    now = settings.emulator_now if settings.is_local else None
+    return (datetime.fromtimestamp(now, BUSINESS_TZ) if now else datetime.now(BUSINESS_TZ)).date()
+
+
 INSTANCE_YAML = Path(__file__).with_name("dagster.yaml")
 
 
@@ -144,7 +152,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not settings.is_local:
         print("recon demo runs on the embedded default only (RECON_ENV=local)", file=sys.stderr)
         return 2
-    days = last_complete_days(args.days)
+    days = last_complete_days(args.days, local_today(settings))
     first, last = days[0], days[-1]
     with one_local_writer(settings):
         return _demo(settings, days, first, last)
@@ -208,6 +216,14 @@ def _print_reported_days(settings: ReconSettings, days: list[date]) -> None:
             f"  {r.day}  {r.day_status.upper():<11} {r.items:>7,} items  {r.break_count:>4,} breaks"
             "  match rate " + (f"{rate:.2%}" if rate is not None else "n/a")
         )
+        if r.day_status != "final":
+            print(f"              why {r.day_status}: {r.day_status_reason}")
+        kinds: dict[str, int] = {}
+        for b in r.breaks:
+            kinds[b.recon_status] = kinds.get(b.recon_status, 0) + 1
+        print("              breaks by status: "
+              + (", ".join(f"{k} {n:,}" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1]))
+                 or "none"))  # fmt: skip
         print(
             f"              {sum(t.refunds for t in refunds):,} refunds "
             f"({sum(t.breaks for t in refunds):,} breaks); {corrected:,} breaks resolved by "
@@ -364,7 +380,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
     settings = ReconSettings.from_env()
     # the account's whole span, so a backfill of any partition in the UI finds its ledger
-    today = datetime.now(BUSINESS_TZ).date()
+    today = local_today(settings)
     print(f"ledger: {_ledger_for(settings, min(settings.start_date, today), today)}")
     ensure_manifest(dbt_target(settings))
     env = dict(os.environ, DAGSTER_HOME=str(dagster_home(settings)))
@@ -447,7 +463,7 @@ def cmd_seed(args: argparse.Namespace) -> int:
         print("recon seed grows a local ledger (RECON_ENV=local) only", file=sys.stderr)
         return 2
     first = args.start or settings.start_date
-    last = args.end or datetime.now(BUSINESS_TZ).date()
+    last = args.end or local_today(settings)
     if last < first:
         print("recon seed: --end is before --start", file=sys.stderr)
         return 2

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -22,8 +21,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from recon_assets.cli import last_complete_days
 from recon_assets.local.postgres import find_pg_bin_dir, free_port
+from tests.clock import PINNED_NOW, pinned_days
 from tests.ledger_fixtures import database_copy, traversable_tmpdir
 
 pytestmark = [pytest.mark.timeout(600)]
@@ -32,10 +31,13 @@ RECON = Path(sys.executable).with_name("recon")
 
 
 def recon_env(home: Path, **extra: str) -> dict[str, str]:
+    """The CLI's environment: the local account on the pinned clock (`tests/clock.py`)."""
     env = {
         **os.environ,
         "RECON_HOME": str(home),
         "RECON_EMULATOR_CHARGES_PER_DAY": "150",
+        "RECON_EMULATOR_NOW": str(PINNED_NOW),
+        "RECON_START_DATE": pinned_days(7)[0].isoformat(),
         "DAGSTER_DISABLE_TELEMETRY": "1",
         **extra,
     }
@@ -66,7 +68,7 @@ def pg_dump(dsn: str) -> str:
 def someones_ledger(ledger_pg: object) -> Iterator[str]:
     """A ledger recon does not own: migrated by its owners, with bookings made by hand."""
     with database_copy(ledger_pg.dsn) as dsn, psycopg.connect(dsn) as conn:  # type: ignore[attr-defined]
-        day = last_complete_days(1)[0]
+        day = pinned_days(1)[0]
         (journal,) = conn.execute(
             "INSERT INTO ledger_journals (batch_key, source_system, description, created_by) "
             "VALUES ('erp:2026-q4', 'erp', 'booked by hand', 'ops') RETURNING id"
@@ -89,7 +91,7 @@ def someones_ledger(ledger_pg: object) -> Iterator[str]:
 def test_a_backfill_leaves_a_ledger_it_does_not_own_byte_for_byte_unchanged(
     someones_ledger: str, dbt_manifest: Path, tmp_path: Path
 ) -> None:
-    day = last_complete_days(1)[0]
+    day = pinned_days(1)[0]
     before = pg_dump(someones_ledger)
     env = recon_env(
         tmp_path / "recon",
@@ -109,7 +111,7 @@ def test_a_ledger_without_the_ledger_table_is_refused_and_left_empty(
 ) -> None:
     """An empty database named by mistake is not migrated: one line, nothing created."""
     before = pg_dump(empty_db_dsn)
-    day = last_complete_days(1)[0].isoformat()
+    day = pinned_days(1)[0].isoformat()
     proc = recon(recon_env(tmp_path, RECON_LEDGER_DSN=empty_db_dsn), "backfill", "--start", day,
                  "--end", day, timeout=120)  # fmt: skip
     assert proc.returncode == 1
@@ -129,7 +131,7 @@ def test_an_unreachable_ledger_is_one_line_naming_host_and_database(
     port = free_port()
     password = "pw-must-not-show-4f1c"
     dsn = f"postgresql://ledger_reader:{password}@127.0.0.1:{port}/books"
-    day = last_complete_days(1)[0].isoformat()
+    day = pinned_days(1)[0].isoformat()
     args = [a.format(day=day, dsn=dsn) for a in command]
     proc = recon(recon_env(tmp_path / "recon", RECON_LEDGER_DSN=dsn), *args, timeout=120)
     assert proc.returncode == 1, proc.stdout + proc.stderr
@@ -143,6 +145,32 @@ def test_an_unreachable_ledger_is_one_line_naming_host_and_database(
     home = tmp_path / "recon"
     assert not (home / "warehouse.duckdb").exists() and not (home / "dbt-runs").exists()
     assert not (home / "postgres").exists()
+
+
+BREAK_STATUSES = {
+    "missing_in_ledger", "duplicate_in_ledger", "currency_mismatch", "amount_mismatch",
+    "late_posting", "unexpected_ledger_entry", "missing_in_stripe", "unreadable_in_stripe",
+    "currency_conversion",
+}  # fmt: skip
+
+
+def _check_demo_days(out: str, days: list[date]) -> None:
+    """Each demo day says why it is preliminary (its days are younger than T, so none can be
+    final), and its breaks by status add up to its break count, each a break status."""
+    lines = out.splitlines()
+    for day in days:
+        (i,) = [n for n, line in enumerate(lines) if line.strip().startswith(f"{day}  ")]
+        header, why, kinds = lines[i].split(), lines[i + 1].strip(), lines[i + 2].strip()
+        assert header[1] == "PRELIMINARY" and why.startswith("why preliminary: "), lines[i : i + 3]
+        assert len(why) > len("why preliminary: ") + 10, why
+        breaks = int(header[header.index("breaks") - 1].replace(",", ""))
+        assert kinds.startswith("breaks by status: "), lines[i : i + 3]
+        listed = kinds.removeprefix("breaks by status: ")
+        counted = (
+            dict(part.rsplit(" ", 1) for part in listed.split(", ")) if listed != "none" else {}
+        )
+        assert set(counted) <= BREAK_STATUSES, counted
+        assert sum(int(n.replace(",", "")) for n in counted.values()) == breaks, (kinds, breaks)
 
 
 def _statuses(home: Path, first: date, last: date) -> list[tuple[object, ...]]:
@@ -169,8 +197,8 @@ def test_the_demo_then_the_day_before_equals_one_backfill_of_all_four_days(
     import duckdb
 
     base = traversable_tmpdir("recon-cli-order-")
-    now = str(int(time.time()))  # the emulator's clock, frozen for both homes
-    d0, *demo_days = last_complete_days(4)
+    now = str(PINNED_NOW)  # the emulator's clock, frozen for both homes
+    d0, *demo_days = pinned_days(4)
     homes = {name: base / name / "recon" for name in ("steps", "once")}
     envs = {
         name: recon_env(home, RECON_EMULATOR_NOW=now, RECON_START_DATE=d0.isoformat())
@@ -180,6 +208,7 @@ def test_the_demo_then_the_day_before_equals_one_backfill_of_all_four_days(
         steps = recon(envs["steps"], "demo")
         assert steps.returncode == 0, (steps.stdout + steps.stderr)[-3000:]
         assert f"recon demo, {demo_days[0]}..{demo_days[-1]}" in steps.stdout
+        _check_demo_days(steps.stdout, demo_days)
         report = recon(envs["steps"], "report")
         assert report.returncode == 0 and report.stdout.startswith(f"{demo_days[-1]}: "), report
         # `recon report | head`: a reader that stops early ends it quietly, as the shell's

@@ -20,8 +20,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from recon_assets.cli import last_complete_days
 from recon_assets.defs.dbt_assets import DBT_PROJECT_DIR
+from tests.clock import PINNED_NOW, pinned_days
 from tests.ledger_fixtures import TEMPLATE_DB, _admin_dsn, _create_db, _drop_db
 
 pytestmark = [pytest.mark.timeout(600), pytest.mark.xdist_group("secrets")]
@@ -85,12 +85,13 @@ def test_canary_secrets_reach_no_file_and_no_console(
         conn.execute(f"CREATE ROLE {role} LOGIN SUPERUSER PASSWORD '{password}'")
     host = server_dsn.split("@", 1)[1].rsplit("/", 1)[0]
     dsn = f"postgresql://{role}:{password}@{host}/{name}"
-    day = last_complete_days(1)[0]
+    day = pinned_days(1)[0]
     home = tmp_path / "recon"
     env = {
         **os.environ,
         "RECON_HOME": str(home),
         "RECON_START_DATE": (day - timedelta(days=3)).isoformat(),
+        "RECON_EMULATOR_NOW": str(PINNED_NOW),
         "RECON_EMULATOR_CHARGES_PER_DAY": "120",
         "STRIPE_API_KEY": key,
         "RECON_LEDGER_DSN": dsn,

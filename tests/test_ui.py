@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from recon_assets.cli import last_complete_days
+from tests.clock import PINNED_NOW, pinned_days
 from tests.ledger_fixtures import TEMPLATE_DB, _create_db, _db_dsn, _drop_db
 
 pytestmark = [pytest.mark.timeout(900), pytest.mark.xdist_group("ui")]
@@ -110,12 +110,14 @@ def dev(
         "RECON_HOME": str(home),
         "RECON_LEDGER_DSN": _db_dsn(server_dsn, name),
         "RECON_EMULATOR_CHARGES_PER_DAY": "300",
+        "RECON_EMULATOR_NOW": str(PINNED_NOW),
+        "RECON_START_DATE": pinned_days(7)[0].isoformat(),
         "DAGSTER_DISABLE_TELEMETRY": "1",
         "PATH": f"{RECON.parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
     env.pop("DAGSTER_HOME", None)
     log = (home.parent / "dev.log").open("wb")
-    days = last_complete_days(3)
+    days = pinned_days(3)
     # exactly what a user runs: a dev ledger seeded by name (recon never writes to the ledger
     # RECON_LEDGER_DSN names), then `recon dev`, which execs `dagster dev`
     subprocess.run(
@@ -331,7 +333,8 @@ def test_recon_dev_killed_outright_takes_dagster_dev_and_its_children_with_it(
         **os.environ,
         "RECON_HOME": str(tmp_path / "recon"),
         "RECON_LEDGER_DSN": _db_dsn(server_dsn, name),
-        "RECON_START_DATE": last_complete_days(1)[0].isoformat(),
+        "RECON_START_DATE": pinned_days(1)[0].isoformat(),
+        "RECON_EMULATOR_NOW": str(PINNED_NOW),
         "RECON_EMULATOR_CHARGES_PER_DAY": "50",
         "DAGSTER_DISABLE_TELEMETRY": "1",
     }
