@@ -612,3 +612,28 @@ def test_the_guides_event_settings_record_every_day_of_a_range_run_on_postgres(
         "ASSET upstream 10 10",
     ]
     assert "PLANNED 2" in lines, lines  # one planned event per asset, not one per day: the speed-up
+
+
+def test_a_worker_is_alive_only_while_its_process_runs_and_names_the_run() -> None:
+    """The dead-worker sensor's judgement on real processes: a running worker naming its run is
+    alive; the same process killed (a zombie until reaped, then gone) is not; nor is a live
+    process that does not name the run (a pid the kernel gave to someone else)."""
+    from recon_assets.defs.automation import worker_alive
+
+    run_id = "3c9e2f4a-0000-4000-8000-00000000dead"
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", run_id])
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        assert worker_alive(worker.pid, run_id)
+        assert not worker_alive(other.pid, run_id)
+        worker.kill()
+        deadline = datetime.now() + timedelta(seconds=30)
+        while worker_alive(worker.pid, run_id):  # a zombie, unreaped, is already dead
+            assert datetime.now() < deadline
+        assert Path(f"/proc/{worker.pid}").exists()  # not reaped yet: the zombie's entry
+        worker.wait()
+        assert not worker_alive(worker.pid, run_id)
+    finally:
+        for p in (worker, other):
+            p.kill()
+            p.wait()

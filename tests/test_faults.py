@@ -10,14 +10,14 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
 
-from recon_assets.cli import last_complete_days
 from recon_assets.config import ReconSettings
 from recon_assets.local.bootstrap import seed_local_ledger, settings_emulator_config
+from tests.clock import PINNED_NOW, pinned_days
 from tests.ledger_fixtures import database_copy
 from tests.pipeline_fixtures import assert_same_tables, snapshot
 
@@ -70,8 +70,8 @@ def ledger_db(ledger_pg: object) -> Iterator[str]:
 def test_two_overlapping_runs_at_once_end_well_and_equal_one_run(
     ledger_db: str, dbt_manifest: Path, tmp_path: Path
 ) -> None:
-    d1, d2, d3 = last_complete_days(3)
-    now = int(datetime.now(UTC).timestamp())
+    d1, d2, d3 = pinned_days(3)
+    now = PINNED_NOW
     start = (d1 - timedelta(days=2)).isoformat()
     env = recon_env(tmp_path / "both", ledger_db, now, start)
     # The ledger of the three days exists before either run: RECON_LEDGER_DSN names a ledger
@@ -113,8 +113,8 @@ def clean_run(
 ) -> Iterator[CleanRun]:
     """The clean reference, run once for the three kill tests (they share its day and clock,
     and each of them runs on its own copy of the same ledger template)."""
-    (day,) = last_complete_days(1)
-    now = int(datetime.now(UTC).timestamp())
+    (day,) = pinned_days(1)
+    now = PINNED_NOW
     start = (day - timedelta(days=2)).isoformat()
     home = tmp_path_factory.mktemp("clean")
     with database_copy(ledger_pg.dsn) as dsn:  # type: ignore[attr-defined]
@@ -199,8 +199,8 @@ def test_network_faults_during_a_whole_graph_run_change_nothing(
     from recon_assets.local.stripe_emulator import EmulatorConfig, FaultConfig, StripeEmulator
     from recon_assets.progress import materialize_range
 
-    (day,) = last_complete_days(1)
-    now = int(datetime.now(UTC).timestamp())
+    (day,) = pinned_days(1)
+    now = PINNED_NOW
     base = EmulatorConfig(seed=11, charges_per_day=2500, start_date=day - timedelta(days=3),
                           end_date=day + timedelta(days=2), now=now)  # fmt: skip
     noisy = FaultConfig(error_5xx_rate=0.15, reset_rate=0.1, truncate_rate=0.1)
@@ -264,10 +264,12 @@ def test_the_daemon_fails_a_dead_run_and_then_starts_the_run_queued_behind_it(
     ledger_db: str, dbt_manifest: Path, tmp_path: Path
 ) -> None:
     """Through Dagster's own machinery with the shipped dagster.yaml: the daemon's run queue
-    starts run A; its worker is killed with -9; run B of the same day stays queued behind the
-    `recon_writer` pool while A holds it; run monitoring marks A failed once A's maximum runtime
-    has passed (A's tag shortens it to 15 s; the daemon polls every second) and only then B
-    starts and succeeds."""
+    starts run A; its worker is killed with -9 together with the code server that started it
+    (a crash of the process tree: a surviving code server notices its own worker's death and
+    fails the run itself); run B of the same day stays queued behind the `recon_writer` pool
+    while A holds it; the dead-worker sensor, in the code server the daemon starts again, marks
+    A failed (not its 3-hour maximum runtime, which nothing here shortens), and B starts within
+    5 minutes of the kill and succeeds."""
     import json
 
     import yaml
@@ -275,16 +277,14 @@ def test_the_daemon_fails_a_dead_run_and_then_starts_the_run_queued_behind_it(
     from recon_assets.cli import dagster_home
     from recon_assets.defs.automation import NIGHTLY_JOB
 
-    (day,) = last_complete_days(1)
-    now = int(datetime.now(UTC).timestamp())
+    (day,) = pinned_days(1)
+    now = PINNED_NOW
     env = recon_env(tmp_path / "home", ledger_db, now, (day - timedelta(days=2)).isoformat())
     s = ReconSettings.from_env({k: v for k, v in env.items() if k.startswith("RECON_")})
     home = dagster_home(s)
     config = yaml.safe_load((home / "dagster.yaml").read_text())
     assert config["concurrency"]["pools"] == {"granularity": "run", "default_limit": 1}
-    assert config["run_monitoring"]["enabled"] and config["run_monitoring"]["max_runtime_seconds"]
-    config["run_monitoring"]["poll_interval_seconds"] = 1
-    (home / "dagster.yaml").write_text(yaml.safe_dump(config))
+    assert config["run_monitoring"]["max_runtime_seconds"] >= 3600  # not what ends A here
     env["DAGSTER_HOME"] = str(home)
     root = Path(__file__).resolve().parents[1]
     dagster = [str(Path(sys.executable).with_name("dagster"))]
@@ -320,7 +320,7 @@ def test_the_daemon_fails_a_dead_run_and_then_starts_the_run_queued_behind_it(
             time.sleep(0.5)
         raise AssertionError(f"timed out waiting for {what}: {runs()}")
 
-    launch(**{"dagster/max_runtime": "15"})  # A's own limit: B, however slow, keeps the shipped one
+    launch()
     (queued,) = runs()
     assert queued["status"] == "QUEUED"
     daemon = subprocess.Popen(
@@ -332,17 +332,33 @@ def test_the_daemon_fails_a_dead_run_and_then_starts_the_run_queued_behind_it(
         a_id = str(queued["id"])
         wait_for(lambda rs: rs[0]["status"] == "STARTED", "run A to start")
         pid = wait_for_worker_pid(home, a_id)
+        server = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        assert "grpc" in Path(f"/proc/{server}/cmdline").read_text(), "not the code server"
+        os.kill(server, signal.SIGKILL)  # first: it would see its worker die
         os.kill(pid, signal.SIGKILL)
+        killed_at = time.time()
         launch()
+        # B starts within 5 minutes of the kill (the sensor looks every minute)
+        wait_for(lambda rs: len(rs) == 2 and rs[1]["start"] is not None, "B to start", 300)
         got = wait_for(
             lambda rs: len(rs) == 2 and rs[0]["status"] == "FAILURE" and rs[1]["status"] in (
                 "SUCCESS", "FAILURE"),
-            "A failed by run monitoring and B finished",
+            "A failed by the dead-worker sensor and B finished",
         )  # fmt: skip
+        import dagster as dg
+
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            failure = [e.message for e in instance.all_logs(
+                a_id, of_type=dg.DagsterEventType.RUN_FAILURE)]  # fmt: skip
     finally:
         os.killpg(daemon.pid, signal.SIGTERM)
         daemon.wait(timeout=60)
     a, b = got
     assert b["status"] == "SUCCESS", got
+    assert any(f"worker process (pid {pid}) is gone" in (m or "") for m in failure), failure
+    failed_after, started_after = float(a["end"]) - killed_at, float(b["start"]) - killed_at  # type: ignore[arg-type]
+    print(f"worker killed: run A failed {failed_after:.0f} s later, queued B started "
+          f"{started_after:.0f} s later")  # fmt: skip
+    assert started_after <= 300
     # B waited in the queue for the pool A held until A was marked failed
     assert b["start"] is not None and a["end"] is not None and b["start"] >= a["end"]

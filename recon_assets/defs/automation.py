@@ -13,8 +13,12 @@
   a run that succeeded but has a failed ERROR check (the 09:00 freshness check runs in its own
   run) alerts once per check; optionally, "report ready" once the nightly wrote yesterday's
   report. Dagster's run-status cursor is what makes each alert go out exactly once.
+- A dead-worker sensor: a started run whose worker process is gone is marked failed within
+  about a minute (so its failure alert goes out and the runs queued behind the one-writer pool
+  start), not after its maximum runtime.
 """
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -233,6 +237,54 @@ def failed_checks(instance: dg.DagsterInstance, run_id: str) -> list[str]:
     return sorted(set(out))
 
 
+_WORKER_PID = re.compile(r"Started process for run \(pid: (\d+)\)")
+
+
+def worker_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
+    """The pid of a launched run's worker, from the engine event it writes when it starts (a
+    run executed in a CLI's own process has none: not ours to judge)."""
+    for rec in instance.all_logs(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT):
+        m = _WORKER_PID.search(rec.message or "")
+        if m:
+            return int(m.group(1))
+    return None
+
+
+def worker_alive(pid: int, run_id: str, proc: Path = Path("/proc")) -> bool:
+    """Whether process `pid` is this run's worker and still running: a zombie is dead, and a
+    pid reused by another process (its command line does not name the run) is not the worker."""
+    try:
+        state = (proc / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        cmdline = (proc / str(pid) / "cmdline").read_bytes()
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X") and run_id.encode() in cmdline
+
+
+def fail_dead_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Mark failed every started run of this machine's run launcher whose worker is gone; the
+    run ids marked. Only the default run launcher's workers are processes of this machine (other
+    launchers have Dagster's own worker health check)."""
+    if not isinstance(instance.run_launcher, dg.DefaultRunLauncher):
+        return []
+    failed = []
+    started = dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])
+    for record in instance.get_run_records(filters=started):
+        run = record.dagster_run
+        pid = worker_pid(instance, run.run_id)
+        if pid is None or worker_alive(pid, run.run_id):
+            continue
+        now = instance.get_run_by_id(run.run_id)  # it may have ended as we looked
+        if now is None or now.status != dg.DagsterRunStatus.STARTED:
+            continue
+        instance.report_run_failed(
+            now, message=f"the run's worker process (pid {pid}) is gone: it was killed or died "
+            "without ending the run; marked failed so the runs queued behind it can start",
+        )  # fmt: skip
+        failed.append(run.run_id)
+    return failed
+
+
 def build_automation(
     assets: Sequence[dg.AssetsDefinition],
     *,
@@ -242,6 +294,7 @@ def build_automation(
     schedule_cron: str = "0 1 * * *",
     deadline_cron: str = "0 9 * * *",
     at_risk_hour: int = 7,
+    dead_run_check_seconds: int = 60,
     deep_restate_days: int = 120,
     deep_restate_cron: str = "0 3 * * 0",
 ) -> dict[str, list]:
@@ -399,9 +452,33 @@ def build_automation(
                     )
                 )
 
+    @dg.sensor(
+        name="dead_run_worker_sensor",
+        minimum_interval_seconds=dead_run_check_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=(
+            "Every minute: a started run whose worker process is gone (killed, out of memory, "
+            "its machine's process table says so) is marked failed, which frees the "
+            "recon_writer pool for the runs queued behind it and sends the failure alert. "
+            "Dagster's run monitoring cannot see a dead worker of the default run launcher, "
+            "so without this such a run held the pool until its maximum runtime (3 h)."
+        ),
+    )
+    def dead_run_worker(context: dg.SensorEvaluationContext) -> dg.SkipReason:
+        failed = fail_dead_runs(context.instance)
+        return dg.SkipReason(
+            f"marked failed (worker gone): {', '.join(failed)}" if failed else "no dead worker"
+        )
+
     return {
         "jobs": [job],
         "schedules": [nightly_schedule, deep_restatement],
-        "sensors": [freshness_sensor, deadline_at_risk, run_failure_alert, run_success_alert],
+        "sensors": [
+            freshness_sensor,
+            deadline_at_risk,
+            run_failure_alert,
+            run_success_alert,
+            dead_run_worker,
+        ],
         "asset_checks": list(freshness),
     }
