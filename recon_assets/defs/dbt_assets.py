@@ -59,7 +59,7 @@ PARSE_ONLY_SNOWFLAKE_VARS = (
 )
 """What the prod profile reads only to connect: no manifest holds them (checked by a test)."""
 DBT_RUN_LOG_ARGS = (
-    "--log-level-file", "info", "--log-format-file", "text", "--no-use-colors-file",
+    "--log-level-file", "info", "--log-format-file", "text", "--no-use-colors",
 )  # fmt: skip
 """The per-run dbt log (`dbt.log` in the run's folder): each node's start and result, warnings
 and errors, readable as text; not every SQL statement."""
