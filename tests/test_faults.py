@@ -298,6 +298,8 @@ def test_the_daemon_fails_a_dead_run_and_then_starts_the_run_queued_behind_it(
         )  # fmt: skip
 
     def runs() -> list[dict[str, object]]:
+        """The nightly job's runs, oldest first: A and B (the daemon's sensors may launch runs
+        of their own, such as the freshness check's, which hold no pool)."""
         import dagster as dg
 
         with dg.DagsterInstance.from_config(str(home)) as instance:
@@ -308,7 +310,11 @@ def test_the_daemon_fails_a_dead_run_and_then_starts_the_run_queued_behind_it(
                     "start": r.start_time,
                     "end": r.end_time,
                 }
-                for r in instance.get_run_records(order_by="create_timestamp", ascending=True)
+                for r in instance.get_run_records(
+                    filters=dg.RunsFilter(job_name=NIGHTLY_JOB),
+                    order_by="create_timestamp",
+                    ascending=True,
+                )
             ]
 
     def wait_for(predicate: object, what: str, timeout_s: float = 400) -> list[dict[str, object]]:
