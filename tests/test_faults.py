@@ -243,18 +243,17 @@ def test_network_faults_during_a_whole_graph_run_change_nothing(
 
 
 def wait_for_worker_pid(home: Path, run_id: str, timeout_s: float = 300) -> int:
-    """The pid of a run's worker process, from the engine event Dagster writes when it starts."""
-    import re
-
+    """The pid of a run's worker process, read as the dead-worker sensor reads it."""
     import dagster as dg
+
+    from recon_assets.defs.automation import worker_pid
 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         with dg.DagsterInstance.from_config(str(home)) as instance:
-            for entry in instance.all_logs(run_id):
-                m = re.search(r"Started process for run \(pid: (\d+)\)", entry.message or "")
-                if m:
-                    return int(m.group(1))
+            pid = worker_pid(instance, run_id)
+        if pid is not None:
+            return pid
         time.sleep(0.2)
     raise AssertionError(f"run {run_id} never reported its worker's pid")
 
