@@ -93,6 +93,10 @@ class ReconSettings:
     catchup_days: int = 31
     """How far back the nightly tick looks for days whose report is missing or failed."""
     at_risk_hour: int = 7
+    dead_run_check_seconds: int = 60
+    """How often the daemon looks for started runs whose worker process is gone (and fails
+    them, freeing the writer pool): a minute is well inside the 5 minutes a queued nightly may
+    wait; each look reads the started runs only."""
     alert_webhook_env: str | None = None
     """Which variable holds the alerts webhook URL (a credential, read by Dagster as an EnvVar):
     RECON_ALERT_WEBHOOK_URL, or the older RECON_SLACK_WEBHOOK_URL; None when neither is set."""
@@ -227,6 +231,7 @@ class ReconSettings:
             deep_restate_cron=_cron(e, "RECON_DEEP_RESTATE_CRON", "0 3 * * 0"),
             catchup_days=_int(e, "RECON_CATCHUP_DAYS", 31, minimum=1),
             at_risk_hour=_int(e, "RECON_AT_RISK_HOUR", 7, minimum=0),
+            dead_run_check_seconds=_int(e, "RECON_DEAD_RUN_CHECK_SECONDS", 60, minimum=5),
             alert_webhook_env=next(
                 (v for v in ("RECON_ALERT_WEBHOOK_URL", "RECON_SLACK_WEBHOOK_URL") if e.get(v)),
                 None,

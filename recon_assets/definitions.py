@@ -197,6 +197,7 @@ def build_definitions(settings: ReconSettings) -> dg.Definitions:
         deep_restate_days=settings.deep_restate_days,
         deep_restate_cron=settings.deep_restate_cron,
         at_risk_hour=settings.at_risk_hour,
+        dead_run_check_seconds=settings.dead_run_check_seconds,
     )
     bookkeeping = [
         dg.AssetSpec(

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import dagster as dg
 import pytest
 
 from recon_assets.cli import INSTANCE_YAML
-from recon_assets.config import ReconSettings
+from recon_assets.config import ConfigError, ReconSettings
 from recon_assets.definitions import build_definitions
 from recon_assets.defs.automation import (
     RANGE_END_TAG,
@@ -284,6 +285,22 @@ def test_catch_up_window(done_until: date, catchup: int, expected_first: date) -
     }
     got = catch_up_window(date(2024, 11, 4), 3, date(2024, 6, 1), done, catchup)
     assert got == (expected_first, date(2024, 11, 3))
+
+
+@pytest.mark.parametrize("raw, want", [(None, 60), ("15", 15)])
+def test_the_dead_run_sensor_looks_as_often_as_the_setting_says(
+    tmp_path: Path, dbt_manifest: Path, raw: str | None, want: int
+) -> None:
+    """RECON_DEAD_RUN_CHECK_SECONDS reaches the daemon's sensor (a minute by default); below
+    5 s it is refused naming the variable."""
+    env = {"RECON_HOME": str(tmp_path / "recon"), "RECON_START_DATE": "2024-06-01"}
+    if raw is not None:
+        env["RECON_DEAD_RUN_CHECK_SECONDS"] = raw
+    defs = build_definitions(ReconSettings.from_env(env))
+    sensor = defs.resolve_sensor_def("dead_run_worker_sensor")
+    assert sensor.minimum_interval_seconds == want
+    with pytest.raises(ConfigError, match="RECON_DEAD_RUN_CHECK_SECONDS must be >= 5"):
+        ReconSettings.from_env({**env, "RECON_DEAD_RUN_CHECK_SECONDS": "2"})
 
 
 def test_weekly_deep_restatement_requests_the_last_120_days_as_one_run(
@@ -614,26 +631,28 @@ def test_the_guides_event_settings_record_every_day_of_a_range_run_on_postgres(
     assert "PLANNED 2" in lines, lines  # one planned event per asset, not one per day: the speed-up
 
 
-def test_a_worker_is_alive_only_while_its_process_runs_and_names_the_run() -> None:
-    """The dead-worker sensor's judgement on real processes: a running worker naming its run is
-    alive; the same process killed (a zombie until reaped, then gone) is not; nor is a live
-    process that does not name the run (a pid the kernel gave to someone else)."""
-    from recon_assets.defs.automation import worker_alive
+def test_a_worker_is_alive_only_while_its_own_process_runs() -> None:
+    """The dead-worker sensor's judgement on real processes: a running worker is alive whatever
+    its command line (a code server's worker is a spawned child that does not name its run); the
+    same process killed (a zombie until reaped, then gone) is not; nor is a live process created
+    after the worker reported its pid (the kernel gave the pid to someone else)."""
+    from recon_assets.defs.automation import Worker, worker_alive
 
-    run_id = "3c9e2f4a-0000-4000-8000-00000000dead"
-    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", run_id])
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    spawned_like = [sys.executable, "-c", "import time; time.sleep(120)"]  # no run id in it
+    worker = subprocess.Popen(spawned_like)
+    time.sleep(0.1)  # the worker reports its pid once it runs
+    reported = Worker(worker.pid, time.time())
     try:
-        assert worker_alive(worker.pid, run_id)
-        assert not worker_alive(other.pid, run_id)
+        assert worker_alive(reported)
+        # the same pid, seen as a process created 10 s after the report: another process
+        assert not worker_alive(reported._replace(reported_at=reported.reported_at - 10))
         worker.kill()
         deadline = datetime.now() + timedelta(seconds=30)
-        while worker_alive(worker.pid, run_id):  # a zombie, unreaped, is already dead
+        while worker_alive(reported):  # a zombie, unreaped, is already dead
             assert datetime.now() < deadline
         assert Path(f"/proc/{worker.pid}").exists()  # not reaped yet: the zombie's entry
         worker.wait()
-        assert not worker_alive(worker.pid, run_id)
+        assert not worker_alive(reported)
     finally:
-        for p in (worker, other):
-            p.kill()
-            p.wait()
+        worker.kill()
+        worker.wait()

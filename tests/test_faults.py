@@ -246,14 +246,14 @@ def wait_for_worker_pid(home: Path, run_id: str, timeout_s: float = 300) -> int:
     """The pid of a run's worker process, read as the dead-worker sensor reads it."""
     import dagster as dg
 
-    from recon_assets.defs.automation import worker_pid
+    from recon_assets.defs.automation import run_worker
 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         with dg.DagsterInstance.from_config(str(home)) as instance:
-            pid = worker_pid(instance, run_id)
-        if pid is not None:
-            return pid
+            worker = run_worker(instance, run_id)
+        if worker is not None:
+            return worker.pid
         time.sleep(0.2)
     raise AssertionError(f"run {run_id} never reported its worker's pid")
 
@@ -279,7 +279,14 @@ def test_the_daemon_fails_a_dead_run_and_then_starts_the_run_queued_behind_it(
     (day,) = pinned_days(1)
     now = PINNED_NOW
     env = recon_env(tmp_path / "home", ledger_db, now, (day - timedelta(days=2)).isoformat())
+    # the sensor looks every 10 s here, not every minute, so it also looks while B runs: a
+    # sensor that took a healthy worker for dead would fail B (one did: it looked for the run id
+    # in the command line of a code server's worker, a spawned child that does not carry it).
+    # A's end is bounded by the daemon itself, which starts the killed code server again only
+    # when it reloads its workspace (every 60 s, Dagster's RELOAD_WORKSPACE_INTERVAL).
+    env["RECON_DEAD_RUN_CHECK_SECONDS"] = "10"
     s = ReconSettings.from_env({k: v for k, v in env.items() if k.startswith("RECON_")})
+    assert s.dead_run_check_seconds == 10
     home = dagster_home(s)
     config = yaml.safe_load((home / "dagster.yaml").read_text())
     assert config["concurrency"]["pools"] == {"granularity": "run", "default_limit": 1}
@@ -343,7 +350,7 @@ def test_the_daemon_fails_a_dead_run_and_then_starts_the_run_queued_behind_it(
         os.kill(pid, signal.SIGKILL)
         killed_at = time.time()
         launch()
-        # B starts within 5 minutes of the kill (the sensor looks every minute)
+        # B starts within 5 minutes of the kill
         wait_for(lambda rs: len(rs) == 2 and rs[1]["start"] is not None, "B to start", 300)
         got = wait_for(
             lambda rs: len(rs) == 2 and rs[0]["status"] == "FAILURE" and rs[1]["status"] in (

@@ -22,7 +22,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import dagster as dg
 
@@ -238,27 +238,41 @@ def failed_checks(instance: dg.DagsterInstance, run_id: str) -> list[str]:
 
 
 _WORKER_PID = re.compile(r"Started process for run \(pid: (\d+)\)")
+_CLOCK_SLACK_S = 2.0
+"""A process's creation time is read against the boot time, which Linux gives in whole seconds."""
 
 
-def worker_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
-    """The pid of a launched run's worker, from the engine event it writes when it starts (a
-    run executed in a CLI's own process has none: not ours to judge)."""
+class Worker(NamedTuple):
+    pid: int
+    reported_at: float
+    """When the worker said it had started (unix seconds): it was created before that."""
+
+
+def run_worker(instance: dg.DagsterInstance, run_id: str) -> Worker | None:
+    """A launched run's worker: its pid and when it reported it, from the engine event it
+    writes once it runs (a run executed in a CLI's own process has none: not ours to judge)."""
     for rec in instance.all_logs(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT):
         m = _WORKER_PID.search(rec.message or "")
         if m:
-            return int(m.group(1))
+            return Worker(int(m.group(1)), rec.timestamp)
     return None
 
 
-def worker_alive(pid: int, run_id: str, proc: Path = Path("/proc")) -> bool:
-    """Whether process `pid` is this run's worker and still running: a zombie is dead, and a
-    pid reused by another process (its command line does not name the run) is not the worker."""
+def worker_alive(worker: Worker) -> bool:
+    """Whether the worker's process still runs: a zombie is dead, and so is a process created
+    after the worker reported its pid (the kernel gave the pid to another process since).
+
+    Its command line cannot tell: a worker a code server starts is a spawned multiprocessing
+    child (`python -c "from multiprocessing.spawn import ..."`) that does not name its run."""
+    import psutil
+
     try:
-        state = (proc / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        cmdline = (proc / str(pid) / "cmdline").read_bytes()
-    except (OSError, IndexError):
+        proc = psutil.Process(worker.pid)
+        if proc.status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
+            return False
+        return proc.create_time() <= worker.reported_at + _CLOCK_SLACK_S
+    except psutil.Error:
         return False
-    return state not in ("Z", "X") and run_id.encode() in cmdline
 
 
 def fail_dead_runs(instance: dg.DagsterInstance) -> list[str]:
@@ -271,14 +285,14 @@ def fail_dead_runs(instance: dg.DagsterInstance) -> list[str]:
     started = dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])
     for record in instance.get_run_records(filters=started):
         run = record.dagster_run
-        pid = worker_pid(instance, run.run_id)
-        if pid is None or worker_alive(pid, run.run_id):
+        worker = run_worker(instance, run.run_id)
+        if worker is None or worker_alive(worker):
             continue
         now = instance.get_run_by_id(run.run_id)  # it may have ended as we looked
         if now is None or now.status != dg.DagsterRunStatus.STARTED:
             continue
         instance.report_run_failed(
-            now, message=f"the run's worker process (pid {pid}) is gone: it was killed or died "
+            now, message=f"the run's worker process (pid {worker.pid}) is gone: it was killed or died "
             "without ending the run; marked failed so the runs queued behind it can start",
         )  # fmt: skip
         failed.append(run.run_id)
