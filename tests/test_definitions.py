@@ -162,11 +162,11 @@ def test_nightly_schedule_requests_yesterday_and_the_restatement_window(
     schedule = defs.resolve_schedule_def("nightly_reconciliation_schedule")
     assert schedule.execution_timezone == "America/New_York"
     reported(instance, settings.start_date, date(2024, 11, 2))  # every night ran
-    ctx = dg.build_schedule_context(
+    with dg.build_schedule_context(
         instance=instance,
         scheduled_execution_time=datetime(2024, 11, 4, 1, 0, tzinfo=BUSINESS_TZ),
-    )
-    (req,) = schedule.evaluate_tick(ctx).run_requests or []
+    ) as ctx:  # exited: it enters an instance (see `instance`)
+        (req,) = schedule.evaluate_tick(ctx).run_requests or []
     assert req.tags[RANGE_START_TAG] == "2024-10-31"  # >= T days back, over the DST change
     assert req.tags[RANGE_END_TAG] == "2024-11-03"
     assert "recon/caught_up_from" not in req.tags
@@ -176,7 +176,11 @@ def test_nightly_schedule_requests_yesterday_and_the_restatement_window(
 def instance(tmp_path: Path) -> dg.DagsterInstance:
     """A real (sqlite) instance for schedule ticks, in a folder that outlives the test: Dagster
     remembers the last instance it saw for loading definitions, so one removed mid-run (as
-    `instance_for_test` does) breaks every later `resolve_*` in the process."""
+    `instance_for_test` does) breaks every later `resolve_*` in the process. For the same
+    reason each test exits its schedule context (`with`): a tick that reads `context.instance`
+    enters an instance of its own, and one left entered, once garbage-collected, failed every
+    later definitions load of the worker ("Attempted to resolve undefined DagsterInstance
+    weakref", seen when the tests were dealt to three workers)."""
     home = tmp_path / "dagster-home"
     home.mkdir()
     return dg.DagsterInstance.local_temp(str(home))
@@ -201,11 +205,11 @@ def test_missed_nights_are_caught_up_by_the_next_tick_as_one_run(
     schedule = defs.resolve_schedule_def("nightly_reconciliation_schedule")
     reported(instance, settings.start_date, date(2024, 10, 24))
     reported(instance, date(2024, 10, 27), date(2024, 10, 27))  # one night in between ran
-    ctx = dg.build_schedule_context(
+    with dg.build_schedule_context(
         instance=instance,
         scheduled_execution_time=datetime(2024, 11, 4, 1, 0, tzinfo=BUSINESS_TZ),
-    )
-    (req,) = schedule.evaluate_tick(ctx).run_requests or []
+    ) as ctx:  # exited: it enters an instance (see `instance`)
+        (req,) = schedule.evaluate_tick(ctx).run_requests or []
     assert (req.tags[RANGE_START_TAG], req.tags[RANGE_END_TAG]) == ("2024-10-25", "2024-11-03")
     assert req.tags["recon/caught_up_from"] == "2024-10-25"
     assert req.run_key == "nightly-2024-11-03"
@@ -254,11 +258,11 @@ def test_a_day_whose_last_attempt_failed_is_caught_up_whatever_the_planned_event
     assert status is not None and status["2024-10-21"].name == expected
 
     def tick() -> dg.RunRequest:
-        ctx = dg.build_schedule_context(
+        with dg.build_schedule_context(
             instance=instance,
             scheduled_execution_time=datetime(2024, 11, 4, 1, 0, tzinfo=BUSINESS_TZ),
-        )
-        (req,) = schedule.evaluate_tick(ctx).run_requests or []
+        ) as ctx:  # exited: it enters an instance (see `instance`)
+            (req,) = schedule.evaluate_tick(ctx).run_requests or []
         return req
 
     req = tick()
@@ -310,11 +314,11 @@ def test_weekly_deep_restatement_requests_the_last_120_days_as_one_run(
     schedule = defs.resolve_schedule_def("deep_restatement_schedule")
     assert schedule.execution_timezone == "America/New_York"
     assert schedule.cron_schedule == "0 3 * * 0"  # Sundays, after the nightly run
-    ctx = dg.build_schedule_context(
+    with dg.build_schedule_context(
         instance=instance,
         scheduled_execution_time=datetime(2024, 11, 10, 3, 0, tzinfo=BUSINESS_TZ),
-    )
-    (req,) = schedule.evaluate_tick(ctx).run_requests or []
+    ) as ctx:  # exited: it enters an instance (see `instance`)
+        (req,) = schedule.evaluate_tick(ctx).run_requests or []
     assert req.tags[RANGE_END_TAG] == "2024-11-09"
     # 120 days before yesterday, clipped at the first partition of these settings
     want = max(date(2024, 11, 9) - timedelta(days=120), settings.start_date)
