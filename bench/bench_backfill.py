@@ -1,14 +1,20 @@
 """Backfill time and memory against volume, and what that says about 8 M charges (issue 11).
 
 Each case `DAYSxPERDAY` is a first backfill of DAYS days at PERDAY charges a day into a fresh
-RECON_HOME (local mode: the project's Stripe emulator in its own process, the embedded Postgres
-ledger, DuckDB), run as ONE Dagster run over the range by `recon backfill`, in-process
-executor, exactly as the Dagster UI launches a single-run backfill. Measured: the run from its
-start to the report (as `recon backfill` prints it), the command's wall time (the code location
-load, the embedded Postgres and the seeding included), and the peak RSS of the whole process
-tree (dbt, Postgres and the emulator included), sampled every 50 ms, over the run alone and over
-the whole command (whose local ledger seeding, a stand-in for a ledger someone else runs, can
-peak higher than the run).
+RECON_HOME (local mode: the project's Stripe emulator, the embedded Postgres ledger, DuckDB),
+run as ONE Dagster run over the range by `recon backfill`, in-process executor, exactly as the
+Dagster UI launches a single-run backfill. Measured: the run from its start to the report (as
+`recon backfill` prints it), the command's wall time (the code location load, the embedded
+Postgres and the seeding included), the peak RSS of the whole process tree (dbt and Postgres
+included), sampled every 50 ms, over the run alone and over the whole command (whose local
+ledger seeding, a stand-in for a ledger someone else runs, can peak higher than the run), and
+each process's own peak over the run: the run process (the run worker: pull, stage, loads,
+events, look-ups, report), each pull process (named `recon-pull`), dbt.
+
+The emulator runs apart by default (`recon emulator` in a process of its own, outside the
+measured tree, as Stripe is to a production run worker); `--emulator thread` runs it on a thread
+of the run's own process, as a plain local `recon backfill` starts it, where its account's
+memory counts as the run process's (`--emulator apart thread` shows both side by side).
 
 The default cases separate the two things a backfill's time grows with: the charges (30 days
 at 1 k, 5 k and 15 k a day) and the partitions (90 days at 5 k against 30 days at 15 k, the
@@ -60,8 +66,23 @@ BENCH = Path(__file__).resolve().parent
 if str(BENCH) not in sys.path:
     sys.path.insert(0, str(BENCH))
 
-from bench_env import INSTANCES, dagster_postgres, instance_home  # noqa: E402
-from bench_nightly import backfill, describe, env_for, machine, write_section  # noqa: E402
+from bench_env import (  # noqa: E402
+    EMULATOR_MODES,
+    INSTANCES,
+    dagster_postgres,
+    emulator_apart,
+    instance_home,
+)
+from bench_nightly import (  # noqa: E402
+    DBT,
+    PULL,
+    RUN,
+    backfill,
+    describe,
+    env_for,
+    machine,
+    write_section,
+)
 
 TARGET_DAYS, TARGET_PER_DAY = 548, 15_000
 REPO = BENCH.parent
@@ -96,6 +117,8 @@ class Measured:
     run_peaks: list[float] = dataclasses.field(default_factory=list)  # whole-tree peak, run, MB
     command_peaks: list[float] = dataclasses.field(default_factory=list)  # the same, command
     steps: dict[str, list[float]] = dataclasses.field(default_factory=dict)  # s per step
+    # per role (the run process, each pull process, dbt), its largest process's peak, run, MB
+    process_peaks: dict[str, list[float]] = dataclasses.field(default_factory=dict)
 
 
 UNTHROTTLED = {"RECON_STRIPE_RATE": "100000"}
@@ -103,8 +126,9 @@ UNTHROTTLED = {"RECON_STRIPE_RATE": "100000"}
 (its local default, 200 requests/s, is 20 k charges/s, which a one-process pull nearly reached)."""
 
 
-def setup_name(instance: str, variant: dict[str, str]) -> str:
-    return instance + "".join(f", {k}={v}" for k, v in variant.items())
+def setup_name(instance: str, variant: dict[str, str], emulator: str = "apart") -> str:
+    where = "" if emulator == "apart" else ", emulator on the run's thread"
+    return instance + "".join(f", {k}={v}" for k, v in variant.items()) + where
 
 
 def parse_variant(text: str) -> dict[str, str]:
@@ -113,13 +137,22 @@ def parse_variant(text: str) -> dict[str, str]:
 
 
 def measure(
-    cases: list[Case], instances: list[str], runs: int, variants: list[dict[str, str]] | None = None
+    cases: list[Case],
+    instances: list[str],
+    runs: int,
+    variants: list[dict[str, str]] | None = None,
+    emulators: tuple[str, ...] = ("apart",),
 ) -> dict[tuple[Case, str], Measured]:
-    """Each case on each instance (and each variant of recon's settings) `runs` times,
-    interleaved, every run a first backfill into a fresh home (and, on Postgres, a fresh
-    Dagster database)."""
+    """Each case on each instance (and each variant of recon's settings, and each place of the
+    emulator) `runs` times, interleaved, every run a first backfill into a fresh home (and, on
+    Postgres, a fresh Dagster database)."""
     last = date.today() - timedelta(days=1)
-    setups = {setup_name(name, v): (name, v) for name in instances for v in (variants or [{}])}
+    setups = {
+        setup_name(name, v, e): (name, v, e)
+        for name in instances
+        for v in (variants or [{}])
+        for e in emulators
+    }
     out = {(c, label): Measured() for c in cases for label in setups}
     serial = itertools.count()
     needs_pg = any(INSTANCES[name][0] == "postgres" for name in instances)
@@ -129,7 +162,7 @@ def measure(
     ):
         for i in range(runs):
             for ((days, per_day), label), m in out.items():
-                name, variant = setups[label]
+                name, variant, emulator = setups[label]
                 storage, dagster_env = INSTANCES[name]
                 with tempfile.TemporaryDirectory(prefix="bench-backfill-") as tmp:
                     os.chmod(tmp, 0o711)  # the embedded Postgres runs as `postgres`
@@ -138,21 +171,51 @@ def measure(
                     env = env_for(home, per_day, first, int(time.time()))
                     env.update(instance_home(home, storage, server, next(serial)), **dagster_env)
                     env.update({**UNTHROTTLED, **variant})
-                    b = backfill(env, first, last)
+                    with emulator_apart(env, emulator) as where:
+                        b = backfill({**env, **where}, first, last)
                 m.runs.append(b.run_s)
                 m.walls.append(b.wall)
                 m.run_peaks.append(b.run_peak / 2**20)
                 m.command_peaks.append(b.peak / 2**20)
                 for step, secs in b.steps.items():
                     m.steps.setdefault(step, []).append(secs)
+                for r, peak in b.process_peaks.items():
+                    m.process_peaks.setdefault(r, []).append(peak / 2**20)
                 print(
                     f"  run {i + 1}, {days} days x {per_day:,} ({days * per_day:,} charges), "
                     f"{label}: run {b.run_s:.1f} s, command {b.wall:.1f} s, "
                     f"tree peak {b.run_peak / 2**20:.0f} MB in the run, "
-                    f"{b.peak / 2**20:.0f} MB in the command ({describe(b.at_peak)})",
+                    f"{b.peak / 2**20:.0f} MB in the command ({describe(b.at_peak)}); "
+                    f"each process's own peak in the run: {describe_processes(b.process_peaks)}",
                     flush=True,
                 )
     return out
+
+
+PER_PROCESS = (RUN, PULL, DBT)
+"""The processes the issue sizes one by one (the emulator and the embedded Postgres are local
+stand-ins for Stripe and a ledger someone else runs, so they are left out)."""
+
+
+def describe_processes(peaks: dict[str, int]) -> str:
+    return ", ".join(f"{r} {peaks[r] / 2**20:.0f} MB" for r in PER_PROCESS if r in peaks)
+
+
+def process_table(measured: dict[Any, Measured], columns: dict[Any, str]) -> list[str]:
+    """Each process's own peak RSS over the run (median of the runs, min..max), per column:
+    what a pod or container limit for that process must hold."""
+    lines = [
+        "| each process's own peak RSS, run | " + " | ".join(columns.values()) + " |",
+        "|---|" + "---|" * len(columns),
+    ]
+    for r in PER_PROCESS:
+        cells = []
+        for k in columns:
+            xs = measured[k].process_peaks.get(r)
+            spread = f" ({min(xs):.0f}..{max(xs):.0f})" if xs and len(xs) > 1 else ""
+            cells.append(f"{statistics.median(xs):.0f} MB{spread}" if xs else "-")
+        lines.append(f"| {r} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def step_table(steps: dict[Any, dict[str, list[float]]], columns: dict[Any, str]) -> list[str]:
@@ -198,14 +261,22 @@ def main() -> None:
         "--variant", action="append", default=[], metavar="K=V[,K=V]",
         help="recon settings to compare side by side (repeat; one may be empty: the defaults)",
     )  # fmt: skip
+    ap.add_argument(
+        "--emulator", nargs="+", default=["apart"], choices=EMULATOR_MODES,
+        help="where the Stripe emulator runs: apart (its own process, outside the measured "
+        "tree, as Stripe is to a production run worker) or thread (in the run's process, as a "
+        "plain local run starts it); several compare side by side",
+    )  # fmt: skip
     args = ap.parse_args()
-    if len(args.instances) > 1 or args.variant:
+    if len(args.instances) > 1 or args.variant or len(args.emulator) > 1:
         return compare_instances(args)
     cases = [parse_case(c) for c in args.cases]
 
     print(machine())
     (name,) = args.instances
-    measured = {c: m for (c, _), m in measure(cases, [name], args.runs).items()}
+    measured = {
+        c: m for (c, _), m in measure(cases, [name], args.runs, None, tuple(args.emulator)).items()
+    }
     runs, walls, peaks, command_peaks, steps = by_figure(measured)
 
     def med(xs: list[float]) -> float:
@@ -223,8 +294,9 @@ def main() -> None:
             f"{n / med(runs[c]):,.0f} | {med(peaks[c]):,.0f} MB | "
             f"{med(command_peaks[c]):,.0f} MB |"
         )
-    # Seconds per step, per case: which step's cost grows with what (a day's volume, the days).
-    lines += ["", *step_table(steps, {c: f"{c[0]} x {c[1]:,}" for c in cases})]
+    # Each process alone, then seconds per step, per case: which step's cost grows with what.
+    names = {c: f"{c[0]} x {c[1]:,}" for c in cases}
+    lines += ["", *process_table(measured, names), "", *step_table(steps, names)]
     notes = []
     lo = min(cases, key=lambda c: c[0] * c[1])
     hi = max(cases, key=lambda c: c[0] * c[1])
@@ -264,8 +336,8 @@ def main() -> None:
     text = "\n".join(
         [
             f"First backfills into fresh homes, one Dagster run each, medians of {args.runs} "
-            f"run(s); local mode (emulator, embedded Postgres ledger, DuckDB); Dagster instance: "
-            f"{name}; every run with {UNTHROTTLED}.",
+            f"run(s); local mode (emulator {args.emulator[0]}, embedded Postgres ledger, DuckDB); "
+            f"Dagster instance: {name}; every run with {UNTHROTTLED}.",
             "",
             *lines,
             "",
@@ -288,7 +360,7 @@ def compare_instances(args: argparse.Namespace) -> None:
     cases = [parse_case(c) for c in args.cases]
     print(machine())
     variants = [parse_variant(v) for v in args.variant] or None
-    measured = measure(cases, args.instances, args.runs, variants)
+    measured = measure(cases, args.instances, args.runs, variants, tuple(args.emulator))
     configs = list(measured)
     runs, walls, peaks, command_peaks, steps = by_figure(measured)
 
@@ -316,7 +388,14 @@ def compare_instances(args: argparse.Namespace) -> None:
             f"{cell(peaks[key], ' MB')} | {cell(command_peaks[key], ' MB')} |"
         )
     columns = {k: f"{k[0][0]} x {k[0][1]:,}, {k[1]}" for k in configs}
-    lines += ["", *step_table(steps, columns), "", f"- Machine: {machine()}."]
+    lines += [
+        "",
+        *process_table(measured, columns),
+        "",
+        *step_table(steps, columns),
+        "",
+        f"- Machine: {machine()}.",
+    ]
     text = "\n".join(lines)
     print()
     print(text)

@@ -80,3 +80,35 @@ def instance_home(home: Path, storage: str, server: object, run: int) -> dict[st
     )
     url = admin.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg2://", 1)
     return {"DAGSTER_PG_URL": f"{url}/{db}"}
+
+
+EMULATOR_MODES = ("apart", "thread")
+"""Where the local Stripe emulator runs during a measured command: `apart`, in a process of its
+own outside the measured tree (as Stripe is to a production run worker, which the issue sizes
+without it); `thread`, on a thread of the run's own process, as a plain local run starts it."""
+
+
+@contextlib.contextmanager
+def emulator_apart(env: dict[str, str], mode: str):  # type: ignore[no-untyped-def]
+    """For `apart`: `recon emulator` serving the very account `env`'s local runs read, in its
+    own process (not a child of the measured command); yields the settings that point the run
+    at it. For `thread`: nothing to start, no settings."""
+    import subprocess
+    import sys
+
+    if mode == "thread":
+        yield {}
+        return
+    recon = Path(sys.executable).parent / "recon"
+    proc = subprocess.Popen(
+        [str(recon), "emulator", "--port", "0"],
+        env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        base = proc.stdout.readline().strip() if proc.stdout else ""
+        if not base.startswith("http"):
+            raise SystemExit(f"recon emulator did not say where it listens (exit {proc.poll()})")
+        yield {"STRIPE_API_BASE": base}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

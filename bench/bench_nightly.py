@@ -61,6 +61,8 @@ from pathlib import Path
 import psutil
 from bench_env import INSTANCES, dagster_postgres, instance_home, production_env
 
+from recon_assets.stripe.pull_shards import PULL_PROCESS_NAME
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 RESTATE_DAYS = 3
@@ -94,14 +96,16 @@ def machine() -> str:
     )
 
 
-# What each process of the tree is, for the breakdown at the tree's peak.
-RUN, DBT, OTHER = "run process", "dbt", "the others"
+# What each process of the tree is, for the breakdown at the tree's peak and each one's own peak.
+RUN, PULL, DBT, OTHER = "run process", "pull process", "dbt", "the others"
 
 
 def role(proc: psutil.Process, root: psutil.Process) -> str:
     if proc.pid == root.pid:
         return RUN
     with contextlib.suppress(psutil.Error):
+        if proc.name() == PULL_PROCESS_NAME:  # named by the child itself, once it runs
+            return PULL
         if any(Path(a).name in ("recon-dbt", "dbt") for a in proc.cmdline()[:2]):
             return DBT
     return OTHER
@@ -121,11 +125,14 @@ class Share:
 class TreeRss:
     """Peak of the summed RSS of a process and all its descendants, sampled every 50 ms; the
     samples are kept (monotonic time, bytes) so a phase of the command can be read alone, and
-    so is each role's share (`RUN`, `DBT`, `OTHER`) at the peak, to say what the peak is made of."""
+    so is each role's share (`RUN`, `PULL`, `DBT`, `OTHER`) at the peak, to say what the peak is
+    made of. Each sample also keeps, per role, its largest single process: the figure a pod or
+    a container limit is sized by (`process_peaks_since`)."""
 
     def __init__(self, pid: int) -> None:
         self.root = psutil.Process(pid)
         self.samples: list[tuple[float, int]] = []
+        self.largest: list[dict[str, int]] = []  # per sample: role -> its largest process
         self.at_peak: dict[str, Share] = {}
         self._peak = 0
         self._roles: dict[int, str] = {}
@@ -136,6 +143,7 @@ class TreeRss:
     def _run(self) -> None:
         while not self._stop.is_set():
             shares: dict[str, Share] = {}
+            largest: dict[str, int] = {}
             try:
                 procs = [self.root, *self.root.children(recursive=True)]
             except psutil.Error:
@@ -148,10 +156,12 @@ class TreeRss:
                         self._roles[p.pid] = r
                     had = shares.get(r, Share(0, 0, 0))
                     shares[r] = Share(had.rss + mem.rss, had.files + mem.shared, had.procs + 1)
+                    largest[r] = max(largest.get(r, 0), mem.rss)
             total = sum(x.rss for x in shares.values())
             if total > self._peak:  # a running peak: a 30-minute backfill takes ~30 k samples
                 self._peak, self.at_peak = total, shares
             self.samples.append((time.perf_counter(), total))
+            self.largest.append(largest)
             self._stop.wait(0.05)
 
     def stop(self) -> int:
@@ -162,6 +172,16 @@ class TreeRss:
     def peak_since(self, t: float) -> int:
         """The peak of the samples taken at or after `t` (a `time.perf_counter()` instant)."""
         return max((b for at, b in self.samples if at >= t), default=0)
+
+    def process_peaks_since(self, t: float) -> dict[str, int]:
+        """Per role, the peak RSS of its largest single process over the samples taken at or
+        after `t` (the tree's peak above sums them, at one instant)."""
+        peaks: dict[str, int] = {}
+        for (at, _), largest in zip(self.samples, self.largest, strict=True):
+            if at >= t:
+                for r, b in largest.items():
+                    peaks[r] = max(peaks.get(r, 0), b)
+        return peaks
 
 
 def prepared_home(
@@ -229,6 +249,7 @@ class BackfillRun:
     wall: float  # the command's wall time (code location load, seeding, Postgres included)
     steps: dict[str, float]  # seconds per step, by the label `recon backfill` prints
     at_peak: dict[str, Share]  # each role's share of the tree at the command's peak
+    process_peaks: dict[str, int]  # per role, its largest process's peak over the run, bytes
 
 
 # `recon backfill` says one line per finished step: label, what it did, seconds.
@@ -266,8 +287,15 @@ def backfill(env: dict[str, str], first: date, last: date) -> BackfillRun:
     run_s = float(m.group(1))
     # The run is the command's last run_s (then only its summary is printed): without the local
     # ledger seeding and the code location's load before it.
+    began = ended - run_s
     return BackfillRun(
-        run_s, peak, rss.peak_since(ended - run_s), wall, step_seconds(out), rss.at_peak
+        run_s,
+        peak,
+        rss.peak_since(began),
+        wall,
+        step_seconds(out),
+        rss.at_peak,
+        rss.process_peaks_since(began),
     )
 
 
@@ -361,6 +389,7 @@ def main() -> None:
         loads: list[float] = []
         steps: dict[tuple[int, str], dict[str, list[float]]] = {c: {} for c in cases}
         shares: dict[tuple[int, str], list[dict[str, Share]]] = {c: [] for c in cases}
+        own: dict[tuple[int, str], list[dict[str, int]]] = {c: [] for c in cases}
         for i in range(args.runs):
             for h, name in cases:
                 env = {**envs[h], **extra[name]}
@@ -375,11 +404,14 @@ def main() -> None:
                 runs[h, name].append(run_s)
                 peaks[h, name].append(peak)
                 shares[h, name].append(b.at_peak)
+                own[h, name].append(b.process_peaks)
                 for label, secs in b.steps.items():
                     steps[h, name].setdefault(label, []).append(secs)
                 print(
                     f"  run {i + 1}, history {h}{' ' + name if name else ''}: {run_s:.1f} s, "
-                    f"tree peak {peak / 2**20:.0f} MB ({describe(b.at_peak)})"
+                    f"tree peak {peak / 2**20:.0f} MB ({describe(b.at_peak)}); each process's "
+                    f"own peak: "
+                    + ", ".join(f"{r} {x / 2**20:.0f}" for r, x in b.process_peaks.items())
                 )
             loads.append(location_load(envs[args.history[0]]))
             print(f"  code location load: {loads[-1]:.1f} s")
@@ -411,6 +443,21 @@ def main() -> None:
         ),
     ]
     lines += ["", *peak_table(cases, shares)]
+    lines += [
+        "",
+        "| each process's own peak RSS, run (median, min..max) | "
+        + " | ".join(f"{h} days{', ' + name if name else ''}" for h, name in cases)
+        + " |",
+        "|---|" + "---|" * len(cases),
+    ]
+    for r in (RUN, PULL, DBT):
+        cells = []
+        for c in cases:
+            xs = [x[r] / 2**20 for x in own[c] if r in x]
+            cells.append(
+                f"{statistics.median(xs):.0f} MB ({min(xs):.0f}..{max(xs):.0f})" if xs else "-"
+            )
+        lines.append(f"| {r} | " + " | ".join(cells) + " |")
     # Each run's pair, the two histories back to back: the machine's speed drifts between runs
     # (a 30-day run took 11.4 s and 17.0 s in one series), so the ratio of medians can pair a
     # fast moment with a slow one; the pairs' median does not.

@@ -35,13 +35,16 @@ from multiprocessing.connection import Connection, wait
 from types import FrameType
 from typing import Any
 
-from recon_assets.child_processes import die_with_parent
+from recon_assets.child_processes import die_with_parent, name_process
 from recon_assets.stage.manifest import publish_manifest
 from recon_assets.stage.result import StageResult
 from recon_assets.stage.store import LocalStageStore, StageStore
 from recon_assets.stage.writer import DEFAULT_ROW_GROUP_ROWS, staged_key
 from recon_assets.stripe.client import ClientSpec
 from recon_assets.stripe.pull import DATASET, QUARANTINE_PREFIX, PullResult, pull_charges
+
+PULL_PROCESS_NAME = "recon-pull"
+"""What each pull process is called in `ps` and `top` (its `comm`)."""
 
 MIN_DAYS_PER_PROCESS = 5
 """A process is worth its start (~1 s to spawn and import) only with a few days to pull: the
@@ -116,6 +119,7 @@ def _pull_share(
 ) -> None:
     """In the child: pull `days`, write their files, report the result (or the failure)."""
     die_with_parent()
+    name_process(PULL_PROCESS_NAME)
     # stopped by the parent (a sibling failed): unwind through pull_charges, which aborts its
     # writers, so no file of this process is left on the stage
     signal.signal(signal.SIGTERM, _raise_on_sigterm)
