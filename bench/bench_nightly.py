@@ -431,10 +431,7 @@ def main() -> None:
     labels = [label for label in steps[cases[0]] if all(label in steps[c] for c in cases)]
     lines += [
         "",
-        "| step (seconds, median) | "
-        + " | ".join(f"{h} days{', ' + name if name else ''}" for h, name in cases)
-        + " |",
-        "|---|" + "---|" * len(cases),
+        *table_head("step (seconds, median)", cases),
         *(
             f"| {label} | "
             + " | ".join(f"{statistics.median(steps[c][label]):.1f}" for c in cases)
@@ -443,13 +440,7 @@ def main() -> None:
         ),
     ]
     lines += ["", *peak_table(cases, shares)]
-    lines += [
-        "",
-        "| each process's own peak RSS, run (median, min..max) | "
-        + " | ".join(f"{h} days{', ' + name if name else ''}" for h, name in cases)
-        + " |",
-        "|---|" + "---|" * len(cases),
-    ]
+    lines += ["", *table_head("each process's own peak RSS, run (median, min..max)", cases)]
     for r in (RUN, PULL, DBT):
         cells = []
         for c in cases:
@@ -489,6 +480,12 @@ def main() -> None:
         write_section(args.markdown, "nightly", text)
     if args.plot:
         plot_nightly(args.plot, args.history, runs, peaks, nightly, args.runs)
+
+
+def table_head(title: str, cases: list[tuple[int, str]]) -> list[str]:
+    """A markdown table's two header lines: `title`, then a column per (history, variant)."""
+    columns = " | ".join(f"{h} days{', ' + name if name else ''}" for h, name in cases)
+    return [f"| {title} | {columns} |", "|---|" + "---|" * len(cases)]
 
 
 def describe(at_peak: dict[str, Share]) -> str:
