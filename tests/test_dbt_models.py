@@ -37,6 +37,7 @@ from recon_assets.stage.schemas import (
     STRIPE_PAYOUTS_SCHEMA,
     STRIPE_REFUNDS_SCHEMA,
 )
+from recon_assets.warehouse.dbt_vars import RUN_VARS_ENV
 
 PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"
 DBT = Path(default_dbt_executable()).with_name("dbt")
@@ -795,10 +796,19 @@ def run_dbt(work: Path, *args: str, env: dict[str, str], fail: bool | None = Fal
 
 
 def dbt(
-    db: Path, work: Path, *args: str, session_tz: str = "Asia/Kolkata", fail: bool = False
+    db: Path,
+    work: Path,
+    *args: str,
+    session_tz: str = "Asia/Kolkata",
+    fail: bool = False,
+    run_vars: str | None = None,
 ) -> str:
-    """Run the dbt CLI on the temp warehouse (see `run_dbt`)."""
+    """Run the dbt CLI on the temp warehouse (see `run_dbt`). `run_vars` reach the models as
+    a run's do (RECON_DBT_RUN_VARS), not as `--vars`, which dbt parses the project again for
+    whenever they change."""
     env = {"RECON_DUCKDB_PATH": str(db), "TZ": session_tz}  # DuckDB's session TimeZone follows TZ
+    if run_vars is not None:
+        env[RUN_VARS_ENV] = run_vars
     return run_dbt(work, *args, env=env, fail=fail)
 
 
@@ -1155,7 +1165,7 @@ def test_unique_checks_the_keys_a_build_wrote_and_the_whole_table_after_an_unche
     t1, t2 = utc(2024, 3, 5, 17), utc(2024, 3, 6, 17)
     write_raw(db, [charge("ch_a", t1), charge("ch_b", t2)], [ok(1, "ch_a", t1), ok(2, "ch_b", t2)])
     dbt(db, tmp_path, "build", "--target", "local")  # first build: every key written
-    day1 = ("--vars", window_vars(t1.date(), t1.date() + timedelta(days=1)))
+    day1 = window_vars(t1.date(), t1.date() + timedelta(days=1))
     fct = "marts.fct_charge_reconciliation"
 
     def sql(*statements: str) -> None:
@@ -1176,7 +1186,7 @@ def test_unique_checks_the_keys_a_build_wrote_and_the_whole_table_after_an_unche
 
     # A nightly over day 1 touches ch_a only: the duplicate of ch_b is not among its keys.
     sql(dup_b)
-    out = dbt(db, tmp_path, "build", "--target", "local", *day1)
+    out = dbt(db, tmp_path, "build", "--target", "local", run_vars=day1)
     assert f"PASS {unique}" in out, out[-3000:]
     log = (tmp_path / "logs" / "dbt.log").read_text()
     for test in (unique, "unique_fct_reconciliation_history_history_key"):
@@ -1191,25 +1201,25 @@ def test_unique_checks_the_keys_a_build_wrote_and_the_whole_table_after_an_unche
     sql(*undo_b, f"insert into {fct} select * replace ('ch_null' as charge_id, "
                  f"'charge:ch_null' as recon_key, null as reporting_date) "
                  f"from {fct} where charge_id = 'ch_b'")  # fmt: skip
-    out = dbt(db, tmp_path, "build", "--target", "local", *day1, fail=True)
+    out = dbt(db, tmp_path, "build", "--target", "local", run_vars=day1, fail=True)
     assert "FAIL 1 not_null_fct_charge_reconciliation_reporting_date" in out, out[-3000:]
     assert f"PASS {unique}" in out, out[-3000:]
 
     # That build failed, so the next one checks the whole table: ch_b's duplicate is found.
     sql(f"delete from {fct} where charge_id = 'ch_null'", dup_b)
-    out = dbt(db, tmp_path, "build", "--target", "local", *day1, fail=True)
+    out = dbt(db, tmp_path, "build", "--target", "local", run_vars=day1, fail=True)
     assert f"FAIL 1 {unique}" in out, out[-3000:]
 
     # Repaired, a build passes the whole table, which vouches for the failed builds before it:
     # the next one reads only its keys again.
     sql(*undo_b)
-    dbt(db, tmp_path, "build", "--target", "local", *day1)
+    dbt(db, tmp_path, "build", "--target", "local", run_vars=day1)
     sql(dup_b)
-    out = dbt(db, tmp_path, "build", "--target", "local", *day1)
+    out = dbt(db, tmp_path, "build", "--target", "local", run_vars=day1)
     assert f"PASS {unique}" in out, out[-3000:]
     # `dbt run` writes the model without its tests, so the build after it checks the whole table.
-    dbt(db, tmp_path, "run", "--target", "local", *day1)
-    out = dbt(db, tmp_path, "build", "--target", "local", *day1, fail=True)
+    dbt(db, tmp_path, "run", "--target", "local", run_vars=day1)
+    out = dbt(db, tmp_path, "build", "--target", "local", run_vars=day1, fail=True)
     assert f"FAIL 1 {unique}" in out, out[-3000:]
 
 

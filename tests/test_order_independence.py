@@ -216,8 +216,12 @@ def groupings() -> st.SearchStrategy[list[tuple[date, date]]]:
     return build()
 
 
+# Two derandomized examples: two ranges in order, and three out of order with a repeat
+# (03-13..17, 03-04..12, 03-13..17). A third drew two ranges out of order, which the second and
+# test_a_week_as_three_out_of_order_backfills already cover; at ~100 s an example it was the
+# suite's longest stretch on one worker, against CI's 20 minutes.
 @settings(
-    max_examples=3,
+    max_examples=2,
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
