@@ -306,27 +306,11 @@ def test_the_browser_shows_the_asset_graph_and_the_report(
     assert (out / "report.png").stat().st_size > 20_000
 
 
-def test_recon_dev_started_in_the_background_stops_on_sigterm_with_its_children(dev: Dev) -> None:
-    """Last in this module (it ends the module's `recon dev`): SIGTERM to `recon dev`, started
-    as `&` starts it (SIGINT ignored), stops `dagster dev` in its own orderly way and leaves no
-    webserver, daemon or code server behind (they used to ignore it: `dagster dev` maps SIGTERM
-    to SIGINT's handler)."""
-    sid = dev.proc.pid  # start_new_session: the session is recon dev's
-    before = session_processes(sid)
-    assert any("dagster_webserver" in c for c in before), before
-    assert any("code-server" in c or "api grpc" in c for c in before), before
-    dev.proc.send_signal(signal.SIGTERM)
-    assert dev.proc.wait(timeout=120) == 0
-    assert wait_until_gone(sid, 60) == []
-    log = (dev.home.parent / "dev.log").read_text()
-    assert "Shutting down Dagster services" in log, log[-2000:]
-
-
-def test_recon_dev_killed_outright_takes_dagster_dev_and_its_children_with_it(
-    tmp_path: Path, ledger_pg: object
-) -> None:
-    """SIGKILL cannot be handled: the kernel SIGTERMs `dagster dev` when `recon dev` dies, and
-    it stops its webserver, daemon and code servers (they used to run on, orphaned)."""
+@contextlib.contextmanager
+def background_recon_dev(tmp_path: Path, ledger_pg: object) -> Iterator[subprocess.Popen[bytes]]:
+    """A bare `recon dev` (an unseeded ledger, 50 charges a day), started as `recon dev &` in a
+    script starts it (SIGINT ignored, its own session), up until its code server and webserver
+    run; whatever is left of its session is killed on the way out."""
     server_dsn = ledger_pg.dsn  # type: ignore[attr-defined]
     name = _create_db(server_dsn, TEMPLATE_DB)
     env = {
@@ -347,14 +331,46 @@ def test_recon_dev_killed_outright_takes_dagster_dev_and_its_children_with_it(
         )  # fmt: skip
         try:
             deadline = time.monotonic() + 300
-            while not any("code-server" in c for c in session_processes(proc.pid)):
+            while not all(
+                any(part in c for c in session_processes(proc.pid))
+                for part in ("code-server", "dagster_webserver")
+            ):
                 assert proc.poll() is None, (tmp_path / "dev.log").read_text()[-3000:]
-                assert time.monotonic() < deadline, "no code server after 300 s"
+                assert time.monotonic() < deadline, "no code server and webserver after 300 s"
                 time.sleep(1)
-            proc.kill()
-            proc.wait(timeout=30)
-            assert wait_until_gone(proc.pid, 120) == []
+            yield proc
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             _drop_db(server_dsn, name)
+
+
+def test_recon_dev_started_in_the_background_stops_on_sigterm_with_its_children(
+    tmp_path: Path, ledger_pg: object
+) -> None:
+    """SIGTERM to `recon dev`, started as `&` starts it (SIGINT ignored), stops `dagster dev`
+    in its own orderly way and leaves no webserver, daemon or code server behind (they used to
+    ignore it: `dagster dev` maps SIGTERM to SIGINT's handler). A `recon dev` of its own: the
+    module's seeded one was set up a second time for this test whenever another module's tests
+    ran between the module's (53 s)."""
+    with background_recon_dev(tmp_path, ledger_pg) as proc:
+        sid = proc.pid  # start_new_session: the session is recon dev's
+        before = session_processes(sid)
+        assert any("dagster_webserver" in c for c in before), before
+        assert any("code-server" in c or "api grpc" in c for c in before), before
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=120) == 0
+        assert wait_until_gone(sid, 60) == []
+    log = (tmp_path / "dev.log").read_text()
+    assert "Shutting down Dagster services" in log, log[-2000:]
+
+
+def test_recon_dev_killed_outright_takes_dagster_dev_and_its_children_with_it(
+    tmp_path: Path, ledger_pg: object
+) -> None:
+    """SIGKILL cannot be handled: the kernel SIGTERMs `dagster dev` when `recon dev` dies, and
+    it stops its webserver, daemon and code servers (they used to run on, orphaned)."""
+    with background_recon_dev(tmp_path, ledger_pg) as proc:
+        proc.kill()
+        proc.wait(timeout=30)
+        assert wait_until_gone(proc.pid, 120) == []
