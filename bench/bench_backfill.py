@@ -74,11 +74,10 @@ from bench_env import (  # noqa: E402
     instance_home,
 )
 from bench_nightly import (  # noqa: E402
-    DBT,
-    PULL,
-    RUN,
+    PER_PROCESS,
     backfill,
     describe,
+    describe_processes,
     env_for,
     machine,
     write_section,
@@ -190,15 +189,6 @@ def measure(
                     flush=True,
                 )
     return out
-
-
-PER_PROCESS = (RUN, PULL, DBT)
-"""The processes the issue sizes one by one (the emulator and the embedded Postgres are local
-stand-ins for Stripe and a ledger someone else runs, so they are left out)."""
-
-
-def describe_processes(peaks: dict[str, int]) -> str:
-    return ", ".join(f"{r} {peaks[r] / 2**20:.0f} MB" for r in PER_PROCESS if r in peaks)
 
 
 def process_table(measured: dict[Any, Measured], columns: dict[Any, str]) -> list[str]:

@@ -100,6 +100,15 @@ def machine() -> str:
 RUN, PULL, DBT, OTHER = "run process", "pull process", "dbt", "the others"
 
 
+PER_PROCESS = (RUN, PULL, DBT)
+"""The processes the issue sizes one by one (the emulator and the embedded Postgres are local
+stand-ins for Stripe and a ledger someone else runs, so they are left out)."""
+
+
+def describe_processes(peaks: dict[str, int]) -> str:
+    return ", ".join(f"{r} {peaks[r] / 2**20:.0f} MB" for r in PER_PROCESS if r in peaks)
+
+
 def role(proc: psutil.Process, root: psutil.Process) -> str:
     if proc.pid == root.pid:
         return RUN
@@ -410,8 +419,7 @@ def main() -> None:
                 print(
                     f"  run {i + 1}, history {h}{' ' + name if name else ''}: {run_s:.1f} s, "
                     f"tree peak {peak / 2**20:.0f} MB ({describe(b.at_peak)}); each process's "
-                    f"own peak: "
-                    + ", ".join(f"{r} {x / 2**20:.0f}" for r, x in b.process_peaks.items())
+                    f"own peak: {describe_processes(b.process_peaks)}"
                 )
             loads.append(location_load(envs[args.history[0]]))
             print(f"  code location load: {loads[-1]:.1f} s")
@@ -441,7 +449,7 @@ def main() -> None:
     ]
     lines += ["", *peak_table(cases, shares)]
     lines += ["", *table_head("each process's own peak RSS, run (median, min..max)", cases)]
-    for r in (RUN, PULL, DBT):
+    for r in PER_PROCESS:
         cells = []
         for c in cases:
             xs = [x[r] / 2**20 for x in own[c] if r in x]
