@@ -4,8 +4,11 @@ of each charge and a cursor that never skips silently."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 import stripe
 from hypothesis import HealthCheck, given, settings
@@ -14,14 +17,20 @@ from hypothesis import strategies as st
 from recon_assets.local.stripe_emulator import ChargeGenerator, EmulatorConfig, StripeEmulator
 from recon_assets.local.stripe_emulator.config import EVENT_RETENTION_S, ChargeChange
 from recon_assets.local.stripe_emulator.events import EventLog, type_filter
-from recon_assets.stripe.client import ChargesClient
+from recon_assets.stage.manifest import KeyedManifest
+from recon_assets.stage.store import LocalStageStore
+from recon_assets.stripe.client import STRIPE_API_VERSION, ChargesClient
 from recon_assets.stripe.events import (
     CHARGE_EVENT_TYPES,
     STRIPE_EVENT_RETENTION_S,
+    EventsOrderError,
     EventsRetentionError,
+    Latest,
+    NewestStates,
     backfill_days,
     plan_read,
     read_charge_events,
+    sync_charge_events,
 )
 from recon_assets.stripe.ratelimit import RateLimiter
 from recon_assets.timewindows import day_window
@@ -198,6 +207,17 @@ def test_paging_filters_and_retention_over_http() -> None:
             listing(starting_after="evt_nope")
 
 
+def _merged(batches: list[dict[str, Latest]]) -> dict[str, Latest]:
+    """Every batch's ids by kind, asserting that no id was handed on twice."""
+    out: dict[str, Latest] = {}
+    for b in batches:
+        for kind, latest in b.items():
+            into = out.setdefault(kind, {})
+            assert not set(into) & set(latest), "an id handed on in two batches"
+            into.update(latest)
+    return out
+
+
 def test_latest_state_per_charge_and_when_to_retrieve() -> None:
     gen = ChargeGenerator(cfg())
     a, b = (c["id"] for c in list(gen.iter_charges(NOW - 2 * 86400, NOW - 86400))[:2])
@@ -209,12 +229,74 @@ def test_latest_state_per_charge_and_when_to_retrieve() -> None:
     )
     with StripeEmulator(cfg(changes=changes), host="127.0.0.1", port=0) as emu:
         client = ChargesClient(cfg().api_key, api_base=emu.base_url, rate_limiter=RateLimiter(1e6))
-        got = read_charge_events(client, NOW - 6000)
-    assert got.events == sum(got.types.values())
-    created, obj = got.latest[a]
+        whole, one = NewestStates(batch=10**9), NewestStates(batch=1)
+        # two days of events: several pages, so the read can hand on before its end
+        at_once = list(read_charge_events(client, NOW - 2 * 86400, whole))
+        by_one = list(read_charge_events(client, NOW - 2 * 86400, one))
+    assert len(at_once) == 1 and len(by_one) > 1  # the read is handed on in batches
+    got = _merged(by_one)
+    assert got == _merged(at_once)
+    assert one.events == whole.events == sum(one.types.values())
+    created, obj = got["charge"][a]
     assert created == NOW - 4000 and obj["description"] == "later"  # the newest event's object
     assert obj["amount_refunded"] == 50
-    assert got.latest[b] == (NOW - 3000, None)  # ambiguous order in one second: retrieve
+    assert got["charge"][b] == (NOW - 3000, None)  # ambiguous order in one second: retrieve
+    assert got["dispute"] and got["refund"]  # their own objects, by id
+
+
+@st.composite
+def newest_first_events(draw: st.DrawFn) -> list[dict]:
+    """Charge and refund events over a few ids, newest first, with many in one second."""
+    n = draw(st.integers(0, 60))
+    steps = draw(st.lists(st.sampled_from([0, 0, 1, 2]), min_size=n, max_size=n))
+    out, t = [], 10_000
+    for i, step in enumerate(steps):
+        t -= step
+        kind = draw(st.sampled_from(["charge", "refund"]))
+        cid = f"ch_{draw(st.integers(0, 6))}"
+        obj = (
+            {"object": "charge", "id": cid, "n": i}
+            if kind == "charge"
+            else {"object": "refund", "id": f"re_{draw(st.integers(0, 3))}", "charge": cid}
+        )
+        pinned = draw(st.booleans()) or kind == "refund"
+        version = STRIPE_API_VERSION if pinned else "2020-08-27"
+        out.append({"id": f"evt_{i}", "created": t, "type": f"{kind}.updated",
+                    "api_version": version, "data": {"object": obj}})  # fmt: skip
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(events=newest_first_events(), batch=st.integers(1, 8), page=st.integers(1, 7))
+def test_batches_settle_exactly_what_the_whole_read_would(
+    events: list[dict], batch: int, page: int
+) -> None:
+    """Handed on in batches of any size, read in pages of any size: each id once, at the state
+    the whole read gives (the newest event's object; None for a tie in its newest second), and
+    after each batch nothing is held back but the ids of the oldest second read."""
+    whole = NewestStates(batch=10**9)
+    for ev in events:
+        whole.observe(ev)
+    expected = whole.take(everything=True)
+    states, batches = NewestStates(batch=batch), []
+    for i in range(0, len(events), page):
+        for ev in events[i : i + page]:
+            states.observe(ev)
+        if i + page < len(events) and states.held_back >= batch:
+            batches.append(states.take())
+            # all that stays is of the oldest second read: a later event may still tie it
+            held = [c for v in states.pending.values() for c, _ in v.values()]
+            assert set(held) <= {states.oldest} and len(held) == states.held_back
+    batches.append(states.take(everything=True))
+    assert _merged(batches) == {k: v for k, v in expected.items() if v}
+    assert states.held_back == 0
+
+
+def test_an_event_older_first_is_refused() -> None:
+    states = NewestStates()
+    states.observe({"id": "evt_1", "created": 100, "type": "charge.updated", "data": {}})
+    with pytest.raises(EventsOrderError, match="newest first"):
+        states.observe({"id": "evt_2", "created": 101, "type": "charge.updated", "data": {}})
 
 
 def test_event_types_fit_one_request_and_a_filter_matches_stripe() -> None:
@@ -250,3 +332,50 @@ def test_plan_read_never_skips_silently() -> None:
     # ... and one that covers only part of it is still refused
     with pytest.raises(EventsRetentionError):
         plan_read(cursor, None, now, covering[1:], 120)
+
+
+def _staged_rows(store: LocalStageStore, manifest: KeyedManifest) -> list[dict]:
+    rows = [
+        {k: v for k, v in row.items() if k not in ("_run_id", "_synced_at")}
+        for f in manifest.files
+        for row in pq.read_table(store.uri(f.key)).to_pylist()
+    ]
+    return sorted(rows, key=lambda r: r["id"])
+
+
+def test_a_read_staged_batch_by_batch_is_the_read_staged_at_once(tmp_path: Path) -> None:
+    """Three days of events (hundreds, several pages), settled, looked up and staged one id at a
+    time or all at once: the same rows on the same days, the same counts, for charges and for
+    the refunds, disputes and payouts the events carried; only a part of the charges held."""
+    window = day_window(date(2024, 3, 17))
+    run_days = [date(2024, 3, 17), date(2024, 3, 18), date(2024, 3, 19)]
+
+    def held(ids: Sequence[str]) -> set[str]:
+        return {i for i in ids if i[-1] in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"}
+
+    results = {}
+    with StripeEmulator(cfg(charges_per_day=1500), host="127.0.0.1", port=0) as emu:
+        for batch in (1, 10**9):
+            store = LocalStageStore(tmp_path / str(batch))
+            client = ChargesClient(
+                cfg().api_key, api_base=emu.base_url, rate_limiter=RateLimiter(1e6)
+            )
+            results[batch] = (store, sync_charge_events(
+                client, store, f"run-{batch}", cursor=window.start, earliest_loaded=None,
+                run_days=run_days, now_hint=NOW, held=held, horizon_days=120, overlap_s=0,
+                concurrency=4, held_own=lambda source: lambda ids: set(ids),
+            ))  # fmt: skip
+    (one_store, one), (all_store, whole) = results[1], results[10**9]
+    assert whole.events > 500 and whole.retrieved > 0 and 0 < whole.not_held < whole.changed
+    for name in ("events", "types", "changed", "not_held", "repulled", "retrieved", "found_by_day",
+                 "own_repulled", "read_until"):  # fmt: skip
+        assert getattr(one, name) == getattr(whole, name), name
+    assert _staged_rows(one_store, one.manifest) == _staged_rows(all_store, whole.manifest)
+    assert {m.dataset for m in whole.own_manifests} == {
+        "stripe_refunds",
+        "stripe_disputes",
+        "stripe_payouts",
+    }
+    for a, b in zip(one.own_manifests, whole.own_manifests, strict=True):
+        assert a.dataset == b.dataset and a.rows == b.rows > 0
+        assert _staged_rows(one_store, a) == _staged_rows(all_store, b)

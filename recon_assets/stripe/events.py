@@ -7,7 +7,9 @@ few trailing days; everything older is reached through `GET /v1/events`, which S
 30 days. Each run reads the charge events created since the cursor (minus an overlap, since an
 event can become listable a moment after a later one), keeps the newest state of each charge
 the warehouse holds, and stages it; the load by id then makes the marts rebuild that charge on
-its own day, whatever day the run covers.
+its own day, whatever day the run covers. Events come newest first, so each id's state is
+settled as soon as an older event has been read, and the read is looked up and staged in
+batches: a first backfill's 30 days of events never sit in memory at once.
 
 The newest state is the newest event's object when that is unambiguous (a charge, rendered in
 our pinned API version, and no other event of that charge in the same second); otherwise the
@@ -25,7 +27,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -34,7 +36,7 @@ from typing import Any
 from recon_assets.stage.manifest import EventsRead, KeyedManifest, write_keyed_manifest
 from recon_assets.stage.store import StageStore
 from recon_assets.stripe.client import STRIPE_API_VERSION, ChargesClient
-from recon_assets.stripe.lookup import stage_charges_by_id
+from recon_assets.stripe.lookup import ByIdStage
 from recon_assets.stripe.pull import DATASET
 from recon_assets.stripe.sources import CHARGES, DISPUTES, PAYOUTS, REFUNDS, StripeSource
 from recon_assets.timewindows import business_day_of, day_window
@@ -75,21 +77,21 @@ class EventsRetentionError(RuntimeError):
     """The cursor is older than Stripe keeps events: changes were lost; names the backfill."""
 
 
-@dataclass
-class ChargeEvents:
-    """What one read of the events said, per charge: its newest event's time and, when that
-    event's object can be trusted as the charge's latest state, the object (else None)."""
+EVENTS_BATCH = 2_000
+"""Objects an events read settles before it looks them up and stages them: what the run holds
+of a read of any size (a first backfill reads every charge of 30 days)."""
 
-    events: int = 0
-    newest: int | None = None
-    latest: dict[str, tuple[int, Any]] = field(default_factory=dict)
-    types: Counter[str] = field(default_factory=Counter)
-    own: dict[str, dict[str, tuple[int, Any]]] = field(default_factory=dict)
-    """The same, per object of `OWN_ITEMS` an event carried, by object name (a refund that
-    settles or fails after its day, a payout paid and returned days after it arrived)."""
+Latest = dict[str, tuple[int, Any]]
+"""Per id: its newest event's time and, when that event's object can be trusted as the
+object's latest state, the object (else None: fetch it by id)."""
 
 
-def _keep_newest(latest: dict[str, tuple[int, Any]], key: str, created: int, obj: Any) -> None:
+class EventsOrderError(RuntimeError):
+    """Stripe listed an event after an older one: the list is not newest first, so which
+    state is the latest cannot be told while reading."""
+
+
+def _keep_newest(latest: Latest, key: str, created: int, obj: Any) -> None:
     """The newest event's object per key; two of one key in one second: their order is not the
     change order, so neither object is trusted (None: fetch it by id)."""
     seen = latest.get(key)
@@ -113,33 +115,98 @@ def charge_id_of(event: Any) -> str | None:
     return cid if isinstance(cid, str) and cid else None
 
 
-def read_charge_events(client: ChargesClient, since: int) -> ChargeEvents:
-    """Page through the charge events created at or after `since`, newest first."""
-    out = ChargeEvents()
+CHARGE = "charge"
+
+
+@dataclass
+class NewestStates:
+    """The newest event's object per charge (and per object of `OWN_ITEMS` an event carried,
+    by Stripe's `object` name: a refund that settles or fails after its day, a payout paid and
+    returned days after it arrived), from events read newest first, handed on in batches.
+
+    Stripe lists events newest first, so once an event older than an id's newest one has been
+    read, no later event can be newer than that id's or tie it: the id is settled and leaves
+    memory with its batch. Only the ids themselves are kept after that, to skip their older
+    events; the objects of a read of any size never are all in memory at once."""
+
+    batch: int = EVENTS_BATCH
+    events: int = 0
+    newest: int | None = None
+    oldest: int | None = None
+    types: Counter[str] = field(default_factory=Counter)
+    pending: dict[str, Latest] = field(default_factory=dict)
+    settled: dict[str, set[str]] = field(default_factory=dict)
+    held_back: int = 0
+
+    def observe(self, ev: Any) -> None:
+        """One event of the read, in the list's order."""
+        self.events += 1
+        created = ev.get("created") if isinstance(ev, dict) else None
+        if not isinstance(created, int):
+            return
+        if self.oldest is not None and created > self.oldest:
+            raise EventsOrderError(
+                f"Stripe listed event {ev.get('id')} (created {created}) after one created at "
+                f"{self.oldest}: events must come newest first (GET /v1/events)"
+            )
+        self.oldest = created
+        self.types[str(ev.get("type"))] += 1
+        self.newest = created if self.newest is None else max(self.newest, created)
+        obj = ev.get("data", {}).get("object")
+        pinned = ev.get("api_version") == STRIPE_API_VERSION
+        kind, oid = (obj.get("object"), obj.get("id")) if isinstance(obj, dict) else (None, None)
+        if kind in OWN_ITEMS and isinstance(oid, str) and oid:
+            self._add(str(kind), oid, created, obj if pinned else None)
+        cid = charge_id_of(ev)
+        if cid is not None:
+            self._add(CHARGE, cid, created, obj if kind == CHARGE and pinned else None)
+
+    def _add(self, kind: str, key: str, created: int, obj: Any) -> None:
+        if key in self.settled.get(kind, ()):
+            return  # an older event of an id whose newest was handed on
+        latest = self.pending.setdefault(kind, {})
+        if key not in latest:
+            self.held_back += 1
+        _keep_newest(latest, key, created, obj)
+
+    def take(self, everything: bool = False) -> dict[str, Latest]:
+        """The pending ids no later event can change (all of them at the read's end), by kind;
+        they are settled from now on."""
+        out: dict[str, Latest] = {}
+        for kind, latest in self.pending.items():
+            if everything or self.oldest is None:
+                done = latest
+                self.pending[kind] = {}
+            else:
+                done = {k: v for k, v in latest.items() if v[0] > self.oldest}
+                for k in done:
+                    del latest[k]
+            if done:
+                self.settled.setdefault(kind, set()).update(done)
+                out[kind] = done
+                self.held_back -= len(done)
+        return out
+
+
+def read_charge_events(
+    client: ChargesClient, since: int, states: NewestStates
+) -> Iterator[dict[str, Latest]]:
+    """Page through the charge events created at or after `since`, newest first, yielding the
+    newest state of each id (by kind) in batches of about `states.batch` ids."""
     after: str | None = None
     while True:
         page = client.list_events(CHARGE_EVENT_TYPES, since, after)
         for ev in page.items:
-            out.events += 1
-            created = ev.get("created") if isinstance(ev, dict) else None
-            if not isinstance(created, int):
-                continue
-            out.types[str(ev.get("type"))] += 1
-            out.newest = created if out.newest is None else max(out.newest, created)
-            obj = ev.get("data", {}).get("object")
-            pinned = ev.get("api_version") == STRIPE_API_VERSION
-            kind, oid = (
-                (obj.get("object"), obj.get("id")) if isinstance(obj, dict) else (None, None)
-            )
-            if kind in OWN_ITEMS and isinstance(oid, str) and oid:
-                _keep_newest(out.own.setdefault(kind, {}), oid, created, obj if pinned else None)
-            cid = charge_id_of(ev)
-            if cid is None:
-                continue
-            usable = obj.get("object") == "charge" and pinned
-            _keep_newest(out.latest, cid, created, obj if usable else None)
+            states.observe(ev)
         if not page.has_more or page.last_id is None:
-            return out
+            last = states.take(everything=True)
+            if last:
+                yield last
+            return
+        if states.held_back >= states.batch:
+            settled = states.take()
+            if settled:
+                yield settled
         after = page.last_id
 
 
@@ -216,23 +283,25 @@ class EventsResult:
 
 def _latest_held(
     client: ChargesClient,
-    latest: dict[str, tuple[int, Any]],
+    latest: Latest,
     held: Callable[[Sequence[str]], set[str]],
     source: StripeSource,
-    concurrency: int,
-) -> tuple[list[tuple[str, Any]], list[str]]:
+    pool: ThreadPoolExecutor,
+) -> tuple[list[tuple[str, Any]], int]:
     """(id, latest state) of each object the events named that the warehouse holds, in id
     order: the newest event's object where it can be trusted, else `GET {source.path}/{id}`
-    through the shared limiter; and the ids fetched so."""
+    through the shared limiter; and how many were fetched so."""
     ids = sorted(latest)
     held_ids = held(ids) if ids else set()
     kept = [i for i in ids if i in held_ids]
     to_fetch = [i for i in kept if latest[i][1] is None]
-    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        fetched = dict(
-            zip(to_fetch, pool.map(lambda i: client.retrieve(i, source), to_fetch), strict=True)
-        )
-    return [(i, fetched[i] if i in fetched else latest[i][1]) for i in kept], to_fetch
+    fetched = dict(
+        zip(to_fetch, pool.map(lambda i: client.retrieve(i, source), to_fetch), strict=True)
+    )
+    return [(i, fetched[i] if i in fetched else latest[i][1]) for i in kept], len(to_fetch)
+
+
+EVENT_SOURCES: dict[str, StripeSource] = {CHARGE: CHARGES, **OWN_ITEMS}
 
 
 def sync_charge_events(
@@ -252,65 +321,88 @@ def sync_charge_events(
     held_own: Callable[[StripeSource], Callable[[Sequence[str]], set[str]]] = (
         lambda source: lambda ids: set()
     ),
+    batch: int = EVENTS_BATCH,
 ) -> EventsResult:
     """Read the events since the cursor, stage the latest state of every held charge they name,
     write the run's events manifest (with the read, for the loader to record).
 
     `now_hint` is a time Stripe's clock has certainly passed (the end of the run's range, at
     most the wall clock); the newest event read moves it further. `held(ids)` says which ids the
-    warehouse holds, `held_own(source)` the same for a refund or payout.
+    warehouse holds, `held_own(source)` the same for a refund or payout. The read is settled,
+    looked up and staged `batch` ids at a time, so its size never sets the run's memory.
     """
     started = time.perf_counter()
     since = plan_read(cursor, earliest_loaded, now_hint, run_days, horizon_days)
     read_from = max(0, since - overlap_s)
-    got = read_charge_events(client, read_from)
-    stripe_now = max(now_hint, got.newest or 0)
-    if stripe_now > now_hint:  # Stripe's clock is later than assumed: check again
-        since = plan_read(cursor, earliest_loaded, stripe_now, run_days, horizon_days)
-    read_until = max(since, now_hint, (got.newest or 0) + 1)
-    ids = sorted(got.latest)
-    objects, to_fetch = _latest_held(client, got.latest, held, CHARGES, concurrency)
-    staged = stage_charges_by_id(store, run_id, EVENTS_KIND, objects, clock())
-    results = Counter(r for r, _ in staged.outcomes.values())
-    # refunds and payouts: the same, against those held (one of a day not loaded yet comes
-    # with its day's pull)
+    states = NewestStates(batch=batch)
+    synced = clock()
+    stages = {CHARGE: ByIdStage(store, run_id, EVENTS_KIND, synced, keep_outcomes=False)}
+    named: Counter[str] = Counter()
+    kept: Counter[str] = Counter()
+    retrieved = 0
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+            for settled in read_charge_events(client, read_from, states):
+                for kind, latest in settled.items():
+                    source = EVENT_SOURCES[kind]
+                    objects, n_fetched = _latest_held(
+                        client, latest, held if kind == CHARGE else held_own(source), source,
+                        pool,
+                    )  # fmt: skip
+                    named[kind] += len(latest)
+                    kept[kind] += len(objects)
+                    if kind == CHARGE:
+                        retrieved += n_fetched
+                    if objects:
+                        if kind not in stages:
+                            stages[kind] = ByIdStage(
+                                store, run_id, EVENTS_KIND, synced, source, keep_outcomes=False
+                            )
+                        stages[kind].add(objects)
+        stripe_now = max(now_hint, states.newest or 0)
+        if stripe_now > now_hint:  # Stripe's clock is later than assumed: check again
+            since = plan_read(cursor, earliest_loaded, stripe_now, run_days, horizon_days)
+        staged = {kind: stage.commit() for kind, stage in stages.items()}
+    except BaseException:
+        for stage in stages.values():
+            stage.abort()
+        raise
+    read_until = max(since, now_hint, (states.newest or 0) + 1)
+    charges = staged.pop(CHARGE)
+    # refunds, disputes and payouts: loaded before the charges, whose load moves the cursor
     own_manifests: list[KeyedManifest] = []
     own_found: dict[str, int] = {}
     for kind, source in OWN_ITEMS.items():
-        held_objects, _ = _latest_held(
-            client, got.own.get(kind, {}), held_own(source), source, concurrency
-        )
-        if not held_objects:
+        own = staged.get(kind)
+        if own is None:
             continue
-        staged_o = stage_charges_by_id(store, run_id, EVENTS_KIND, held_objects, clock(), source)
-        own_found[source.dataset] = sum(1 for r, _ in staged_o.outcomes.values() if r == "found")
+        own_found[source.dataset] = own.counts["found"]
         m = KeyedManifest(
-            source.dataset, run_id, EVENTS_KIND, staged_o.files,
-            written_at=staged_o.synced.isoformat(),
-        )  # fmt: skip
+            source.dataset, run_id, EVENTS_KIND, own.files, written_at=synced.isoformat()
+        )
         write_keyed_manifest(store, m)
         own_manifests.append(m)
     manifest = KeyedManifest(
         DATASET,
         run_id,
         EVENTS_KIND,
-        staged.files,
-        written_at=staged.synced.isoformat(),
-        events_read=EventsRead(read_from, read_until, got.events, results["found"]),
+        charges.files,
+        written_at=synced.isoformat(),
+        events_read=EventsRead(read_from, read_until, states.events, charges.counts["found"]),
     )
     write_keyed_manifest(store, manifest)
     return EventsResult(
         read_from=read_from,
         read_until=read_until,
-        events=got.events,
-        types=dict(got.types),
-        changed=len(ids),
-        not_held=len(ids) - len(objects),
-        repulled=results["found"],
-        retrieved=len(to_fetch),
-        not_found=results["not_found"],
-        quarantined=results["quarantined"],
-        found_by_day=staged.found_by_day,
+        events=states.events,
+        types=dict(states.types),
+        changed=named[CHARGE],
+        not_held=named[CHARGE] - kept[CHARGE],
+        repulled=charges.counts["found"],
+        retrieved=retrieved,
+        not_found=charges.counts["not_found"],
+        quarantined=charges.counts["quarantined"],
+        found_by_day=charges.found_by_day,
         manifest=manifest,
         counters=client.counters.as_dict(),
         seconds=time.perf_counter() - started,

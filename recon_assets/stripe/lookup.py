@@ -20,9 +20,10 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -119,9 +120,101 @@ def lookup_charges(
 class StagedById:
     files: tuple[KeyedFile, ...]
     outcomes: dict[str, tuple[str, str | None]]
-    """Per id: ("found" | "not_found" | "quarantined", detail)."""
+    """Per id: ("found" | "not_found" | "quarantined", detail); empty when the stage was asked
+    to count only (`ByIdStage(keep_outcomes=False)`)."""
     found_by_day: dict[date, int]
     synced: datetime
+    counts: Counter[str] = field(default_factory=Counter)
+    """How many ids ended each way."""
+
+
+BY_ID_ROW_GROUP_ROWS = 1_000
+"""Rows a by-id stage buffers per day before writing them: its objects span every day the
+events' 30 days reach (a day's pull spans one), so the buffers are this times the open days."""
+
+
+class ByIdStage:
+    """Objects fetched one by one (a look-up, an event's object), staged as they come: each
+    valid one on its own day (`source.day_of` its window field: a charge's created day, a
+    payout's arrival date) under `<dataset>/_<kind>_files/`, each invalid one in the
+    quarantine, None (Stripe's 404) recorded as not found. Fed in batches, so a read of any size
+    holds one batch of objects, not all of them; nothing is published unless all of it is."""
+
+    def __init__(
+        self,
+        store: StageStore,
+        run_id: str,
+        kind: str,
+        synced: datetime,
+        source: StripeSource = CHARGES,
+        *,
+        keep_outcomes: bool = True,
+    ) -> None:
+        dataset = source.dataset
+        self.source, self.synced, self.keep_outcomes = source, synced, keep_outcomes
+        self.writer = PartitionedParquetWriter(
+            store, dataset, source.schema, run_id, prefix=f"{dataset}/_{kind}_files",
+            row_group_rows=BY_ID_ROW_GROUP_ROWS,
+        )  # fmt: skip
+        self.quarantine = PartitionedParquetWriter(
+            store, dataset, QUARANTINE_SCHEMA, run_id,
+            prefix=f"{source.quarantine_prefix}/_{kind}", row_group_rows=BY_ID_ROW_GROUP_ROWS,
+        )  # fmt: skip
+        self.outcomes: dict[str, tuple[str, str | None]] = {}
+        self.counts: Counter[str] = Counter()
+        self.found_by_day: dict[date, int] = {}
+
+    def _outcome(self, cid: str, result: str, detail: str | None) -> None:
+        self.counts[result] += 1
+        if self.keep_outcomes:
+            self.outcomes[cid] = (result, detail)
+
+    def add(self, objects: Iterable[tuple[str, Any]]) -> None:
+        source, synced = self.source, self.synced
+        for cid, obj in objects:
+            if obj is None:
+                self._outcome(cid, "not_found", f"HTTP 404 from GET {source.path}/{{id}}")
+                continue
+            try:
+                charge = source.model.model_validate_json(json.dumps(obj))
+            except ValidationError as exc:
+                reason = describe_validation_error(exc)
+                at = obj.get(source.window_field) if isinstance(obj, dict) else None
+                day = source.day_of(at) if isinstance(at, int) else synced.date()
+                self.quarantine.append_row(
+                    day,
+                    {"source": source.dataset, "record_id": cid, "raw_payload": json.dumps(obj),
+                     "error": reason},
+                    synced,
+                )  # fmt: skip
+                self._outcome(cid, "quarantined", reason[:500])
+                continue
+            if charge.id != cid:  # type: ignore[attr-defined]
+                self._outcome(cid, "not_found", f"Stripe answered with another id ({charge.id})")  # type: ignore[attr-defined]
+                continue
+            day = source.day_of(getattr(charge, source.window_field))
+            self.writer.append_columns(day, source.dict_columns([charge.model_dump()]), 1, synced)
+            self.found_by_day[day] = self.found_by_day.get(day, 0) + 1
+            self._outcome(cid, "found", None)
+
+    def commit(self) -> StagedById:
+        try:
+            files = self.writer.commit()
+            self.quarantine.commit()
+        except BaseException:
+            self.abort()
+            raise
+        return StagedById(
+            tuple(KeyedFile(f.day, f.key, f.rows) for f in files),
+            self.outcomes,
+            self.found_by_day,
+            self.synced,
+            self.counts,
+        )
+
+    def abort(self) -> None:
+        self.writer.abort()
+        self.quarantine.abort()
 
 
 def stage_charges_by_id(
@@ -132,54 +225,14 @@ def stage_charges_by_id(
     synced: datetime,
     source: StripeSource = CHARGES,
 ) -> StagedById:
-    """Stage objects fetched one by one (a look-up, an event's object): each valid one on its
-    own day (`source.day_of` its window field: a charge's created day, a payout's arrival
-    date) under `<dataset>/_<kind>_files/`, each invalid one in the quarantine, None
-    (Stripe's 404) recorded as not found. Nothing is published unless all of it is."""
-    dataset = source.dataset
-    writer = PartitionedParquetWriter(
-        store, dataset, source.schema, run_id, prefix=f"{dataset}/_{kind}_files"
-    )
-    quarantine = PartitionedParquetWriter(
-        store, dataset, QUARANTINE_SCHEMA, run_id, prefix=f"{source.quarantine_prefix}/_{kind}"
-    )
-    outcomes: dict[str, tuple[str, str | None]] = {}
-    found_by_day: dict[date, int] = {}
+    """Stage a whole list of objects fetched one by one at once (`ByIdStage`)."""
+    stage = ByIdStage(store, run_id, kind, synced, source)
     try:
-        for cid, obj in objects:
-            if obj is None:
-                outcomes[cid] = ("not_found", f"HTTP 404 from GET {source.path}/{{id}}")
-                continue
-            try:
-                charge = source.model.model_validate_json(json.dumps(obj))
-            except ValidationError as exc:
-                reason = describe_validation_error(exc)
-                at = obj.get(source.window_field) if isinstance(obj, dict) else None
-                day = source.day_of(at) if isinstance(at, int) else synced.date()
-                quarantine.append_row(
-                    day,
-                    {"source": dataset, "record_id": cid, "raw_payload": json.dumps(obj),
-                     "error": reason},
-                    synced,
-                )  # fmt: skip
-                outcomes[cid] = ("quarantined", reason[:500])
-                continue
-            if charge.id != cid:  # type: ignore[attr-defined]
-                outcomes[cid] = ("not_found", f"Stripe answered with another id ({charge.id})")  # type: ignore[attr-defined]
-                continue
-            day = source.day_of(getattr(charge, source.window_field))
-            writer.append_columns(day, source.dict_columns([charge.model_dump()]), 1, synced)
-            found_by_day[day] = found_by_day.get(day, 0) + 1
-            outcomes[cid] = ("found", None)
-        files = writer.commit()
-        quarantine.commit()
+        stage.add(objects)
     except BaseException:
-        writer.abort()
-        quarantine.abort()
+        stage.abort()
         raise
-    return StagedById(
-        tuple(KeyedFile(f.day, f.key, f.rows) for f in files), outcomes, found_by_day, synced
-    )
+    return stage.commit()
 
 
 LOOKUP_SCAN_MARGIN = timedelta(hours=1)
