@@ -206,3 +206,48 @@ def test_the_dbt_version_is_read_from_dbts_own_environment() -> None:
     assert f"installed: {found}" in reported
     assert dbt_core_version(Path(sys.executable).with_name("recon-dbt")) is None
     assert dbt_core_version("recon-dbt") is None  # a bare name: dagster-dbt's own check
+
+
+def test_the_launcher_opens_the_warehouse_by_name_from_its_folder() -> None:
+    """dbt runs in the warehouse's folder and opens it by name; whatever it would have read
+    relative to where it was started is made absolute; without a warehouse nothing changes."""
+    from recon_assets.warehouse.dbt_launch import open_warehouse_here
+
+    env = {"RECON_DUCKDB_PATH": "../h/warehouse.duckdb", "DBT_LOG_PATH": "logs", "X": "y"}
+    args = ["build", "--profiles-dir", "p", "--log-path=l", "--select", "a/b"]
+    out_env, out_args, cwd = open_warehouse_here(env, args, "/repo/dbt", {"DBT_PROFILES_DIR": "q"})
+    assert cwd == "/repo/dbt/../h" and out_env["RECON_DUCKDB_PATH"] == "warehouse.duckdb"
+    assert out_env["DBT_LOG_PATH"] == "/repo/dbt/logs" and out_env["X"] == "y"
+    assert out_env["DBT_PROFILES_DIR"] == "/repo/dbt/q"  # from the inherited environment
+    assert out_env["DBT_PROJECT_DIR"] == "/repo/dbt"  # where dbt would have found the project
+    assert out_args == ["build", "--profiles-dir", "/repo/dbt/p", "--log-path=/repo/dbt/l",
+                        "--select", "a/b"]  # fmt: skip
+    absolute = {"RECON_DUCKDB_PATH": "/data/w.duckdb", "DBT_PROJECT_DIR": "/p"}
+    assert open_warehouse_here(absolute, ["run"], "/x", {})[0] == {
+        "RECON_DUCKDB_PATH": "w.duckdb", "DBT_PROJECT_DIR": "/p"}  # fmt: skip
+    assert open_warehouse_here({"A": "b"}, ["run"], "/x", {}) == ({"A": "b"}, ["run"], "/x")
+
+
+def test_a_new_warehouse_keeps_the_partial_parse(tmp_path: Path) -> None:
+    """Two warehouses in two folders, one dbt target folder: the second parse reuses the first's
+    (the profile, part of dbt's parse hash, names the warehouse only by its file name). That
+    dbt then opens the right file is what every end-to-end test relies on."""
+    from recon_assets.defs.dbt_assets import DBT_PROJECT_DIR, default_dbt_executable
+    from recon_assets.warehouse.dbt_launch import env_args
+
+    outputs = []
+    for home in ("a", "b"):
+        (tmp_path / home).mkdir()
+        env = {
+            "RECON_DUCKDB_PATH": str(tmp_path / home / "warehouse.duckdb"),
+            "DBT_PROJECT_DIR": str(DBT_PROJECT_DIR),
+            "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),
+            "DBT_TARGET_PATH": str(tmp_path / "target"),
+            "DBT_LOG_PATH": str(tmp_path / "logs"),
+        }
+        cmd = [default_dbt_executable(), *env_args(env), "parse"]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        assert out.returncode == 0, out.stdout[-2000:]
+        outputs.append(out.stdout)
+    assert "Unable to do partial parsing" in outputs[0]  # the first had nothing to reuse
+    assert "Unable to do partial parsing" not in outputs[1], outputs[1][-2000:]
