@@ -136,7 +136,11 @@ class NewestStates:
     types: Counter[str] = field(default_factory=Counter)
     pending: dict[str, Latest] = field(default_factory=dict)
     settled: dict[str, set[str]] = field(default_factory=dict)
-    held_back: int = 0
+
+    @property
+    def held_back(self) -> int:
+        """Ids read and not handed on yet."""
+        return sum(map(len, self.pending.values()))
 
     def observe(self, ev: Any) -> None:
         """One event of the read, in the list's order."""
@@ -164,10 +168,7 @@ class NewestStates:
     def _add(self, kind: str, key: str, created: int, obj: Any) -> None:
         if key in self.settled.get(kind, ()):
             return  # an older event of an id whose newest was handed on
-        latest = self.pending.setdefault(kind, {})
-        if key not in latest:
-            self.held_back += 1
-        _keep_newest(latest, key, created, obj)
+        _keep_newest(self.pending.setdefault(kind, {}), key, created, obj)
 
     def take(self, everything: bool = False) -> dict[str, Latest]:
         """The pending ids no later event can change (all of them at the read's end), by kind;
@@ -184,7 +185,6 @@ class NewestStates:
             if done:
                 self.settled.setdefault(kind, set()).update(done)
                 out[kind] = done
-                self.held_back -= len(done)
         return out
 
 
