@@ -1531,6 +1531,7 @@ def test_dagster_dbt_assets_build_a_partition_range(tmp_path: Path) -> None:
         "intermediate/int_stripe__refunds_in_build",
         "intermediate/int_stripe__balance_transactions_in_build",
         "intermediate/int_stripe__payouts_in_build",
+        "intermediate/int_ledger__entry_ids_in_build",
         "intermediate/int_ledger__entries_in_build",
         "intermediate/int_ledger__reversals_in_build",
         "intermediate/int_ledger__net_entries_in_build",

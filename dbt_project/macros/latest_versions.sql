@@ -240,14 +240,33 @@ from latest
 {%- endmacro %}
 
 
-{% macro ledger_entries_latest(charge_ids=none, entry_type=none, reverses=none) -%}
+{% macro reconciled_entry_types() -%}
+{#- The ledger entry types reconciliation reads, each an item type of its own. -#}
+{{ return(['charge', 'refund', 'fee', 'dispute', 'payout']) }}
+{%- endmacro %}
+
+
+{% macro ledger_entry_ids_naming(charge_ids, entry_type) -%}
+{#- The entries any version of which names a scoped charge (or names none: the id ''), so an
+    entry re-pointed from one charge to another is ranked whole; entries naming no charge are
+    many (fees, payouts...): only those that were ever of the type can be of it now. -#}
 {%- set src = source('raw', 'ledger_entries') -%}
-{#- Every version of each entry any version of which names a scoped charge (or names none: the
-    id ''), so an entry re-pointed from one charge to another is ranked whole; which charge its
-    latest version names is filtered after the ranking. With `reverses` (a relation with an
-    `entry_id` column) instead: the reversals whose latest version cancels one of those entries,
-    whatever charge (if any) the reversal itself names: `reversal_of` is what ties a reversal to
-    its item. -#}
+{%- set types = [entry_type] if entry_type is string else entry_type %}
+select distinct id as entry_id
+from {{ src }}
+where coalesce(external_ref, '') in (select charge_id from {{ charge_ids }})
+  and (coalesce(external_ref, '') <> '' or lower(entry_type) in ('{{ types | join("', '") }}'))
+{%- endmacro %}
+
+
+{% macro ledger_entries_latest(charge_ids=none, entry_type=none, reverses=none, entry_ids=none) -%}
+{%- set src = source('raw', 'ledger_entries') -%}
+{#- Every version of each entry any version of which names a scoped charge (`entry_ids`, written
+    by `ledger_entry_ids_naming`), so an entry re-pointed from one charge to another is ranked
+    whole; which charge its latest version names (`charge_ids`) is filtered after the ranking.
+    With `reverses` (a relation with an `entry_id` column) instead: the reversals whose latest
+    version cancels one of those entries, whatever charge (if any) the reversal itself names:
+    `reversal_of` is what ties a reversal to its item. -#}
 {%- set names_a_scoped_charge = none if charge_ids is none
       else "coalesce(external_ref, '') in (select charge_id from " ~ charge_ids ~ ")" %}
 {%- set reverses_a_scoped_entry = none if reverses is none
@@ -256,16 +275,8 @@ from latest
 {%- set is_of_the_type = none if types is none
       else "lower(entry_type) in ('" ~ types | join("', '") ~ "')" %}
 {%- set scope %}
-    {%- if charge_ids is not none %}
-    id in (
-        select id from {{ src }}
-        where {{ names_a_scoped_charge }}
-        {%- if entry_type is not none %}
-          {#- entries naming no charge are many (fees, payouts...): only those that were ever
-              of the type can be of it now #}
-          and (coalesce(external_ref, '') <> '' or {{ is_of_the_type }})
-        {%- endif %}
-    )
+    {%- if entry_ids is not none %}
+    id in (select entry_id from {{ entry_ids }})
     {%- elif reverses is not none %}
     id in (select id from {{ src }} where {{ reverses_a_scoped_entry }})
     {%- endif %}
