@@ -150,7 +150,7 @@ def out_of_memory_hint(error: str, memory_limit: str) -> str | None:
         return None
     return (
         f"DuckDB ran out of its memory limit ({memory_limit}). A first build of a long range "
-        "reads every ledger entry at once (600 k charges need 1GB): re-run it with "
+        "reads every ledger entry at once: re-run it with "
         "RECON_DUCKDB_MEMORY_LIMIT=1GB or more in the environment of the code location (or of "
         "`recon backfill`), then return to the default. A failed run leaves the tables as they "
         "were, so re-running is safe. See docs/operations.md, 'Backfills and re-runs'."
