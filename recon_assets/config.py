@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -192,9 +192,7 @@ class ReconSettings:
         if warehouse not in ("duckdb", "snowflake"):
             raise ConfigError("RECON_WAREHOUSE must be 'duckdb' or 'snowflake'")
         if warehouse == "snowflake":
-            missing = [v for v in _SNOWFLAKE_VARS if not e.get(v)]
-            if missing:
-                raise ConfigError(f"RECON_WAREHOUSE=snowflake needs {', '.join(missing)}")
+            _require(e, _SNOWFLAKE_VARS, "RECON_WAREHOUSE=snowflake")
         if e.get("RECON_SLACK_BOT_TOKEN") and not e.get("RECON_SLACK_CHANNEL"):
             raise ConfigError(
                 "RECON_SLACK_BOT_TOKEN is set: RECON_SLACK_CHANNEL must name a channel"
@@ -354,9 +352,14 @@ def _require_prod(e: Mapping[str, str]) -> None:
     instead of one variable per failed start."""
     warehouse = (e.get("RECON_WAREHOUSE") or "snowflake").lower()
     needed = _PROD_REQUIRED + (_SNOWFLAKE_VARS if warehouse == "snowflake" else ())
-    missing = [v for v in needed if not e.get(v)]
+    _require(e, needed, "RECON_ENV=prod", " (see the README's settings)")
+
+
+def _require(e: Mapping[str, str], names: Sequence[str], what: str, hint: str = "") -> None:
+    """The one check of settings that must be set: every missing one named in one message."""
+    missing = [v for v in names if not e.get(v)]
     if missing:
-        raise ConfigError(f"RECON_ENV=prod needs {', '.join(missing)} (see the README's settings)")
+        raise ConfigError(f"{what} needs {', '.join(missing)}{hint}")
 
 
 _CRON_FIELDS = (
