@@ -94,7 +94,10 @@ def parse_case(text: str) -> tuple[int, int]:
 
 def fit(cases: list[tuple[int, int]], secs: list[float]) -> tuple[float, float, float] | None:
     """Least squares of run seconds = a + b * days + c * charges; None when the cases cannot
-    separate the three (fewer than three distinct shapes)."""
+    separate the three (fewer than three distinct shapes). numpy is the bench extra's: a run of
+    one or two cases, which cannot be fitted, does not need it."""
+    if len(set(cases)) < 3:
+        return None
     import numpy as np
 
     x = np.array([[1.0, d, d * n] for d, n in cases])
@@ -118,6 +121,8 @@ class Measured:
     steps: dict[str, list[float]] = dataclasses.field(default_factory=dict)  # s per step
     # per role (the run process, each pull process, dbt), its largest process's peak, run, MB
     process_peaks: dict[str, list[float]] = dataclasses.field(default_factory=dict)
+    # the run process's peak during each step, MB: which step holds the run worker's memory
+    step_peaks: dict[str, list[float]] = dataclasses.field(default_factory=dict)
 
 
 UNTHROTTLED = {"RECON_STRIPE_RATE": "100000"}
@@ -180,6 +185,8 @@ def measure(
                     m.steps.setdefault(step, []).append(secs)
                 for r, peak in b.process_peaks.items():
                     m.process_peaks.setdefault(r, []).append(peak / 2**20)
+                for step, peak in b.step_peaks.items():
+                    m.step_peaks.setdefault(step, []).append(peak / 2**20)
                 print(
                     f"  run {i + 1}, {days} days x {per_day:,} ({days * per_day:,} charges), "
                     f"{label}: run {b.run_s:.1f} s, command {b.wall:.1f} s, "
@@ -208,18 +215,24 @@ def process_table(measured: dict[Any, Measured], columns: dict[Any, str]) -> lis
     return lines
 
 
-def step_table(steps: dict[Any, dict[str, list[float]]], columns: dict[Any, str]) -> list[str]:
-    """Median seconds of each step (the steps every column has) per column, as table lines."""
+def step_table(
+    steps: dict[Any, dict[str, list[float]]],
+    columns: dict[Any, str],
+    title: str = "step (seconds, median)",
+    unit: str = "",
+) -> list[str]:
+    """The median of each step's figure (the steps every column has) per column, as table
+    lines: seconds, or (`title`, `unit`) the run process's peak RSS during the step."""
     keys = list(columns)
     labels = [lb for lb in steps[keys[0]] if all(lb in steps[k] for k in keys)]
-    lines = [
-        "| step (seconds, median) | " + " | ".join(columns.values()) + " |",
-        "|---|" + "---|" * len(keys),
-    ]
+    lines = [f"| {title} | " + " | ".join(columns.values()) + " |", "|---|" + "---|" * len(keys)]
     for label in labels:
-        cells = [f"{statistics.median(steps[k][label]):.1f}" for k in keys]
+        cells = [f"{statistics.median(steps[k][label]):,.{0 if unit else 1}f}{unit}" for k in keys]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines
+
+
+STEP_PEAK_TITLE = "the run process's peak RSS during the step (median)"
 
 
 def by_figure(measured: dict[Any, Measured]) -> tuple[dict, dict, dict, dict, dict]:
@@ -286,7 +299,9 @@ def main() -> None:
         )
     # Each process alone, then seconds per step, per case: which step's cost grows with what.
     names = {c: f"{c[0]} x {c[1]:,}" for c in cases}
+    step_peaks = {c: m.step_peaks for c, m in measured.items()}
     lines += ["", *process_table(measured, names), "", *step_table(steps, names)]
+    lines += ["", *step_table(step_peaks, names, STEP_PEAK_TITLE, " MB")]
     notes = []
     lo = min(cases, key=lambda c: c[0] * c[1])
     hi = max(cases, key=lambda c: c[0] * c[1])
@@ -383,6 +398,10 @@ def compare_instances(args: argparse.Namespace) -> None:
         *process_table(measured, columns),
         "",
         *step_table(steps, columns),
+        "",
+        *step_table(
+            {k: m.step_peaks for k, m in measured.items()}, columns, STEP_PEAK_TITLE, " MB"
+        ),
         "",
         f"- Machine: {machine()}.",
     ]

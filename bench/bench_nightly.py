@@ -27,6 +27,11 @@ docs/operations.md gives (Postgres storage, Dagster's batched event writes and o
 per asset), on a Postgres server the bench starts, outside the measured tree. On SQLite each of
 the ~950 events a nightly records (a materialization and a planned event per asset and day, a
 check and its plan) is its own connection and commit.
+`--emulator apart` (the default) starts `recon emulator` in a process of its own for each
+nightly, outside the measured tree, as Stripe is to a production run worker; `--emulator thread`
+runs it on a thread of the run's process, as a plain local run starts it, where its account's
+memory counts as the run process's (the figures before 2026-12-06 were measured so);
+`--emulator apart thread` runs both, interleaved, as `bench_backfill.py` does.
 `--markdown` writes the section into docs/benchmarks.md.
 
     .venv/bin/python bench/bench_nightly.py                       # 30 and 540 days, ~25 min
@@ -59,7 +64,14 @@ from importlib.metadata import version
 from pathlib import Path
 
 import psutil
-from bench_env import INSTANCES, dagster_postgres, instance_home, production_env
+from bench_env import (
+    EMULATOR_MODES,
+    INSTANCES,
+    dagster_postgres,
+    emulator_apart,
+    instance_home,
+    production_env,
+)
 
 from recon_assets.stripe.pull_shards import PULL_PROCESS_NAME
 
@@ -182,6 +194,14 @@ class TreeRss:
         """The peak of the samples taken at or after `t` (a `time.perf_counter()` instant)."""
         return max((b for at, b in self.samples if at >= t), default=0)
 
+    def role_peak_between(self, r: str, start: float, end: float) -> int:
+        """The peak RSS of role `r`'s largest process over the samples in [start, end]."""
+        return max(
+            (big.get(r, 0) for (at, _), big in zip(self.samples, self.largest, strict=True)
+             if start <= at <= end),
+            default=0,
+        )  # fmt: skip
+
     def process_peaks_since(self, t: float) -> dict[str, int]:
         """Per role, the peak RSS of its largest single process over the samples taken at or
         after `t` (the tree's peak above sums them, at one instant)."""
@@ -259,6 +279,7 @@ class BackfillRun:
     steps: dict[str, float]  # seconds per step, by the label `recon backfill` prints
     at_peak: dict[str, Share]  # each role's share of the tree at the command's peak
     process_peaks: dict[str, int]  # per role, its largest process's peak over the run, bytes
+    step_peaks: dict[str, int]  # the run process's peak during each step, bytes
 
 
 # `recon backfill` says one line per finished step: label, what it did, seconds.
@@ -276,6 +297,19 @@ def step_seconds(out: str) -> dict[str, float]:
     return steps
 
 
+def step_peaks(lines: list[tuple[float, str]], rss: TreeRss) -> dict[str, int]:
+    """The run process's peak RSS during each step: `recon backfill` says a step's line as the
+    step ends (read here as it comes, `lines` holding when), with its seconds, so the step is
+    the samples of the seconds before its line. Which step holds the memory, not only how much
+    (the steps of one run process run one after the other)."""
+    peaks: dict[str, int] = {}
+    for at, line in lines:
+        m = STEP_LINE.match(line)
+        if m:
+            peaks[m.group(1).strip()] = rss.role_peak_between(RUN, at - float(m.group(2)), at)
+    return peaks
+
+
 def backfill(env: dict[str, str], first: date, last: date) -> BackfillRun:
     """`recon backfill first..last`, its whole process tree sampled for peak RSS."""
     t = time.perf_counter()
@@ -284,7 +318,9 @@ def backfill(env: dict[str, str], first: date, last: date) -> BackfillRun:
         env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     rss = TreeRss(proc.pid)
-    out, _ = proc.communicate()
+    lines = [(time.perf_counter(), line) for line in proc.stdout or ()]  # as each step ends
+    proc.wait()
+    out = "".join(line for _, line in lines)
     peak = rss.stop()
     ended = time.perf_counter()
     wall = ended - t
@@ -305,6 +341,7 @@ def backfill(env: dict[str, str], first: date, last: date) -> BackfillRun:
         step_seconds(out),
         rss.at_peak,
         rss.process_peaks_since(began),
+        step_peaks(lines, rss),
     )
 
 
@@ -357,19 +394,30 @@ def main() -> None:
         "sqlite is the local one; postgres-batched-subset is the production instance "
         "docs/operations.md gives, on a Postgres server the bench starts (a new database a run)",
     )
+    ap.add_argument(
+        "--emulator", nargs="+", default=["apart"], choices=EMULATOR_MODES,
+        help="where the Stripe emulator runs during the nightly: apart (its own process, outside "
+        "the measured tree, as Stripe is to a production run worker) or thread (in the run's "
+        "process); several compare side by side",
+    )  # fmt: skip
     args = ap.parse_args()
     settings: list[tuple[str, dict[str, str]]] = [("", {})]
     for v in args.variant:
         pairs = dict(kv.split("=", 1) for kv in v.split(","))
         settings.append((", ".join(f"{k}={val}" for k, val in pairs.items()), pairs))
-    # every setting on every instance; the sqlite instance keeps the plain label
+    # every setting on every instance and emulator; the sqlite instance and the emulator apart
+    # keep the plain label
     variants: list[tuple[str, dict[str, str]]] = []
     instance_of: dict[str, str] = {}
+    emulator_of: dict[str, str] = {}
     for inst in args.instances:
         for name, pairs in settings:
-            label = ", ".join(x for x in (name, "" if inst == "sqlite" else inst) if x)
-            variants.append((label, {**pairs, **INSTANCES[inst][1]}))
-            instance_of[label] = inst
+            for mode in args.emulator:
+                where = "" if mode == "apart" else "emulator on the run's thread"
+                label = ", ".join(x for x in (name, "" if inst == "sqlite" else inst, where) if x)
+                variants.append((label, {**pairs, **INSTANCES[inst][1]}))
+                instance_of[label] = inst
+                emulator_of[label] = mode
 
     print(machine())
     with contextlib.ExitStack() as stack:
@@ -406,7 +454,8 @@ def main() -> None:
                 storage = INSTANCES[instance_of[name]][0]
                 env.update(instance_home(home, storage, server, next(serial)))
                 try:
-                    b = backfill(env, first, last)
+                    with emulator_apart(env, emulator_of[name]) as where:
+                        b = backfill({**env, **where}, first, last)
                 finally:  # the home's own (sqlite) instance for the next case
                     (home / "dagster" / "dagster.yaml").write_text(INSTANCE_YAML.read_text())
                 run_s, peak = b.run_s, b.peak
