@@ -297,11 +297,14 @@ def _backfill(settings: ReconSettings, first: date, last: date) -> int:
     try:
         result = run_range(defs, first, last, instance, log)
     except Exception as exc:
-        from recon_assets.warehouse.duckdb_loader import out_of_memory_hint
+        from recon_assets.warehouse.duckdb_loader import RUN_MEMORY_SETTING, out_of_memory_hint
 
         # what the run raised, and the steps' own errors that run_range noted on it
         errors = "\n".join([str(exc), *getattr(exc, "__notes__", [])])
-        hint = out_of_memory_hint(errors, settings.duckdb_memory_limit)
+        if RUN_MEMORY_SETTING in errors:  # a load or a read of the run's own, not dbt's build
+            hint = out_of_memory_hint(errors, settings.duckdb_run_memory_limit, RUN_MEMORY_SETTING)
+        else:
+            hint = out_of_memory_hint(errors, settings.duckdb_memory_limit)
         if hint is not None and settings.warehouse == "duckdb":
             print(f"recon backfill failed: {hint}", file=sys.stderr)
         else:

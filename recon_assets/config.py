@@ -24,13 +24,22 @@ STRIPE_DOCUMENTED_RATE_PER_S = 25.0
 """Stripe's documented per-endpoint default (and the test-mode global limit)."""
 
 DUCKDB_MEMORY_LIMIT = "256MB"
-"""DuckDB's memory limit in every process that opens the local warehouse (dbt, the loads, the
-report). DuckDB's own default is 80 % of the machine's RAM, and it keeps what it took: in a
-540-day nightly dbt's process peaked at ~1.2 GB and the run process at ~950 MB (the report's
-history reads), against ~450 and ~620 MB with 256 MB, for a few seconds more of dbt
-(bench_nightly.py). Bigger sorts and joins spill to `<warehouse>.tmp`: a full refresh of 540
-days took 109 s at 480 MB against 65 s at 2.9 GB without a limit. `dbt_project/profiles.yml`
-repeats this value as the default for dbt run by hand; a test keeps the two equal."""
+"""DuckDB's memory limit in dbt's builds and in `recon report` (the run worker's own connections
+have `DUCKDB_RUN_MEMORY_LIMIT`). DuckDB's own default is 80 % of the machine's RAM, and it keeps
+what it took: in a 540-day nightly dbt's process peaked at ~1.2 GB and the run process at
+~950 MB (the report's history reads), against ~450 and ~620 MB with 256 MB, for a few seconds
+more of dbt (bench_nightly.py). Bigger sorts and joins spill to `<warehouse>.tmp`: a full
+refresh of 540 days took 109 s at 480 MB against 65 s at 2.9 GB without a limit.
+`dbt_project/profiles.yml` repeats this value as the default for dbt run by hand; a test keeps
+the two equal."""
+
+DUCKDB_RUN_MEMORY_LIMIT = "64MB"
+"""DuckDB's memory limit in the run worker's own connections: the loads, the look-up queries and
+the events' checks of held ids, the report's reads. dbt's builds keep `DUCKDB_MEMORY_LIMIT`.
+Whatever DuckDB takes there is the run worker's, the process a pod is sized by: in a 600 k first
+backfill the look-ups' anti-joins took ~220 MB over the process's base at 256MB and ~100 MB at
+64MB, for ~0.3 s more (docs/benchmarks.md, "Where the run worker's memory goes"). Bigger work
+spills to `<warehouse>.tmp`, as dbt's does."""
 
 
 _SNOWFLAKE_VARS = (
@@ -81,6 +90,7 @@ class ReconSettings:
     emulator_seed: int = 42
     emulator_charges_per_day: int = 2000
     emulator_now: int | None = None
+    duckdb_run_memory_limit: str = DUCKDB_RUN_MEMORY_LIMIT
     warehouse: str = "duckdb"
     s3_endpoint_url: str | None = None
     snowflake_stage: str = "RECON_STAGE"
@@ -215,6 +225,9 @@ class ReconSettings:
             ledger_dsn=ledger_dsn,
             duckdb_path=Path(e.get("RECON_DUCKDB_PATH") or home / "warehouse.duckdb").resolve(),
             duckdb_memory_limit=_memory_size(e, "RECON_DUCKDB_MEMORY_LIMIT", DUCKDB_MEMORY_LIMIT),
+            duckdb_run_memory_limit=_memory_size(
+                e, "RECON_DUCKDB_RUN_MEMORY_LIMIT", DUCKDB_RUN_MEMORY_LIMIT
+            ),
             restate_days=restate,
             tolerance_days=tolerance,
             emulator_seed=_int(e, "RECON_EMULATOR_SEED", 42, minimum=0),

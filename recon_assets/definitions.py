@@ -113,7 +113,7 @@ def build_resources(settings: ReconSettings) -> dict[str, object]:
         warehouse = WarehouseResource(
             kind="duckdb",
             duckdb_path=str(settings.duckdb_path),
-            duckdb_memory_limit=settings.duckdb_memory_limit,
+            duckdb_memory_limit=settings.duckdb_run_memory_limit,
         )
     else:
         from dagster_snowflake import SnowflakeResource

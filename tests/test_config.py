@@ -100,6 +100,7 @@ def test_prod_requires_key_and_s3_stage() -> None:
         ({"RECON_DUCKDB_MEMORY_LIMIT": "lots"}, "RECON_DUCKDB_MEMORY_LIMIT"),
         ({"RECON_DUCKDB_MEMORY_LIMIT": "256"}, "RECON_DUCKDB_MEMORY_LIMIT"),
         ({"RECON_DUCKDB_MEMORY_LIMIT": "1GB; DROP TABLE x"}, "RECON_DUCKDB_MEMORY_LIMIT"),
+        ({"RECON_DUCKDB_RUN_MEMORY_LIMIT": "64"}, "RECON_DUCKDB_RUN_MEMORY_LIMIT"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], match: str) -> None:

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from recon_assets.config import DUCKDB_MEMORY_LIMIT, DUCKDB_RUN_MEMORY_LIMIT
 from recon_assets.stage.schemas import LEDGER_ENTRIES_SCHEMA
 from recon_assets.stage.store import LocalStageStore, S3StageStore
 from recon_assets.warehouse.duckdb_loader import DuckDBLoader
@@ -345,28 +346,56 @@ def test_events_cursor_moves_only_with_its_load(stage: LocalStageStore, db: Path
     check_events_cursor_moves_with_its_load(DuckDBLoader(db), stage)
 
 
-def test_every_connection_carries_the_configured_memory_limit(db: Path) -> None:
-    """DuckDB's default is 80 % of RAM, kept once taken: the loads and the report's reads open
-    their connections with the configured limit instead (and dbt gets it through its profile)."""
+def test_the_run_and_dbt_each_carry_their_own_memory_limit(db: Path) -> None:
+    """DuckDB's default is 80 % of RAM, kept once taken: the run worker's own connections (the
+    loads, the look-ups, the report's reads) open with RECON_DUCKDB_RUN_MEMORY_LIMIT, dbt's
+    builds get RECON_DUCKDB_MEMORY_LIMIT through its profile, each as the settings give it."""
     from recon_assets.config import ReconSettings
-    from recon_assets.definitions import duckdb_dbt_env
-    from recon_assets.defs.resources import WarehouseResource
+    from recon_assets.definitions import build_resources, duckdb_dbt_env
 
-    with duckdb.connect(":memory:", config={"memory_limit": "100MB"}) as ref:
-        want = ref.execute("select current_setting('memory_limit')").fetchone()
-    with duckdb.connect(":memory:") as ref:
-        default = ref.execute("select current_setting('memory_limit')").fetchone()
-    assert want != default
+    def limit_of(size: str | None) -> tuple[object, ...] | None:
+        with duckdb.connect(":memory:", config={"memory_limit": size} if size else {}) as ref:
+            return ref.execute("select current_setting('memory_limit')").fetchone()
 
-    loader = DuckDBLoader(db, memory_limit="100MB")
-    with loader._connect() as con:
-        assert con.execute("select current_setting('memory_limit')").fetchone() == want
-    wh = WarehouseResource(kind="duckdb", duckdb_path=str(db), duckdb_memory_limit="100MB")
+    want_run, want_dbt = limit_of("100MB"), limit_of("300MB")
+    assert len({want_run, want_dbt, limit_of(None)}) == 3
+
+    settings = ReconSettings.from_env(
+        {
+            "RECON_DUCKDB_PATH": str(db),
+            "RECON_DUCKDB_RUN_MEMORY_LIMIT": "100MB",
+            "RECON_DUCKDB_MEMORY_LIMIT": "300MB",
+        }
+    )
+    wh = build_resources(settings)["warehouse"]
+    loader = wh.loader(str(db.parent / "stage"))
+    assert tuple(loader.query("select current_setting('memory_limit')")[0]) == want_run
     with wh.query() as run:
-        assert tuple(run("select current_setting('memory_limit')", [])[0]) == want
+        assert tuple(run("select current_setting('memory_limit')", [])[0]) == want_run
+    assert duckdb_dbt_env(settings)["RECON_DUCKDB_MEMORY_LIMIT"] == "300MB"
+    # the defaults: the run's own far below dbt's
+    defaults = ReconSettings.from_env({})
+    assert defaults.duckdb_run_memory_limit == DUCKDB_RUN_MEMORY_LIMIT
+    assert duckdb_dbt_env(defaults)["RECON_DUCKDB_MEMORY_LIMIT"] == DUCKDB_MEMORY_LIMIT
 
-    settings = ReconSettings.from_env({"RECON_DUCKDB_MEMORY_LIMIT": "100MB"})
-    assert duckdb_dbt_env(settings)["RECON_DUCKDB_MEMORY_LIMIT"] == "100MB"
+
+def test_a_load_or_read_out_of_the_run_limit_names_the_run_setting(db: Path) -> None:
+    """A read of the run's own that needs more than its limit fails naming the setting that
+    raises it (RECON_DUCKDB_RUN_MEMORY_LIMIT), not DuckDB's "SET memory_limit" nor dbt's."""
+    DuckDBLoader(db).query("select 1")  # the file and its raw tables exist
+    small = DuckDBLoader(db, memory_limit="1MB")
+    heavy = (
+        "with t as (select range as id, md5(range::varchar) as s from range(300000)) "
+        "select count(*) from t where s in (select s from t where id % 2 = 0)"
+    )
+    with pytest.raises(LoadError) as err:
+        small.query(heavy)
+    text = str(err.value)
+    assert "the run worker's memory limit (1MB)" in text
+    assert "RECON_DUCKDB_RUN_MEMORY_LIMIT=256MB" in text
+    assert "RECON_DUCKDB_MEMORY_LIMIT=" not in text
+    assert "Out of Memory Error" in text  # DuckDB's own error kept below the advice
+    assert DuckDBLoader(db, memory_limit="256MB").query(heavy) == [(150000,)]
 
 
 def test_a_raw_table_from_before_a_new_nullable_column_gains_it_and_loads(

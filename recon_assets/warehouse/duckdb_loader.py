@@ -141,17 +141,32 @@ def connect_duckdb(
     return duckdb.connect(str(path), read_only=read_only, config=config)
 
 
-def out_of_memory_hint(error: str, memory_limit: str) -> str | None:
+DBT_MEMORY_SETTING = "RECON_DUCKDB_MEMORY_LIMIT"
+RUN_MEMORY_SETTING = "RECON_DUCKDB_RUN_MEMORY_LIMIT"
+
+
+def out_of_memory_hint(
+    error: str, memory_limit: str, setting: str = DBT_MEMORY_SETTING
+) -> str | None:
     """What to do when DuckDB ran out of recon's memory limit, or None for any other error.
     DuckDB's own advice ("SET memory_limit") names a setting nobody running recon can reach; the
-    one that reaches every connection, dbt's included, is RECON_DUCKDB_MEMORY_LIMIT, and the usual
-    cause is a first build of a long range (docs/operations.md, "Backfills and re-runs")."""
+    one that reaches the connection that failed is `setting`: dbt's builds
+    (RECON_DUCKDB_MEMORY_LIMIT), whose usual cause is a first build of a long range
+    (docs/operations.md, "Backfills and re-runs"), or the run worker's own loads and reads
+    (RECON_DUCKDB_RUN_MEMORY_LIMIT)."""
     if "Out of Memory Error" not in error:
         return None
+    if setting == RUN_MEMORY_SETTING:
+        return (
+            f"DuckDB ran out of the run worker's memory limit ({memory_limit}) in a load or a "
+            f"read of the warehouse: re-run with {RUN_MEMORY_SETTING}=256MB in the environment "
+            "of the code location (or of `recon backfill`). A failed run leaves the tables as "
+            "they were, so re-running is safe. See docs/operations.md, 'Backfills and re-runs'."
+        )
     return (
         f"DuckDB ran out of its memory limit ({memory_limit}). A first build of a long range "
         "reads every ledger entry at once: re-run it with "
-        "RECON_DUCKDB_MEMORY_LIMIT=1GB or more in the environment of the code location (or of "
+        f"{DBT_MEMORY_SETTING}=1GB or more in the environment of the code location (or of "
         "`recon backfill`), then return to the default. A failed run leaves the tables as they "
         "were, so re-running is safe. See docs/operations.md, 'Backfills and re-runs'."
     )
@@ -356,6 +371,12 @@ class DuckDBLoader:
                 delay = min(delay * 2, 1.0)
         try:
             yield con
+        except duckdb.OutOfMemoryException as exc:
+            # the run's own connection: its advice names the run worker's setting, not dbt's
+            hint = out_of_memory_hint(
+                str(exc), self.memory_limit or "80% of RAM", RUN_MEMORY_SETTING
+            )
+            raise LoadError(f"{hint}\n\n{exc}") from exc
         finally:
             con.close()
 
