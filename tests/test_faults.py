@@ -166,8 +166,9 @@ def test_a_run_out_of_duckdb_memory_says_what_to_raise_then_a_rerun_equals_a_cle
     ledger_db: str, clean_run: CleanRun, tmp_path: Path
 ) -> None:
     """DuckDB's memory limit too small for the work (1MB here; in real use, a first build of
-    millions of charges at the default): the run fails naming the setting to raise, not DuckDB's
-    "SET memory_limit", and the same run at the default gives the tables of one clean run."""
+    millions of charges at the default): the run fails naming the setting to raise, dbt's or the
+    run worker's own, not DuckDB's "SET memory_limit", and the same run at the defaults gives the
+    tables of one clean run."""
     day = clean_run.day.isoformat()
     env = recon_env(tmp_path / "small", ledger_db, clean_run.now, clean_run.start)
     seed_ledger_for(env, ledger_db, clean_run.day, clean_run.day)
@@ -182,6 +183,15 @@ def test_a_run_out_of_duckdb_memory_says_what_to_raise_then_a_rerun_equals_a_cle
     # Dagster's compute-log teardown stopped its `tail` (it raises TimeoutExpired when it cannot)
     (log,) = (tmp_path / "small" / "logs").glob("backfill-*.log")
     assert "TimeoutExpired" not in log.read_text(errors="replace")
+    # the run worker's own connections have their own limit: out of it, the advice names it
+    tiny = backfill({**env, "RECON_DUCKDB_RUN_MEMORY_LIMIT": "1MB"}, day, day)
+    out, _ = tiny.communicate(timeout=600)
+    text = out.decode(errors="replace")
+    assert tiny.returncode == 1, text[-2000:]
+    assert "recon backfill failed: DuckDB ran out of the run worker's memory limit (1MB)" in text, (
+        text[-2000:]
+    )
+    assert "RECON_DUCKDB_RUN_MEMORY_LIMIT=256MB" in text
     rerun = backfill(env, day, day)
     out, _ = rerun.communicate(timeout=600)
     assert rerun.returncode == 0, out.decode(errors="replace")[-2000:]
