@@ -119,3 +119,39 @@ def test_a_killed_writes_temp_file_is_invisible_and_removed_once_stale(tmp_path:
     assert store.remove_stale_temp_files() == 1
     assert not list(store.root.rglob(".*.tmp"))
     assert store.read_bytes("stripe_charges/2024-03-10/kept.parquet") == b"published"
+
+
+def test_a_runs_steps_stage_through_a_pool_that_returns_freed_memory(tmp_path: Path) -> None:
+    """The run worker lives for the whole run: a step that uses the stage (every pull, load and
+    report) runs with Arrow's default pool switched to jemalloc returning freed pages at once,
+    so a step's peak is not carried into the next (docs/benchmarks.md). Checked in a fresh
+    process, as a run worker starts: its pool before the step, and the one a step's own Arrow
+    work gets, and the staged file reads back."""
+    import subprocess
+    import sys
+
+    code = """
+import sys
+import dagster as dg
+import pyarrow as pa
+import pyarrow.parquet as pq
+from recon_assets.defs.resources import StageResource
+
+before = pa.default_memory_pool().backend_name
+
+@dg.asset
+def staged(stage: StageResource) -> str:
+    table = pa.table({"id": [f"ch_{i}" for i in range(1000)]})
+    with stage.store().open_atomic("t/x.parquet") as fh:
+        pq.write_table(table, fh)
+    return pa.default_memory_pool().backend_name
+
+result = dg.materialize([staged], resources={"stage": StageResource(uri=sys.argv[1])})
+print(before, result.output_for_node("staged"))
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "stage")],
+        capture_output=True, text=True, check=True, timeout=300,
+    ).stdout.split()  # fmt: skip
+    assert out == ["mimalloc", "jemalloc"], out
+    assert pq.read_table(tmp_path / "stage" / "t" / "x.parquet").num_rows == 1000

@@ -87,6 +87,13 @@ class StageResource(dg.ConfigurableResource):
     # never imports dagster-aws (about 2 s) where the stage is a local folder
     s3: dg.ConfigurableResource | None = None
 
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """Every step that stages or loads has this resource: before its first Arrow work, the
+        run worker's Arrow memory goes back to the system as it is freed (stage/arrow_pool.py)."""
+        from recon_assets.stage.arrow_pool import return_freed_arrow_memory
+
+        return_freed_arrow_memory()
+
     def store(self) -> StageStore:
         client = self.s3.get_client() if self.uri.startswith("s3://") and self.s3 else None
         return stage_store_from_uri(self.uri, client)
