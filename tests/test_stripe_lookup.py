@@ -22,7 +22,6 @@ from recon_assets.stripe.lookup import (
     LOOKUP_FULL_SCAN_EVERY,
     LOOKUP_SCAN_MARGIN,
     LOOKUP_SCANS_SQL,
-    UNKNOWN_FEE_TXNS_ALL_SQL,
     UNKNOWN_FEE_TXNS_SQL,
     UNKNOWN_REFS_SQL,
     LookupLimitError,
@@ -32,6 +31,37 @@ from recon_assets.stripe.lookup import (
 from recon_assets.timewindows import business_day_of, day_window
 from recon_assets.warehouse.duckdb_loader import DuckDBLoader
 from tests.stripe_fixtures import client_for, running_emulator
+
+# The fee query's oracle: the plain reading of "a new pair", every fee entry joined to its
+# charge, then the pairs of which either side was loaded since. The run's query
+# (UNKNOWN_FEE_TXNS_SQL) takes the unheld charges first, to stay within 64MB at any scope.
+_FEE_PAIRS_LOADED_SINCE = """
+    select c.balance_transaction
+    from raw.stripe_charges as c
+    inner join raw.ledger_entries as e
+        on e.external_ref = c.id
+    where {side}._loaded_at > ?
+      and lower(e.entry_type) = 'fee'
+      and c.status = 'succeeded' and c.captured
+      and c.balance_transaction is not null
+"""
+
+FEE_TXNS_BY_PAIRS_SQL = f"""
+with named as (
+{"    union".join(_FEE_PAIRS_LOADED_SINCE.format(side=side) for side in ("e", "c"))}
+)
+select distinct n.balance_transaction
+from named as n
+where not exists (
+      select 1 from raw.stripe_balance_transactions as x where x.id = n.balance_transaction
+  )
+  and not exists (
+      select 1 from raw.stripe_charge_lookups as l
+      where l.charge_id = n.balance_transaction and l.result <> 'found'
+  )
+order by 1
+"""
+
 
 WORKERS = 2  # lookup threads (callers always say)
 
@@ -239,12 +269,12 @@ _T = [T0 + timedelta(hours=h) for h in range(4)]
     ),
     since=st.sampled_from([EPOCH, *_T]),
 )
-def test_the_fee_transactions_query_for_a_full_read_finds_what_the_scoped_one_does(
+def test_the_fee_transactions_query_finds_what_the_pairs_of_fee_entries_and_charges_do(
     charges: list, since: datetime
 ) -> None:
-    """UNKNOWN_FEE_TXNS_ALL_SQL, the lean query a full read runs, names exactly the
-    transactions UNKNOWN_FEE_TXNS_SQL names, for any charges, fee entries, held and answered
-    transactions and any `read_from`."""
+    """UNKNOWN_FEE_TXNS_SQL, the lean query the run runs, names exactly the transactions the
+    pairs of fee entries and charges name (the oracle above), for any charges, fee entries,
+    held and answered transactions and any `read_from`, a full read's or a scoped one's."""
     from recon_assets.warehouse.duckdb_loader import ensure_raw_tables
 
     con = duckdb.connect(":memory:")
@@ -274,5 +304,5 @@ def test_the_fee_transactions_query_for_a_full_read_finds_what_the_scoped_one_do
         for kind, entry_loaded in entries:
             n += 1
             _entry(con, n, kind, cid, entry_loaded)
-    scoped = con.execute(UNKNOWN_FEE_TXNS_SQL, [since, since]).fetchall()
-    assert con.execute(UNKNOWN_FEE_TXNS_ALL_SQL, [since, since]).fetchall() == scoped
+    by_pairs = con.execute(FEE_TXNS_BY_PAIRS_SQL, [since, since]).fetchall()
+    assert con.execute(UNKNOWN_FEE_TXNS_SQL, [since, since]).fetchall() == by_pairs

@@ -18,12 +18,12 @@ from recon_assets.stripe.lookup import (
     LOOKUP_SCAN_MARK_SQL,
     LOOKUP_SCANS_SQL,
     UNKNOWN_DISPUTE_REFS_SQL,
+    UNKNOWN_FEE_TXNS_SQL,
     UNKNOWN_PAYOUT_REFS_SQL,
     UNKNOWN_REFS_SQL,
     UNKNOWN_REFUND_REFS_SQL,
     lookup_charges,
     next_lookup_scan,
-    unknown_fee_txns_sql,
 )
 from recon_assets.stripe.pull import pull
 from recon_assets.stripe.pull_shards import process_count, pull_charges_in_processes
@@ -402,7 +402,7 @@ def build_stripe_lookups_asset(
             (REFUNDS, refund_ids),
             (DISPUTES, UNKNOWN_DISPUTE_REFS_SQL),
             (PAYOUTS, UNKNOWN_PAYOUT_REFS_SQL),
-            (BALANCE_TRANSACTIONS, unknown_fee_txns_sql(since)),
+            (BALANCE_TRANSACTIONS, UNKNOWN_FEE_TXNS_SQL),
         )
         with stripe.charges_client() as client:
             left = max_lookups  # one bound for the run, shared in this order
