@@ -445,6 +445,7 @@ def main() -> None:
         peaks: dict[tuple[int, str], list[float]] = {c: [] for c in cases}
         loads: list[float] = []
         steps: dict[tuple[int, str], dict[str, list[float]]] = {c: {} for c in cases}
+        step_mb: dict[tuple[int, str], dict[str, list[float]]] = {c: {} for c in cases}
         shares: dict[tuple[int, str], list[dict[str, Share]]] = {c: [] for c in cases}
         own: dict[tuple[int, str], list[dict[str, int]]] = {c: [] for c in cases}
         for i in range(args.runs):
@@ -465,6 +466,8 @@ def main() -> None:
                 own[h, name].append(b.process_peaks)
                 for label, secs in b.steps.items():
                     steps[h, name].setdefault(label, []).append(secs)
+                for label, rss_peak in b.step_peaks.items():
+                    step_mb[h, name].setdefault(label, []).append(rss_peak / 2**20)
                 print(
                     f"  run {i + 1}, history {h}{' ' + name if name else ''}: {run_s:.1f} s, "
                     f"tree peak {peak / 2**20:.0f} MB ({describe(b.at_peak)}); each process's "
@@ -494,6 +497,18 @@ def main() -> None:
             + " | ".join(f"{statistics.median(steps[c][label]):.1f}" for c in cases)
             + " |"
             for label in labels
+        ),
+    ]
+    # The run process's peak in each step: which step holds the run worker's memory.
+    lines += [
+        "",
+        *table_head("the run process's peak RSS during the step (MB, median)", cases),
+        *(
+            f"| {label} | "
+            + " | ".join(f"{statistics.median(step_mb[c][label]):.0f}" for c in cases)
+            + " |"
+            for label in labels
+            if all(label in step_mb[c] for c in cases)
         ),
     ]
     lines += ["", *peak_table(cases, shares)]
