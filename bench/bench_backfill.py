@@ -67,8 +67,8 @@ if str(BENCH) not in sys.path:
     sys.path.insert(0, str(BENCH))
 
 from bench_env import (  # noqa: E402
-    EMULATOR_MODES,
     INSTANCES,
+    add_emulator_argument,
     dagster_postgres,
     emulator_apart,
     instance_home,
@@ -264,12 +264,7 @@ def main() -> None:
         "--variant", action="append", default=[], metavar="K=V[,K=V]",
         help="recon settings to compare side by side (repeat; one may be empty: the defaults)",
     )  # fmt: skip
-    ap.add_argument(
-        "--emulator", nargs="+", default=["apart"], choices=EMULATOR_MODES,
-        help="where the Stripe emulator runs: apart (its own process, outside the measured "
-        "tree, as Stripe is to a production run worker) or thread (in the run's process, as a "
-        "plain local run starts it); several compare side by side",
-    )  # fmt: skip
+    add_emulator_argument(ap)
     args = ap.parse_args()
     if len(args.instances) > 1 or args.variant or len(args.emulator) > 1:
         return compare_instances(args)

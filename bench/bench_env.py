@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import textwrap
@@ -86,6 +87,16 @@ EMULATOR_MODES = ("apart", "thread")
 """Where the local Stripe emulator runs during a measured command: `apart`, in a process of its
 own outside the measured tree (as Stripe is to a production run worker, which the issue sizes
 without it); `thread`, on a thread of the run's own process, as a plain local run starts it."""
+
+
+def add_emulator_argument(ap: argparse.ArgumentParser, during: str = "") -> None:
+    """The benches' one `--emulator` option (`during`: which part of the bench it is for)."""
+    ap.add_argument(
+        "--emulator", nargs="+", default=["apart"], choices=EMULATOR_MODES,
+        help=f"where the Stripe emulator runs{during}: apart (its own process, outside the "
+        "measured tree, as Stripe is to a production run worker) or thread (in the run's "
+        "process, as a plain local run starts it); several compare side by side",
+    )  # fmt: skip
 
 
 @contextlib.contextmanager

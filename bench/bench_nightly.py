@@ -65,8 +65,8 @@ from pathlib import Path
 
 import psutil
 from bench_env import (
-    EMULATOR_MODES,
     INSTANCES,
+    add_emulator_argument,
     dagster_postgres,
     emulator_apart,
     instance_home,
@@ -394,12 +394,7 @@ def main() -> None:
         "sqlite is the local one; postgres-batched-subset is the production instance "
         "docs/operations.md gives, on a Postgres server the bench starts (a new database a run)",
     )
-    ap.add_argument(
-        "--emulator", nargs="+", default=["apart"], choices=EMULATOR_MODES,
-        help="where the Stripe emulator runs during the nightly: apart (its own process, outside "
-        "the measured tree, as Stripe is to a production run worker) or thread (in the run's "
-        "process); several compare side by side",
-    )  # fmt: skip
+    add_emulator_argument(ap, " during the nightly")
     args = ap.parse_args()
     settings: list[tuple[str, dict[str, str]]] = [("", {})]
     for v in args.variant:
@@ -487,30 +482,17 @@ def main() -> None:
             for h, name in cases
         ),
     ]
-    # Seconds per step: which step pays for the history the nightly does not touch.
+    # Seconds per step: which step pays for the history the nightly does not touch; the run
+    # process's peak in each step: which step holds the run worker's memory.
     labels = [label for label in steps[cases[0]] if all(label in steps[c] for c in cases)]
+    lines += ["", *step_rows("step (seconds, median)", cases, labels, steps, "{:.1f}")]
     lines += [
         "",
-        *table_head("step (seconds, median)", cases),
-        *(
-            f"| {label} | "
-            + " | ".join(f"{statistics.median(steps[c][label]):.1f}" for c in cases)
-            + " |"
-            for label in labels
+        *step_rows(
+            "the run process's peak RSS during the step (MB, median)", cases, labels, step_mb,
+            "{:.0f}",
         ),
-    ]
-    # The run process's peak in each step: which step holds the run worker's memory.
-    lines += [
-        "",
-        *table_head("the run process's peak RSS during the step (MB, median)", cases),
-        *(
-            f"| {label} | "
-            + " | ".join(f"{statistics.median(step_mb[c][label]):.0f}" for c in cases)
-            + " |"
-            for label in labels
-            if all(label in step_mb[c] for c in cases)
-        ),
-    ]
+    ]  # fmt: skip
     lines += ["", *peak_table(cases, shares)]
     lines += ["", *table_head("each process's own peak RSS, run (median, min..max)", cases)]
     for r in PER_PROCESS:
@@ -552,6 +534,25 @@ def main() -> None:
         write_section(args.markdown, "nightly", text)
     if args.plot:
         plot_nightly(args.plot, args.history, runs, peaks, nightly, args.runs)
+
+
+def step_rows(
+    title: str,
+    cases: list[tuple[int, str]],
+    labels: list[str],
+    by_case: dict[tuple[int, str], dict[str, list[float]]],
+    cell: str,
+) -> list[str]:
+    """A table of each step's median figure per case (`cell` formats it); a step some case
+    lacks a figure for is left out."""
+    rows = [
+        f"| {label} | "
+        + " | ".join(cell.format(statistics.median(by_case[c][label])) for c in cases)
+        + " |"
+        for label in labels
+        if all(label in by_case[c] for c in cases)
+    ]
+    return [*table_head(title, cases), *rows]
 
 
 def table_head(title: str, cases: list[tuple[int, str]]) -> list[str]:
