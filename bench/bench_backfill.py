@@ -327,12 +327,13 @@ def main() -> None:
             f"partitions + {c * TARGET_DAYS * TARGET_PER_DAY / 60:.1f} for charges); target "
             f"<= 10 min: {'MET' if target <= 600 else 'NOT MET'}.",
         ]
-    notes.append(
-        f"- Peak memory during the run from {lo[0] * lo[1]:,} to {hi[0] * hi[1]:,} charges: "
-        f"{med(peaks[lo]):,.0f} -> {med(peaks[hi]):,.0f} MB "
-        f"({med(peaks[hi]) / med(peaks[lo]):.2f}x for {hi[0] * hi[1] / (lo[0] * lo[1]):.0f}x "
-        "the charges)."
-    )
+    if lo[0] * lo[1] != hi[0] * hi[1]:  # one volume: nothing to grow against
+        notes.append(
+            f"- Peak memory during the run from {lo[0] * lo[1]:,} to {hi[0] * hi[1]:,} charges: "
+            f"{med(peaks[lo]):,.0f} -> {med(peaks[hi]):,.0f} MB "
+            f"({med(peaks[hi]) / med(peaks[lo]):.2f}x for {hi[0] * hi[1] / (lo[0] * lo[1]):.0f}x "
+            "the charges)."
+        )
     text = "\n".join(
         [
             f"First backfills into fresh homes, one Dagster run each, medians of {args.runs} "
