@@ -246,16 +246,27 @@ from latest
 {%- endmacro %}
 
 
+{% macro names_a_charge_in(charge_ids) -%}
+{#- An entry version names a charge of `charge_ids` (a relation of `charge_id`; '' for none). -#}
+coalesce(external_ref, '') in (select charge_id from {{ charge_ids }})
+{%- endmacro %}
+
+
+{% macro is_of_types(entry_type) -%}
+{#- An entry version is of `entry_type` (one type, or a list). -#}
+{%- set types = [entry_type] if entry_type is string else entry_type -%}
+lower(entry_type) in ('{{ types | join("', '") }}')
+{%- endmacro %}
+
+
 {% macro ledger_entry_ids_naming(charge_ids, entry_type) -%}
 {#- The entries any version of which names a scoped charge (or names none: the id ''), so an
     entry re-pointed from one charge to another is ranked whole; entries naming no charge are
     many (fees, payouts...): only those that were ever of the type can be of it now. -#}
-{%- set src = source('raw', 'ledger_entries') -%}
-{%- set types = [entry_type] if entry_type is string else entry_type %}
 select distinct id as entry_id
-from {{ src }}
-where coalesce(external_ref, '') in (select charge_id from {{ charge_ids }})
-  and (coalesce(external_ref, '') <> '' or lower(entry_type) in ('{{ types | join("', '") }}'))
+from {{ source('raw', 'ledger_entries') }}
+where {{ recon.names_a_charge_in(charge_ids) }}
+  and (coalesce(external_ref, '') <> '' or {{ recon.is_of_types(entry_type) }})
 {%- endmacro %}
 
 
@@ -267,13 +278,10 @@ where coalesce(external_ref, '') in (select charge_id from {{ charge_ids }})
     With `reverses` (a relation with an `entry_id` column) instead: the reversals whose latest
     version cancels one of those entries, whatever charge (if any) the reversal itself names:
     `reversal_of` is what ties a reversal to its item. -#}
-{%- set names_a_scoped_charge = none if charge_ids is none
-      else "coalesce(external_ref, '') in (select charge_id from " ~ charge_ids ~ ")" %}
+{%- set names_a_scoped_charge = none if charge_ids is none else recon.names_a_charge_in(charge_ids) %}
 {%- set reverses_a_scoped_entry = none if reverses is none
       else "reversal_of in (select entry_id from " ~ reverses ~ ")" %}
-{%- set types = none if entry_type is none else ([entry_type] if entry_type is string else entry_type) %}
-{%- set is_of_the_type = none if types is none
-      else "lower(entry_type) in ('" ~ types | join("', '") ~ "')" %}
+{%- set is_of_the_type = none if entry_type is none else recon.is_of_types(entry_type) %}
 {%- set scope %}
     {%- if entry_ids is not none %}
     id in (select entry_id from {{ entry_ids }})
