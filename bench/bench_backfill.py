@@ -9,7 +9,8 @@ Postgres and the seeding included), the peak RSS of the whole process tree (dbt 
 included), sampled every 50 ms, over the run alone and over the whole command (whose local
 ledger seeding, a stand-in for a ledger someone else runs, can peak higher than the run), and
 each process's own peak over the run: the run process (the run worker: pull, stage, loads,
-events, look-ups, report), each pull process (named `recon-pull`), dbt.
+events, look-ups, report), each pull process (named `recon-pull`), the warehouse process
+(`recon-warehouse`: the run's DuckDB loads and reads), dbt.
 
 The emulator runs apart by default (`recon emulator` in a process of its own, outside the
 measured tree, as Stripe is to a production run worker); `--emulator thread` runs it on a thread

@@ -74,6 +74,7 @@ from bench_env import (
 )
 
 from recon_assets.stripe.pull_shards import PULL_PROCESS_NAME
+from recon_assets.warehouse.duckdb_process import WAREHOUSE_PROCESS_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -109,10 +110,16 @@ def machine() -> str:
 
 
 # What each process of the tree is, for the breakdown at the tree's peak and each one's own peak.
-RUN, PULL, DBT, OTHER = "run process", "pull process", "dbt", "the others"
+RUN, PULL, WAREHOUSE, DBT, OTHER = (
+    "run process",
+    "pull process",
+    "warehouse process",
+    "dbt",
+    "the others",
+)
 
 
-PER_PROCESS = (RUN, PULL, DBT)
+PER_PROCESS = (RUN, PULL, WAREHOUSE, DBT)
 """The processes the issue sizes one by one (the emulator and the embedded Postgres are local
 stand-ins for Stripe and a ledger someone else runs, so they are left out)."""
 
@@ -127,6 +134,8 @@ def role(proc: psutil.Process, root: psutil.Process) -> str:
     with contextlib.suppress(psutil.Error):
         if proc.name() == PULL_PROCESS_NAME:  # named by the child itself, once it runs
             return PULL
+        if proc.name() == WAREHOUSE_PROCESS_NAME:
+            return WAREHOUSE
         if any(Path(a).name in ("recon-dbt", "dbt") for a in proc.cmdline()[:2]):
             return DBT
     return OTHER

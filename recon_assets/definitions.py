@@ -114,6 +114,8 @@ def build_resources(settings: ReconSettings) -> dict[str, object]:
             kind="duckdb",
             duckdb_path=str(settings.duckdb_path),
             duckdb_memory_limit=settings.duckdb_run_memory_limit,
+            # the warehouse process opens staged files by path: an s3:// stage keeps DuckDB here
+            duckdb_in_child=not settings.stage_uri.startswith("s3://"),
         )
     else:
         from dagster_snowflake import SnowflakeResource

@@ -11,14 +11,19 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from recon_assets.config import DUCKDB_MEMORY_LIMIT
 from recon_assets.stage.store import StageStore, stage_store_from_uri
 from recon_assets.stripe.client import ChargesClient, ClientSpec
+from recon_assets.warehouse.duckdb_process import DuckDBProcess
 from recon_assets.warehouse.loader import WarehouseLoader
+
+if TYPE_CHECKING:
+    from recon_assets.warehouse.duckdb_loader import DuckDBLoader
 
 
 class StripeResource(dg.ConfigurableResource):
@@ -139,20 +144,42 @@ class WarehouseResource(dg.ConfigurableResource):
     duckdb_memory_limit: str = Field(
         default=DUCKDB_MEMORY_LIMIT, description="DuckDB's memory_limit for every connection"
     )
+    duckdb_in_child: bool = Field(
+        default=True,
+        description="DuckDB's loads and reads in one child process per run, not the run worker "
+        "(warehouse/duckdb_process.py); False where the stage is s3://, which the child cannot "
+        "read by path",
+    )
     # dagster-snowflake's SnowflakeResource; annotated with the base class so that loading the
     # code location never imports dagster-snowflake (about 7 s: it pulls in snowpark) for DuckDB
     snowflake: dg.ConfigurableResource | None = None
     snowflake_database: str | None = None
     snowflake_stage: str = "RECON_STAGE"
     snowflake_storage_integration: str | None = None
+    _duckdb_process: DuckDBProcess | None = PrivateAttr(default=None)
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        """The run's warehouse process ends with the run (with the in-process executor the
+        resource is set up once per run, so every step shares the one process)."""
+        if self._duckdb_process is not None:
+            self._duckdb_process.close()
+
+    def _duckdb(self) -> DuckDBProcess | DuckDBLoader:
+        if not self.duckdb_path:
+            raise dg.DagsterInvariantViolationError("duckdb_path is not set")
+        if not self.duckdb_in_child:
+            from recon_assets.warehouse.duckdb_loader import DuckDBLoader
+
+            return DuckDBLoader(self.duckdb_path, memory_limit=self.duckdb_memory_limit)
+        if self._duckdb_process is None:
+            self._duckdb_process = DuckDBProcess(
+                self.duckdb_path, memory_limit=self.duckdb_memory_limit
+            )
+        return self._duckdb_process
 
     def loader(self, stage_uri: str) -> WarehouseLoader:
         if self.kind == "duckdb":
-            from recon_assets.warehouse.duckdb_loader import DuckDBLoader
-
-            if not self.duckdb_path:
-                raise dg.DagsterInvariantViolationError("duckdb_path is not set")
-            return DuckDBLoader(self.duckdb_path, memory_limit=self.duckdb_memory_limit)
+            return self._duckdb()
         if self.snowflake is None or not self.snowflake_database:
             raise dg.DagsterInvariantViolationError("Snowflake warehouse is not configured")
         from recon_assets.warehouse.snowflake_loader import SnowflakeLoader
@@ -175,17 +202,13 @@ class WarehouseResource(dg.ConfigurableResource):
     def query(self) -> Iterator[Callable[[str, Sequence[object]], list[tuple[object, ...]]]]:
         """A read-only `run(sql, params)` for the report: `?` placeholders on both engines."""
         if self.kind == "duckdb":
-            from recon_assets.warehouse.duckdb_loader import connect_duckdb
-
-            if not self.duckdb_path:
-                raise dg.DagsterInvariantViolationError("duckdb_path is not set")
-            con = connect_duckdb(
-                self.duckdb_path, read_only=True, memory_limit=self.duckdb_memory_limit
-            )
-            try:
-                yield lambda sql, params: con.execute(sql, list(params)).fetchall()
-            finally:
-                con.close()
+            duck = self._duckdb()
+            if isinstance(duck, DuckDBProcess):
+                with duck.reading() as run:
+                    yield run
+                return
+            with duck.reading() as read:
+                yield lambda sql, params: [row for batch in read(sql, params) for row in batch]
             return
         if self.snowflake is None:
             raise dg.DagsterInvariantViolationError("Snowflake warehouse is not configured")

@@ -286,9 +286,31 @@ class DuckDBLoader:
 
     def query(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
         """A read on its own short connection (`?` placeholders); [] before the first load."""
+        return [row for batch in self.query_batches(sql, params) for row in batch]
+
+    def query_batches(
+        self, sql: str, params: Sequence[object] = (), size: int = 10_000
+    ) -> Iterator[list[tuple[object, ...]]]:
+        """`query`'s rows `size` at a time, so a caller in another process receives them in
+        bounded messages instead of one pickle of the whole result."""
         with self._connect() as con:
             ensure_raw_tables(con)
-            return con.execute(sql, list(params)).fetchall()
+            cur = con.execute(sql, list(params))
+            while batch := cur.fetchmany(size):
+                yield batch
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[Callable[[str, Sequence[object], int], Iterator[list]]]:
+        """One read-only connection for a series of reads (the report's): each read yields its
+        rows in batches, and one that runs out of the limit names the setting that raises it."""
+        with self._connect(read_only=True) as con:
+
+            def read(sql: str, params: Sequence[object], size: int = 10_000) -> Iterator[list]:
+                cur = con.execute(sql, list(params))
+                while batch := cur.fetchmany(size):
+                    yield batch
+
+            yield read
 
     def rows_by_day(self, dataset: str, first: date, end_exclusive: date) -> dict[date, int]:
         """Rows per `_partition_date` in `[first, end_exclusive)`, for checks and tests."""

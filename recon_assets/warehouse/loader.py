@@ -91,7 +91,10 @@ def column_drift(have: Sequence[str], schema: pa.Schema, *, loaded_at: bool = Tr
 
 
 class LoadError(RuntimeError):
-    """A load did not commit; the warehouse still holds the previous rows of the range."""
+    """A load did not commit; the warehouse still holds the previous rows of the range.
+
+    Every kind below pickles with its own arguments (`__reduce__`): the run's DuckDB work runs
+    in a child process (warehouse/duckdb_process.py), which returns these errors as they are."""
 
 
 class StagedCheckFailedError(LoadError):
@@ -105,6 +108,9 @@ class StagedCheckFailedError(LoadError):
             f"staging (run {failure.run_id}) failed the blocking check {failure.check!r} "
             f"({failure.detail}); fix the cause and re-materialize the day, nothing was loaded"
         )
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (self.failure,), self.__dict__)
 
 
 class MissingManifestError(LoadError):
@@ -121,6 +127,9 @@ class MissingManifestError(LoadError):
             f"no staged manifest for {dataset} on {listed}: the upstream pull did not stage "
             f"{'this day' if len(self.days) == 1 else 'these days'}; nothing was loaded"
         )
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (self.dataset, self.days), self.__dict__)
 
 
 class CountMismatchError(LoadError):
@@ -144,6 +153,9 @@ class CountMismatchError(LoadError):
             f"refusing to commit the load of {result.dataset}: staged != loaded ({bad or 'per day ok'}{extra}); "
             "the previous rows are kept"
         )
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (self.result,), self.__dict__)
 
 
 @dataclass(frozen=True)

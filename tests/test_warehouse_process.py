@@ -1,0 +1,233 @@
+"""The run worker's DuckDB work in a child process (warehouse/duckdb_process.py), against the
+in-process loader it must equal call for call, in real spawned processes on real DuckDB files."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from dataclasses import replace
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import duckdb
+import psutil
+import pytest
+
+from recon_assets.defs.resources import WarehouseResource
+from recon_assets.stage.manifest import CheckFailure, record_check_failure
+from recon_assets.stage.store import LocalStageStore
+from recon_assets.warehouse.duckdb_loader import DuckDBLoader
+from recon_assets.warehouse.duckdb_process import (
+    ROWS_PER_MESSAGE,
+    WAREHOUSE_PROCESS_NAME,
+    DuckDBProcess,
+    WarehouseProcessError,
+)
+from recon_assets.warehouse.loader import (
+    CountMismatchError,
+    LoadError,
+    MissingManifestError,
+    StagedCheckFailedError,
+)
+from tests.warehouse_fixtures import (
+    check_events_cursor_moves_with_its_load,
+    check_keyed_ledger_load,
+    check_lookup_scan_moves_with_its_load,
+    days_from,
+    rewrite_manifest,
+    stage_days,
+)
+
+pytestmark = pytest.mark.timeout(180)
+
+DAY0 = date(2024, 3, 9)  # the Saturday before US DST starts: a 23-hour day in the range
+
+
+@pytest.fixture
+def stage(tmp_path: Path) -> LocalStageStore:
+    return LocalStageStore(tmp_path / "stage")
+
+
+@pytest.fixture
+def proc(tmp_path: Path) -> Any:
+    p = DuckDBProcess(str(tmp_path / "warehouse.duckdb"), memory_limit="64MB")
+    yield p
+    p.close()
+
+
+def rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
+    with duckdb.connect(str(db), read_only=True) as con:
+        return con.execute(sql).fetchall()
+
+
+def test_loads_and_reads_equal_the_in_process_loader(
+    stage: LocalStageStore, tmp_path: Path, proc: DuckDBProcess
+) -> None:
+    """The same staged days into two files, one through the child and one in process: the same
+    results (but the instant of the load) and the same rows."""
+    days = days_from(DAY0, 3)
+    counts = {"stripe_charges": [4, 0, 7], "ledger_entries": [5, 2, 0]}
+    for dataset, n in counts.items():
+        stage_days(stage, dataset, dict(zip(days, n, strict=True)), "run1")
+    here = DuckDBLoader(tmp_path / "here.duckdb")
+    for dataset, n in counts.items():
+        got, want = proc.load(stage, dataset, days), here.load(stage, dataset, days)
+        assert replace(got, loaded_at=want.loaded_at) == want
+        assert got.loaded_by_day == dict(zip(days, n, strict=True))
+    for table in ("stripe_charges", "ledger_entries", "load_log"):
+        sql = f"select * exclude (_loaded_at) from raw.{table} order by all"
+        if table == "load_log":
+            sql = "select * exclude (loaded_at) from raw.load_log order by all"
+        assert rows(tmp_path / "warehouse.duckdb", sql) == rows(tmp_path / "here.duckdb", sql)
+    q = "select id, amount, created from raw.stripe_charges where amount > ? order by id"
+    assert proc.query(q, [0]) == here.query(q, [0]) != []
+
+
+@pytest.mark.parametrize(
+    "check",
+    [
+        check_keyed_ledger_load,
+        check_events_cursor_moves_with_its_load,
+        check_lookup_scan_moves_with_its_load,
+    ],
+)
+def test_the_loaders_shared_contract_holds_through_the_child(
+    check: Any, stage: LocalStageStore, proc: DuckDBProcess
+) -> None:
+    """The checks both in-process loaders (DuckDB, Snowflake) pass, passed through the child."""
+    check(proc, stage)
+
+
+def test_a_read_larger_than_a_message_arrives_whole_and_in_order(proc: DuckDBProcess) -> None:
+    n = ROWS_PER_MESSAGE * 2 + 17
+    got = proc.query("select range, md5(range::varchar) from range(?) order by 1", [n])
+    assert len(got) == n
+    assert got[0] == (0, "cfcd208495d565ef66e7dff9f98764da")
+    assert [r[0] for r in got] == list(range(n))
+    with proc.reading() as run:
+        assert run("select count(*) from range(?)", [n]) == [(n,)]
+        assert len(run("select * from range(?)", [n])) == n
+
+
+def test_errors_cross_as_themselves_and_the_child_stays(
+    stage: LocalStageStore, tmp_path: Path, proc: DuckDBProcess
+) -> None:
+    """A caller catches the loader's own errors, with their fields, and DuckDB's; none of them
+    costs the child (the same process answers the next call) or the warehouse's rows."""
+    days = days_from(DAY0, 3)
+    stage_days(stage, "ledger_entries", dict.fromkeys(days, 3), "run1")
+    proc.load(stage, "ledger_entries", days)
+    pid = proc.pid
+    before = proc.query("select * from raw.ledger_entries order by all")
+
+    with pytest.raises(MissingManifestError, match="2024-03-12") as missing:
+        proc.load(stage, "ledger_entries", [*days, date(2024, 3, 12)])
+    assert missing.value.days == (date(2024, 3, 12),)
+
+    manifests = stage_days(stage, "ledger_entries", dict.fromkeys(days, 5), "run2", salt="q")
+    rewrite_manifest(stage, manifests[days[2]], rows=6)
+    with pytest.raises(CountMismatchError, match="staged=6 loaded=5") as mismatch:
+        proc.load(stage, "ledger_entries", days)
+    assert [d.day for d in mismatch.value.result.mismatched_days] == [days[2]]
+    assert "in the warehouse process" in "".join(mismatch.value.__notes__)
+
+    failure = CheckFailure(
+        "ledger_entries", days[0], "no_nulls", "run3", "3 null ids", "2999-01-01T00:00:00+00:00"
+    )
+    record_check_failure(stage, failure)
+    with pytest.raises(StagedCheckFailedError, match="no_nulls") as staged:
+        proc.load(stage, "ledger_entries", days)
+    assert staged.value.failure.check == "no_nulls"
+
+    with pytest.raises(duckdb.CatalogException):
+        proc.query("select * from raw.no_such_table")
+    assert proc.pid == pid
+    assert proc.query("select * from raw.ledger_entries order by all") == before
+
+
+def test_running_out_of_the_run_limit_names_the_run_setting(tmp_path: Path) -> None:
+    heavy = (
+        "with t as (select range as id, md5(range::varchar) as s from range(300000)) "
+        "select count(*) from t where s in (select s from t where id % 2 = 0)"
+    )
+    DuckDBLoader(tmp_path / "w.duckdb").query("select 1")  # the file exists for reads
+    small = DuckDBProcess(str(tmp_path / "w.duckdb"), memory_limit="1MB")
+    try:
+        for attempt in ("query", "reading"):
+            with pytest.raises(LoadError) as err:
+                if attempt == "query":
+                    small.query(heavy)
+                else:
+                    with small.reading() as run:
+                        run(heavy, [])
+            assert "the run worker's memory limit (1MB)" in str(err.value), attempt
+            assert "RECON_DUCKDB_RUN_MEMORY_LIMIT=256MB" in str(err.value), attempt
+    finally:
+        small.close()
+
+
+def test_a_killed_child_fails_the_call_clearly_and_the_next_call_starts_another(
+    stage: LocalStageStore, proc: DuckDBProcess
+) -> None:
+    days = days_from(DAY0, 2)
+    stage_days(stage, "stripe_charges", dict.fromkeys(days, 3), "run1")
+    proc.load(stage, "stripe_charges", days)
+    first = proc.pid
+    assert first is not None and psutil.Process(first).name() == WAREHOUSE_PROCESS_NAME
+    os.kill(first, signal.SIGKILL)  # as the kernel's OOM killer would
+
+    with pytest.raises(WarehouseProcessError, match=r"ended without answering 'query' .*-9"):
+        proc.query("select count(*) from raw.stripe_charges")
+    assert proc.query("select count(*) from raw.stripe_charges") == [(6,)]
+    assert proc.pid not in (None, first)
+
+
+def test_the_run_worker_never_imports_duckdb(tmp_path: Path) -> None:
+    """The point of the child: a process that loads and reads through it holds no DuckDB (its
+    import, its open file, its buffers), whatever it loads."""
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from datetime import date
+        from recon_assets.stage.store import LocalStageStore
+        from recon_assets.warehouse.duckdb_process import DuckDBProcess
+        from tests.warehouse_fixtures import stage_days
+        store = LocalStageStore({str(tmp_path / "stage")!r})
+        stage_days(store, "stripe_charges", {{date(2024, 3, 9): 5}}, "run1")
+        p = DuckDBProcess({str(tmp_path / "w.duckdb")!r}, memory_limit="64MB")
+        assert p.load(store, "stripe_charges", [date(2024, 3, 9)]).loaded_total == 5
+        with p.reading() as run:
+            assert run("select count(*) from raw.stripe_charges", []) == [(5,)]
+        p.close()
+        print("duckdb" in sys.modules)
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).parents[1],
+        check=True,
+    )
+    assert out.stdout.strip() == "False", out.stderr
+
+
+def test_the_resource_starts_one_child_per_run_and_ends_it_with_the_run(tmp_path: Path) -> None:
+    """Every call of a run goes to one child (one start per run, not per step), which the
+    resource's teardown ends."""
+    wh = WarehouseResource(duckdb_path=str(tmp_path / "w.duckdb"), duckdb_memory_limit="64MB")
+    with dg.build_resources({"warehouse": wh}) as res:
+        first = res.warehouse.loader(str(tmp_path / "stage"))
+        first.query("select 1")
+        pid = first.pid
+        with res.warehouse.query() as run:
+            assert run("select 42", []) == [(42,)]
+        assert res.warehouse.loader(str(tmp_path / "stage")).pid == pid
+        assert psutil.Process(pid).name() == WAREHOUSE_PROCESS_NAME
+    assert not psutil.pid_exists(pid)
