@@ -124,6 +124,8 @@ class Measured:
     process_peaks: dict[str, list[float]] = dataclasses.field(default_factory=dict)
     # the run process's peak during each step, MB: which step holds the run worker's memory
     step_peaks: dict[str, list[float]] = dataclasses.field(default_factory=dict)
+    # the warehouse process's (the run's DuckDB work), MB
+    warehouse_step_peaks: dict[str, list[float]] = dataclasses.field(default_factory=dict)
 
 
 UNTHROTTLED = {"RECON_STRIPE_RATE": "100000"}
@@ -188,6 +190,8 @@ def measure(
                     m.process_peaks.setdefault(r, []).append(peak / 2**20)
                 for step, peak in b.step_peaks.items():
                     m.step_peaks.setdefault(step, []).append(peak / 2**20)
+                for step, peak in b.warehouse_step_peaks.items():
+                    m.warehouse_step_peaks.setdefault(step, []).append(peak / 2**20)
                 print(
                     f"  run {i + 1}, {days} days x {per_day:,} ({days * per_day:,} charges), "
                     f"{label}: run {b.run_s:.1f} s, command {b.wall:.1f} s, "
@@ -234,6 +238,19 @@ def step_table(
 
 
 STEP_PEAK_TITLE = "the run process's peak RSS during the step (median)"
+WAREHOUSE_STEP_PEAK_TITLE = "the warehouse process's peak RSS during the step (median)"
+
+
+def step_peak_tables(measured: dict[Any, Measured], columns: dict[Any, str]) -> list[str]:
+    """The run process's peak per step, then the warehouse process's in the columns that had
+    one (code from before it did not: its DuckDB work ran in the run process)."""
+    lines = ["", *step_table({k: measured[k].step_peaks for k in columns}, columns,
+                             STEP_PEAK_TITLE, " MB")]  # fmt: skip
+    wh = {k: name for k, name in columns.items() if measured[k].warehouse_step_peaks}
+    if wh:
+        peaks = {k: measured[k].warehouse_step_peaks for k in wh}
+        lines += ["", *step_table(peaks, wh, WAREHOUSE_STEP_PEAK_TITLE, " MB")]
+    return lines
 
 
 def by_figure(measured: dict[Any, Measured]) -> tuple[dict, dict, dict, dict, dict]:
@@ -295,9 +312,8 @@ def main() -> None:
         )
     # Each process alone, then seconds per step, per case: which step's cost grows with what.
     names = {c: f"{c[0]} x {c[1]:,}" for c in cases}
-    step_peaks = {c: m.step_peaks for c, m in measured.items()}
     lines += ["", *process_table(measured, names), "", *step_table(steps, names)]
-    lines += ["", *step_table(step_peaks, names, STEP_PEAK_TITLE, " MB")]
+    lines += step_peak_tables(measured, names)
     notes = []
     lo = min(cases, key=lambda c: c[0] * c[1])
     hi = max(cases, key=lambda c: c[0] * c[1])
@@ -395,10 +411,7 @@ def compare_instances(args: argparse.Namespace) -> None:
         *process_table(measured, columns),
         "",
         *step_table(steps, columns),
-        "",
-        *step_table(
-            {k: m.step_peaks for k, m in measured.items()}, columns, STEP_PEAK_TITLE, " MB"
-        ),
+        *step_peak_tables(measured, columns),
         "",
         f"- Machine: {machine()}.",
     ]

@@ -289,6 +289,7 @@ class BackfillRun:
     at_peak: dict[str, Share]  # each role's share of the tree at the command's peak
     process_peaks: dict[str, int]  # per role, its largest process's peak over the run, bytes
     step_peaks: dict[str, int]  # the run process's peak during each step, bytes
+    warehouse_step_peaks: dict[str, int]  # the same, of the warehouse process (its DuckDB work)
 
 
 # `recon backfill` says one line per finished step: label, what it did, seconds.
@@ -306,16 +307,17 @@ def step_seconds(out: str) -> dict[str, float]:
     return steps
 
 
-def step_peaks(lines: list[tuple[float, str]], rss: TreeRss) -> dict[str, int]:
-    """The run process's peak RSS during each step: `recon backfill` says a step's line as the
-    step ends (read here as it comes, `lines` holding when), with its seconds, so the step is
-    the samples of the seconds before its line. Which step holds the memory, not only how much
-    (the steps of one run process run one after the other)."""
+def step_peaks(lines: list[tuple[float, str]], rss: TreeRss, r: str = RUN) -> dict[str, int]:
+    """Role `r`'s peak RSS during each step (the run process's, or its warehouse process's):
+    `recon backfill` says a step's line as the step ends (read here as it comes, `lines`
+    holding when), with its seconds, so the step is the samples of the seconds before its line.
+    Which step holds the memory, not only how much (the steps of one run run one after the
+    other). A step in which the role had no process is left out."""
     peaks: dict[str, int] = {}
     for at, line in lines:
         m = STEP_LINE.match(line)
-        if m:
-            peaks[m.group(1).strip()] = rss.role_peak_between(RUN, at - float(m.group(2)), at)
+        if m and (peak := rss.role_peak_between(r, at - float(m.group(2)), at)):
+            peaks[m.group(1).strip()] = peak
     return peaks
 
 
@@ -351,6 +353,7 @@ def backfill(env: dict[str, str], first: date, last: date) -> BackfillRun:
         rss.at_peak,
         rss.process_peaks_since(began),
         step_peaks(lines, rss),
+        step_peaks(lines, rss, WAREHOUSE),
     )
 
 
@@ -450,6 +453,7 @@ def main() -> None:
         loads: list[float] = []
         steps: dict[tuple[int, str], dict[str, list[float]]] = {c: {} for c in cases}
         step_mb: dict[tuple[int, str], dict[str, list[float]]] = {c: {} for c in cases}
+        step_wh: dict[tuple[int, str], dict[str, list[float]]] = {c: {} for c in cases}
         shares: dict[tuple[int, str], list[dict[str, Share]]] = {c: [] for c in cases}
         own: dict[tuple[int, str], list[dict[str, int]]] = {c: [] for c in cases}
         for i in range(args.runs):
@@ -472,6 +476,8 @@ def main() -> None:
                     steps[h, name].setdefault(label, []).append(secs)
                 for label, rss_peak in b.step_peaks.items():
                     step_mb[h, name].setdefault(label, []).append(rss_peak / 2**20)
+                for label, rss_peak in b.warehouse_step_peaks.items():
+                    step_wh[h, name].setdefault(label, []).append(rss_peak / 2**20)
                 print(
                     f"  run {i + 1}, history {h}{' ' + name if name else ''}: {run_s:.1f} s, "
                     f"tree peak {peak / 2**20:.0f} MB ({describe(b.at_peak)}); each process's "
@@ -502,6 +508,17 @@ def main() -> None:
             "{:.0f}",
         ),
     ]  # fmt: skip
+    # the warehouse process's, in the cases that had one (code from before it had none)
+    wh_cases = [c for c in cases if step_wh[c]]
+    wh_labels = [lb for lb in labels if all(lb in step_wh[c] for c in wh_cases)]
+    if wh_cases:
+        lines += [
+            "",
+            *step_rows(
+                "the warehouse process's peak RSS during the step (MB, median)", wh_cases,
+                wh_labels, step_wh, "{:.0f}",
+            ),
+        ]  # fmt: skip
     lines += ["", *peak_table(cases, shares)]
     lines += ["", *table_head("each process's own peak RSS, run (median, min..max)", cases)]
     for r in PER_PROCESS:
