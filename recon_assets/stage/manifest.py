@@ -12,9 +12,12 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
+from typing import TYPE_CHECKING
 
 from recon_assets.stage.store import StageStore
-from recon_assets.stage.writer import StagedFile
+
+if TYPE_CHECKING:  # the loads read manifests without the Parquet writer (and pyarrow.parquet)
+    from recon_assets.stage.writer import StagedFile
 
 
 @dataclass(frozen=True)
