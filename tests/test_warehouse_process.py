@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
@@ -185,6 +187,46 @@ def test_a_killed_child_fails_the_call_clearly_and_the_next_call_starts_another(
         proc.query("select count(*) from raw.stripe_charges")
     assert proc.query("select count(*) from raw.stripe_charges") == [(6,)]
     assert proc.pid not in (None, first)
+
+
+class Interrupted(Exception):
+    """What Dagster raises in a run worker's main thread when the run is stopped from the UI."""
+
+
+def test_a_call_interrupted_mid_read_stops_its_child_and_the_next_call_starts_another(
+    stage: LocalStageStore, proc: DuckDBProcess
+) -> None:
+    """A run stopped while the child works: the child is stopped at once (it would answer no
+    one), the warehouse keeps its rows, and a later call gets a new child, not the stale
+    reply. The read never ends by itself, so the signal always lands mid-call."""
+    days = days_from(DAY0, 2)
+    stage_days(stage, "stripe_charges", dict.fromkeys(days, 3), "run1")
+    proc.load(stage, "stripe_charges", days)
+    busy = proc.pid
+    assert busy is not None
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise Interrupted
+
+    def send_when_busy() -> None:
+        child = psutil.Process(busy)
+        start = sum(child.cpu_times()[:2])
+        while sum(child.cpu_times()[:2]) < start + 0.3:  # the endless read is running
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGUSR1)
+
+    previous = signal.signal(signal.SIGUSR1, interrupt)
+    sender = threading.Thread(target=send_when_busy, daemon=True)
+    try:
+        sender.start()
+        with pytest.raises(Interrupted):
+            proc.query("select sum(hash(range)) from range(1000000000000)")
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+        sender.join(timeout=60)
+    assert not psutil.pid_exists(busy)
+    assert proc.query("select count(*) from raw.stripe_charges") == [(6,)]
+    assert proc.pid not in (None, busy)
 
 
 def test_the_run_worker_never_imports_duckdb(tmp_path: Path) -> None:

@@ -173,6 +173,12 @@ class DuckDBProcess:
                 self._finalizer()
             self._proc = self._conn = self._finalizer = None
 
+    def _kill(self) -> None:
+        """End a child that is busy: it would read a request to close only when done."""
+        if self._proc is not None and self._proc.is_alive():
+            self._proc.terminate()
+        self.close()
+
     @property
     def pid(self) -> int | None:
         """The child's pid while it runs (for tests and the benches), else None."""
@@ -199,8 +205,8 @@ class DuckDBProcess:
 
     def _call(self, op: str, args: tuple, rows: list | None = None) -> Any:
         with self._lock:
-            conn = self._start()
             try:
+                conn = self._start()
                 conn.send((op, args))
                 while True:
                     kind, payload = conn.recv()
@@ -212,17 +218,20 @@ class DuckDBProcess:
                         error: BaseException = payload
                         break
             except (EOFError, OSError) as exc:
-                self._proc.join(timeout=5)
-                code = self._proc.exitcode
+                code = None
+                if self._proc is not None:
+                    self._proc.join(timeout=5)
+                    code = self._proc.exitcode
                 self.close()
                 raise WarehouseProcessError(
                     f"the warehouse process ({WAREHOUSE_PROCESS_NAME}) ended without answering "
                     f"{op!r} (exit code {code}); nothing it had not committed was kept"
                 ) from exc
             except BaseException:
-                # interrupted mid-call (a run stopped from the UI): the reply is still coming,
-                # so this child can no longer be asked anything; the next call starts another
-                self.close()
+                # interrupted mid-call (a run stopped from the UI): the child is still working on
+                # a reply no one will read, so it is stopped at once (its open transaction dies
+                # with it, DuckDB keeps the previous rows); the next call starts another
+                self._kill()
                 raise
         raise error  # the child's own answer, read whole: the child is fine and stays
 
