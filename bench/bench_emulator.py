@@ -135,6 +135,7 @@ def main() -> None:
 
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "recon_assets.local.stripe_emulator", "--port", "0"]
+    cmd += ["--warm-days", "0"]  # charges only: nothing to derive before serving
     cmd += ["--charges-per-day", str(args.charges_per_day)]
     cmd += ["--start-date", START.isoformat(), "--end-date", END.isoformat()]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)

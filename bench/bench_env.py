@@ -102,8 +102,11 @@ def add_emulator_argument(ap: argparse.ArgumentParser, during: str = "") -> None
 @contextlib.contextmanager
 def emulator_apart(env: dict[str, str], mode: str):  # type: ignore[no-untyped-def]
     """For `apart`: `recon emulator` serving the very account `env`'s local runs read, in its
-    own process (not a child of the measured command); yields the settings that point the run
-    at it. For `thread`: nothing to start, no settings."""
+    own process (not a child of the measured command), warm (`--warm-days`: its recent days
+    derived before it listens, as Stripe answers at once); yields the settings that point the
+    run at it. It is this checkout's emulator whatever `env`'s PYTHONPATH says: a variant
+    compares recon's code, against one and the same stand-in for Stripe. For `thread`: nothing
+    to start, no settings."""
     import subprocess
     import sys
 
@@ -113,7 +116,8 @@ def emulator_apart(env: dict[str, str], mode: str):  # type: ignore[no-untyped-d
     recon = Path(sys.executable).parent / "recon"
     proc = subprocess.Popen(
         [str(recon), "emulator", "--port", "0"],
-        env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        env={**env, "PYTHONPATH": str(REPO)}, cwd=REPO, stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL, text=True,
     )  # fmt: skip
     try:
         base = proc.stdout.readline().strip() if proc.stdout else ""

@@ -297,6 +297,7 @@ class Emulator:
     def __init__(self, charges_per_day: int = CHARGES_PER_DAY, extra: Sequence[str] = ()) -> None:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         cmd = [sys.executable, "-m", "recon_assets.local.stripe_emulator", "--port", "0"]
+        cmd += ["--warm-days", "0"]  # charges only: nothing to derive before serving
         cmd += ["--charges-per-day", str(charges_per_day), "--now", str(FROZEN_NOW)]
         cmd += ["--start-date", EMU_START.isoformat(), "--end-date", EMU_END.isoformat(), *extra]
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)

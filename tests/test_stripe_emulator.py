@@ -748,3 +748,37 @@ def test_cli_stops_on_sigterm_even_when_its_parent_ignores_and_blocks_it() -> No
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+WARM_CFG = {"seed": 11, "charges_per_day": 60, "start_date": date(2024, 12, 18),
+            "end_date": date(2025, 1, 3), "now": FROZEN_NOW}  # fmt: skip
+"""An account whose last days before its frozen now hold charges, refunds, disputes, payouts
+and events: what `recon emulator` derives before it serves."""
+
+
+@pytest.fixture(scope="module")
+def warmed() -> StripeEmulator:
+    return StripeEmulator(EmulatorConfig(**WARM_CFG)).warm(7)  # type: ignore[arg-type]
+
+
+@settings(
+    max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    start=st.integers(min_value=0, max_value=8 * 86400),
+    width=st.integers(min_value=1, max_value=3 * 86400),
+)
+def test_a_warmed_emulator_serves_what_a_cold_one_does(
+    warmed: StripeEmulator, start: int, width: int
+) -> None:
+    """Deriving the last days before serving (`recon emulator --warm-days`) changes when the
+    work is done, never what is served: every listing of any window (across the warmed days'
+    edges, inside them and before them) is byte for byte a fresh emulator's."""
+    cold = StripeEmulator(EmulatorConfig(**WARM_CFG)).app  # type: ignore[arg-type]
+    lo = FROZEN_NOW - 9 * 86400 + start
+    query = f"limit=100&created%5Bgte%5D={lo}&created%5Blt%5D={lo + width}"
+    for listing in ("balance_transactions", "payouts", "disputes", "refunds", "events"):
+        got = b"".join(getattr(warmed.app, f"_list_{listing}")(query)[0])
+        want = b"".join(getattr(cold, f"_list_{listing}")(query)[0])
+        assert got == want, listing
+    assert warmed.app.balance.in_window(FROZEN_NOW - 3 * 86400, FROZEN_NOW, FROZEN_NOW)

@@ -19,6 +19,7 @@ from pathlib import Path
 from recon_assets.config import LOCAL_STRIPE_API_KEY
 from recon_assets.local.stripe_emulator.config import (
     DEFAULT_END_DATE,
+    WARM_DAYS,
     ChargeChange,
     EmulatorConfig,
     FaultConfig,
@@ -65,6 +66,12 @@ def build_parser(
         default=None,
         help="a JSON file of hand-made late changes (see ChargeChange); each is also an event",
     )
+    p.add_argument(
+        "--warm-days", type=int, default=WARM_DAYS,
+        help="derive the balance transactions, payouts, disputes, refunds and events of the "
+        "last N days before listening, as Stripe answers at once (default: %(default)s; 0: at "
+        "their first request, a second or more)",
+    )  # fmt: skip
     p.set_defaults(default_changes=defaults.changes, default_api_key=defaults.api_key)
     f = p.add_argument_group("faults (all off by default, seeded)")
     f.add_argument("--rate-limit-per-s", type=float, default=None)
@@ -140,7 +147,7 @@ def main(
     except ValueError as exc:
         parser.error(str(exc))
     emu = StripeEmulator(cfg, host=args.host, port=args.port)
-    emu.bind()
+    emu.warm(args.warm_days).bind()  # its address is said once it answers at Stripe's pace
     print(emu.base_url, flush=True)
     print(
         f"serving {emu.generator.timeline.total} charges "

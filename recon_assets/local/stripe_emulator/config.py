@@ -19,6 +19,10 @@ DEFAULT_END_DATE = date(2025, 7, 1)
 ID_EPOCH = date(2000, 1, 1)
 """Charge ids encode the day as days since this date in three base-62 digits (good to year 2650)."""
 
+WARM_DAYS = 7
+"""The days `recon emulator` derives before it serves (through its today): a nightly's four
+days and its events, with room. Stripe is always warm; a fresh emulator is not."""
+
 MAX_CHARGES_PER_DAY = 5_000_000
 """Ids carry the index inside a day in four base-62 digits (62**4 = 14.7 M); keep well below it."""
 
