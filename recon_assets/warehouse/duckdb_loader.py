@@ -295,9 +295,7 @@ class DuckDBLoader:
         bounded messages instead of one pickle of the whole result."""
         with self._connect() as con:
             ensure_raw_tables(con)
-            cur = con.execute(sql, list(params))
-            while batch := cur.fetchmany(size):
-                yield batch
+            yield from _in_batches(con.execute(sql, list(params)), size)
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[Callable[[str, Sequence[object], int], Iterator[list]]]:
@@ -306,9 +304,7 @@ class DuckDBLoader:
         with self._connect(read_only=True) as con:
 
             def read(sql: str, params: Sequence[object], size: int = 10_000) -> Iterator[list]:
-                cur = con.execute(sql, list(params))
-                while batch := cur.fetchmany(size):
-                    yield batch
+                return _in_batches(con.execute(sql, list(params)), size)
 
             yield read
 
@@ -424,6 +420,12 @@ class DuckDBLoader:
                 _download(store, m.key, target)
                 paths.append(str(target))
             yield paths
+
+
+def _in_batches(cur: duckdb.DuckDBPyConnection, size: int) -> Iterator[list[tuple[object, ...]]]:
+    """An executed query's rows, `size` at a time."""
+    while batch := cur.fetchmany(size):
+        yield batch
 
 
 def _download(store: StageStore, key: str, target: Path) -> None:

@@ -1,8 +1,8 @@
 """The run worker's DuckDB work (loads, look-up reads, the report's reads) in a process of its own.
 
-Why a process: in the run worker DuckDB costs its import (~29 MB), ~30 MB per open warehouse
-file that it keeps after the connection closes, and up to its memory limit in every step that
-touches the file; none of it is given back to the system until the process ends. Those made the
+Why a process: in the run worker DuckDB costs its import (~29 MB) and ~30 MB per opened
+warehouse file, which stay until the process ends, and up to its memory limit on top in every
+step that touches the file, on which the run worker's own work then runs. Those made the
 difference between the run worker's 300 MB of Dagster, the code location and the steps' imports
 and its 440 MB peak in a 600 k first backfill (docs/benchmarks.md, "Where the run worker's memory
 goes"). Here they belong to one spawned child (`recon-warehouse` in `ps`), started at the run's
