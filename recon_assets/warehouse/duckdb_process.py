@@ -59,6 +59,13 @@ def _portable(exc: BaseException) -> BaseException:
     return exc
 
 
+def _send_rows(conn: Connection, batches: Iterator[list]) -> None:
+    """A read's answer: its rows, a batch a message, then the end."""
+    for batch in batches:
+        conn.send(("rows", batch))
+    conn.send(("ok", None))
+
+
 def _serve(conn: Connection, db_path: str, memory_limit: str | None, lock_timeout_s: float) -> None:
     """The child's loop: one request at a time, until the parent closes the pipe or says so."""
     die_with_parent()
@@ -83,9 +90,7 @@ def _serve(conn: Connection, db_path: str, memory_limit: str | None, lock_timeou
             elif op == "load_keyed":
                 conn.send(("ok", loader.load_keyed(args[0], args[1], run_id=args[2])))
             elif op == "query":
-                for batch in loader.query_batches(*args, ROWS_PER_MESSAGE):
-                    conn.send(("rows", batch))
-                conn.send(("ok", None))
+                _send_rows(conn, loader.query_batches(*args, ROWS_PER_MESSAGE))
             elif op == "open_reading":
                 reading = contextlib.ExitStack()
                 read = reading.enter_context(loader.reading())
@@ -94,8 +99,7 @@ def _serve(conn: Connection, db_path: str, memory_limit: str | None, lock_timeou
                 if read is None:
                     raise RuntimeError("read without open_reading")
                 try:
-                    for batch in read(*args, ROWS_PER_MESSAGE):
-                        conn.send(("rows", batch))
+                    _send_rows(conn, read(*args, ROWS_PER_MESSAGE))
                 except BaseException as exc:
                     # out through the reading's own exit, which turns DuckDB's out-of-memory
                     # into the advice naming the run's setting (raised from there), and closes it
@@ -103,7 +107,6 @@ def _serve(conn: Connection, db_path: str, memory_limit: str | None, lock_timeou
                     if stack is not None:
                         stack.__exit__(type(exc), exc, exc.__traceback__)
                     raise
-                conn.send(("ok", None))
             elif op == "close_reading":
                 if reading is not None:
                     reading.close()
