@@ -1,4 +1,5 @@
-"""The charges pull over several processes: the same staged days, counts and guarantees as one.
+"""A pull over several processes: the same staged days, counts and guarantees as one, for the
+charges and for every source that comes in as many records (balance and payout transactions).
 
 Real processes (spawned), real HTTP to the project's emulator, a real stage folder; what one
 process stages is the reference, and the emulator's generator says what the account holds.
@@ -14,18 +15,32 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from recon_assets.local.stripe_emulator import ChargeGenerator, FaultConfig
+from recon_assets.local.stripe_emulator.balance import BalanceBook
+from recon_assets.local.stripe_emulator.payouts import PayoutBook
+from recon_assets.local.stripe_emulator.refunds import RefundBook
 from recon_assets.stage.manifest import read_manifest
 from recon_assets.stage.store import LocalStageStore, S3StageStore
 from recon_assets.stripe.client import ClientSpec
-from recon_assets.stripe.pull import pull_charges
+from recon_assets.stripe.pull import pull, pull_charges
 from recon_assets.stripe.pull_shards import (
     MIN_DAYS_PER_PROCESS,
     deal_days,
     process_count,
     pull_charges_in_processes,
+    pull_in_processes,
 )
-from recon_assets.timewindows import day_window
-from tests.stripe_fixtures import client_for, running_emulator
+from recon_assets.stripe.sources import (
+    BALANCE_TRANSACTIONS,
+    CHARGES,
+    DISPUTES,
+    PAYOUT_TRANSACTIONS,
+    PAYOUTS,
+    REFUNDS,
+    SOURCES,
+    StripeSource,
+)
+from recon_assets.timewindows import Window, day_window, utc_date_of, utc_date_window
+from tests.stripe_fixtures import FROZEN_NOW, client_for, running_emulator
 
 WINDOWS, WORKERS = 4, 2
 FIRST = date(2024, 3, 6)  # the range crosses the spring DST change (2024-03-10)
@@ -63,6 +78,15 @@ def test_process_count_keeps_short_ranges_and_s3_in_one_process(tmp_path) -> Non
     assert process_count(4, MIN_DAYS_PER_PROCESS * 3, local) == 3
     assert process_count(1, 500, local) == 1
     assert process_count(2, 500, S3StageStore(object(), "bucket")) == 1
+
+
+def test_only_sources_as_many_as_charges_get_processes(tmp_path) -> None:
+    """A backfill pulls as many balance and payout transactions as charges, so they share out
+    like charges; refunds, disputes and payouts (a few a day, one slice) stay in one process."""
+    local, days = LocalStageStore(tmp_path), MIN_DAYS_PER_PROCESS * 4
+    many = {s.dataset for s in SOURCES.values() if process_count(2, days, local, s) == 2}
+    assert many == {CHARGES.dataset, BALANCE_TRANSACTIONS.dataset, PAYOUT_TRANSACTIONS.dataset}
+    assert all(process_count(2, days, local, s) == 1 for s in (REFUNDS, DISPUTES, PAYOUTS))
 
 
 def test_processes_stage_what_one_process_stages(tmp_path) -> None:
@@ -136,3 +160,52 @@ def test_one_failing_process_leaves_no_file_and_every_day_as_it_was(
     assert {d: read_manifest(store, "stripe_charges", d) for d in days} == before
     assert not [k for k in store.list_keys("") if "run-bad" in k]
     assert not [p for p in store.root.rglob("*.tmp")]
+
+
+def staged_rows(store: LocalStageStore, source: StripeSource, day: date) -> list[tuple]:
+    m = read_manifest(store, source.dataset, day)
+    assert m is not None, f"no manifest for {source.dataset} {day}"
+    names = ["id", "net"] + ([str(source.parent_filter)] if source.parent_filter else [])
+    t = pq.read_table(m.uri, columns=names)
+    return sorted(zip(*(t.column(n).to_pylist() for n in names), strict=True))
+
+
+def paid_payouts_by_day(emu: object, days: list[date]) -> dict[date, list[tuple[str, Window]]]:
+    """What `parents_by_day` reads from the loaded payouts, taken from the emulator's book."""
+    gen = ChargeGenerator(emu.cfg)  # type: ignore[attr-defined]
+    book = PayoutBook(BalanceBook(gen, RefundBook(gen)))
+    span = (utc_date_window(days[0]).start, utc_date_window(days[-1]).end)
+    out: dict[date, list[tuple[str, Window]]] = {}
+    for p in book.listing(None, span, None, FROZEN_NOW):
+        if p.status(FROZEN_NOW) == "paid":
+            out.setdefault(utc_date_of(p.arrival_date), []).append((p.id, Window(0, p.created + 1)))
+    return out
+
+
+@pytest.mark.parametrize(
+    "source", [BALANCE_TRANSACTIONS, PAYOUT_TRANSACTIONS], ids=lambda s: s.dataset
+)
+def test_transactions_in_processes_stage_what_one_process_stages(
+    tmp_path, source: StripeSource
+) -> None:
+    """Balance transactions by day, and each paid payout's transactions by parent (each process
+    gets the parents of its own days): the same rows and counts per day as one `pull`."""
+    days = [FIRST + timedelta(i) for i in range(2 * MIN_DAYS_PER_PROCESS)]
+    one, many = LocalStageStore(tmp_path / "one"), LocalStageStore(tmp_path / "many")
+    with running_emulator(charges_per_day=300) as emu:
+        parents = paid_payouts_by_day(emu, days) if source.parent_filter else None
+        ref = pull(
+            source, client_for(emu), one, days, "run-one",
+            windows_per_day=WINDOWS, concurrency=WORKERS, parents=parents,
+        )  # fmt: skip
+        got = pull_in_processes(
+            source, spec_for(emu), many, days, "run-many", processes=2,
+            windows_per_day=WINDOWS, concurrency=WORKERS, parents=parents,
+        )  # fmt: skip
+    assert got.days == days and got.fetched == ref.fetched > 0 and got.quarantined == 0
+    if parents is not None:
+        assert sum(map(len, parents.values())) > 5  # payouts on most days, from both shares
+    for d in days:
+        assert vars(got.per_day[d]) == vars(ref.per_day[d])
+        assert staged_rows(many, source, d) == staged_rows(one, source, d)
+    assert got.counters["requests"] == ref.counters["requests"]

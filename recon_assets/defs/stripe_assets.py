@@ -25,8 +25,7 @@ from recon_assets.stripe.lookup import (
     lookup_charges,
     next_lookup_scan,
 )
-from recon_assets.stripe.pull import pull
-from recon_assets.stripe.pull_shards import process_count, pull_charges_in_processes
+from recon_assets.stripe.pull_shards import process_count, pull_in_processes
 from recon_assets.stripe.sources import (
     BALANCE_TRANSACTIONS,
     CHARGES,
@@ -101,22 +100,15 @@ def build_stripe_asset(
         parents = None
         if source.parent_filter is not None:
             parents = parents_by_day(warehouse.loader(stage.uri), PARENTS[source.dataset][1], days)
-        processes = process_count(stripe.pull_processes, len(days), store)
+        processes = process_count(stripe.pull_processes, len(days), store, source)
+        if processes > 1:
+            context.log.info(f"pulling in {processes} processes")
         with stripe.client_spec() as spec:
-            if source is CHARGES:
-                if processes > 1:
-                    context.log.info(f"pulling in {processes} processes")
-                result = pull_charges_in_processes(
-                    spec, store, days, context.run.run_id, processes=processes,
-                    windows_per_day=stripe.windows_per_day, concurrency=stripe.concurrency,
-                    publish=False,
-                )  # fmt: skip
-            else:  # a few hundred a day: one process pages through them
-                result = pull(
-                    source, spec.build(), store, days, context.run.run_id,
-                    windows_per_day=stripe.windows_per_day, concurrency=stripe.concurrency,
-                    publish=False, parents=parents,
-                )  # fmt: skip
+            result = pull_in_processes(
+                source, spec, store, days, context.run.run_id, processes=processes,
+                windows_per_day=stripe.windows_per_day, concurrency=stripe.concurrency,
+                publish=False, parents=parents,
+            )  # fmt: skip
         rate = result.quarantined / result.fetched if result.fetched else 0.0
         if rate <= quarantine_threshold:  # the staged days become current only now
             for m in result.manifests:

@@ -1,4 +1,4 @@
-"""The charges pull over several processes: for ranges whose pull is bound by the client's CPU.
+"""A Stripe pull over several processes: for ranges whose pull is bound by the client's CPU.
 
 One process pulls with threads that share its GIL, and most of a pull's CPU is Python (the SDK,
 requests, the page decode), so one process gets about one core however many threads it runs.
@@ -8,9 +8,11 @@ it can, a backfill is CPU-bound: with the emulator in its own process, 2 process
 pulled 309 k charges at 42-46 k charges/s against 32 k/s for one (bench/bench_backfill.py
 measures it inside a run).
 
-The days are dealt to the processes in turn (day i to process i mod n), so each gets a like
-share of a range whose volume trends; each process runs `pull_charges` on its days with its
-share of the rate limit (Stripe limits the account, so the shares add up to the configured
+Any source goes this way (`pull_in_processes(source, ...)`): the charges, and the balance
+transactions and payout transactions, which a first backfill pulls as many of as charges. The
+days are dealt to the processes in turn (day i to process i mod n), so each gets a like
+share of a range whose volume trends; each process runs `pull` on its days (and, for a source
+pulled by parent, those days' parents) with its share of the rate limit (Stripe limits the account, so the shares add up to the configured
 rate) and writes its days' files itself. The parent publishes nothing until every process has
 reported: a failure in any process stops the others (each aborts its writers, as one pull does)
 and removes the run's files of every day, so the stage keeps no file of the run
@@ -29,7 +31,7 @@ import signal
 import time
 import traceback
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date
 from multiprocessing.connection import Connection, wait
 from types import FrameType
@@ -41,7 +43,9 @@ from recon_assets.stage.result import StageResult
 from recon_assets.stage.store import LocalStageStore, StageStore
 from recon_assets.stage.writer import DEFAULT_ROW_GROUP_ROWS, staged_key
 from recon_assets.stripe.client import ClientSpec
-from recon_assets.stripe.pull import DATASET, QUARANTINE_PREFIX, PullResult, pull_charges
+from recon_assets.stripe.pull import PullResult, pull
+from recon_assets.stripe.sources import CHARGES, SOURCES, StripeSource
+from recon_assets.timewindows import Window
 
 PULL_PROCESS_NAME = "recon-pull"
 """What each pull process is called in `ps` and `top` (its `comm`)."""
@@ -51,10 +55,13 @@ MIN_DAYS_PER_PROCESS = 5
 nightly's 4 days (yesterday and 3 restated) stay in one process."""
 
 
-def process_count(requested: int, days: int, store: StageStore) -> int:
-    """How many processes a pull of `days` days gets: 1 unless it has days enough for more and
-    the stage is a local folder."""
-    if not isinstance(store, LocalStageStore):
+def process_count(
+    requested: int, days: int, store: StageStore, source: StripeSource = CHARGES
+) -> int:
+    """How many processes a pull of `days` days of `source` gets: 1 unless it has days enough
+    for more, the stage is a local folder and the source comes in a day's slices as charges do
+    (a source of a few records a day, paged in one slice of its own, is not worth a process)."""
+    if not isinstance(store, LocalStageStore) or source.windows_per_day is not None:
         return 1
     return max(1, min(requested, days // MIN_DAYS_PER_PROCESS))
 
@@ -110,6 +117,7 @@ def _portable(exc: BaseException) -> BaseException:
 
 def _pull_share(
     conn: Connection,
+    dataset: str,
     spec: ClientSpec,
     store: StageStore,
     days: list[date],
@@ -117,14 +125,17 @@ def _pull_share(
     rate_share: int,
     options: dict[str, Any],
 ) -> None:
-    """In the child: pull `days`, write their files, report the result (or the failure)."""
+    """In the child: pull `days` of the source staged into `dataset` (a name crosses the process
+    boundary, the spec's validators do not), write their files, report the result (or the
+    failure)."""
     die_with_parent()
     name_process(PULL_PROCESS_NAME)
-    # stopped by the parent (a sibling failed): unwind through pull_charges, which aborts its
-    # writers, so no file of this process is left on the stage
+    # stopped by the parent (a sibling failed): unwind through pull, which aborts its writers,
+    # so no file of this process is left on the stage
     signal.signal(signal.SIGTERM, _raise_on_sigterm)
     try:
-        result = pull_charges(spec.build(rate_share), store, days, run_id, publish=False, **options)
+        source = SOURCES[dataset]
+        result = pull(source, spec.build(rate_share), store, days, run_id, publish=False, **options)
         conn.send(("ok", result))
     except BaseException as exc:
         with contextlib.suppress(Exception):
@@ -134,6 +145,14 @@ def _pull_share(
 
 
 def pull_charges_in_processes(
+    spec: ClientSpec, store: StageStore, days: Sequence[date], run_id: str, **options: Any
+) -> PullResult:
+    """`pull_in_processes` of the charges (`CHARGES`)."""
+    return pull_in_processes(CHARGES, spec, store, days, run_id, **options)
+
+
+def pull_in_processes(
+    source: StripeSource,
     spec: ClientSpec,
     store: StageStore,
     days: Sequence[date],
@@ -144,27 +163,36 @@ def pull_charges_in_processes(
     concurrency: int,
     row_group_rows: int = DEFAULT_ROW_GROUP_ROWS,
     publish: bool = True,
+    parents: Mapping[date, Sequence[tuple[str, Window]]] | None = None,
 ) -> PullResult:
-    """`pull_charges` over `days` in up to `processes` processes (`process_count` decides).
+    """`pull` of `source` over `days` in up to `processes` processes (`process_count` decides).
 
-    The same result, files and guarantees as one `pull_charges`: every charge fetched is staged
-    or quarantined and counted per day, and with `publish=False` nothing becomes current."""
-    n = process_count(processes, len(set(days)), store)
-    options = {
+    The same result, files and guarantees as one `pull`: every record fetched is staged or
+    quarantined and counted per day, and with `publish=False` nothing becomes current. With
+    `parents` (a source pulled by parent), each process gets the parents of its own days."""
+    n = process_count(processes, len(set(days)), store, source)
+    options: dict[str, Any] = {
         "windows_per_day": windows_per_day,
         "concurrency": concurrency,
         "row_group_rows": row_group_rows,
     }
     if n == 1:
-        return pull_charges(spec.build(), store, days, run_id, publish=publish, **options)
+        return pull(
+            source, spec.build(), store, days, run_id, publish=publish, parents=parents, **options
+        )
+    if SOURCES.get(source.dataset) is not source:  # the processes find it by its dataset
+        raise ValueError(f"{source.name} is not a registered source (SOURCES)")
     started = time.perf_counter()
     ctx = multiprocessing.get_context("spawn")
     pending: dict[Connection, tuple[Any, list[date]]] = {}
     for share in deal_days(days, n):
         receive, send = ctx.Pipe(duplex=False)
+        share_options = options
+        if parents is not None:
+            share_options = {**options, "parents": {d: list(parents.get(d, ())) for d in share}}
         proc = ctx.Process(
             target=_pull_share,
-            args=(send, spec, store, share, run_id, n, options),
+            args=(send, source.dataset, spec, store, share, run_id, n, share_options),
             name=f"recon-pull-{share[0]}",
         )
         proc.start()
@@ -206,9 +234,9 @@ def pull_charges_in_processes(
         # reported them, so the run's files are removed by name (they carry the run id), not
         # by what was reported.
         for d in sorted(set(days)):
-            for prefix in (DATASET, QUARANTINE_PREFIX):
+            for prefix in (source.dataset, source.quarantine_prefix):
                 with contextlib.suppress(OSError):
-                    store.delete(staged_key(prefix, DATASET, d, run_id))
+                    store.delete(staged_key(prefix, source.dataset, d, run_id))
         raise failure
     result = merge_results(run_id, parts, time.perf_counter() - started)
     if publish:
