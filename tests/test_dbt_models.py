@@ -1202,7 +1202,7 @@ def test_unique_checks_the_keys_a_build_wrote_and_the_whole_table_after_an_unche
                  f"'charge:ch_null' as recon_key, null as reporting_date) "
                  f"from {fct} where charge_id = 'ch_b'")  # fmt: skip
     out = dbt(db, tmp_path, "build", "--target", "local", run_vars=day1, fail=True)
-    assert "FAIL 1 not_null_fct_charge_reconciliation_reporting_date" in out, out[-3000:]
+    assert "FAIL 1 not_null_columns_fct_charge_reconciliation" in out, out[-3000:]
     assert f"PASS {unique}" in out, out[-3000:]
 
     # That build failed, so the next one checks the whole table: ch_b's duplicate is found.

@@ -1,7 +1,10 @@
 {#-
   None of the columns is null: dbt's `not_null` for several columns in one query. On a view that
   ranks the whole history (`rpt_break_history`, `rpt_status_changes`) each `not_null` evaluates
-  the view again, ~1.7 s apiece at 540 days loaded; one scan checks them all.
+  the view again, ~1.7 s apiece at 540 days loaded; one scan checks them all. Every model with
+  more than one such column uses it: each test is a dbt node (~30-45 ms of a nightly's `dbt
+  build` however small its query) and a Dagster asset check (a planned event and an evaluation
+  written by the run), so 21 column tests merged into their models' took ~1 s off a nightly.
 -#}
 {% test not_null_columns(model, columns) %}
 select *
