@@ -8,12 +8,12 @@ it can, a backfill is CPU-bound: with the emulator in its own process, 2 process
 pulled 309 k charges at 42-46 k charges/s against 32 k/s for one (bench/bench_backfill.py
 measures it inside a run).
 
-Any source goes this way (`pull_in_processes(source, ...)`): the charges, and the balance
-transactions and payout transactions, which a first backfill pulls as many of as charges. The
-days are dealt to the processes in turn (day i to process i mod n), so each gets a like
-share of a range whose volume trends; each process runs `pull` on its days (and, for a source
-pulled by parent, those days' parents) with its share of the rate limit (Stripe limits the account, so the shares add up to the configured
-rate) and writes its days' files itself. The parent publishes nothing until every process has
+Every source's pull goes through `pull_in_processes(source, ...)`, and those that gain from it
+(`StripeSource.processes_pay`: the charges) get several processes for a long range. The days
+are dealt to the processes in turn (day i to process i mod n), so each gets a like share of a
+range whose volume trends; each process runs `pull` on its days (and, for a source pulled by
+parent, those days' parents) with its share of the rate limit (Stripe limits the account, so
+the shares add up to the configured rate) and writes its days' files itself. The parent publishes nothing until every process has
 reported: a failure in any process stops the others (each aborts its writers, as one pull does)
 and removes the run's files of every day, so the stage keeps no file of the run
 and every day's manifest still names its previous version.
@@ -25,6 +25,7 @@ boundary, and a production pull against Stripe gains nothing from a second proce
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import multiprocessing
 import pickle
 import signal
@@ -59,9 +60,9 @@ def process_count(
     requested: int, days: int, store: StageStore, source: StripeSource = CHARGES
 ) -> int:
     """How many processes a pull of `days` days of `source` gets: 1 unless it has days enough
-    for more, the stage is a local folder and the source comes in a day's slices as charges do
-    (a source of a few records a day, paged in one slice of its own, is not worth a process)."""
-    if not isinstance(store, LocalStageStore) or source.windows_per_day is not None:
+    for more, the stage is a local folder and several processes pay for that source
+    (`StripeSource.processes_pay`)."""
+    if not isinstance(store, LocalStageStore) or not source.processes_pay:
         return 1
     return max(1, min(requested, days // MIN_DAYS_PER_PROCESS))
 
@@ -180,7 +181,10 @@ def pull_in_processes(
         return pull(
             source, spec.build(), store, days, run_id, publish=publish, parents=parents, **options
         )
-    if SOURCES.get(source.dataset) is not source:  # the processes find it by its dataset
+    registered = SOURCES.get(source.dataset)  # the processes find the spec by its dataset
+    if registered is None or dataclasses.replace(
+        source, processes_pay=False
+    ) != dataclasses.replace(registered, processes_pay=False):
         raise ValueError(f"{source.name} is not a registered source (SOURCES)")
     started = time.perf_counter()
     ctx = multiprocessing.get_context("spawn")

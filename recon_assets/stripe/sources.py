@@ -137,7 +137,11 @@ class StripeSource:
     calendar date for a field Stripe sends as a date), and `day_of` its inverse: the day an
     object fetched by id is staged on. `parent_filter`: the list filter that names a parent
     object (`payout`: the transactions a payout carried), pulled per parent instead of per
-    time slice, and the staged column holding the parent's id.
+    time slice, and the staged column holding the parent's id. `processes_pay`: a long range's
+    pull is worth several processes (`RECON_STRIPE_PULL_PROCESSES`), because the client's own
+    CPU bounds it when nothing throttles it: so for charges (2 processes pulled 35 k/s against
+    ~17 k/s for one), not for balance or payout transactions, whose pull in 2 processes took
+    142 and 135 s of a 600 k backfill against 66 and 86 s in one (docs/benchmarks.md).
     """
 
     name: str
@@ -157,6 +161,7 @@ class StripeSource:
     day_window: Callable[[date], Window] = day_window
     day_of: Callable[[int], date] = business_day_of
     parent_filter: str | None = None
+    processes_pay: bool = False
 
     @property
     def quarantine_prefix(self) -> str:
@@ -180,6 +185,7 @@ CHARGES = StripeSource(
     known_fields=KNOWN_CHARGE_FIELDS,
     known_statuses=KNOWN_STATUSES,
     schema=STRIPE_CHARGES_SCHEMA,
+    processes_pay=True,
     columns=_columns_builder(
         (
             "id",
