@@ -1,5 +1,5 @@
 """A pull over several processes: the same staged days, counts and guarantees as one, for the
-charges and for every source that comes in as many records (balance and payout transactions).
+charges and for any source that would pull in processes (balance and payout transactions).
 
 Real processes (spawned), real HTTP to the project's emulator, a real stage folder; what one
 process stages is the reference, and the emulator's generator says what the account holds.
@@ -27,7 +27,6 @@ from recon_assets.stripe.pull_shards import (
     MIN_DAYS_PER_PROCESS,
     deal_days,
     process_count,
-    pull_charges_in_processes,
     pull_in_processes,
 )
 from recon_assets.stripe.sources import (
@@ -97,8 +96,8 @@ def test_processes_stage_what_one_process_stages(tmp_path) -> None:
         ref = pull_charges(
             client_for(emu), one, days, "run-one", windows_per_day=WINDOWS, concurrency=WORKERS
         )
-        got = pull_charges_in_processes(
-            spec_for(emu), many, days, "run-many",
+        got = pull_in_processes(
+            CHARGES, spec_for(emu), many, days, "run-many",
             processes=2, windows_per_day=WINDOWS, concurrency=WORKERS,
         )  # fmt: skip
         generated = {
@@ -150,8 +149,8 @@ def test_one_failing_process_leaves_no_file_and_every_day_as_it_was(
         folder.rename(aside)
         folder.write_text("not a folder")
         with pytest.raises(OSError) as raised:
-            pull_charges_in_processes(
-                spec_for(emu), store, days, "run-bad",
+            pull_in_processes(
+                CHARGES, spec_for(emu), store, days, "run-bad",
                 processes=2, windows_per_day=WINDOWS, concurrency=WORKERS,
             )  # fmt: skip
     assert any("in the pull process" in n for n in getattr(raised.value, "__notes__", []))

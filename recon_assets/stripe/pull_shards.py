@@ -13,10 +13,10 @@ Every source's pull goes through `pull_in_processes(source, ...)`, and those tha
 are dealt to the processes in turn (day i to process i mod n), so each gets a like share of a
 range whose volume trends; each process runs `pull` on its days (and, for a source pulled by
 parent, those days' parents) with its share of the rate limit (Stripe limits the account, so
-the shares add up to the configured rate) and writes its days' files itself. The parent publishes nothing until every process has
-reported: a failure in any process stops the others (each aborts its writers, as one pull does)
-and removes the run's files of every day, so the stage keeps no file of the run
-and every day's manifest still names its previous version.
+the shares add up to the configured rate) and writes its days' files itself. The parent
+publishes nothing until every process has reported: a failure in any process stops the others
+(each aborts its writers, as one pull does) and removes the run's files of every day, so the
+stage keeps no file of the run and every day's manifest still names its previous version.
 
 Only a local stage folder is shared this way: the S3 stage's client cannot cross a process
 boundary, and a production pull against Stripe gains nothing from a second process.
@@ -143,13 +143,6 @@ def _pull_share(
             conn.send(("error", _portable(exc)))
     finally:
         conn.close()
-
-
-def pull_charges_in_processes(
-    spec: ClientSpec, store: StageStore, days: Sequence[date], run_id: str, **options: Any
-) -> PullResult:
-    """`pull_in_processes` of the charges (`CHARGES`)."""
-    return pull_in_processes(CHARGES, spec, store, days, run_id, **options)
 
 
 def pull_in_processes(

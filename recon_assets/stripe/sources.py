@@ -139,9 +139,9 @@ class StripeSource:
     object (`payout`: the transactions a payout carried), pulled per parent instead of per
     time slice, and the staged column holding the parent's id. `processes_pay`: a long range's
     pull is worth several processes (`RECON_STRIPE_PULL_PROCESSES`), because the client's own
-    CPU bounds it when nothing throttles it: so for charges (2 processes pulled 35 k/s against
-    ~17 k/s for one), not for balance or payout transactions, whose pull in 2 processes took
-    142 and 135 s of a 600 k backfill against 66 and 86 s in one (docs/benchmarks.md).
+    CPU bounds it when nothing throttles it: so for charges (2 processes pulled 42-46 k/s
+    against 32 k/s for one), not for balance or payout transactions, whose pull in 2 processes
+    took 142 and 135 s of a 600 k backfill against 66 and 86 s in one (docs/benchmarks.md).
     """
 
     name: str
