@@ -210,3 +210,20 @@ def test_any_source_in_processes_stages_what_one_process_stages(
         assert vars(got.per_day[d]) == vars(ref.per_day[d])
         assert staged_rows(many, source, d) == staged_rows(one, source, d)
     assert got.counters["requests"] == ref.counters["requests"]
+
+
+def test_a_spec_the_processes_cannot_find_is_refused(tmp_path) -> None:
+    """The processes look the spec up by its dataset: one not registered, or registered with
+    other facts (another slicing), would be pulled as the registered one, so it is refused."""
+    days = [FIRST + timedelta(i) for i in range(2 * MIN_DAYS_PER_PROCESS)]
+    spec = ClientSpec("sk_test_unused", "http://127.0.0.1:9", 1.0, 1)
+    for source in (
+        dataclasses.replace(REFUNDS, dataset="stripe_other", processes_pay=True),
+        dataclasses.replace(REFUNDS, windows_per_day=7, processes_pay=True),
+    ):
+        with pytest.raises(ValueError, match="not a registered source"):
+            pull_in_processes(
+                source, spec, LocalStageStore(tmp_path), days, "run-x",
+                processes=2, windows_per_day=WINDOWS, concurrency=WORKERS,
+            )  # fmt: skip
+    assert not list(tmp_path.iterdir())  # nothing pulled, nothing written
