@@ -174,10 +174,11 @@ def pull_in_processes(
         return pull(
             source, spec.build(), store, days, run_id, publish=publish, parents=parents, **options
         )
-    registered = SOURCES.get(source.dataset)  # the processes find the spec by its dataset
-    if registered is None or dataclasses.replace(
-        source, processes_pay=False
-    ) != dataclasses.replace(registered, processes_pay=False):
+    # the processes find the spec by its dataset: it must be that one, whatever its processes
+    registered = SOURCES.get(source.dataset)
+    if registered is None or source != dataclasses.replace(
+        registered, processes_pay=source.processes_pay
+    ):
         raise ValueError(f"{source.name} is not a registered source (SOURCES)")
     started = time.perf_counter()
     ctx = multiprocessing.get_context("spawn")
