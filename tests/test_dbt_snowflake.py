@@ -29,6 +29,7 @@ import pyarrow as pa
 import pytest
 
 from recon_assets.stage.schemas import (
+    BOOKKEEPING_SCHEMAS,
     LEDGER_ENTRIES_SCHEMA,
     STRIPE_BALANCE_TRANSACTIONS_SCHEMA,
     STRIPE_CHARGES_SCHEMA,
@@ -37,7 +38,6 @@ from recon_assets.stage.schemas import (
     STRIPE_PAYOUTS_SCHEMA,
     STRIPE_REFUNDS_SCHEMA,
 )
-from recon_assets.warehouse.loader import BOOKKEEPING
 from tests.test_dbt_models import (
     FCT_COLUMNS,
     GAP_DAY,
@@ -160,7 +160,7 @@ class Warehouse:
                 params=data,
             )
 
-        for name, schema in BOOKKEEPING.items():  # as the Snowflake loader creates them
+        for name, schema in BOOKKEEPING_SCHEMAS.items():  # as the Snowflake loader creates them
             cols = ", ".join(f"{f.name} {_sf_type(f.type, False)}" for f in schema)
             self.execute(f"create or replace table RAW.{name.upper()} ({cols})")
         log = [(ds, d) for ds in STRIPE_DAYS for d in loaded_days()] + [

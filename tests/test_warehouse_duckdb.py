@@ -169,6 +169,33 @@ def test_table_types_and_loaded_at(stage: LocalStageStore, db: Path) -> None:
     assert loaded == [(result.loaded_at,)]
 
 
+def test_every_raw_table_has_the_types_and_nullability_of_its_staged_schema(
+    tmp_path: Path, db: Path
+) -> None:
+    """The raw tables are created from plain columns (the warehouse process holds no pyarrow):
+    each one, data and bookkeeping, must have the column types DuckDB itself reads from a
+    Parquet file of its staged Arrow schema, and NOT NULL exactly where the schema says so."""
+    import pyarrow.parquet as pq
+
+    from recon_assets.stage.schemas import BOOKKEEPING_SCHEMAS, DATASET_SCHEMAS
+    from recon_assets.warehouse.duckdb_loader import ensure_raw_tables
+
+    con = duckdb.connect(str(db))
+    try:
+        ensure_raw_tables(con)
+        for name, schema in {**DATASET_SCHEMAS, **BOOKKEEPING_SCHEMAS}.items():
+            path = tmp_path / f"{name}.parquet"
+            pq.write_table(schema.empty_table(), path)
+            staged = con.execute(f"DESCRIBE SELECT * FROM read_parquet('{path}')").fetchall()
+            table = con.execute(f"DESCRIBE raw.{name}").fetchall()
+            got = {r[0]: (r[1], r[2]) for r in table if r[0] != "_loaded_at"}
+            want = {r[0]: (r[1], "YES" if schema.field(r[0]).nullable else "NO") for r in staged}
+            assert got == want, name
+            assert ("_loaded_at" in {r[0] for r in table}) == (name in DATASET_SCHEMAS)
+    finally:
+        con.close()
+
+
 def test_restaged_day_replaces_only_that_day(stage: LocalStageStore, db: Path) -> None:
     days = days_from(DAY0, 3)
     stage_days(stage, "ledger_entries", dict.fromkeys(days, 5), "run1", salt="a")
@@ -404,13 +431,14 @@ def test_a_raw_table_from_before_a_new_nullable_column_gains_it_and_loads(
     """A warehouse whose raw.ledger_entries predates `journal_id` / `reversal_of` gets them
     added (NULL in the old rows) and loads; a table missing a NOT NULL column is refused."""
     from recon_assets.warehouse.duckdb_loader import create_table_sql
+    from recon_assets.warehouse.loader import columns_of
 
     old = pa.schema(
         [f for f in LEDGER_ENTRIES_SCHEMA if f.name not in ("journal_id", "reversal_of")]
     )
     con = duckdb.connect(str(db))
     con.execute("create schema raw")
-    con.execute(create_table_sql("raw.ledger_entries", old))
+    con.execute(create_table_sql("raw.ledger_entries", columns_of(old)))
     con.execute(
         "insert into raw.ledger_entries (id, entry_type, account, amount_minor, currency, "
         "posted_at, created_at, updated_at, _partition_date, _synced_at, _run_id, _loaded_at) "

@@ -260,6 +260,23 @@ def test_the_run_worker_never_imports_duckdb(tmp_path: Path) -> None:
     assert out.stdout.strip() == "False", out.stderr
 
 
+def test_the_warehouse_process_never_loads_pyarrow(
+    proc: DuckDBProcess, stage: LocalStageStore, tmp_path: Path
+) -> None:
+    """The child creates, widens and checks the raw tables from the plain columns its parent
+    read from the Arrow schemas: it loads and reads with no Arrow library mapped (pyarrow's
+    import alone is 44 MB of a process's RSS)."""
+    days = days_from(DAY0, 2)
+    stage_days(stage, "stripe_charges", {DAY0: 3, days[1]: 4}, "run1")
+    assert proc.load(stage, "stripe_charges", days).loaded_total == 7
+    with proc.reading() as run:
+        assert run("select count(*) from raw.ledger_entries", []) == [(0,)]
+    assert proc.pid is not None
+    maps = Path(f"/proc/{proc.pid}/maps").read_text()
+    assert "duckdb" in maps  # the right process: it did the work
+    assert "libarrow" not in maps and "pyarrow" not in maps
+
+
 def test_the_resource_starts_one_child_per_run_and_ends_it_with_the_run(tmp_path: Path) -> None:
     """Every call of a run goes to one child (one start per run, not per step), which the
     resource's teardown ends."""

@@ -28,10 +28,10 @@ from typing import Any
 import pytest
 
 from recon_assets.stage.manifest import DayManifest, manifest_key, write_manifest
+from recon_assets.stage.schemas import DATASET_SCHEMAS
 from recon_assets.stage.store import StageStore
 from recon_assets.stage.writer import PartitionedParquetWriter
 from recon_assets.timewindows import day_start_utc
-from recon_assets.warehouse.loader import dataset_schema
 
 # -- staged data ----------------------------------------------------------------------------
 
@@ -88,7 +88,7 @@ def stage_days(
 ) -> dict[date, DayManifest]:
     """Stage each day (0 rows allowed) with the real writer and publish its manifest."""
     writer = PartitionedParquetWriter(
-        store, dataset, dataset_schema(dataset), run_id, row_group_rows=500
+        store, dataset, DATASET_SCHEMAS[dataset], run_id, row_group_rows=500
     )
     try:
         for day, n in sorted(rows_by_day.items()):
@@ -264,7 +264,7 @@ def check_keyed_ledger_load(loader: Any, store: StageStore) -> None:
     stage_days(store, "ledger_entries", {day: 3}, "run-day")
     loader.load(store, "ledger_entries", [day], run_id="run-day")
     writer = PartitionedParquetWriter(
-        store, "ledger_entries", dataset_schema("ledger_entries"), "run-chg",
+        store, "ledger_entries", DATASET_SCHEMAS["ledger_entries"], "run-chg",
         prefix="ledger_entries/_changes_files",
     )  # fmt: skip
     later = SYNCED_AT + timedelta(hours=1)  # read from the ledger after the day's file
@@ -322,7 +322,7 @@ def check_events_cursor_moves_with_its_load(loader: Any, store: StageStore) -> N
     loader.load(store, "stripe_charges", [day], run_id="run-day")
     assert loader.query(EVENTS_CURSOR_SQL) == []
     writer = PartitionedParquetWriter(
-        store, "stripe_charges", dataset_schema("stripe_charges"), "run-ev",
+        store, "stripe_charges", DATASET_SCHEMAS["stripe_charges"], "run-ev",
         prefix="stripe_charges/_events_files",
     )  # fmt: skip
     refunded = {**make_row("stripe_charges", day, 1, "a"), "amount_refunded": 50}  # same id

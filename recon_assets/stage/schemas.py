@@ -236,3 +236,24 @@ LEDGER_DROPPED_REFS_SCHEMA = pa.schema(
 )
 """`raw.ledger_dropped_refs`: charge ids a load took a `charge` entry away from (the entry was
 re-pointed or vanished), so the marts rebuild those charges too."""
+
+
+DATASET_SCHEMAS: dict[str, pa.Schema] = {
+    "stripe_charges": STRIPE_CHARGES_SCHEMA,
+    "stripe_refunds": STRIPE_REFUNDS_SCHEMA,
+    "stripe_balance_transactions": STRIPE_BALANCE_TRANSACTIONS_SCHEMA,
+    "stripe_payouts": STRIPE_PAYOUTS_SCHEMA,
+    "stripe_payout_transactions": STRIPE_PAYOUT_TRANSACTIONS_SCHEMA,
+    "stripe_disputes": STRIPE_DISPUTES_SCHEMA,
+    "ledger_entries": LEDGER_ENTRIES_SCHEMA,
+}
+"""Each staged dataset's schema, by the dataset's (and its raw table's) name."""
+
+BOOKKEEPING_SCHEMAS: dict[str, pa.Schema] = {
+    "load_log": LOAD_LOG_SCHEMA,
+    "stripe_charge_lookups": STRIPE_LOOKUPS_SCHEMA,
+    "stripe_event_reads": STRIPE_EVENT_READS_SCHEMA,
+    "stripe_lookup_scans": STRIPE_LOOKUP_SCANS_SCHEMA,
+    "ledger_dropped_refs": LEDGER_DROPPED_REFS_SCHEMA,
+}
+"""The loaders' own raw tables, by name."""

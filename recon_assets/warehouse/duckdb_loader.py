@@ -19,16 +19,15 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import duckdb
-import pyarrow as pa
 
 from recon_assets.stage.manifest import DayManifest, KeyedManifest
 from recon_assets.stage.store import LocalStageStore, S3StageStore, StageStore, parse_s3_uri
 from recon_assets.warehouse.loader import (
-    BOOKKEEPING,
     LOADED_AT,
     NO_HOOKS,
     PARTITION_COLUMN,
     RAW_SCHEMA,
+    Columns,
     CountMismatchError,
     KeyedLoadResult,
     LoadError,
@@ -39,42 +38,36 @@ from recon_assets.warehouse.loader import (
     added_columns,
     build_result,
     column_drift,
-    dataset_schema,
+    dataset_columns,
     keyed_load_check,
     plan_load,
+    raw_tables,
     replace_groups,
 )
 
-
-def duckdb_type(t: pa.DataType) -> str:
-    """The DuckDB column type for a staged Arrow type (the schemas use only these)."""
-    if pa.types.is_int64(t):
-        return "BIGINT"
-    if pa.types.is_int32(t):
-        return "INTEGER"
-    if pa.types.is_boolean(t):
-        return "BOOLEAN"
-    if pa.types.is_string(t) or pa.types.is_large_string(t):
-        return "VARCHAR"
-    if pa.types.is_date32(t):
-        return "DATE"
-    if pa.types.is_float64(t):
-        return "DOUBLE"
-    if pa.types.is_timestamp(t):
-        # An instant stays an instant: UTC-adjusted Parquet timestamps load into TIMESTAMPTZ
-        # with no session-time-zone conversion on the way in.
-        return "TIMESTAMPTZ" if t.tz is not None else "TIMESTAMP"
-    raise TypeError(f"no DuckDB mapping for Arrow type {t}")
+DUCKDB_TYPES = {
+    "int64": "BIGINT",
+    "int32": "INTEGER",
+    "bool": "BOOLEAN",
+    "string": "VARCHAR",
+    "date": "DATE",
+    "float64": "DOUBLE",
+    # an instant stays an instant: UTC-adjusted Parquet timestamps load into TIMESTAMPTZ with no
+    # session-time-zone conversion on the way in
+    "timestamp_tz": "TIMESTAMPTZ",
+    "timestamp": "TIMESTAMP",
+}
+"""The DuckDB column type of each staged column kind (`loader.Column.kind`)."""
 
 
 def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def create_table_sql(table: str, schema: pa.Schema, *, loaded_at: bool = True) -> str:
-    """`CREATE TABLE IF NOT EXISTS` from the Arrow schema, plus `_loaded_at` for data tables."""
+def create_table_sql(table: str, columns: Columns, *, loaded_at: bool = True) -> str:
+    """`CREATE TABLE IF NOT EXISTS` from the staged columns, plus `_loaded_at` for data tables."""
     cols = [
-        f"{_q(f.name)} {duckdb_type(f.type)}{'' if f.nullable else ' NOT NULL'}" for f in schema
+        f"{_q(c.name)} {DUCKDB_TYPES[c.kind]}{'' if c.nullable else ' NOT NULL'}" for c in columns
     ]
     if loaded_at:
         cols.append(f"{_q(LOADED_AT)} TIMESTAMPTZ NOT NULL")
@@ -84,18 +77,17 @@ def create_table_sql(table: str, schema: pa.Schema, *, loaded_at: bool = True) -
 def ensure_raw_tables(con: duckdb.DuckDBPyConnection) -> None:
     """The raw schema's data and bookkeeping tables, so dbt finds every source it reads even
     before the first load of one of them."""
-    from recon_assets.warehouse.loader import DATASETS
-
+    tables = raw_tables()
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA}")
-    for name, schema in DATASETS.items():
-        con.execute(create_table_sql(f"{RAW_SCHEMA}.{name}", schema))
-        for f in added_columns(_table_columns(con, name), schema):
+    for name, columns in tables.datasets.items():
+        con.execute(create_table_sql(f"{RAW_SCHEMA}.{name}", columns))
+        for c in added_columns(_table_columns(con, name), columns):
             con.execute(
                 f"ALTER TABLE {RAW_SCHEMA}.{name} ADD COLUMN IF NOT EXISTS "
-                f"{_q(f.name)} {duckdb_type(f.type)}"
+                f"{_q(c.name)} {DUCKDB_TYPES[c.kind]}"
             )
-    for name, schema in BOOKKEEPING.items():
-        con.execute(create_table_sql(f"{RAW_SCHEMA}.{name}", schema, loaded_at=False))
+    for name, columns in tables.bookkeeping.items():
+        con.execute(create_table_sql(f"{RAW_SCHEMA}.{name}", columns, loaded_at=False))
 
 
 def _table_columns(con: duckdb.DuckDBPyConnection, name: str) -> list[str]:
@@ -213,7 +205,7 @@ class DuckDBLoader:
         table = f"{RAW_SCHEMA}.{plan.dataset}"
         with self._local_files(store, plan.manifests) as paths, self._connect() as con:
             ensure_raw_tables(con)
-            self._check_columns(con, plan.dataset, plan.schema)
+            self._check_columns(con, plan.dataset, plan.columns)
             return self._replace_range(con, plan, table, paths, run_id)
 
     def load_keyed(
@@ -224,7 +216,7 @@ class DuckDBLoader:
         Days are not replaced: a look-up or a late ledger change never removes the rest of its
         day. The load log gets a `manifest.kind` row per day touched (not a completeness claim).
         """
-        schema = dataset_schema(manifest.dataset)
+        columns = dataset_columns(manifest.dataset)
         table = f"{RAW_SCHEMA}.{manifest.dataset}"
         rid = run_id or manifest.run_id
         files = [f for f in manifest.files if f.rows > 0]
@@ -235,7 +227,7 @@ class DuckDBLoader:
         ]
         with self._local_files(store, as_days) as paths, self._connect() as con:
             ensure_raw_tables(con)
-            self._check_columns(con, manifest.dataset, schema)
+            self._check_columns(con, manifest.dataset, columns)
             loaded_at = self._clock()
             con.begin()
             try:
@@ -360,10 +352,10 @@ class DuckDBLoader:
         return result
 
     def _check_columns(
-        self, con: duckdb.DuckDBPyConnection, dataset: str, schema: pa.Schema
+        self, con: duckdb.DuckDBPyConnection, dataset: str, columns: Columns
     ) -> None:
         """An existing table must have exactly the staged columns; drift needs a migration."""
-        if drift := column_drift(_table_columns(con, dataset), schema):
+        if drift := column_drift(_table_columns(con, dataset), columns):
             raise LoadError(
                 f"{RAW_SCHEMA}.{dataset} does not match the staged schema ({drift}); "
                 "migrate the table before loading"

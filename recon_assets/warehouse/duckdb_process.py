@@ -6,7 +6,9 @@ step that touches the file, on which the run worker's own work then runs. Those 
 difference between the run worker's 300 MB of Dagster, the code location and the steps' imports
 and its 440 MB peak in a 600 k first backfill (docs/benchmarks.md, "Where the run worker's memory
 goes"). Here they belong to one spawned child (`recon-warehouse` in `ps`), started at the run's
-first DuckDB call and ended with the run, so the run worker never imports DuckDB.
+first DuckDB call and ended with the run, so the run worker never imports DuckDB. Nor does the
+child import pyarrow (44 MB of RSS, the staged schemas are written in it): it creates and checks
+the raw tables from the plain columns its parent hands it (`loader.raw_tables`).
 
 The contract is `DuckDBLoader`'s, call for call: the child runs a `DuckDBLoader` and returns its
 results and its exceptions (`LoadError` and its kinds, DuckDB's own) as they are. Rows come back
@@ -35,7 +37,14 @@ from typing import Any
 from recon_assets.child_processes import die_with_parent, name_process
 from recon_assets.stage.manifest import KeyedManifest
 from recon_assets.stage.store import LocalStageStore, StageStore
-from recon_assets.warehouse.loader import KeyedLoadResult, LoadError, LoadResult
+from recon_assets.warehouse.loader import (
+    KeyedLoadResult,
+    LoadError,
+    LoadResult,
+    RawTables,
+    raw_tables,
+    use_raw_tables,
+)
 
 WAREHOUSE_PROCESS_NAME = "recon-warehouse"
 """What the child is called in `ps` and `top` (its `comm`)."""
@@ -66,12 +75,21 @@ def _send_rows(conn: Connection, batches: Iterator[list]) -> None:
     conn.send(("ok", None))
 
 
-def _serve(conn: Connection, db_path: str, memory_limit: str | None, lock_timeout_s: float) -> None:
+def _serve(
+    conn: Connection,
+    db_path: str,
+    memory_limit: str | None,
+    lock_timeout_s: float,
+    tables: RawTables,
+) -> None:
     """The child's loop: one request at a time, until the parent closes the pipe or says so."""
     die_with_parent()
     name_process(WAREHOUSE_PROCESS_NAME)
     # Ctrl-C reaches the terminal's whole process group: the parent decides, and stops this child
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # the raw tables as the parent read them from the Arrow schemas: this process never imports
+    # pyarrow (its import is 44 MB of RSS, a fifth of the 200 MB each child is given)
+    use_raw_tables(tables)
     from recon_assets.warehouse.duckdb_loader import DuckDBLoader
 
     loader = DuckDBLoader(db_path, memory_limit=memory_limit, lock_timeout_s=lock_timeout_s)
@@ -196,7 +214,7 @@ class DuckDBProcess:
         parent, child = ctx.Pipe()
         proc = ctx.Process(
             target=_serve,
-            args=(child, self.db_path, self.memory_limit, self.lock_timeout_s),
+            args=(child, self.db_path, self.memory_limit, self.lock_timeout_s, raw_tables()),
             name=WAREHOUSE_PROCESS_NAME,
             daemon=True,
         )

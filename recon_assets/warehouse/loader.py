@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 
-import pyarrow as pa
-
 from recon_assets.stage.manifest import (
     CheckFailure,
     DayManifest,
@@ -24,50 +22,116 @@ from recon_assets.stage.manifest import (
     read_check_failure,
     read_manifest,
 )
-from recon_assets.stage.schemas import (
-    LEDGER_DROPPED_REFS_SCHEMA,
-    LEDGER_ENTRIES_SCHEMA,
-    LOAD_LOG_SCHEMA,
-    STRIPE_BALANCE_TRANSACTIONS_SCHEMA,
-    STRIPE_CHARGES_SCHEMA,
-    STRIPE_DISPUTES_SCHEMA,
-    STRIPE_EVENT_READS_SCHEMA,
-    STRIPE_LOOKUP_SCANS_SCHEMA,
-    STRIPE_LOOKUPS_SCHEMA,
-    STRIPE_PAYOUT_TRANSACTIONS_SCHEMA,
-    STRIPE_PAYOUTS_SCHEMA,
-    STRIPE_REFUNDS_SCHEMA,
-)
 from recon_assets.stage.store import StageStore
 
-DATASETS: Mapping[str, pa.Schema] = {
-    "stripe_charges": STRIPE_CHARGES_SCHEMA,
-    "stripe_refunds": STRIPE_REFUNDS_SCHEMA,
-    "stripe_balance_transactions": STRIPE_BALANCE_TRANSACTIONS_SCHEMA,
-    "stripe_payouts": STRIPE_PAYOUTS_SCHEMA,
-    "stripe_payout_transactions": STRIPE_PAYOUT_TRANSACTIONS_SCHEMA,
-    "stripe_disputes": STRIPE_DISPUTES_SCHEMA,
-    "ledger_entries": LEDGER_ENTRIES_SCHEMA,
-}
-"""The datasets a loader accepts, by name. The name is also the raw table's name, so it is
-validated against this mapping before it is ever put into SQL."""
+DATASETS: tuple[str, ...] = (
+    "stripe_charges",
+    "stripe_refunds",
+    "stripe_balance_transactions",
+    "stripe_payouts",
+    "stripe_payout_transactions",
+    "stripe_disputes",
+    "ledger_entries",
+)
+"""The datasets a loader accepts, by name (their schemas: `stage.schemas.DATASET_SCHEMAS`). The
+name is also the raw table's name, so it is validated against this list before it is ever put
+into SQL."""
 
-BOOKKEEPING: Mapping[str, pa.Schema] = {
-    "load_log": LOAD_LOG_SCHEMA,
-    "stripe_charge_lookups": STRIPE_LOOKUPS_SCHEMA,
-    "stripe_event_reads": STRIPE_EVENT_READS_SCHEMA,
-    "stripe_lookup_scans": STRIPE_LOOKUP_SCANS_SCHEMA,
-    "ledger_dropped_refs": LEDGER_DROPPED_REFS_SCHEMA,
-}
-"""The loaders' own tables in the raw schema, created with the data tables and written inside
-the same transactions, so what they record is exactly what committed."""
+BOOKKEEPING: tuple[str, ...] = (
+    "load_log",
+    "stripe_charge_lookups",
+    "stripe_event_reads",
+    "stripe_lookup_scans",
+    "ledger_dropped_refs",
+)
+"""The loaders' own tables in the raw schema (`stage.schemas.BOOKKEEPING_SCHEMAS`), created with
+the data tables and written inside the same transactions, so what they record is exactly what
+committed."""
+
+
+@dataclass(frozen=True)
+class Column:
+    """A staged column as the loaders need it to create, widen and check a raw table.
+
+    Plain values, not Arrow's: the warehouse process (warehouse/duckdb_process.py) loads and
+    reads without importing pyarrow, which is 44 MB of a process's RSS (docs/benchmarks.md,
+    "The warehouse process without pyarrow").
+    """
+
+    name: str
+    kind: str
+    """`int64`, `int32`, `bool`, `string`, `date`, `float64`, `timestamp` or `timestamp_tz`."""
+    nullable: bool
+
+
+Columns = tuple[Column, ...]
+
+
+@dataclass(frozen=True)
+class RawTables:
+    """Every raw table the loaders create: the datasets and the bookkeeping tables, by name."""
+
+    datasets: Mapping[str, Columns]
+    bookkeeping: Mapping[str, Columns]
+
+
+def columns_of(schema: Any) -> Columns:
+    """A staged Arrow schema's columns, each type named by its kind (the schemas use only these)."""
+    import pyarrow as pa
+
+    kinds: list[tuple[Callable[[Any], bool], str]] = [
+        (pa.types.is_int64, "int64"),
+        (pa.types.is_int32, "int32"),
+        (pa.types.is_boolean, "bool"),
+        (pa.types.is_string, "string"),
+        (pa.types.is_large_string, "string"),
+        (pa.types.is_date32, "date"),
+        (pa.types.is_float64, "float64"),
+    ]
+    out = []
+    for f in schema:
+        kind = next((k for test, k in kinds if test(f.type)), None)
+        if kind is None and pa.types.is_timestamp(f.type):
+            # an instant stays an instant: a UTC-adjusted Parquet timestamp is a zoned one
+            kind = "timestamp_tz" if f.type.tz is not None else "timestamp"
+        if kind is None:
+            raise TypeError(f"no warehouse mapping for Arrow type {f.type} ({f.name})")
+        out.append(Column(f.name, kind, f.nullable))
+    return tuple(out)
+
+
+_RAW_TABLES: RawTables | None = None
+
+
+def raw_tables() -> RawTables:
+    """The raw tables, read from the staged schemas once per process.
+
+    The warehouse process is handed its parent's (`use_raw_tables`) instead, so it never imports
+    pyarrow, which the schemas are written in.
+    """
+    global _RAW_TABLES
+    if _RAW_TABLES is None:
+        from recon_assets.stage.schemas import BOOKKEEPING_SCHEMAS, DATASET_SCHEMAS
+
+        _RAW_TABLES = RawTables(
+            {name: columns_of(DATASET_SCHEMAS[name]) for name in DATASETS},
+            {name: columns_of(BOOKKEEPING_SCHEMAS[name]) for name in BOOKKEEPING},
+        )
+    return _RAW_TABLES
+
+
+def use_raw_tables(tables: RawTables) -> None:
+    """Take the raw tables as read by another process (the warehouse process's parent)."""
+    global _RAW_TABLES
+    _RAW_TABLES = tables
+
 
 RAW_SCHEMA = "raw"
 LOADED_AT = "_loaded_at"
 PARTITION_COLUMN = "_partition_date"
 
 
-def added_columns(have: Iterable[str], schema: pa.Schema) -> list[pa.Field]:
+def added_columns(have: Iterable[str], columns: Columns) -> list[Column]:
     """The staged columns an existing raw table lacks, which the loaders add before loading.
 
     Only nullable columns: a table created before a column joined the staged contract (the
@@ -75,14 +139,14 @@ def added_columns(have: Iterable[str], schema: pa.Schema) -> list[pa.Field]:
     rows get it when their day is loaded again. A missing NOT NULL column has no value for the
     old rows, so it stays an error for a reviewed migration (`column_drift`)."""
     present = {h.upper() for h in have}
-    return [f for f in schema if f.nullable and f.name.upper() not in present]
+    return [c for c in columns if c.nullable and c.name.upper() not in present]
 
 
-def column_drift(have: Sequence[str], schema: pa.Schema, *, loaded_at: bool = True) -> str | None:
+def column_drift(have: Sequence[str], columns: Columns, *, loaded_at: bool = True) -> str | None:
     """Why a raw table's columns cannot take the staged files, or None when they are the
     staged schema's (plus `_loaded_at`), in any order: both loaders insert by column name, so
     only a missing or an extra column would silently load NULL or drop a value."""
-    want = {n.upper() for n in [*schema.names, *([LOADED_AT] if loaded_at else [])]}
+    want = {n.upper() for n in [*(c.name for c in columns), *([LOADED_AT] if loaded_at else [])]}
     got = {h.upper() for h in have}
     if got == want:
         return None
@@ -306,7 +370,7 @@ class LoadPlan:
     """A validated range and the manifest of every day of it, read before touching the warehouse."""
 
     dataset: str
-    schema: pa.Schema
+    columns: Columns
     first: date
     end_exclusive: date
     manifests: tuple[DayManifest, ...] = field(default_factory=tuple)
@@ -316,9 +380,10 @@ class LoadPlan:
         return [m.day for m in self.manifests]
 
 
-def dataset_schema(dataset: str) -> pa.Schema:
+def dataset_columns(dataset: str) -> Columns:
+    """The staged columns of a dataset the loaders accept; any other name is refused."""
     try:
-        return DATASETS[dataset]
+        return raw_tables().datasets[dataset]
     except KeyError:
         raise ValueError(
             f"unknown dataset {dataset!r}; expected one of {sorted(DATASETS)}"
@@ -346,7 +411,7 @@ def day_range(days: Iterable[date]) -> tuple[date, date]:
 
 def plan_load(store: StageStore, dataset: str, days: Iterable[date]) -> LoadPlan:
     """Read every day's manifest; fail naming all days that have none, before any SQL runs."""
-    schema = dataset_schema(dataset)
+    columns = dataset_columns(dataset)
     first, end = day_range(days)
     manifests: list[DayManifest] = []
     missing: list[date] = []
@@ -368,7 +433,7 @@ def plan_load(store: StageStore, dataset: str, days: Iterable[date]) -> LoadPlan
         d += timedelta(days=1)
     if missing:
         raise MissingManifestError(dataset, missing)
-    return LoadPlan(dataset, schema, first, end, tuple(manifests))
+    return LoadPlan(dataset, columns, first, end, tuple(manifests))
 
 
 def replace_groups(manifests: Sequence[DayManifest]) -> list[tuple[list[date], datetime | None]]:

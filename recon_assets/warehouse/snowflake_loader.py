@@ -43,16 +43,13 @@ from contextlib import AbstractContextManager
 from datetime import UTC, date, datetime
 from typing import Any
 
-import pyarrow as pa
-
 from recon_assets.stage.manifest import KeyedManifest
 from recon_assets.stage.store import S3StageStore, StageStore
 from recon_assets.warehouse.loader import (
-    BOOKKEEPING,
-    DATASETS,
     LOADED_AT,
     NO_HOOKS,
     PARTITION_COLUMN,
+    Columns,
     CountMismatchError,
     KeyedLoadResult,
     LoadError,
@@ -63,9 +60,10 @@ from recon_assets.warehouse.loader import (
     added_columns,
     build_result,
     column_drift,
-    dataset_schema,
+    dataset_columns,
     keyed_load_check,
     plan_load,
+    raw_tables,
     replace_groups,
 )
 
@@ -81,23 +79,17 @@ ConnectionFactory = Callable[[], AbstractContextManager[Any]]
 Snowflake connection. For a connection you already hold: `lambda: contextlib.nullcontext(conn)`."""
 
 
-def snowflake_type(t: pa.DataType) -> str:
-    """The Snowflake column type for a staged Arrow type (the schemas use only these)."""
-    if pa.types.is_int64(t):
-        return "NUMBER(38,0)"
-    if pa.types.is_int32(t):
-        return "NUMBER(10,0)"
-    if pa.types.is_boolean(t):
-        return "BOOLEAN"
-    if pa.types.is_string(t) or pa.types.is_large_string(t):
-        return "VARCHAR"
-    if pa.types.is_date32(t):
-        return "DATE"
-    if pa.types.is_float64(t):
-        return "FLOAT"
-    if pa.types.is_timestamp(t):
-        return "TIMESTAMP_TZ" if t.tz is not None else "TIMESTAMP_NTZ"
-    raise TypeError(f"no Snowflake mapping for Arrow type {t}")
+SNOWFLAKE_TYPES = {
+    "int64": "NUMBER(38,0)",
+    "int32": "NUMBER(10,0)",
+    "bool": "BOOLEAN",
+    "string": "VARCHAR",
+    "date": "DATE",
+    "float64": "FLOAT",
+    "timestamp_tz": "TIMESTAMP_TZ",
+    "timestamp": "TIMESTAMP_NTZ",
+}
+"""The Snowflake column type of each staged column kind (`loader.Column.kind`)."""
 
 
 def _ident(value: str, what: str) -> str:
@@ -158,10 +150,10 @@ class SnowflakeLoader:
     def table_name(self, dataset: str) -> str:
         return f"{self.qualified_schema}.{_ident(dataset, 'dataset')}"
 
-    def create_table_sql(self, dataset: str, schema: pa.Schema, *, loaded_at: bool = True) -> str:
+    def create_table_sql(self, dataset: str, columns: Columns, *, loaded_at: bool = True) -> str:
         cols = [
-            f"{_col(f.name)} {snowflake_type(f.type)}{'' if f.nullable else ' NOT NULL'}"
-            for f in schema
+            f"{_col(c.name)} {SNOWFLAKE_TYPES[c.kind]}{'' if c.nullable else ' NOT NULL'}"
+            for c in columns
         ]
         if loaded_at:
             cols.append(f"{_col(LOADED_AT)} TIMESTAMP_TZ")  # filled inside the load's transaction
@@ -217,18 +209,19 @@ class SnowflakeLoader:
         existing = self._tables(cur)
         if not existing:
             cur.execute(f"CREATE SCHEMA IF NOT EXISTS {self.qualified_schema}")
-        for name, schema in DATASETS.items():
+        tables = raw_tables()
+        for name, columns in tables.datasets.items():
             if name.upper() not in existing:
-                cur.execute(self.create_table_sql(name, schema))
+                cur.execute(self.create_table_sql(name, columns))
                 continue
-            for f in added_columns(self._columns(cur, name), schema):
+            for c in added_columns(self._columns(cur, name), columns):
                 cur.execute(
-                    f"ALTER TABLE {self.table_name(name)} ADD COLUMN {_col(f.name)} "
-                    f"{snowflake_type(f.type)}"
+                    f"ALTER TABLE {self.table_name(name)} ADD COLUMN {_col(c.name)} "
+                    f"{SNOWFLAKE_TYPES[c.kind]}"
                 )
-        for name, schema in BOOKKEEPING.items():
+        for name, columns in tables.bookkeeping.items():
             if name.upper() not in existing:
-                cur.execute(self.create_table_sql(name, schema, loaded_at=False))
+                cur.execute(self.create_table_sql(name, columns, loaded_at=False))
 
     def _tables(self, cur: Any) -> set[str]:
         cur.execute(
@@ -260,7 +253,7 @@ class SnowflakeLoader:
     ) -> KeyedLoadResult:
         """Replace rows by id (COPY the files, then drop the older versions of their ids),
         record the look-ups and the load log, in one transaction."""
-        schema = dataset_schema(manifest.dataset)
+        columns = dataset_columns(manifest.dataset)
         table = self.table_name(manifest.dataset)
         rid = run_id or manifest.run_id
         files = [f for f in manifest.files if f.rows > 0]
@@ -269,7 +262,7 @@ class SnowflakeLoader:
             try:
                 with self._tagged(cur, manifest.dataset, rid):
                     self.ensure_raw_tables(cur)
-                    self._check_columns(cur, manifest.dataset, schema)
+                    self._check_columns(cur, manifest.dataset, columns)
                     loaded_at = self._clock()
                     ts = _str(loaded_at.astimezone(UTC).isoformat()) + "::TIMESTAMP_TZ"
                     new = f"{LOADED_AT} IS NULL"
@@ -380,7 +373,7 @@ class SnowflakeLoader:
             try:
                 with self._tagged(cur, plan.dataset, run_id):
                     self.ensure_raw_tables(cur)
-                    self._check_columns(cur, plan.dataset, plan.schema)
+                    self._check_columns(cur, plan.dataset, plan.columns)
                     return self._replace_range(cur, store, plan, table, run_id)
             finally:
                 cur.close()
@@ -455,14 +448,14 @@ class SnowflakeLoader:
             raise
         return result
 
-    def _check_columns(self, cur: Any, dataset: str, schema: pa.Schema) -> None:
+    def _check_columns(self, cur: Any, dataset: str, columns: Columns) -> None:
         """The raw table (created by `ensure_raw_tables` when missing) must have exactly the
         staged columns.
 
         MATCH_BY_COLUMN_NAME would otherwise load NULL into a column the files lack and drop a
         file column the table lacks, silently; drift needs a reviewed migration instead.
         """
-        if drift := column_drift(self._columns(cur, dataset), schema):
+        if drift := column_drift(self._columns(cur, dataset), columns):
             raise LoadError(
                 f"{self.table_name(dataset)} does not match the staged schema ({drift}); "
                 "migrate the table before loading"
