@@ -290,3 +290,23 @@ def test_the_resource_starts_one_child_per_run_and_ends_it_with_the_run(tmp_path
         assert res.warehouse.loader(str(tmp_path / "stage")).pid == pid
         assert psutil.Process(pid).name() == WAREHOUSE_PROCESS_NAME
     assert not psutil.pid_exists(pid)
+
+
+def test_the_report_reads_the_same_with_duckdb_in_the_run_worker(
+    proc: DuckDBProcess, stage: LocalStageStore, tmp_path: Path
+) -> None:
+    """An `s3://` stage keeps DuckDB in the run worker (`duckdb_in_child=False`): the report's
+    reads through the resource answer the same rows, in one shape, either way."""
+    days = days_from(DAY0, 2)
+    stage_days(stage, "stripe_charges", {DAY0: 3, days[1]: 4}, "run1")
+    proc.load(stage, "stripe_charges", days)
+    proc.close()
+    sql = "select _partition_date, count(*) from raw.stripe_charges where id > ? group by 1 order by 1"
+    answers = []
+    for in_child in (True, False):
+        wh = WarehouseResource(
+            duckdb_path=proc.db_path, duckdb_memory_limit="64MB", duckdb_in_child=in_child
+        )
+        with dg.build_resources({"warehouse": wh}) as res, res.warehouse.query() as run:
+            answers.append(run(sql, [""]))
+    assert answers[0] == answers[1] == [(DAY0, 3), (days[1], 4)]

@@ -202,13 +202,8 @@ class WarehouseResource(dg.ConfigurableResource):
     def query(self) -> Iterator[Callable[[str, Sequence[object]], list[tuple[object, ...]]]]:
         """A read-only `run(sql, params)` for the report: `?` placeholders on both engines."""
         if self.kind == "duckdb":
-            duck = self._duckdb()
-            if isinstance(duck, DuckDBProcess):
-                with duck.reading() as run:
-                    yield run
-                return
-            with duck.reading() as read:
-                yield lambda sql, params: [row for batch in read(sql, params) for row in batch]
+            with self._duckdb().reading() as run:
+                yield run
             return
         if self.snowflake is None:
             raise dg.DagsterInvariantViolationError("Snowflake warehouse is not configured")

@@ -290,7 +290,7 @@ class DuckDBLoader:
             yield from _in_batches(con.execute(sql, list(params)), size)
 
     @contextlib.contextmanager
-    def reading(self) -> Iterator[Callable[[str, Sequence[object], int], Iterator[list]]]:
+    def reading_batches(self) -> Iterator[Callable[[str, Sequence[object], int], Iterator[list]]]:
         """One read-only connection for a series of reads (the report's): each read yields its
         rows in batches, and one that runs out of the limit names the setting that raises it."""
         with self._connect(read_only=True) as con:
@@ -299,6 +299,13 @@ class DuckDBLoader:
                 return _in_batches(con.execute(sql, list(params)), size)
 
             yield read
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[Callable[[str, Sequence[object]], list[tuple[object, ...]]]]:
+        """`reading_batches` with each read's rows whole: the report's reads, as the warehouse
+        process (`DuckDBProcess.reading`) gives them."""
+        with self.reading_batches() as read:
+            yield lambda sql, params: [row for batch in read(sql, params) for row in batch]
 
     def rows_by_day(self, dataset: str, first: date, end_exclusive: date) -> dict[date, int]:
         """Rows per `_partition_date` in `[first, end_exclusive)`, for checks and tests."""

@@ -111,7 +111,7 @@ def _serve(
                 _send_rows(conn, loader.query_batches(*args, ROWS_PER_MESSAGE))
             elif op == "open_reading":
                 reading = contextlib.ExitStack()
-                read = reading.enter_context(loader.reading())
+                read = reading.enter_context(loader.reading_batches())
                 conn.send(("ok", None))
             elif op == "read":
                 if read is None:
