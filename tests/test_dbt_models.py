@@ -1338,9 +1338,10 @@ def test_a_day_total_that_overflows_stops_the_build_naming_the_day(tmp_path: Pat
 
 @pytest.mark.timeout(300)
 def test_not_null_columns_counts_the_rows_with_a_null_in_any_column(tmp_path: Path) -> None:
-    """The project's `not_null_columns` test on the two history relations (the break history's
-    table, the status changes' view) fails with the number of rows holding a null in its first
-    or in its last column, and passes rows without one. They cannot produce a null from valid
+    """The project's null checks on the two history relations (`unique_key` on the break
+    history's table, `not_null_columns` on the status changes' view) fail with the number of
+    rows holding a null in the first or in the last column they name (a null key included), and
+    pass rows without one. They cannot produce a null from valid
     history, so a view over each is put in its place with hand-made rows added (DuckDB's
     `union all by name` leaves the other columns null)."""
     db = tmp_path / "warehouse.duckdb"
@@ -1386,7 +1387,9 @@ def test_not_null_columns_counts_the_rows_with_a_null_in_any_column(tmp_path: Pa
     finally:
         con.close()
     out = dbt(db, tmp_path, "test", "--target", "local", *checks, fail=True)
-    assert "FAIL 2 not_null_columns_rpt_break_history" in out, out[-3000:]
+    assert "FAIL 2 unique_key_rpt_break_history_recon_key__first_seen__days_open" in out, out[
+        -3000:
+    ]
     assert "FAIL 1 not_null_columns_rpt_status_changes" in out, out[-3000:]
 
 
@@ -2257,3 +2260,59 @@ def test_dispute_rules_each_movement_by_its_sign(tmp_path: Path) -> None:
         assert r[3] == r[4] + r[5] + r[6]
     usd_d0 = next(r for r in tieout if r[0] == d0 and r[1] == "USD")
     assert usd_d0[2] == -(4000 + 1500) * 8
+
+
+@pytest.mark.timeout(300)
+def test_unique_key_fails_on_a_duplicate_a_null_key_and_a_null_in_its_columns(
+    tmp_path: Path,
+) -> None:
+    """`unique_key` is `unique`, `not_null` and `not_null_columns` in one test (one node, one
+    Dagster check): it passes a clean table and fails, one row each, on a key held twice, a
+    null key, and a null in one of the columns it names."""
+    db = tmp_path / "warehouse.duckdb"
+    t1 = utc(2024, 3, 5, 17)
+    write_raw(db, [charge("ch_a", t1)], [ok(1, "ch_a", t1)])
+    out = dbt(db, tmp_path, "build", "--target", "local")
+    touched = "unique_key_int_recon__touched_charges_charge_id"
+    history = "unique_key_rpt_break_history_recon_key__first_seen__days_open"
+    assert f"PASS {touched}" in out and f"PASS {history}" in out, out[-3000:]
+
+    def tampered(*statements: str, model: str) -> str:
+        con = duckdb.connect(str(db))
+        try:
+            con.execute("begin")
+            for s in statements:
+                con.execute(s)
+            con.execute("commit")
+        finally:
+            con.close()
+        return dbt(db, tmp_path, "test", "--target", "local", "--select", model, fail=True)
+
+    t = "intermediate.int_recon__touched_charges"
+    assert con_rows(db, f"select charge_id from {t}") == [("ch_a",)]
+    out = tampered(
+        f"insert into {t} by name select 'ch_a' as charge_id", model="int_recon__touched_charges"
+    )
+    assert f"FAIL 1 {touched}" in out, out[-3000:]
+    out = tampered(
+        f"delete from {t}",
+        f"insert into {t} by name select 'ch_a' as charge_id",
+        f"insert into {t} by name select null as charge_id",
+        model="int_recon__touched_charges",
+    )
+    assert f"FAIL 1 {touched}" in out, out[-3000:]
+    h = "marts.rpt_break_history"
+    out = tampered(
+        f"insert into {h} by name select 'charge:ch_z' as recon_key, "
+        "timestamptz '2024-03-05 17:00:00+00' as first_seen",  # days_open null
+        model="rpt_break_history",
+    )
+    assert f"FAIL 1 {history}" in out, out[-3000:]
+
+
+def con_rows(db: Path, sql: str) -> list[tuple]:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
