@@ -20,6 +20,8 @@ from datetime import date
 from pathlib import Path
 from typing import IO, Any
 
+from recon_assets.warehouse.loader import DATASETS
+
 INVOCATION_TAG = "recon/invocation"
 
 
@@ -109,17 +111,7 @@ def describe_step(step: str, metas: list[dict[str, Any]], checks: tuple[int, int
         )
     if step == "ledger_entries":
         return f"{_sum(metas, 'rows'):,} ledger entries staged"
-    if step.startswith("raw__") and step.endswith(
-        (
-            "stripe_charges",
-            "stripe_refunds",
-            "stripe_balance_transactions",
-            "stripe_payouts",
-            "stripe_payout_transactions",
-            "stripe_disputes",
-            "ledger_entries",
-        )
-    ):
+    if step.startswith("raw__") and step.endswith(DATASETS):
         return f"{_sum(metas, 'rows'):,} rows loaded"
     if step == "raw__stripe_charge_events":
         return (

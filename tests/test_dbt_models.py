@@ -38,6 +38,7 @@ from recon_assets.stage.schemas import (
     STRIPE_REFUNDS_SCHEMA,
 )
 from recon_assets.warehouse.dbt_vars import RUN_VARS_ENV
+from recon_assets.warehouse.loader import DATASETS
 
 PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"
 DBT = Path(default_dbt_executable()).with_name("dbt")
@@ -693,14 +694,7 @@ def arrow_table(schema: pa.Schema, rows: Sequence[dict[str, Any]]) -> pa.Table:
     return pa.table({f.name: [r[f.name] for r in rows] for f in schema}, schema=schema)
 
 
-STRIPE_DAYS = (
-    "stripe_charges",
-    "stripe_refunds",
-    "stripe_balance_transactions",
-    "stripe_payouts",
-    "stripe_payout_transactions",
-    "stripe_disputes",
-)
+STRIPE_DAYS = tuple(d for d in DATASETS if d.startswith("stripe_"))
 """A Stripe day is loaded when each of its datasets is."""
 LOADED_1 = datetime(2024, 3, 13, 9, 0, tzinfo=UTC)
 LOADED_2 = datetime(2024, 3, 13, 12, 0, tzinfo=UTC)
