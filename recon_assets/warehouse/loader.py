@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from recon_assets.stage.manifest import (
     CheckFailure,
@@ -23,6 +23,9 @@ from recon_assets.stage.manifest import (
     read_manifest,
 )
 from recon_assets.stage.store import StageStore
+
+if TYPE_CHECKING:  # the warehouse process never imports pyarrow
+    import pyarrow as pa
 
 DATASETS: tuple[str, ...] = (
     "stripe_charges",
@@ -75,11 +78,11 @@ class RawTables:
     bookkeeping: Mapping[str, Columns]
 
 
-def columns_of(schema: Any) -> Columns:
+def columns_of(schema: pa.Schema) -> Columns:
     """A staged Arrow schema's columns, each type named by its kind (the schemas use only these)."""
     import pyarrow as pa
 
-    kinds: list[tuple[Callable[[Any], bool], str]] = [
+    kinds: list[tuple[Callable[[pa.DataType], bool], str]] = [
         (pa.types.is_int64, "int64"),
         (pa.types.is_int32, "int32"),
         (pa.types.is_boolean, "bool"),
