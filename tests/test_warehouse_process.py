@@ -3,6 +3,7 @@ in-process loader it must equal call for call, in real spawned processes on real
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -204,12 +205,21 @@ def test_a_call_interrupted_mid_read_stops_its_child_and_the_next_call_starts_an
     proc.load(stage, "stripe_charges", days)
     busy = proc.pid
     assert busy is not None
+    child = psutil.Process(busy)
+    # idle first (whatever the load left to do is done), so the CPU the sender waits for below
+    # is the endless read's, never the load's tail
+    before = sum(child.cpu_times()[:2])
+    for _ in range(600):
+        time.sleep(0.1)
+        now = sum(child.cpu_times()[:2])
+        if now == before:
+            break
+        before = now
 
     def interrupt(signum: int, frame: Any) -> None:
         raise Interrupted
 
     def send_when_busy() -> None:
-        child = psutil.Process(busy)
         start = sum(child.cpu_times()[:2])
         while sum(child.cpu_times()[:2]) < start + 0.3:  # the endless read is running
             time.sleep(0.05)
@@ -224,7 +234,12 @@ def test_a_call_interrupted_mid_read_stops_its_child_and_the_next_call_starts_an
     finally:
         signal.signal(signal.SIGUSR1, previous)
         sender.join(timeout=60)
-    assert not psutil.pid_exists(busy)
+    # stopped, not left running: gone, or reaped here if the teardown's join gave up under a
+    # loaded machine (still running after 30 s fails: TimeoutExpired); `is_running` also tells
+    # the child from a later process that reuses its pid
+    with contextlib.suppress(psutil.NoSuchProcess):
+        child.wait(timeout=30)
+    assert not child.is_running()
     assert proc.query("select count(*) from raw.stripe_charges") == [(6,)]
     assert proc.pid not in (None, busy)
 
