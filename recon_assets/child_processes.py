@@ -9,16 +9,26 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import signal
+import threading
 
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 _PR_SET_NAME = 15
 
 
 def die_with_parent() -> None:
-    """In a child: receive SIGTERM when the parent ends (Linux; elsewhere a no-op).
+    """In a child: receive SIGTERM when the parent ends (Linux; elsewhere a no-op), and die of it.
 
     A run killed from the Dagster UI, or a CLI stopped with Ctrl-C, otherwise left its children
-    running on: a seeder holding its lock and transaction, a pull still fetching pages."""
+    running on: a seeder holding its lock and transaction, a pull still fetching pages.
+
+    SIGTERM's default action comes first: an ignored or blocked SIGTERM survives the spawn's
+    `exec` (a parent under Dagster's interrupt handling, as a test worker, passes it on), and a
+    child that ignores it outlives both its parent and `Process.terminate()`: a warehouse process
+    was found still running an interrupted read, and holding the warehouse file, 25 minutes after
+    its test had ended. A child that wants SIGTERM handled sets its handler after this."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 

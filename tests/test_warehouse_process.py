@@ -244,6 +244,29 @@ def test_a_call_interrupted_mid_read_stops_its_child_and_the_next_call_starts_an
     assert proc.pid not in (None, busy)
 
 
+def test_the_child_dies_of_sigterm_even_when_its_parent_ignores_it(tmp_path: Path) -> None:
+    """An ignored SIGTERM survives the spawn's exec (a run worker under Dagster's interrupt
+    handling, a test worker): the child must not inherit it, or `terminate()` and the
+    parent-death signal would leave it running, holding the warehouse file."""
+    previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        p = DuckDBProcess(str(tmp_path / "w.duckdb"), memory_limit="64MB")
+        assert p.query("select 1") == [(1,)]  # spawned while this process ignores SIGTERM
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert p.pid is not None
+    child = psutil.Process(p.pid)
+    status = Path(f"/proc/{child.pid}/status").read_text()
+    ignored = int(
+        next(line for line in status.splitlines() if line.startswith("SigIgn:")).split()[1], 16
+    )
+    assert not ignored & (1 << (signal.SIGTERM - 1))
+    os.kill(child.pid, signal.SIGTERM)
+    child.wait(timeout=30)  # TimeoutExpired if it ignored the signal
+    assert not child.is_running()
+    p.close()
+
+
 def test_the_run_worker_never_imports_duckdb(tmp_path: Path) -> None:
     """The point of the child: a process that loads and reads through it holds no DuckDB (its
     import, its open file, its buffers), whatever it loads."""
