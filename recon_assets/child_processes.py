@@ -26,11 +26,21 @@ def die_with_parent() -> None:
     child that ignores it outlives both its parent and `Process.terminate()`: a warehouse process
     was found still running an interrupted read, and holding the warehouse file, 25 minutes after
     its test had ended. A child that wants SIGTERM handled sets its handler after this."""
+    default_sigterm()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def default_sigterm() -> None:
+    """Give this process, and so everything it starts, SIGTERM's default action, unblocked.
+
+    An ignored or blocked SIGTERM survives `exec`, so a process started by a parent that ignores
+    it (a test worker after Dagster's own interrupt handling, some supervisors) cannot be stopped
+    by `terminate()`, and passes that on to what it starts. Only the main thread may set a
+    handler; elsewhere this is a no-op."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def name_process(name: str) -> None:

@@ -30,6 +30,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from recon_assets.child_processes import default_sigterm
 from recon_assets.config import ReconSettings
 from recon_assets.timewindows import BUSINESS_TZ
 
@@ -549,22 +550,6 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _default_sigterm() -> None:
-    """Give this process (and so everything it starts) SIGTERM's default action.
-
-    An ignored or blocked SIGTERM survives `exec`: started by a parent that ignores it (a test
-    worker after Dagster's own interrupt handling, some supervisors), recon passed that on to
-    the `tail` Dagster runs for each step's compute log, which its teardown then could not
-    terminate. A failed step then took 30 s more, and what the run raised was `TimeoutExpired`
-    from that teardown instead of the step's own error."""
-    import signal
-    import threading
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
-
-
 def one_line(text: str) -> str:
     return " ".join(text.split())
 
@@ -600,7 +585,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None = None) -> int:
-    _default_sigterm()
+    # Started by a parent that ignores SIGTERM, recon passed that on to the `tail` Dagster runs
+    # for each step's compute log, which its teardown then could not terminate: a failed step
+    # took 30 s more and raised `TimeoutExpired` instead of its own error.
+    default_sigterm()
     parser = argparse.ArgumentParser(prog="recon", description="recon: Stripe vs ledger")
     sub = parser.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("demo", help="run the whole pipeline on the embedded default")
