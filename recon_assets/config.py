@@ -23,6 +23,11 @@ DEFAULT_START_DATE = date(2024, 1, 1)
 STRIPE_DOCUMENTED_RATE_PER_S = 25.0
 """Stripe's documented per-endpoint default (and the test-mode global limit)."""
 
+DUCKDB_FILE_NAME = "warehouse.duckdb"
+"""The local warehouse's file in RECON_HOME, unless RECON_DUCKDB_PATH names another. dbt opens it
+by this bare name from its folder (`recon_assets.warehouse.dbt_launch`), so the dbt manifest
+prepared for it is the one every run's partial parse starts from."""
+
 DUCKDB_MEMORY_LIMIT = "256MB"
 """DuckDB's memory limit in dbt's builds and in `recon report` (the run worker's own connections
 have `DUCKDB_RUN_MEMORY_LIMIT`). DuckDB's own default is 80 % of the machine's RAM, and it keeps
@@ -223,7 +228,7 @@ class ReconSettings:
                 e, "RECON_STRIPE_PULL_PROCESSES", default_processes, minimum=1
             ),
             ledger_dsn=ledger_dsn,
-            duckdb_path=Path(e.get("RECON_DUCKDB_PATH") or home / "warehouse.duckdb").resolve(),
+            duckdb_path=Path(e.get("RECON_DUCKDB_PATH") or home / DUCKDB_FILE_NAME).resolve(),
             duckdb_memory_limit=_memory_size(e, "RECON_DUCKDB_MEMORY_LIMIT", DUCKDB_MEMORY_LIMIT),
             duckdb_run_memory_limit=_memory_size(
                 e, "RECON_DUCKDB_RUN_MEMORY_LIMIT", DUCKDB_RUN_MEMORY_LIMIT

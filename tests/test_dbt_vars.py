@@ -7,6 +7,7 @@ local midnights, never from the function under test.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from datetime import UTC, date, datetime, timedelta
@@ -186,6 +187,43 @@ def test_the_launcher_in_dagsters_environment_says_where_dbt_lives() -> None:
     assert "Traceback" not in out.stderr
 
 
+def test_a_new_homes_first_build_starts_from_the_prepared_parse(
+    tmp_path: Path, dbt_manifest: Path
+) -> None:
+    """The manifest `recon prepare` makes is parsed with the warehouse named as runs name it, so
+    the first dbt invocation of a new home (the demo's, a new deployment's), whose target folder
+    starts from the prepared `partial_parse.msgpack`, parses nothing again."""
+    from recon_assets.defs.dbt_assets import (
+        DBT_PROJECT_DIR,
+        dbt_project,
+        default_dbt_executable,
+        stable_target_path,
+    )
+    from recon_assets.warehouse.dbt_launch import env_args
+
+    home = tmp_path / "somewhere" / "new-home"
+    home.mkdir(parents=True)
+    target = stable_target_path(tmp_path / "dbt-runs", "local", dbt_project("local"))
+    env = {
+        **os.environ,
+        "DBT_PROJECT_DIR": str(DBT_PROJECT_DIR),
+        "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),
+        "DBT_TARGET_PATH": str(target),
+        "DBT_LOG_PATH": str(tmp_path / "logs"),
+    }
+    cmd = [
+        default_dbt_executable(),
+        *env_args({"RECON_DUCKDB_PATH": str(home / "warehouse.duckdb")}),
+        "parse",
+        *("--target", "local"),  # as dagster-dbt passes the project's target
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stdout[-2000:]
+    log = (tmp_path / "logs" / "dbt.log").read_text()
+    assert "Nothing changed, skipping partial parsing" in log, out.stdout[-2000:]
+    assert "Unable to do partial parsing" not in log
+
+
 def test_the_dbt_version_is_read_from_dbts_own_environment() -> None:
     """The resource skips dagster-dbt's `dbt --version` subprocess by reading dbt-core's version
     from the environment of the executable it runs; it must be what that dbt itself reports, and
@@ -225,6 +263,11 @@ def test_the_launcher_opens_the_warehouse_by_name_from_its_folder() -> None:
     absolute = {"RECON_DUCKDB_PATH": "/data/w.duckdb", "DBT_PROJECT_DIR": "/p"}
     assert open_warehouse_here(absolute, ["run"], "/x", {})[0] == {
         "RECON_DUCKDB_PATH": "w.duckdb", "DBT_PROJECT_DIR": "/p"}  # fmt: skip
+    # an absolute project dir in the inherited environment stands: it is not where dbt starts
+    inherited = open_warehouse_here(
+        {"RECON_DUCKDB_PATH": "/data/w.duckdb"}, ["run"], "/x", {"DBT_PROJECT_DIR": "/p"}
+    )
+    assert inherited[0] == {"RECON_DUCKDB_PATH": "w.duckdb"} and inherited[2] == "/data"
     assert open_warehouse_here({"A": "b"}, ["run"], "/x", {}) == ({"A": "b"}, ["run"], "/x")
 
 

@@ -39,9 +39,9 @@ from dagster_dbt.dbt_project import using_dagster_dev
 from packaging.version import Version
 from packaging.version import parse as parse_version
 
-from recon_assets.config import DUCKDB_MEMORY_LIMIT
+from recon_assets.config import DUCKDB_FILE_NAME, DUCKDB_MEMORY_LIMIT
 from recon_assets.defs.partitions import WRITER_POOL
-from recon_assets.warehouse.dbt_launch import env_args
+from recon_assets.warehouse.dbt_launch import WAREHOUSE_ENV, env_args
 from recon_assets.warehouse.dbt_vars import RUN_VARS_ENV, build_dbt_vars
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
@@ -171,9 +171,18 @@ def prepare_manifest(
     reads but the manifest never holds (`PARSE_ONLY_SNOWFLAKE_VARS`) get placeholders in dbt's
     process when unset, so an image build needs no credentials. SNOWFLAKE_DATABASE is in every
     table's name (Dagster shows them), so it must be the real one.
+
+    For `local`, dbt parses with the warehouse named as every run names it: by its bare file
+    name (`DUCKDB_FILE_NAME`, see `recon_assets.warehouse.dbt_launch`). The profile is part of
+    dbt's parse hash, so otherwise the `partial_parse.msgpack` every run's target folder starts
+    from (`stable_target_path`) did not match, and each new home's first `dbt build` (the demo's,
+    every test's) parsed the whole project again: 3.4 s.
     """
     project = dbt_project(target, project_dir)
     env: dict[str, str] = {}
+    if target == "local":
+        # Parsing opens no connection: the file need not exist, only its folder (dbt runs there).
+        env = {WAREHOUSE_ENV: str(project.project_dir / DUCKDB_FILE_NAME)}
     if target == "prod":
         if not os.environ.get("SNOWFLAKE_DATABASE"):
             from recon_assets.config import ConfigError

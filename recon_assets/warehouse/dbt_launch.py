@@ -91,7 +91,8 @@ def open_warehouse_here(
             args[i] = f"{flag}={os.path.join(cwd, value)}"
         elif arg in _PATH_FLAGS and i + 1 < len(args) and not os.path.isabs(args[i + 1]):
             args[i + 1] = os.path.join(cwd, args[i + 1])
-    if "DBT_PROJECT_DIR" not in out and "--project-dir" not in " ".join(args):
+    given = "DBT_PROJECT_DIR" in out or environ.get("DBT_PROJECT_DIR")
+    if not given and "--project-dir" not in " ".join(args):
         out["DBT_PROJECT_DIR"] = cwd  # where dbt would have looked for the project
     return out, args, os.path.dirname(full)
 
